@@ -1,0 +1,40 @@
+#include "common/hashing.h"
+
+#include <openssl/sha.h>
+#include <xxhash.h>
+#include <zlib.h>
+
+#include "absl/strings/escaping.h"
+
+namespace dash {
+
+uint64_t ClaimHash(absl::string_view tenant, absl::string_view claim_id) {
+  XXH64_state_t* state = XXH64_createState();
+  XXH64_reset(state, 0);
+  XXH64_update(state, tenant.data(), tenant.size());
+  const char sep = '\0';
+  XXH64_update(state, &sep, 1);
+  XXH64_update(state, claim_id.data(), claim_id.size());
+  const uint64_t h = XXH64_digest(state);
+  XXH64_freeState(state);
+  return h;
+}
+
+uint32_t ShardOf(absl::string_view tenant, absl::string_view claim_id, uint32_t shard_count) {
+  return static_cast<uint32_t>(ClaimHash(tenant, claim_id) % shard_count);
+}
+
+std::string Sha256(absl::string_view data) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
+  return std::string(reinterpret_cast<const char*>(digest), sizeof(digest));
+}
+
+std::string Sha256Hex(absl::string_view data) { return absl::BytesToHexString(Sha256(data)); }
+
+uint32_t Crc32(absl::string_view data, uint32_t crc) {
+  return static_cast<uint32_t>(
+      crc32(crc, reinterpret_cast<const Bytef*>(data.data()), static_cast<uInt>(data.size())));
+}
+
+}  // namespace dash

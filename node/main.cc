@@ -1,0 +1,98 @@
+// dash-node: serves the shard replicas of one node over gRPC.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "gflags/gflags.h"
+#include "glog/logging.h"
+#include "node/service/node_server.h"
+
+DEFINE_string(data_dir, "", "Directory holding this node's shard replicas (required).");
+DEFINE_string(listen, "127.0.0.1:7100", "gRPC listen address host:port; port 0 picks a free port.");
+DEFINE_string(port_file, "", "If set, the bound port is written here once the node serves.");
+DEFINE_string(node_id, "node-1", "This node's id.");
+DEFINE_uint32(shard_count, 1, "The cluster's fixed number of shards.");
+DEFINE_string(shards, "", "Comma-separated shard ids this node hosts; empty hosts all.");
+DEFINE_uint64(log_retention_records, 1000000,
+              "Log records each replica keeps (the most recent); 0 keeps the whole log.");
+DEFINE_bool(sync, true,
+            "Sync every group commit before acknowledging. false risks acknowledged writes on a "
+            "machine crash; for benchmarks only.");
+DEFINE_uint64(block_cache_mb, 64, "RocksDB block cache per replica, in MiB.");
+
+namespace {
+
+bool WritePortFile(const std::string& path, int port) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << port << "\n";
+    if (!out.good()) return false;
+  }
+  return std::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  gflags::SetUsageMessage("dash-node --data_dir=DIR [--listen=HOST:PORT] [--shard_count=N]");
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  FLAGS_logtostderr = true;
+  google::InitGoogleLogging(argv[0]);
+
+  if (FLAGS_data_dir.empty()) {
+    fprintf(stderr, "dash-node: --data_dir is required\n");
+    return 2;
+  }
+  dash::shard::HostOptions options;
+  options.node_id = FLAGS_node_id;
+  options.data_dir = FLAGS_data_dir;
+  options.shard_count = FLAGS_shard_count;
+  for (absl::string_view part : absl::StrSplit(FLAGS_shards, ',', absl::SkipEmpty())) {
+    uint32_t id = 0;
+    if (!absl::SimpleAtoi(part, &id)) {
+      fprintf(stderr, "dash-node: --shards: \"%s\" is not a shard id\n", std::string(part).c_str());
+      return 2;
+    }
+    options.shards.push_back(id);
+  }
+  options.replica.log_retention_records = FLAGS_log_retention_records;
+  options.replica.sync = FLAGS_sync;
+  options.replica.engine.block_cache_bytes = FLAGS_block_cache_mb << 20;
+
+  // Block the stop signals in every thread; one thread waits for them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  auto server = dash::service::NodeServer::Start(options, FLAGS_listen);
+  if (!server.ok()) {
+    LOG(ERROR) << "dash-node: " << server.status();
+    return 1;
+  }
+  LOG(INFO) << "dash-node " << FLAGS_node_id << " serving on port " << (*server)->port();
+  if (!FLAGS_port_file.empty() && !WritePortFile(FLAGS_port_file, (*server)->port())) {
+    LOG(ERROR) << "dash-node: cannot write " << FLAGS_port_file;
+    return 1;
+  }
+  std::thread signal_waiter([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    LOG(INFO) << "dash-node: signal " << sig << ", shutting down";
+    (*server)->Shutdown();
+  });
+  (*server)->Wait();
+  signal_waiter.join();
+  server->reset();
+  LOG(INFO) << "dash-node: stopped";
+  return 0;
+}

@@ -1,0 +1,49 @@
+#include "node/service/data_service.h"
+
+#include "common/grpc_status.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace dash::service {
+
+grpc::ServerUnaryReactor* DataService::Write(grpc::CallbackServerContext* ctx,
+                                             const v1::WriteRequest* request,
+                                             v1::WriteResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  host_->Write(*request, [ctx, reactor, response](absl::StatusOr<shard::WriteResult> result) {
+    if (!result.ok()) {
+      reactor->Finish(ToGrpcStatus(result.status(), ctx));
+      return;
+    }
+    *response->mutable_token() = result->token;
+    *response->mutable_commit_time() =
+        google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(result->commit_time_micros);
+    response->set_replayed(result->replayed);
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
+grpc::Status DataService::GetClaim(grpc::ServerContext* ctx, const v1::GetClaimRequest* request,
+                                   v1::GetClaimResponse* response) {
+  absl::StatusOr<v1::GetClaimResponse> result = host_->GetClaim(*request);
+  if (!result.ok()) return ToGrpcStatus(result.status(), ctx);
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
+grpc::Status DataService::ListClaims(grpc::ServerContext* ctx, const v1::ListClaimsRequest* request,
+                                     v1::ListClaimsResponse* response) {
+  absl::StatusOr<v1::ListClaimsResponse> result = host_->ListClaims(*request);
+  if (!result.ok()) return ToGrpcStatus(result.status(), ctx);
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
+grpc::Status NodeAdminService::GetNodeInfo(grpc::ServerContext* ctx,
+                                           const v1::GetNodeInfoRequest* request,
+                                           v1::NodeInfo* response) {
+  *response = host_->Info();
+  return grpc::Status::OK;
+}
+
+}  // namespace dash::service

@@ -1,0 +1,42 @@
+// gRPC adapters of a shard node: dash.v1.Data and dash.v1.NodeAdmin over a
+// ShardHost. Thin by design: unpack, call the host, pack. Write completes
+// asynchronously (callback API) when its group commit is durable, so no gRPC
+// thread waits on the disk; reads run on the synchronous server's threads.
+#ifndef DASH_NODE_SERVICE_DATA_SERVICE_H_
+#define DASH_NODE_SERVICE_DATA_SERVICE_H_
+
+#include "dash/v1/data.grpc.pb.h"
+#include "dash/v1/node.grpc.pb.h"
+#include "node/shard/shard_host.h"
+
+namespace dash::service {
+
+class DataService final : public v1::Data::WithCallbackMethod_Write<v1::Data::Service> {
+ public:
+  // `host` must outlive the service.
+  explicit DataService(shard::ShardHost* host) : host_(host) {}
+
+  grpc::ServerUnaryReactor* Write(grpc::CallbackServerContext* ctx, const v1::WriteRequest* request,
+                                  v1::WriteResponse* response) override;
+  grpc::Status GetClaim(grpc::ServerContext* ctx, const v1::GetClaimRequest* request,
+                        v1::GetClaimResponse* response) override;
+  grpc::Status ListClaims(grpc::ServerContext* ctx, const v1::ListClaimsRequest* request,
+                          v1::ListClaimsResponse* response) override;
+
+ private:
+  shard::ShardHost* const host_;
+};
+
+class NodeAdminService final : public v1::NodeAdmin::Service {
+ public:
+  explicit NodeAdminService(shard::ShardHost* host) : host_(host) {}
+  grpc::Status GetNodeInfo(grpc::ServerContext* ctx, const v1::GetNodeInfoRequest* request,
+                           v1::NodeInfo* response) override;
+
+ private:
+  shard::ShardHost* const host_;
+};
+
+}  // namespace dash::service
+
+#endif  // DASH_NODE_SERVICE_DATA_SERVICE_H_

@@ -1,0 +1,47 @@
+#include "node/service/node_server.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/server_builder.h"
+
+namespace dash::service {
+
+absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(const shard::HostOptions& options,
+                                                              const std::string& listen_address) {
+  auto server = std::unique_ptr<NodeServer>(new NodeServer());
+  DASH_ASSIGN_OR_RETURN(server->host_, shard::ShardHost::Open(options));
+  server->data_service_ = std::make_unique<DataService>(server->host_.get());
+  server->admin_service_ = std::make_unique<NodeAdminService>(server->host_.get());
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(listen_address, grpc::InsecureServerCredentials(), &server->port_);
+  builder.RegisterService(server->data_service_.get());
+  builder.RegisterService(server->admin_service_.get());
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", listen_address));
+  }
+  return server;
+}
+
+void NodeServer::Wait() { server_->Wait(); }
+
+void NodeServer::Shutdown() {
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+}
+
+NodeServer::~NodeServer() {
+  if (server_ != nullptr) {
+    Shutdown();
+    server_->Wait();
+  }
+  server_.reset();
+  host_.reset();
+}
+
+}  // namespace dash::service

@@ -1,0 +1,43 @@
+// A running shard node: the ShardHost behind a gRPC server. Thread-safe.
+#ifndef DASH_NODE_SERVICE_NODE_SERVER_H_
+#define DASH_NODE_SERVICE_NODE_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "grpcpp/server.h"
+#include "node/service/data_service.h"
+#include "node/shard/shard_host.h"
+
+namespace dash::service {
+
+class NodeServer {
+ public:
+  // Opens the hosted replicas and starts serving on `listen_address`
+  // ("host:port"; port 0 picks a free port, see port()).
+  static absl::StatusOr<std::unique_ptr<NodeServer>> Start(const shard::HostOptions& options,
+                                                           const std::string& listen_address);
+  // Stops accepting calls, lets in-flight ones finish (up to a deadline), then
+  // closes the replicas.
+  ~NodeServer();
+
+  int port() const { return port_; }
+  shard::ShardHost* host() { return host_.get(); }
+  // Blocks until Shutdown() is called from another thread.
+  void Wait();
+  void Shutdown();
+
+ private:
+  NodeServer() = default;
+
+  std::unique_ptr<shard::ShardHost> host_;
+  std::unique_ptr<DataService> data_service_;
+  std::unique_ptr<NodeAdminService> admin_service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+};
+
+}  // namespace dash::service
+
+#endif  // DASH_NODE_SERVICE_NODE_SERVER_H_

@@ -1,0 +1,35 @@
+// Turns one accepted batch into the state changes it implies.
+//
+// ApplyBatch is deterministic: the same prior state and the same arguments give
+// the same changes, which is what lets a replica replay its log or a follower
+// apply the leader's records and end with identical state. It checks the
+// stateful rules (evidence-first, embedding dimension per tenant) and reports
+// violations as INVALID_ARGUMENT naming the field path. Thread-compatible: the
+// caller owns the WriteSet.
+#ifndef DASH_NODE_SHARD_BATCH_APPLIER_H_
+#define DASH_NODE_SHARD_BATCH_APPLIER_H_
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "node/storage/engine.h"
+#include "node/storage/records.pb.h"
+
+namespace dash::shard {
+
+struct CommitPoint {
+  uint64_t epoch = 0;
+  uint64_t lsn = 0;
+  int64_t commit_time_micros = 0;
+};
+
+// Stages in `ws` every state change of `payload` committed at `at`: claims,
+// evidence, edges (and their reverse index), tenant counters and the
+// idempotency record. Does not write the log record or shard metadata.
+// On error `ws` may hold partial changes: the caller rolls back to a save point.
+absl::Status ApplyBatch(const storage::LogPayload& payload, const CommitPoint& at,
+                        storage::WriteSet* ws);
+
+}  // namespace dash::shard
+
+#endif  // DASH_NODE_SHARD_BATCH_APPLIER_H_

@@ -1,0 +1,150 @@
+// One replica of one shard: the core that ties storage, the log and the
+// write rules together. It knows nothing of gRPC.
+//
+// Writes are queued and committed by one commit thread in groups: each client
+// batch becomes one log record with its own LSN, every record of a group and
+// all their state changes go into one atomic storage commit, synced before any
+// of them is acknowledged (group commit). Reads use storage snapshots and may
+// run concurrently from any thread. ShardReplica is thread-safe.
+#ifndef DASH_NODE_SHARD_SHARD_REPLICA_H_
+#define DASH_NODE_SHARD_SHARD_REPLICA_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/clock.h"
+#include "dash/v1/data.pb.h"
+#include "node/shard/batch_validator.h"
+#include "node/storage/engine.h"
+#include "node/storage/records.pb.h"
+
+namespace dash::shard {
+
+struct ReplicaOptions {
+  uint32_t shard_id = 0;
+  uint32_t shard_count = 1;
+  std::string dir;  // The replica's RocksDB directory.
+  // Keep at least this many most recent log records; 0 keeps the whole log.
+  uint64_t log_retention_records = 1000000;
+  // Sync each group commit to stable storage before acknowledging. Turning it
+  // off risks losing acknowledged writes on a machine crash (not on a
+  // process crash); only for tests and benchmarks that say so.
+  bool sync = true;
+  size_t max_pending_writes = 10000;  // Beyond this, RESOURCE_EXHAUSTED.
+  size_t max_group_writes = 512;      // Batches per group commit.
+  Limits limits;
+  storage::EngineOptions engine;
+  Clock* clock = Clock::Real();
+};
+
+struct WriteResult {
+  v1::CommitToken token;
+  int64_t commit_time_micros = 0;
+  bool replayed = false;
+};
+
+struct ReplicaState {
+  uint32_t shard_id = 0;
+  uint64_t epoch = 0;
+  uint64_t last_lsn = 0;
+  uint64_t log_start_lsn = 0;  // 0 when the log is empty.
+};
+
+struct ListPage {
+  std::vector<v1::ClaimRecord> records;
+  bool more = false;  // More claims follow the last record.
+  v1::CommitToken read_at;
+};
+
+class ShardReplica {
+ public:
+  using WriteDone = std::function<void(absl::StatusOr<WriteResult>)>;
+
+  // Opens the replica in options.dir, creating it (epoch 1, empty log) if
+  // needed. Recovery is RocksDB's own: no index or state is rebuilt. Fails
+  // with FAILED_PRECONDITION if the directory holds another shard.
+  static absl::StatusOr<std::unique_ptr<ShardReplica>> Open(const ReplicaOptions& options);
+
+  // Stops the commit thread; queued writes fail with UNAVAILABLE.
+  ~ShardReplica();
+
+  ShardReplica(const ShardReplica&) = delete;
+  ShardReplica& operator=(const ShardReplica&) = delete;
+
+  // Queues a batch. `done` runs exactly once, on the commit thread or (for
+  // validation errors) on the caller's, with the commit token once the batch
+  // is durable, or with INVALID_ARGUMENT (nothing applied), FAILED_PRECONDITION
+  // (stale expected_epoch; carries a RoutingHint), RESOURCE_EXHAUSTED (queue
+  // full) or UNAVAILABLE (shutting down or storage failure). `done` must not
+  // block.
+  void Write(v1::WriteRequest request, WriteDone done);
+  // Write() and wait for the result.
+  absl::StatusOr<WriteResult> WriteAndWait(v1::WriteRequest request);
+
+  // The claim with its evidence and outgoing edges. NOT_FOUND if absent.
+  absl::StatusOr<v1::GetClaimResponse> GetClaim(absl::string_view tenant,
+                                                absl::string_view claim_id) const;
+  // Up to `limit` claims of `tenant` with claim_id > `start_after`.
+  absl::StatusOr<ListPage> ListClaims(absl::string_view tenant, absl::string_view start_after,
+                                      size_t limit, bool include_evidence) const;
+
+  ReplicaState State() const;
+
+  // Reads the encoded log record at `lsn`. NOT_FOUND if retention removed it
+  // or it was never written.
+  absl::StatusOr<std::string> ReadLogRecord(uint64_t lsn) const;
+
+  // Applies an encoded log record of any supported version as the next entry
+  // of this replica's log (replay, and later followers). FAILED_PRECONDITION
+  // unless record.lsn == last_lsn + 1; DATA_LOSS on a corrupt record.
+  absl::Status ApplyEncodedRecord(absl::string_view encoded);
+
+  uint32_t shard_id() const { return options_.shard_id; }
+
+ private:
+  struct Pending {
+    v1::WriteRequest request;
+    std::string digest;
+    WriteDone done;
+  };
+
+  ShardReplica(const ReplicaOptions& options, std::unique_ptr<storage::Engine> engine,
+               const storage::ShardMeta& meta);
+  void CommitLoop();
+  void CommitGroup(std::vector<Pending> group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  void MaybeTruncateLog() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  absl::StatusOr<v1::ClaimRecord> ReadRecord(const storage::Reader& r, absl::string_view tenant,
+                                             const v1::Claim& claim, bool include_evidence) const;
+  v1::CommitToken ReadToken(const storage::Reader& r) const;
+
+  // Constant after construction.
+  const ReplicaOptions options_;
+  const std::unique_ptr<storage::Engine> engine_;
+
+  // Serializes everything that changes the replica: the commit thread's
+  // groups and ApplyEncodedRecord. Acquired before mu_.
+  mutable absl::Mutex write_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  storage::ShardMeta meta_ ABSL_GUARDED_BY(write_mu_);  // As last committed.
+  uint64_t log_start_lsn_ ABSL_GUARDED_BY(write_mu_) = 0;
+
+  mutable absl::Mutex mu_;
+  std::deque<Pending> pending_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Copies of meta_ fields for State() without write_mu_.
+  ReplicaState state_ ABSL_GUARDED_BY(mu_);
+
+  std::thread commit_thread_;
+};
+
+}  // namespace dash::shard
+
+#endif  // DASH_NODE_SHARD_SHARD_REPLICA_H_

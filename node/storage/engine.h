@@ -1,0 +1,101 @@
+// The narrow storage interface a shard replica is written against.
+//
+// A shard replica's state lives in named key families (column families in the
+// RocksDB engine). Writes are staged in a WriteSet, which reads its own
+// pending writes on top of the latest committed state, and become visible
+// atomically when committed. Engine and its readers are thread-safe; a
+// WriteSet belongs to one thread.
+#ifndef DASH_NODE_STORAGE_ENGINE_H_
+#define DASH_NODE_STORAGE_ENGINE_H_
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace dash::storage {
+
+// Key families. The numbering is not persisted (families are opened by name).
+enum class Family : int {
+  kMeta = 0,
+  kLog,
+  kTenants,
+  kClaims,
+  kEvidence,
+  kEdges,
+  kEdgesIn,
+  kIdempotency,
+  kCount,  // Not a family.
+};
+
+const char* FamilyName(Family f);
+
+// Iterates the keys of one family that start with a prefix, in byte order.
+class Cursor {
+ public:
+  virtual ~Cursor() = default;
+  virtual bool Valid() const = 0;
+  // REQUIRES: Valid(). Views stay valid until the next Next().
+  virtual absl::string_view key() const = 0;
+  virtual absl::string_view value() const = 0;
+  virtual void Next() = 0;
+  // An I/O or corruption error that ended the iteration early.
+  virtual absl::Status status() const = 0;
+};
+
+class Reader {
+ public:
+  virtual ~Reader() = default;
+  // std::nullopt when the key does not exist.
+  virtual absl::StatusOr<std::optional<std::string>> Get(Family f, absl::string_view key) const = 0;
+  // Keys of `f` that start with `prefix`, beginning at the first key >= `start`
+  // (or at the prefix itself when `start` is empty).
+  virtual std::unique_ptr<Cursor> Scan(Family f, absl::string_view prefix,
+                                       absl::string_view start = {}) const = 0;
+};
+
+// Pending changes that read through to the latest committed state.
+class WriteSet : public Reader {
+ public:
+  virtual void Put(Family f, absl::string_view key, absl::string_view value) = 0;
+  virtual void Delete(Family f, absl::string_view key) = 0;
+  // Save points nest; RollbackToSavePoint undoes every change since the most
+  // recent one and removes it, PopSavePoint removes it and keeps the changes.
+  virtual void SetSavePoint() = 0;
+  virtual void RollbackToSavePoint() = 0;
+  virtual void PopSavePoint() = 0;
+  virtual size_t ApproximateBytes() const = 0;
+  virtual bool Empty() const = 0;
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  virtual std::unique_ptr<WriteSet> NewWriteSet() = 0;
+  // Applies every change of `ws` atomically. With `sync` the changes are on
+  // stable storage before this returns. Returns UNAVAILABLE on an I/O error,
+  // after which the engine may refuse further writes.
+  virtual absl::Status Commit(WriteSet& ws, bool sync) = 0;
+  // A consistent point-in-time view of the committed state.
+  virtual std::unique_ptr<Reader> NewSnapshot() = 0;
+  // Removes keys in [begin, end) of `f` (used for log retention).
+  virtual absl::Status DeleteRange(Family f, absl::string_view begin, absl::string_view end) = 0;
+};
+
+struct EngineOptions {
+  // Block cache shared by the families, in bytes.
+  size_t block_cache_bytes = 64 << 20;
+  bool create_if_missing = true;
+};
+
+// Opens (or creates) the RocksDB engine in directory `path`.
+absl::StatusOr<std::unique_ptr<Engine>> OpenRocksEngine(const std::string& path,
+                                                        const EngineOptions& options);
+
+}  // namespace dash::storage
+
+#endif  // DASH_NODE_STORAGE_ENGINE_H_

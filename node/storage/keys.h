@@ -1,0 +1,46 @@
+// Key layout of a shard replica (documented in key_layout.md).
+//
+// Every key of tenant data starts with the tenant followed by a NUL byte, so a
+// scan bounded by a tenant prefix can never cross tenants. Ids never contain
+// NUL (validation rejects control characters), which keeps the separators
+// unambiguous. Thread-safe: pure functions.
+#ifndef DASH_NODE_STORAGE_KEYS_H_
+#define DASH_NODE_STORAGE_KEYS_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/strings/string_view.h"
+
+namespace dash::storage::keys {
+
+inline constexpr char kShardMetaKey[] = "shard";
+
+// log: 8-byte big-endian LSN, so byte order is LSN order.
+std::string Log(uint64_t lsn);
+// Returns false when `key` is not a log key.
+bool ParseLog(absl::string_view key, uint64_t* lsn);
+
+std::string Tenant(absl::string_view tenant);  // tenants
+// Prefix of all of a tenant's claims / evidence / edges: <tenant> \0.
+std::string TenantPrefix(absl::string_view tenant);
+std::string Claim(absl::string_view tenant, absl::string_view claim_id);
+// <tenant> \0 <claim_id> \0: prefix of a claim's evidence and outgoing edges.
+std::string ClaimPrefix(absl::string_view tenant, absl::string_view claim_id);
+std::string Evidence(absl::string_view tenant, absl::string_view claim_id,
+                     absl::string_view evidence_id);
+std::string Edge(absl::string_view tenant, absl::string_view from, absl::string_view to,
+                 int relation);
+// Reverse index of edges: <tenant> \0 <to> \0 <from> \0 <relation byte>.
+std::string EdgeIn(absl::string_view tenant, absl::string_view to, absl::string_view from,
+                   int relation);
+// Splits the part after a ClaimPrefix of an edge_in key into (from, relation).
+bool ParseEdgeInSuffix(absl::string_view suffix, std::string* from, int* relation);
+std::string Idempotency(absl::string_view tenant, absl::string_view key);
+
+// Returns the part of `key` after `prefix`. REQUIRES: key starts with prefix.
+absl::string_view Suffix(absl::string_view key, absl::string_view prefix);
+
+}  // namespace dash::storage::keys
+
+#endif  // DASH_NODE_STORAGE_KEYS_H_
