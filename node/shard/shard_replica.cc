@@ -7,6 +7,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/grpc_status.h"
 #include "common/hashing.h"
+#include "common/proto_bytes.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
 #include "node/shard/batch_applier.h"
@@ -42,14 +43,7 @@ std::string BatchDigest(const v1::WriteRequest& request) {
   storage::LogPayload p;
   p.set_tenant(request.tenant());
   *p.mutable_ops() = request.ops();
-  std::string bytes;
-  {
-    google::protobuf::io::StringOutputStream out(&bytes);
-    google::protobuf::io::CodedOutputStream coded(&out);
-    coded.SetSerializationDeterministic(true);
-    p.SerializeToCodedStream(&coded);
-  }
-  return Sha256(bytes);
+  return Sha256(DeterministicSerialize(p));
 }
 
 template <typename Message>

@@ -1,0 +1,44 @@
+// Shared plumbing of dashctl's command groups: connection, JSON in/out, exit
+// codes. Exit codes: 0 success, 1 the server refused or failed, 2 bad usage or
+// input, 3 the server could not be reached.
+#ifndef DASH_DASHCTL_COMMON_H_
+#define DASH_DASHCTL_COMMON_H_
+
+#include <memory>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "absl/status/status.h"
+#include "google/protobuf/message.h"
+#include "grpcpp/channel.h"
+
+namespace dash::ctl {
+
+enum ExitCode { kOk = 0, kServerError = 1, kUsage = 2, kUnreachable = 3 };
+
+struct GlobalOptions {
+  std::string addr = "127.0.0.1:7100";
+  double timeout_s = 30;
+  bool json = false;
+};
+
+std::shared_ptr<grpc::Channel> Connect(const GlobalOptions& g);
+// Deadline for one call.
+void SetDeadline(grpc::ClientContext* ctx, const GlobalOptions& g);
+
+// Prints `status` as "dashctl: <code>: <message>" on stderr and maps it to an
+// exit code.
+int Fail(const absl::Status& status);
+
+// Proto <-> JSON with the API's field names (snake_case).
+std::string ToJson(const google::protobuf::Message& m, bool pretty);
+absl::Status FromJson(const std::string& json, google::protobuf::Message* m);
+
+// Each command group adds its subcommands; `run` receives the action to
+// execute once CLI11 has parsed the command line.
+void AddDataCommands(CLI::App& app, GlobalOptions& g, std::function<int()>* run);
+void AddConvertCommands(CLI::App& app, std::function<int()>* run);
+
+}  // namespace dash::ctl
+
+#endif  // DASH_DASHCTL_COMMON_H_

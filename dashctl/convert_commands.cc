@@ -1,0 +1,91 @@
+// dashctl convert: turns public claim/evidence datasets into DASH's ingest
+// format (JSON Lines of dash.v1.ClaimRecord).
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "dash/v1/model.pb.h"
+#include "dashctl/common.h"
+#include "nlohmann/json.hpp"
+
+namespace dash::ctl {
+namespace {
+
+v1::Stance StanceOf(const std::string& label) {
+  if (label == "SUPPORTS") return v1::STANCE_SUPPORTS;
+  if (label == "REFUTES") return v1::STANCE_CONTRADICTS;
+  return v1::STANCE_NEUTRAL;
+}
+
+// CLIMATE-FEVER (Diggelmann et al. 2020): one claim per line with five
+// Wikipedia evidence sentences labelled SUPPORTS / REFUTES / NOT_ENOUGH_INFO.
+// Evidence ids are "Article:sentence"; sentence offsets in the article are not
+// in the dataset, so spans are left unknown and the sentence index is kept as
+// metadata.
+absl::Status ConvertClimateFever(std::istream& in, std::ostream& out, size_t limit) {
+  std::string line;
+  size_t n = 0, line_no = 0;
+  while ((limit == 0 || n < limit) && std::getline(in, line)) {
+    ++line_no;
+    if (line.empty()) continue;
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.contains("claim_id") || !j.contains("evidences")) {
+      return absl::InvalidArgumentError(absl::StrCat("line ", line_no, ": not a CLIMATE-FEVER record"));
+    }
+    v1::ClaimRecord rec;
+    v1::Claim* c = rec.mutable_claim();
+    c->set_claim_id(absl::StrCat("climate-fever-", j["claim_id"].get<std::string>()));
+    c->set_text(j["claim"].get<std::string>());
+    (*c->mutable_metadata())["dataset"].set_string_value("climate-fever");
+    (*c->mutable_metadata())["claim_label"].set_string_value(j.value("claim_label", ""));
+    for (const auto& ev : j["evidences"]) {
+      v1::Evidence* e = rec.add_evidence();
+      const std::string id = ev["evidence_id"].get<std::string>();
+      const std::string article = ev.value("article", "");
+      e->set_evidence_id(id);
+      e->set_stance(StanceOf(ev.value("evidence_label", "")));
+      v1::Citation* cit = e->mutable_citation();
+      cit->set_source_uri(
+          absl::StrCat("https://en.wikipedia.org/wiki/", absl::StrReplaceAll(article, {{" ", "_"}})));
+      cit->set_source_title(article);
+      cit->set_quote(ev["evidence"].get<std::string>());
+      int64_t sentence = 0;
+      const size_t colon = id.rfind(':');
+      if (colon != std::string::npos && absl::SimpleAtoi(id.substr(colon + 1), &sentence)) {
+        (*e->mutable_metadata())["sentence_index"].set_int_value(sentence);
+      }
+    }
+    out << ToJson(rec, false) << "\n";
+    ++n;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void AddConvertCommands(CLI::App& app, std::function<int()>* run) {
+  CLI::App* convert =
+      app.add_subcommand("convert", "Convert a public dataset to ingest JSON Lines on stdout");
+  convert->require_subcommand(1);
+  auto file = std::make_shared<std::string>();
+  auto limit = std::make_shared<size_t>(0);
+  CLI::App* cf = convert->add_subcommand("climate-fever", "CLIMATE-FEVER claims.jsonl");
+  cf->add_option("file", *file, "Path to claims.jsonl")->required()->check(CLI::ExistingFile);
+  cf->add_option("--limit", *limit, "Convert at most this many claims (0: all)");
+  cf->callback([file, limit, run] {
+    *run = [file, limit] {
+      std::ifstream in(*file);
+      absl::Status st = ConvertClimateFever(in, std::cout, *limit);
+      if (!st.ok()) {
+        fprintf(stderr, "dashctl: %s\n", std::string(st.message()).c_str());
+        return static_cast<int>(kUsage);
+      }
+      return static_cast<int>(kOk);
+    };
+  });
+}
+
+}  // namespace dash::ctl

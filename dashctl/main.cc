@@ -1,0 +1,26 @@
+// dashctl: the DASH admin and data command line.
+#include <cstdlib>
+#include <functional>
+
+#include "CLI/CLI.hpp"
+#include "dashctl/common.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"dashctl: DASH admin and data CLI"};
+  app.require_subcommand(1);
+  dash::ctl::GlobalOptions g;
+  if (const char* env = std::getenv("DASH_ADDR")) g.addr = env;
+  app.add_option("--addr", g.addr, "Node or router address host:port (env DASH_ADDR)")
+      ->capture_default_str();
+  app.add_option("--timeout", g.timeout_s, "Per-call deadline in seconds")->capture_default_str();
+  std::function<int()> run;
+  dash::ctl::AddDataCommands(app, g, &run);
+  dash::ctl::AddConvertCommands(app, &run);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : dash::ctl::kUsage;
+  }
+  return run ? run() : dash::ctl::kUsage;
+}
