@@ -99,10 +99,10 @@ absl::StatusOr<v1::ListClaimsResponse> ShardHost::ListClaims(
     merged.resize(limit);
     more = true;
   }
-  for (auto& rec : merged) *response.add_records() = std::move(rec);
   if (more && !merged.empty()) {
     response.set_next_page_token(absl::WebSafeBase64Escape(merged.back().claim().claim_id()));
   }
+  for (auto& rec : merged) *response.add_records() = std::move(rec);
   return response;
 }
 

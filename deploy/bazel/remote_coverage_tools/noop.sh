@@ -1,0 +1,3 @@
+#!/bin/sh
+# Offline stub: coverage is not supported by this Bazel setup.
+exit 0

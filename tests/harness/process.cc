@@ -1,0 +1,226 @@
+#include "tests/harness/process.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "dash/v1/node.grpc.pb.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "gtest/gtest.h"
+
+namespace dash::testing {
+
+std::string BinaryPath(const std::string& relative) {
+  const char* root = std::getenv("DASH_BIN_ROOT");
+  return absl::StrCat(root != nullptr && *root ? root : ".", "/", relative);
+}
+
+absl::Status PollUntil(const std::function<bool()>& condition, absl::Duration timeout,
+                       const std::string& what, absl::Duration interval) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!condition()) {
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError(absl::StrCat("timed out after ", absl::FormatDuration(timeout),
+                                                      " waiting for ", what));
+    }
+    absl::SleepFor(interval);
+  }
+  return absl::OkStatus();
+}
+
+TestDir::TestDir() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string name = info != nullptr ? absl::StrCat(info->test_suite_name(), ".", info->name()) : "test";
+  for (char& c : name) {
+    if (c == '/') c = '_';
+  }
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  path_ = absl::StrCat(tmp != nullptr && *tmp ? tmp : "/tmp", "/dash-", name, "-", getpid());
+  std::filesystem::remove_all(path_);
+  std::filesystem::create_directories(path_);
+}
+
+TestDir::~TestDir() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  if (info != nullptr && info->result()->Failed()) {
+    fprintf(stderr, "[harness] test failed: logs and data kept in %s\n", path_.c_str());
+    return;
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+absl::StatusOr<std::unique_ptr<Process>> Process::Start(const std::string& binary,
+                                                        const std::vector<std::string>& args,
+                                                        const std::string& log_path) {
+  if (access(binary.c_str(), X_OK) != 0) {
+    return absl::NotFoundError(absl::StrCat(binary, " is not an executable (set DASH_BIN_ROOT)"));
+  }
+  const int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log_fd < 0) return absl::InternalError(absl::StrCat("cannot open ", log_path));
+  std::vector<std::string> argv_storage{binary};
+  argv_storage.insert(argv_storage.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_storage) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  const pid_t pid = fork();
+  if (pid < 0) {
+    close(log_fd);
+    return absl::InternalError("fork failed");
+  }
+  if (pid == 0) {  // Child: only async-signal-safe calls until exec.
+    dup2(log_fd, STDOUT_FILENO);
+    dup2(log_fd, STDERR_FILENO);
+    const int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0) dup2(devnull, STDIN_FILENO);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  close(log_fd);
+  return std::unique_ptr<Process>(new Process(pid));
+}
+
+Process::~Process() {
+  if (Running()) Signal(SIGKILL);
+  Wait();
+}
+
+bool Process::Running() {
+  if (reaped_) return false;
+  const pid_t r = waitpid(pid_, &status_, WNOHANG);
+  if (r == pid_) reaped_ = true;
+  return !reaped_;
+}
+
+void Process::Signal(int sig) {
+  if (!reaped_) kill(pid_, sig);
+}
+
+int Process::Wait() {
+  if (!reaped_) {
+    while (waitpid(pid_, &status_, 0) < 0 && errno == EINTR) {
+    }
+    reaped_ = true;
+  }
+  return status_;
+}
+
+NodeProcess::NodeProcess(std::string dir, std::vector<std::string> extra_args)
+    : dir_(std::move(dir)), extra_args_(std::move(extra_args)) {
+  std::filesystem::create_directories(dir_);
+}
+
+NodeProcess::~NodeProcess() { Kill(); }
+
+absl::Status NodeProcess::Start(absl::Duration timeout) {
+  const std::string port_file = dir_ + "/port";
+  std::filesystem::remove(port_file);
+  std::vector<std::string> args = {"--data_dir=" + dir_ + "/data", "--listen=127.0.0.1:0",
+                                   "--port_file=" + port_file};
+  args.insert(args.end(), extra_args_.begin(), extra_args_.end());
+  auto proc = Process::Start(BinaryPath("node/dash-node"), args, log_path());
+  if (!proc.ok()) return proc.status();
+  process_ = std::move(*proc);
+
+  int port = 0;
+  absl::Status st = PollUntil(
+      [&] {
+        std::ifstream in(port_file);
+        std::string line;
+        return std::getline(in, line) && absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &port) &&
+               port > 0;
+      },
+      timeout, "the port file of " + dir_);
+  if (!st.ok()) {
+    if (!process_->Running()) return absl::InternalError("dash-node exited; see " + log_path());
+    return st;
+  }
+  address_ = absl::StrCat("127.0.0.1:", port);
+  channel_ = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+  auto stub = v1::NodeAdmin::NewStub(channel_);
+  return PollUntil(
+      [&] {
+        grpc::ClientContext ctx;
+        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+        v1::NodeInfo info;
+        return stub->GetNodeInfo(&ctx, v1::GetNodeInfoRequest(), &info).ok();
+      },
+      timeout, "dash-node at " + address_ + " to answer");
+}
+
+void NodeProcess::Kill() {
+  if (process_ != nullptr) {
+    process_->Signal(SIGKILL);
+    process_->Wait();
+    process_.reset();
+  }
+}
+
+absl::Status NodeProcess::Stop() {
+  if (process_ == nullptr) return absl::OkStatus();
+  process_->Signal(SIGTERM);
+  const int status = process_->Wait();
+  process_.reset();
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return absl::InternalError(absl::StrCat("dash-node did not exit cleanly: status ", status));
+  }
+  return absl::OkStatus();
+}
+
+CommandResult RunCommand(const std::string& binary, const std::vector<std::string>& args,
+                         const std::string& stdin_text, const std::string& stderr_path) {
+  CommandResult result;
+  int in_pipe[2], out_pipe[2];
+  if (pipe2(in_pipe, O_CLOEXEC) != 0 || pipe2(out_pipe, O_CLOEXEC) != 0) return result;
+  std::vector<std::string> argv_storage{binary};
+  argv_storage.insert(argv_storage.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_storage) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const int err_fd = stderr_path.empty()
+                         ? -1
+                         : open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(in_pipe[0], STDIN_FILENO);
+    dup2(out_pipe[1], STDOUT_FILENO);
+    if (err_fd >= 0) dup2(err_fd, STDERR_FILENO);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  close(in_pipe[0]);
+  close(out_pipe[1]);
+  if (err_fd >= 0) close(err_fd);
+  // The child's output is read after stdin is written; inputs in tests are
+  // small enough to fit the pipe buffer.
+  if (!stdin_text.empty()) {
+    ssize_t ignored = write(in_pipe[1], stdin_text.data(), stdin_text.size());
+    (void)ignored;
+  }
+  close(in_pipe[1]);
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(out_pipe[0], buf, sizeof(buf))) > 0) result.out.append(buf, n);
+  close(out_pipe[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+}  // namespace dash::testing

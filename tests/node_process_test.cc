@@ -1,0 +1,173 @@
+// A real dash-node process, spoken to over gRPC and through dashctl.
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/grpc_status.h"
+#include "dash/v1/data.grpc.pb.h"
+#include "dash/v1/node.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "grpcpp/client_context.h"
+#include "gtest/gtest.h"
+#include "node/shard/test_util.h"
+#include "tests/harness/process.h"
+
+namespace dash {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+using namespace shard::testing;  // NOLINT: test builders
+
+class NodeProcessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    node_ = std::make_unique<testing::NodeProcess>(dir_.Sub("node"),
+                                                   std::vector<std::string>{"--shard_count=4"});
+    ASSERT_TRUE(node_->Start().ok());
+    stub_ = v1::Data::NewStub(node_->channel());
+  }
+
+  absl::StatusOr<v1::WriteResponse> Write(const v1::WriteRequest& req) {
+    grpc::ClientContext ctx;
+    v1::WriteResponse resp;
+    grpc::Status st = stub_->Write(&ctx, req, &resp);
+    if (!st.ok()) return FromGrpcStatus(st, &ctx);
+    return resp;
+  }
+
+  testing::TestDir dir_;
+  std::unique_ptr<testing::NodeProcess> node_;
+  std::unique_ptr<v1::Data::Stub> stub_;
+};
+
+TEST_F(NodeProcessTest, WriteAndReadBackOverGrpc) {
+  auto w = Write(ClaimBatch("acme", "c1", 2));
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(w->token().lsn(), 1u);
+  EXPECT_TRUE(w->has_commit_time());
+
+  grpc::ClientContext ctx;
+  v1::GetClaimRequest get;
+  get.set_tenant("acme");
+  get.set_claim_id("c1");
+  v1::GetClaimResponse resp;
+  ASSERT_TRUE(stub_->GetClaim(&ctx, get, &resp).ok());
+  EXPECT_EQ(resp.record().evidence_size(), 2);
+  EXPECT_EQ(resp.read_at().shard(), w->token().shard());
+  EXPECT_EQ(resp.read_at().lsn(), 1u);
+}
+
+TEST_F(NodeProcessTest, BadBatchIsInvalidArgumentWithFieldPathAndChangesNothing) {
+  v1::WriteRequest req = ClaimBatch("acme", "c1", 2);
+  req.mutable_ops(2)->mutable_evidence()->mutable_citation()->set_quote("");
+  auto w = Write(req);
+  EXPECT_EQ(w.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(w.status().message()), StartsWith("ops[2].evidence.citation.quote:"));
+
+  grpc::ClientContext ctx;
+  v1::NodeInfo info;
+  ASSERT_TRUE(v1::NodeAdmin::NewStub(node_->channel())
+                  ->GetNodeInfo(&ctx, v1::GetNodeInfoRequest(), &info)
+                  .ok());
+  for (const auto& r : info.replicas()) EXPECT_EQ(r.last_lsn(), 0u) << "shard " << r.shard();
+}
+
+TEST_F(NodeProcessTest, StaleEpochHintTravelsAsTrailingMetadata) {
+  v1::WriteRequest req = ClaimBatch("acme", "c1");
+  req.set_expected_epoch(9);
+  auto w = Write(req);
+  ASSERT_EQ(w.status().code(), absl::StatusCode::kFailedPrecondition);
+  auto hint = GetRoutingHint(w.status());
+  ASSERT_TRUE(hint.has_value());
+  EXPECT_EQ(hint->current_epoch(), 1u);
+}
+
+TEST_F(NodeProcessTest, ListPagesAcrossShardsInIdOrderWithoutGapsOrRepeats) {
+  std::set<std::string> written;
+  for (int i = 0; i < 25; ++i) {
+    const std::string id = absl::StrCat("claim-", i);
+    ASSERT_TRUE(Write(ClaimBatch("acme", id)).ok());
+    written.insert(id);
+  }
+  ASSERT_TRUE(Write(ClaimBatch("other", "claim-x")).ok());
+  std::vector<std::string> seen;
+  v1::ListClaimsRequest req;
+  req.set_tenant("acme");
+  req.set_page_size(7);
+  for (int pages = 0; pages < 10; ++pages) {
+    grpc::ClientContext ctx;
+    v1::ListClaimsResponse resp;
+    ASSERT_TRUE(stub_->ListClaims(&ctx, req, &resp).ok());
+    EXPECT_LE(resp.records_size(), 7);
+    EXPECT_EQ(resp.read_at_size(), 4);
+    for (const auto& r : resp.records()) seen.push_back(r.claim().claim_id());
+    if (resp.next_page_token().empty()) break;
+    req.set_page_token(resp.next_page_token());
+  }
+  EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
+  EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()), written);
+  EXPECT_EQ(seen.size(), written.size());
+
+  grpc::ClientContext ctx;
+  v1::ListClaimsResponse resp;
+  req.set_page_token("not a token!");
+  EXPECT_EQ(stub_->ListClaims(&ctx, req, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(NodeProcessTest, DashctlIngestGetListAndExitCodes) {
+  const std::string ctl = testing::BinaryPath("dashctl/dashctl");
+  const std::string addr = "--addr=" + node_->address();
+  const std::string input =
+      R"({"claim":{"claim_id":"k1","text":"The sea is rising"},"evidence":[{"evidence_id":"e1","stance":"STANCE_SUPPORTS","citation":{"source_uri":"https://example.org/a","quote":"Sea level rose 20 cm."}}]})"
+      "\n"
+      R"({"claim":{"claim_id":"k2","text":"Ice is melting"},"evidence":[{"evidence_id":"e1","stance":"STANCE_CONTRADICTS","citation":{"source_uri":"https://example.org/b","quote":"Ice grew."}}],"edges":[{"to_claim":"k1","relation":"RELATION_SUPPORTS","weight":0.5}]})"
+      "\n";
+  auto ingest = testing::RunCommand(ctl, {addr, "ingest", "-", "--tenant=t1"}, input,
+                                    dir_.Sub("ingest.err"));
+  ASSERT_EQ(ingest.exit_code, 0) << ingest.out;
+  // One commit token per batch, one batch per shard touched.
+  std::vector<std::string> lines = absl::StrSplit(ingest.out, '\n', absl::SkipEmpty());
+  ASSERT_GE(lines.size(), 1u);
+  EXPECT_THAT(lines[0], HasSubstr("\"token\""));
+  EXPECT_THAT(lines[0], HasSubstr("\"lsn\""));
+
+  auto again = testing::RunCommand(ctl, {addr, "ingest", "-", "--tenant=t1"}, input);
+  ASSERT_EQ(again.exit_code, 0);
+  EXPECT_THAT(again.out, HasSubstr("\"replayed\":true"));
+  EXPECT_THAT(again.out, ::testing::Not(HasSubstr("\"replayed\":false")));
+
+  auto get = testing::RunCommand(ctl, {addr, "get", "--tenant=t1", "k2"});
+  ASSERT_EQ(get.exit_code, 0);
+  EXPECT_THAT(get.out, HasSubstr("Ice grew."));
+  EXPECT_THAT(get.out, HasSubstr("\"to_claim\": \"k1\""));
+
+  auto list = testing::RunCommand(ctl, {addr, "list", "--tenant=t1"});
+  ASSERT_EQ(list.exit_code, 0);
+  std::vector<std::string> listed = absl::StrSplit(list.out, '\n', absl::SkipEmpty());
+  EXPECT_EQ(listed.size(), 2u);
+
+  EXPECT_EQ(testing::RunCommand(ctl, {addr, "get", "--tenant=t1", "missing"}).exit_code, 1);
+  auto bad = testing::RunCommand(ctl, {addr, "ingest", "-"},
+                                 R"({"claim":{"claim_id":"lonely","text":"no evidence"}})" "\n",
+                                 dir_.Sub("bad.err"));
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_EQ(testing::RunCommand(ctl, {addr, "ingest", "-"}, "{not json\n").exit_code, 2);
+  EXPECT_EQ(testing::RunCommand(ctl, {"--addr=127.0.0.1:1", "--timeout=2", "info"}).exit_code, 3);
+}
+
+TEST_F(NodeProcessTest, CleanStopAndRestartKeepsData) {
+  ASSERT_TRUE(Write(ClaimBatch("acme", "c1")).ok());
+  ASSERT_TRUE(node_->Stop().ok());
+  ASSERT_TRUE(node_->Start().ok());
+  stub_ = v1::Data::NewStub(node_->channel());
+  grpc::ClientContext ctx;
+  v1::GetClaimRequest get;
+  get.set_tenant("acme");
+  get.set_claim_id("c1");
+  v1::GetClaimResponse resp;
+  EXPECT_TRUE(stub_->GetClaim(&ctx, get, &resp).ok());
+}
+
+}  // namespace
+}  // namespace dash
