@@ -1,6 +1,7 @@
 #include "node/shard/batch_applier.h"
 
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -103,6 +104,7 @@ class Applier {
     }
     ws_->Put(Family::kClaims, key, claim.SerializeAsString());
     upserted_.emplace(in.claim_id(), i);
+    live_.insert(in.claim_id());
     return absl::OkStatus();
   }
 
@@ -116,6 +118,7 @@ class Applier {
     }
     ws_->Put(Family::kEvidence, key, ev.SerializeAsString());
     referenced_.emplace_back(i, in.claim_id());
+    with_new_evidence_.insert(in.claim_id());
     return absl::OkStatus();
   }
 
@@ -131,6 +134,8 @@ class Applier {
   }
 
   absl::Status DeleteClaim(const std::string& claim_id) {
+    with_new_evidence_.erase(claim_id);
+    live_.erase(claim_id);
     const std::string key = keys::Claim(tenant_, claim_id);
     DASH_ASSIGN_OR_RETURN(bool existed, Exists(*ws_, Family::kClaims, key));
     if (existed) {
@@ -183,8 +188,8 @@ class Applier {
   absl::Status CheckEvidenceFirst() {
     std::map<int, std::string> errors;  // op index -> message
     for (const auto& [claim_id, i] : upserted_) {
-      DASH_ASSIGN_OR_RETURN(bool exists, Exists(*ws_, Family::kClaims, keys::Claim(tenant_, claim_id)));
-      if (!exists) continue;  // Deleted later in the same batch.
+      if (!live_.count(claim_id)) continue;  // Deleted later in the same batch.
+      if (with_new_evidence_.count(claim_id)) continue;
       DASH_ASSIGN_OR_RETURN(bool has_evidence,
                             HasAny(*ws_, Family::kEvidence, keys::ClaimPrefix(tenant_, claim_id)));
       if (!has_evidence) {
@@ -194,6 +199,7 @@ class Applier {
       }
     }
     for (const auto& [i, claim_id] : referenced_) {
+      if (live_.count(claim_id)) continue;
       DASH_ASSIGN_OR_RETURN(bool exists, Exists(*ws_, Family::kClaims, keys::Claim(tenant_, claim_id)));
       if (exists) continue;
       const bool is_edge = p_.ops(i).has_edge();
@@ -212,6 +218,10 @@ class Applier {
   google::protobuf::Timestamp commit_time_;
   storage::TenantState tenant_state_;
   std::map<std::string, int> upserted_;               // claim id -> first op index
+  // Claims written by this batch and not deleted after (so they exist at its
+  // end), and claims given evidence since their last delete in this batch.
+  std::set<std::string> live_;
+  std::set<std::string> with_new_evidence_;
   std::vector<std::pair<int, std::string>> referenced_;  // op index -> claim id
 };
 

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package DASH needs to build, test and run.
+# Idempotent: packages already present are not reinstalled, and apt is not
+# touched at all when nothing is missing. Run as root or with sudo available.
+#   scripts/bootstrap.sh [--bazel]     (--bazel also installs Bazel for the second build)
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build ccache pkg-config git
+  protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev
+  libabsl-dev librocksdb-dev libgoogle-glog-dev libgflags-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libssl-dev zlib1g-dev libxxhash-dev libcli11-dev nlohmann-json3-dev
+  python3 python3-grpcio python3-protobuf
+)
+[[ " $* " == *" --bazel "* ]] && packages+=(bazel-bootstrap)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  echo "bootstrap: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "bootstrap: run as root (sudo not found)" >&2; exit 1; }
+  SUDO=sudo
+fi
+echo "bootstrap: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
