@@ -1,5 +1,6 @@
 #include "node/shard/shard_replica.h"
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -241,6 +242,36 @@ TEST_F(ShardReplicaTest, ConcurrentWritersGetDistinctConsecutiveLsns) {
   EXPECT_EQ(*all.rbegin(), uint64_t{kThreads * kPerThread});
   EXPECT_EQ(replica_->ListClaims("acme", "", 1000, false)->records.size(),
             size_t{kThreads * kPerThread});
+}
+
+TEST_F(ShardReplicaTest, BadBatchesInAGroupCommitLeaveTheGoodOnesIntact) {
+  // Concurrent good and bad batches share group commits; a bad one must roll
+  // back to its save point without disturbing its neighbours.
+  constexpr int kThreads = 6, kPerThread = 20;
+  std::vector<std::thread> threads;
+  std::atomic<int> good{0}, bad{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        const std::string id = "t" + std::to_string(t) + "-" + std::to_string(i);
+        v1::WriteRequest req = ClaimBatch("acme", id, 2);
+        if (i % 3 == 1) *req.add_ops() = ClaimOp(id + "-orphan");  // no evidence: rejected
+        auto r = replica_->WriteAndWait(req);
+        (r.ok() ? good : bad)++;
+        if (!r.ok()) EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_GT(bad.load(), 0);
+  EXPECT_EQ(replica_->State().last_lsn, static_cast<uint64_t>(good.load()));
+  auto page = replica_->ListClaims("acme", "", 1000, true);
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->records.size(), static_cast<size_t>(good.load()));
+  for (const auto& rec : page->records) {
+    EXPECT_EQ(rec.evidence_size(), 2) << rec.claim().claim_id();
+    EXPECT_EQ(rec.claim().claim_id().find("orphan"), std::string::npos);
+  }
 }
 
 TEST_F(ShardReplicaTest, LogRetentionKeepsTheNewestRecords) {
