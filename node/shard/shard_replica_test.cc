@@ -258,7 +258,9 @@ TEST_F(ShardReplicaTest, BadBatchesInAGroupCommitLeaveTheGoodOnesIntact) {
         if (i % 3 == 1) *req.add_ops() = ClaimOp(id + "-orphan");  // no evidence: rejected
         auto r = replica_->WriteAndWait(req);
         (r.ok() ? good : bad)++;
-        if (!r.ok()) EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+        if (!r.ok()) {
+          EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+        }
       }
     });
   }
