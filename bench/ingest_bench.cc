@@ -38,9 +38,10 @@ void AddClaim(dash::v1::WriteRequest* req, int n) {
   const std::string id = absl::StrCat("claim-", n);
   auto* c = req->add_ops()->mutable_claim();
   c->set_claim_id(id);
-  c->set_text(absl::StrCat("Observed global mean surface temperature rose by about 1.1 degrees "
-                           "between pre-industrial times and the decade ending ", 2000 + n % 25,
-                           ", according to record ", n, "."));
+  c->set_text(
+      absl::StrCat("Observed global mean surface temperature rose by about 1.1 degrees "
+                   "between pre-industrial times and the decade ending ",
+                   2000 + n % 25, ", according to record ", n, "."));
   (*c->mutable_metadata())["source"].set_string_value("bench");
   (*c->mutable_metadata())["year"].set_int_value(2000 + n % 25);
   for (int e = 0; e < 3; ++e) {
@@ -51,8 +52,10 @@ void AddClaim(dash::v1::WriteRequest* req, int n) {
     auto* cit = ev->mutable_citation();
     cit->set_source_uri(absl::StrCat("https://example.org/reports/", n, "/", e));
     cit->set_source_title("Assessment report, chapter 2");
-    cit->set_quote(absl::StrCat("The observed warming of ", n % 7, " tenths of a degree per decade "
-                                "is consistent across independent datasets (", e, ")."));
+    cit->set_quote(absl::StrCat("The observed warming of ", n % 7,
+                                " tenths of a degree per decade "
+                                "is consistent across independent datasets (",
+                                e, ")."));
     cit->set_span_start(100 * e);
     cit->set_span_end(100 * e + 80);
   }

@@ -22,7 +22,8 @@ grpc::Status ToGrpcStatus(const absl::Status& status, grpc::ServerContextBase* c
   if (status.ok()) return grpc::Status::OK;
   if (ctx != nullptr) {
     absl::optional<absl::Cord> payload = status.GetPayload(kRoutingHintUrl);
-    if (payload.has_value()) ctx->AddTrailingMetadata(kRoutingHintMetadataKey, std::string(*payload));
+    if (payload.has_value())
+      ctx->AddTrailingMetadata(kRoutingHintMetadataKey, std::string(*payload));
   }
   // absl and gRPC share the canonical code numbering.
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
@@ -35,7 +36,8 @@ absl::Status FromGrpcStatus(const grpc::Status& status, const grpc::ClientContex
     const auto& trailers = ctx->GetServerTrailingMetadata();
     auto it = trailers.find(kRoutingHintMetadataKey);
     if (it != trailers.end()) {
-      result.SetPayload(kRoutingHintUrl, absl::Cord(std::string(it->second.data(), it->second.size())));
+      result.SetPayload(kRoutingHintUrl,
+                        absl::Cord(std::string(it->second.data(), it->second.size())));
     }
   }
   return result;

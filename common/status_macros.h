@@ -9,10 +9,10 @@
 #include "absl/status/statusor.h"
 
 // Returns from the enclosing function if `expr` yields a non-OK status.
-#define DASH_RETURN_IF_ERROR(expr)                 \
-  do {                                             \
-    ::absl::Status dash_status_ = (expr);          \
-    if (!dash_status_.ok()) return dash_status_;   \
+#define DASH_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::absl::Status dash_status_ = (expr);        \
+    if (!dash_status_.ok()) return dash_status_; \
   } while (0)
 
 #define DASH_STATUS_CONCAT_INNER_(a, b) a##b

@@ -17,7 +17,7 @@ TEST(TextTest, RejectsMalformedUtf8) {
   EXPECT_FALSE(IsValidUtf8("\xED\xA0\x80"));      // surrogate U+D800
   EXPECT_FALSE(IsValidUtf8("\xF4\x90\x80\x80"));  // above U+10FFFF
   EXPECT_FALSE(IsValidUtf8("\xFF"));
-  EXPECT_FALSE(IsValidUtf8("a\x80z"));            // stray continuation
+  EXPECT_FALSE(IsValidUtf8("a\x80z"));  // stray continuation
 }
 
 TEST(TextTest, FindsControlCharacters) {

@@ -33,7 +33,8 @@ absl::Status ConvertClimateFever(std::istream& in, std::ostream& out, size_t lim
     if (line.empty()) continue;
     nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded() || !j.contains("claim_id") || !j.contains("evidences")) {
-      return absl::InvalidArgumentError(absl::StrCat("line ", line_no, ": not a CLIMATE-FEVER record"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("line ", line_no, ": not a CLIMATE-FEVER record"));
     }
     v1::ClaimRecord rec;
     v1::Claim* c = rec.mutable_claim();
@@ -48,8 +49,8 @@ absl::Status ConvertClimateFever(std::istream& in, std::ostream& out, size_t lim
       e->set_evidence_id(id);
       e->set_stance(StanceOf(ev.value("evidence_label", "")));
       v1::Citation* cit = e->mutable_citation();
-      cit->set_source_uri(
-          absl::StrCat("https://en.wikipedia.org/wiki/", absl::StrReplaceAll(article, {{" ", "_"}})));
+      cit->set_source_uri(absl::StrCat("https://en.wikipedia.org/wiki/",
+                                       absl::StrReplaceAll(article, {{" ", "_"}})));
       cit->set_source_title(article);
       cit->set_quote(ev["evidence"].get<std::string>());
       int64_t sentence = 0;

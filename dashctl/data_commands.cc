@@ -149,7 +149,9 @@ class Ingester {
     v1::WriteRequest& r = b.request;
     r.set_idempotency_key("ingest-" + Sha256Hex(DeterministicSerialize(r)).substr(0, 32));
     std::unique_lock<std::mutex> l(mu_);
-    cv_.wait(l, [&] { return queue_.size() < static_cast<size_t>(2 * o_.concurrency) || failure_code_; });
+    cv_.wait(l, [&] {
+      return queue_.size() < static_cast<size_t>(2 * o_.concurrency) || failure_code_;
+    });
     queue_.push_back(std::move(b));
     cv_.notify_all();
   }
@@ -181,8 +183,8 @@ class Ingester {
     }
     if (!st.ok()) {
       absl::Status s = FromGrpcStatus(st);
-      fprintf(stderr, "dashctl: ingest failed: %s: %s\n", absl::StatusCodeToString(s.code()).c_str(),
-              WithLine(st.error_message(), b).c_str());
+      fprintf(stderr, "dashctl: ingest failed: %s: %s\n",
+              absl::StatusCodeToString(s.code()).c_str(), WithLine(st.error_message(), b).c_str());
       SetFailure(s.code() == absl::StatusCode::kUnavailable ? kUnreachable : kServerError);
       return;
     }
@@ -214,8 +216,8 @@ class Ingester {
     fprintf(stderr,
             "ingest%s: %ld claims, %ld evidence/edges in %ld batches (%ld already committed), "
             "%.1fs, %.0f claims/s\n",
-            state, claims_.load(), evidence_.load(), batches_.load(),
-            replayed_.load(), secs, secs > 0 ? claims_.load() / secs : 0.0);
+            state, claims_.load(), evidence_.load(), batches_.load(), replayed_.load(), secs,
+            secs > 0 ? claims_.load() / secs : 0.0);
   }
 
   bool Failed() {
@@ -251,7 +253,8 @@ void AddDataCommands(CLI::App& app, GlobalOptions& g, std::function<int()>* run)
   auto ingest_opts = std::make_shared<IngestOptions>();
   CLI::App* ingest = app.add_subcommand(
       "ingest", "Load claims from JSON Lines (one ClaimRecord per line); prints commit tokens");
-  ingest->add_option("file", ingest_opts->file, "Input file, or - for stdin")->capture_default_str();
+  ingest->add_option("file", ingest_opts->file, "Input file, or - for stdin")
+      ->capture_default_str();
   ingest->add_option("--tenant", ingest_opts->tenant, "Tenant for records that name none")
       ->capture_default_str();
   ingest->add_option("--batch-claims", ingest_opts->batch_claims, "Claims per write batch")
@@ -260,7 +263,9 @@ void AddDataCommands(CLI::App& app, GlobalOptions& g, std::function<int()>* run)
   ingest->add_option("--concurrency", ingest_opts->concurrency, "Batches in flight")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
-  ingest->callback([&g, ingest_opts, run] { *run = [&g, ingest_opts] { return Ingester(g, *ingest_opts).Run(); }; });
+  ingest->callback([&g, ingest_opts, run] {
+    *run = [&g, ingest_opts] { return Ingester(g, *ingest_opts).Run(); };
+  });
 
   auto tenant = std::make_shared<std::string>("default");
   auto claim_id = std::make_shared<std::string>();
@@ -295,7 +300,8 @@ void AddDataCommands(CLI::App& app, GlobalOptions& g, std::function<int()>* run)
   list->add_option("--page-size", lo->page_size, "Claims per request")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
-  list->add_option("--limit", lo->limit, "Stop after this many claims (0: all)")->capture_default_str();
+  list->add_option("--limit", lo->limit, "Stop after this many claims (0: all)")
+      ->capture_default_str();
   list->add_flag("--evidence", lo->evidence, "Include evidence and edges");
   list->callback([&g, lo, run] {
     *run = [&g, lo] {

@@ -42,9 +42,27 @@ struct Acked {
   v1::CommitToken token;
 };
 
+// The sum over the node's shards of their last LSN: the number of batches
+// the node has committed (every batch is one log record).
+uint64_t CommittedBatches(const testing::NodeProcess& node,
+                          std::map<uint32_t, uint64_t>* per_shard = nullptr) {
+  grpc::ClientContext ctx;
+  v1::NodeInfo info;
+  EXPECT_TRUE(v1::NodeAdmin::NewStub(node.channel())
+                  ->GetNodeInfo(&ctx, v1::GetNodeInfoRequest(), &info)
+                  .ok());
+  uint64_t total = 0;
+  for (const auto& r : info.replicas()) {
+    total += r.last_lsn();
+    if (per_shard != nullptr) (*per_shard)[r.shard()] = r.last_lsn();
+  }
+  return total;
+}
+
 TEST(CrashRecoveryTest, SigkillDuringWritesLosesNoAcknowledgedBatch) {
   const int rounds = EnvInt("DASH_CRASH_ROUNDS", 30);
-  const unsigned seed = static_cast<unsigned>(EnvInt("DASH_CRASH_SEED", static_cast<int>(time(nullptr))));
+  const unsigned seed =
+      static_cast<unsigned>(EnvInt("DASH_CRASH_SEED", static_cast<int>(time(nullptr))));
   std::mt19937 rng(seed);
   std::printf("[crash] rounds=%d seed=%u\n", rounds, seed);
 
@@ -52,8 +70,8 @@ TEST(CrashRecoveryTest, SigkillDuringWritesLosesNoAcknowledgedBatch) {
   testing::NodeProcess node(dir.Sub("node"), {"--shard_count=2"});
   ASSERT_TRUE(node.Start().ok());
 
-  std::vector<Acked> acked;          // Every acknowledged batch, all rounds.
-  std::set<std::string> attempted;   // Every claim id ever sent.
+  std::vector<Acked> acked;         // Every acknowledged batch, all rounds.
+  std::set<std::string> attempted;  // Every claim id ever sent.
   std::mutex mu;
   int total_acked_this_round = 0;
 
@@ -130,17 +148,10 @@ TEST(CrashRecoveryTest, SigkillDuringWritesLosesNoAcknowledgedBatch) {
       if (resp.next_page_token().empty()) break;
       list.set_page_token(resp.next_page_token());
     }
-    grpc::ClientContext ctx;
-    v1::NodeInfo info;
-    ASSERT_TRUE(v1::NodeAdmin::NewStub(node.channel())
-                    ->GetNodeInfo(&ctx, v1::GetNodeInfoRequest(), &info)
-                    .ok());
-    uint64_t log_records = 0;
-    for (const auto& r : info.replicas()) {
-      log_records += r.last_lsn();
-      if (!lsns_by_shard[r.shard()].empty()) {
-        EXPECT_GE(r.last_lsn(), *lsns_by_shard[r.shard()].rbegin());
-      }
+    std::map<uint32_t, uint64_t> last_lsn;
+    const uint64_t log_records = CommittedBatches(node, &last_lsn);
+    for (const auto& [shard, lsns] : lsns_by_shard) {
+      if (!lsns.empty()) EXPECT_GE(last_lsn[shard], *lsns.rbegin()) << "shard " << shard;
     }
     ASSERT_EQ(log_records, stored) << "round " << round;
     ASSERT_GE(stored, acked.size());
@@ -162,13 +173,7 @@ TEST(CrashRecoveryTest, SigkillDuringWritesLosesNoAcknowledgedBatch) {
     if (resp.replayed()) ++replayed;
   }
   EXPECT_GE(replayed, acked.size());
-  grpc::ClientContext ctx;
-  v1::NodeInfo info;
-  ASSERT_TRUE(v1::NodeAdmin::NewStub(node.channel())
-                  ->GetNodeInfo(&ctx, v1::GetNodeInfoRequest(), &info)
-                  .ok());
-  uint64_t log_records = 0;
-  for (const auto& r : info.replicas()) log_records += r.last_lsn();
+  const uint64_t log_records = CommittedBatches(node);
   EXPECT_EQ(log_records, attempted.size());
 }
 

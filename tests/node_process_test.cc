@@ -123,8 +123,8 @@ TEST_F(NodeProcessTest, DashctlIngestGetListAndExitCodes) {
       "\n"
       R"({"claim":{"claim_id":"k2","text":"Ice is melting"},"evidence":[{"evidence_id":"e1","stance":"STANCE_CONTRADICTS","citation":{"source_uri":"https://example.org/b","quote":"Ice grew."}}],"edges":[{"to_claim":"k1","relation":"RELATION_SUPPORTS","weight":0.5}]})"
       "\n";
-  auto ingest = testing::RunCommand(ctl, {addr, "ingest", "-", "--tenant=t1"}, input,
-                                    dir_.Sub("ingest.err"));
+  auto ingest =
+      testing::RunCommand(ctl, {addr, "ingest", "-", "--tenant=t1"}, input, dir_.Sub("ingest.err"));
   ASSERT_EQ(ingest.exit_code, 0) << ingest.out;
   // One commit token per batch, one batch per shard touched.
   std::vector<std::string> lines = absl::StrSplit(ingest.out, '\n', absl::SkipEmpty());
@@ -149,7 +149,8 @@ TEST_F(NodeProcessTest, DashctlIngestGetListAndExitCodes) {
 
   EXPECT_EQ(testing::RunCommand(ctl, {addr, "get", "--tenant=t1", "missing"}).exit_code, 1);
   auto bad = testing::RunCommand(ctl, {addr, "ingest", "-"},
-                                 R"({"claim":{"claim_id":"lonely","text":"no evidence"}})" "\n",
+                                 R"({"claim":{"claim_id":"lonely","text":"no evidence"}})"
+                                 "\n",
                                  dir_.Sub("bad.err"));
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_EQ(testing::RunCommand(ctl, {addr, "ingest", "-"}, "{not json\n").exit_code, 2);

@@ -55,10 +55,18 @@ class Applier {
     for (int i = 0; i < p_.ops_size(); ++i) {
       const v1::WriteOp& op = p_.ops(i);
       switch (op.op_case()) {
-        case v1::WriteOp::kClaim: DASH_RETURN_IF_ERROR(PutClaim(i, op.claim())); break;
-        case v1::WriteOp::kEvidence: DASH_RETURN_IF_ERROR(PutEvidence(i, op.evidence())); break;
-        case v1::WriteOp::kEdge: DASH_RETURN_IF_ERROR(PutEdge(i, op.edge())); break;
-        case v1::WriteOp::kDelete: DASH_RETURN_IF_ERROR(DeleteClaim(op.delete_().claim_id())); break;
+        case v1::WriteOp::kClaim:
+          DASH_RETURN_IF_ERROR(PutClaim(i, op.claim()));
+          break;
+        case v1::WriteOp::kEvidence:
+          DASH_RETURN_IF_ERROR(PutEvidence(i, op.evidence()));
+          break;
+        case v1::WriteOp::kEdge:
+          DASH_RETURN_IF_ERROR(PutEdge(i, op.edge()));
+          break;
+        case v1::WriteOp::kDelete:
+          DASH_RETURN_IF_ERROR(DeleteClaim(op.delete_().claim_id()));
+          break;
         case v1::WriteOp::OP_NOT_SET:
           return absl::InvalidArgumentError(absl::StrCat("ops[", i, "]: no operation set"));
       }
@@ -97,9 +105,9 @@ class Applier {
       if (tenant_state_.embedding_dim() == 0) {
         tenant_state_.set_embedding_dim(dim);
       } else if (tenant_state_.embedding_dim() != dim) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("ops[", i, "].claim.embedding: has ", dim, " dimensions but tenant \"",
-                         tenant_, "\" uses ", tenant_state_.embedding_dim()));
+        return absl::InvalidArgumentError(absl::StrCat("ops[", i, "].claim.embedding: has ", dim,
+                                                       " dimensions but tenant \"", tenant_,
+                                                       "\" uses ", tenant_state_.embedding_dim()));
       }
     }
     ws_->Put(Family::kClaims, key, claim.SerializeAsString());
@@ -160,7 +168,8 @@ class Applier {
     DASH_RETURN_IF_ERROR(out->status());
     for (const auto& e : outgoing) {
       ws_->Delete(Family::kEdges, keys::Edge(tenant_, e.from_claim(), e.to_claim(), e.relation()));
-      ws_->Delete(Family::kEdgesIn, keys::EdgeIn(tenant_, e.to_claim(), e.from_claim(), e.relation()));
+      ws_->Delete(Family::kEdgesIn,
+                  keys::EdgeIn(tenant_, e.to_claim(), e.from_claim(), e.relation()));
     }
     // Incoming edges from claims on this shard.
     DASH_ASSIGN_OR_RETURN(auto incoming, KeysWithPrefix(*ws_, Family::kEdgesIn, prefix));
@@ -200,12 +209,14 @@ class Applier {
     }
     for (const auto& [i, claim_id] : referenced_) {
       if (live_.count(claim_id)) continue;
-      DASH_ASSIGN_OR_RETURN(bool exists, Exists(*ws_, Family::kClaims, keys::Claim(tenant_, claim_id)));
+      DASH_ASSIGN_OR_RETURN(bool exists,
+                            Exists(*ws_, Family::kClaims, keys::Claim(tenant_, claim_id)));
       if (exists) continue;
       const bool is_edge = p_.ops(i).has_edge();
-      errors.emplace(i, absl::StrCat("ops[", i, "].", is_edge ? "edge.from_claim" : "evidence.claim_id",
-                                     ": claim \"", claim_id,
-                                     "\" does not exist (neither stored nor in this batch)"));
+      errors.emplace(
+          i, absl::StrCat("ops[", i, "].", is_edge ? "edge.from_claim" : "evidence.claim_id",
+                          ": claim \"", claim_id,
+                          "\" does not exist (neither stored nor in this batch)"));
     }
     if (errors.empty()) return absl::OkStatus();
     return absl::InvalidArgumentError(errors.begin()->second);
@@ -217,7 +228,7 @@ class Applier {
   const std::string tenant_;
   google::protobuf::Timestamp commit_time_;
   storage::TenantState tenant_state_;
-  std::map<std::string, int> upserted_;               // claim id -> first op index
+  std::map<std::string, int> upserted_;  // claim id -> first op index
   // Claims written by this batch and not deleted after (so they exist at its
   // end), and claims given evidence since their last delete in this batch.
   std::set<std::string> live_;

@@ -86,23 +86,25 @@ bool Before(const google::protobuf::Timestamp& a, const google::protobuf::Timest
 absl::Status CheckClaim(const v1::Claim& c, absl::string_view tenant, const std::string& path,
                         const Limits& limits) {
   if (!c.tenant().empty() && c.tenant() != tenant) {
-    return Bad(path + ".tenant", absl::StrCat("\"", c.tenant(), "\" differs from the batch's tenant \"",
-                                              tenant, "\""));
+    return Bad(
+        path + ".tenant",
+        absl::StrCat("\"", c.tenant(), "\" differs from the batch's tenant \"", tenant, "\""));
   }
   DASH_RETURN_IF_ERROR(ValidateId(c.claim_id(), path + ".claim_id", limits));
   DASH_RETURN_IF_ERROR(CheckText(c.text(), path + ".text", limits.max_text_bytes, true));
   DASH_RETURN_IF_ERROR(CheckMetadata(c.metadata(), path + ".metadata", limits));
   if (static_cast<size_t>(c.embedding_size()) > limits.max_embedding_dim) {
-    return Bad(path + ".embedding", absl::StrCat("has ", c.embedding_size(),
-                                                 " dimensions; the limit is ",
-                                                 limits.max_embedding_dim));
+    return Bad(path + ".embedding",
+               absl::StrCat("has ", c.embedding_size(), " dimensions; the limit is ",
+                            limits.max_embedding_dim));
   }
   for (int i = 0; i < c.embedding_size(); ++i) {
     if (!std::isfinite(c.embedding(i))) {
       return Bad(absl::StrCat(path, ".embedding[", i, "]"), "must be finite");
     }
   }
-  if (c.has_valid_from()) DASH_RETURN_IF_ERROR(CheckTimestamp(c.valid_from(), path + ".valid_from"));
+  if (c.has_valid_from())
+    DASH_RETURN_IF_ERROR(CheckTimestamp(c.valid_from(), path + ".valid_from"));
   if (c.has_valid_to()) DASH_RETURN_IF_ERROR(CheckTimestamp(c.valid_to(), path + ".valid_to"));
   if (c.has_valid_from() && c.has_valid_to() && Before(c.valid_to(), c.valid_from())) {
     return Bad(path + ".valid_to", "is before valid_from");
@@ -120,7 +122,8 @@ absl::Status CheckEvidence(const v1::Evidence& e, const std::string& path, const
   const v1::Citation& c = e.citation();
   const std::string cp = path + ".citation";
   DASH_RETURN_IF_ERROR(CheckText(c.source_uri(), cp + ".source_uri", limits.max_uri_bytes, true));
-  if (HasControlChars(c.source_uri())) return Bad(cp + ".source_uri", "contains control characters");
+  if (HasControlChars(c.source_uri()))
+    return Bad(cp + ".source_uri", "contains control characters");
   DASH_RETURN_IF_ERROR(
       CheckText(c.source_title(), cp + ".source_title", limits.max_title_bytes, false));
   DASH_RETURN_IF_ERROR(CheckText(c.quote(), cp + ".quote", limits.max_quote_bytes, true));
@@ -128,8 +131,10 @@ absl::Status CheckEvidence(const v1::Evidence& e, const std::string& path, const
     return Bad(cp + ".span_end", absl::StrCat("must be greater than span_start (", c.span_start(),
                                               "), got ", c.span_end()));
   }
-  if (c.has_published_at()) DASH_RETURN_IF_ERROR(CheckTimestamp(c.published_at(), cp + ".published_at"));
-  if (c.has_retrieved_at()) DASH_RETURN_IF_ERROR(CheckTimestamp(c.retrieved_at(), cp + ".retrieved_at"));
+  if (c.has_published_at())
+    DASH_RETURN_IF_ERROR(CheckTimestamp(c.published_at(), cp + ".published_at"));
+  if (c.has_retrieved_at())
+    DASH_RETURN_IF_ERROR(CheckTimestamp(c.retrieved_at(), cp + ".retrieved_at"));
   if (!c.quote_sha256().empty() && c.quote_sha256() != Sha256Hex(c.quote())) {
     return Bad(cp + ".quote_sha256", "does not match the SHA-256 of quote");
   }
@@ -149,7 +154,8 @@ absl::Status CheckEdge(const v1::Edge& e, const std::string& path, const Limits&
 
 }  // namespace
 
-absl::Status ValidateTenant(absl::string_view tenant, absl::string_view field, const Limits& limits) {
+absl::Status ValidateTenant(absl::string_view tenant, absl::string_view field,
+                            const Limits& limits) {
   return CheckName(tenant, field, limits.max_tenant_bytes);
 }
 
@@ -167,8 +173,8 @@ absl::Status ValidateBatch(const v1::WriteRequest& request, const Limits& limits
                                    limits.max_ops));
   }
   if (request.idempotency_key().size() > limits.max_idempotency_key_bytes) {
-    return Bad("idempotency_key", absl::StrCat("is longer than ", limits.max_idempotency_key_bytes,
-                                               " bytes"));
+    return Bad("idempotency_key",
+               absl::StrCat("is longer than ", limits.max_idempotency_key_bytes, " bytes"));
   }
   if (!IsValidUtf8(request.idempotency_key())) return Bad("idempotency_key", "is not valid UTF-8");
   for (int i = 0; i < request.ops_size(); ++i) {
@@ -185,7 +191,8 @@ absl::Status ValidateBatch(const v1::WriteRequest& request, const Limits& limits
         DASH_RETURN_IF_ERROR(CheckEdge(op.edge(), path + ".edge", limits));
         break;
       case v1::WriteOp::kDelete:
-        DASH_RETURN_IF_ERROR(ValidateId(op.delete_().claim_id(), path + ".delete.claim_id", limits));
+        DASH_RETURN_IF_ERROR(
+            ValidateId(op.delete_().claim_id(), path + ".delete.claim_id", limits));
         break;
       case v1::WriteOp::OP_NOT_SET:
         return Bad(path, "no operation set (claim, evidence, edge or delete)");
@@ -196,11 +203,16 @@ absl::Status ValidateBatch(const v1::WriteRequest& request, const Limits& limits
 
 absl::string_view OwningClaimId(const v1::WriteOp& op) {
   switch (op.op_case()) {
-    case v1::WriteOp::kClaim: return op.claim().claim_id();
-    case v1::WriteOp::kEvidence: return op.evidence().claim_id();
-    case v1::WriteOp::kEdge: return op.edge().from_claim();
-    case v1::WriteOp::kDelete: return op.delete_().claim_id();
-    case v1::WriteOp::OP_NOT_SET: break;
+    case v1::WriteOp::kClaim:
+      return op.claim().claim_id();
+    case v1::WriteOp::kEvidence:
+      return op.evidence().claim_id();
+    case v1::WriteOp::kEdge:
+      return op.edge().from_claim();
+    case v1::WriteOp::kDelete:
+      return op.delete_().claim_id();
+    case v1::WriteOp::OP_NOT_SET:
+      break;
   }
   return {};
 }
@@ -209,7 +221,8 @@ absl::StatusOr<uint32_t> ShardOfBatch(const v1::WriteRequest& request, uint32_t 
   std::optional<uint32_t> shard;
   if (request.has_shard()) {
     if (request.shard() >= shard_count) {
-      return Bad("shard", absl::StrCat(request.shard(), " is not below the shard count ", shard_count));
+      return Bad("shard",
+                 absl::StrCat(request.shard(), " is not below the shard count ", shard_count));
     }
     shard = request.shard();
   }

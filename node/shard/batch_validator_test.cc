@@ -45,17 +45,22 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"TenantWithSlash", [](auto& r) { r.set_tenant("a/b"); }, "tenant:"},
         BadCase{"NoOps", [](auto& r) { r.clear_ops(); }, "ops:"},
         BadCase{"OpNotSet", [](auto& r) { r.add_ops(); }, "ops[4]:"},
-        BadCase{"EmptyClaimId", [](auto& r) { r.mutable_ops(0)->mutable_claim()->set_claim_id(""); },
+        BadCase{"EmptyClaimId",
+                [](auto& r) { r.mutable_ops(0)->mutable_claim()->set_claim_id(""); },
                 "ops[0].claim.claim_id:"},
         BadCase{"ClaimIdWithNul",
-                [](auto& r) { r.mutable_ops(0)->mutable_claim()->set_claim_id(std::string("a\0b", 3)); },
+                [](auto& r) {
+                  r.mutable_ops(0)->mutable_claim()->set_claim_id(std::string("a\0b", 3));
+                },
                 "ops[0].claim.claim_id:"},
-        BadCase{"ClaimIdTooLong",
-                [](auto& r) { r.mutable_ops(0)->mutable_claim()->set_claim_id(std::string(257, 'x')); },
-                "ops[0].claim.claim_id:"},
+        BadCase{
+            "ClaimIdTooLong",
+            [](auto& r) { r.mutable_ops(0)->mutable_claim()->set_claim_id(std::string(257, 'x')); },
+            "ops[0].claim.claim_id:"},
         BadCase{"EmptyText", [](auto& r) { r.mutable_ops(0)->mutable_claim()->set_text(""); },
                 "ops[0].claim.text:"},
-        BadCase{"BadUtf8Text", [](auto& r) { r.mutable_ops(0)->mutable_claim()->set_text("a\xC3"); },
+        BadCase{"BadUtf8Text",
+                [](auto& r) { r.mutable_ops(0)->mutable_claim()->set_text("a\xC3"); },
                 "ops[0].claim.text:"},
         BadCase{"OtherTenantOnClaim",
                 [](auto& r) { r.mutable_ops(0)->mutable_claim()->set_tenant("other"); },
@@ -74,19 +79,27 @@ INSTANTIATE_TEST_SUITE_P(
                 [](auto& r) { (*r.mutable_ops(0)->mutable_claim()->mutable_metadata())["year"]; },
                 "ops[0].claim.metadata[\"year\"]:"},
         BadCase{"MissingStance",
-                [](auto& r) { r.mutable_ops(1)->mutable_evidence()->set_stance(v1::STANCE_UNSPECIFIED); },
+                [](auto& r) {
+                  r.mutable_ops(1)->mutable_evidence()->set_stance(v1::STANCE_UNSPECIFIED);
+                },
                 "ops[1].evidence.stance:"},
         BadCase{"MissingCitation",
                 [](auto& r) { r.mutable_ops(2)->mutable_evidence()->clear_citation(); },
                 "ops[2].evidence.citation:"},
         BadCase{"EmptyQuote",
-                [](auto& r) { r.mutable_ops(2)->mutable_evidence()->mutable_citation()->set_quote(""); },
+                [](auto& r) {
+                  r.mutable_ops(2)->mutable_evidence()->mutable_citation()->set_quote("");
+                },
                 "ops[2].evidence.citation.quote:"},
         BadCase{"MissingSourceUri",
-                [](auto& r) { r.mutable_ops(1)->mutable_evidence()->mutable_citation()->clear_source_uri(); },
+                [](auto& r) {
+                  r.mutable_ops(1)->mutable_evidence()->mutable_citation()->clear_source_uri();
+                },
                 "ops[1].evidence.citation.source_uri:"},
         BadCase{"SpanBackwards",
-                [](auto& r) { r.mutable_ops(1)->mutable_evidence()->mutable_citation()->set_span_end(5); },
+                [](auto& r) {
+                  r.mutable_ops(1)->mutable_evidence()->mutable_citation()->set_span_end(5);
+                },
                 "ops[1].evidence.citation.span_end:"},
         BadCase{"WrongQuoteHash",
                 [](auto& r) {
@@ -97,7 +110,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"SelfEdge", [](auto& r) { r.mutable_ops(3)->mutable_edge()->set_to_claim("c1"); },
                 "ops[3].edge.to_claim:"},
         BadCase{"EdgeWithoutRelation",
-                [](auto& r) { r.mutable_ops(3)->mutable_edge()->set_relation(v1::RELATION_UNSPECIFIED); },
+                [](auto& r) {
+                  r.mutable_ops(3)->mutable_edge()->set_relation(v1::RELATION_UNSPECIFIED);
+                },
                 "ops[3].edge.relation:"},
         BadCase{"InfiniteWeight",
                 [](auto& r) { r.mutable_ops(3)->mutable_edge()->set_weight(INFINITY); },

@@ -86,8 +86,8 @@ absl::StatusOr<v1::ListClaimsResponse> ShardHost::ListClaims(
   std::vector<v1::ClaimRecord> merged;
   bool more = false;
   for (const auto& [id, r] : replicas_) {
-    DASH_ASSIGN_OR_RETURN(ListPage page,
-                          r->ListClaims(request.tenant(), start_after, limit, request.include_evidence()));
+    DASH_ASSIGN_OR_RETURN(ListPage page, r->ListClaims(request.tenant(), start_after, limit,
+                                                       request.include_evidence()));
     more = more || page.more;
     for (auto& rec : page.records) merged.push_back(std::move(rec));
     *response.add_read_at() = page.read_at;

@@ -59,9 +59,8 @@ absl::StatusOr<Message> Parse(absl::string_view bytes, absl::string_view what) {
 
 absl::StatusOr<std::unique_ptr<ShardReplica>> ShardReplica::Open(const ReplicaOptions& options) {
   if (options.shard_count == 0 || options.shard_id >= options.shard_count) {
-    return absl::InvalidArgumentError(absl::StrCat("shard ", options.shard_id,
-                                                   " is not below the shard count ",
-                                                   options.shard_count));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "shard ", options.shard_id, " is not below the shard count ", options.shard_count));
   }
   DASH_ASSIGN_OR_RETURN(auto engine, storage::OpenRocksEngine(options.dir, options.engine));
   auto snapshot = engine->NewSnapshot();
@@ -114,8 +113,9 @@ void ShardReplica::Write(v1::WriteRequest request, WriteDone done) {
     if (!shard.ok()) {
       valid = shard.status();
     } else if (*shard != options_.shard_id) {
-      valid = absl::InvalidArgumentError(absl::StrCat(
-          "shard: the batch belongs to shard ", *shard, ", this replica is shard ", options_.shard_id));
+      valid =
+          absl::InvalidArgumentError(absl::StrCat("shard: the batch belongs to shard ", *shard,
+                                                  ", this replica is shard ", options_.shard_id));
     }
   }
   if (!valid.ok()) {
@@ -200,8 +200,9 @@ void ShardReplica::CommitGroup(std::vector<Pending> group) {
   for (Pending& p : group) {
     const v1::WriteRequest& req = p.request;
     if (req.expected_epoch() != 0 && req.expected_epoch() != epoch) {
-      absl::Status st = absl::FailedPreconditionError(absl::StrCat(
-          "shard ", options_.shard_id, ": expected epoch ", req.expected_epoch(), ", current ", epoch));
+      absl::Status st = absl::FailedPreconditionError(
+          absl::StrCat("shard ", options_.shard_id, ": expected epoch ", req.expected_epoch(),
+                       ", current ", epoch));
       v1::RoutingHint hint;
       hint.set_shard(options_.shard_id);
       hint.set_current_epoch(epoch);
@@ -252,7 +253,8 @@ void ShardReplica::CommitGroup(std::vector<Pending> group) {
     record.commit_time_micros = commit_micros;
     record.payload = payload.SerializeAsString();
     ws->Put(Family::kLog, keys::Log(next_lsn), storage::EncodeLogRecord(record));
-    staged.push_back({std::move(p.done), WriteResult{token(epoch, next_lsn), commit_micros, false}});
+    staged.push_back(
+        {std::move(p.done), WriteResult{token(epoch, next_lsn), commit_micros, false}});
     ++next_lsn;
     wrote = true;
   }
@@ -315,8 +317,8 @@ absl::Status ShardReplica::ApplyEncodedRecord(absl::string_view encoded) {
         "log record lsn ", record.lsn, " does not follow last lsn ", meta_.last_lsn()));
   }
   if (record.epoch < meta_.epoch()) {
-    return absl::FailedPreconditionError(absl::StrCat("log record epoch ", record.epoch,
-                                                      " is older than epoch ", meta_.epoch()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("log record epoch ", record.epoch, " is older than epoch ", meta_.epoch()));
   }
   auto ws = engine_->NewWriteSet();
   DASH_RETURN_IF_ERROR(ApplyBatch(
@@ -410,7 +412,8 @@ absl::StatusOr<ListPage> ShardReplica::ListClaims(absl::string_view tenant,
   const std::string prefix = keys::TenantPrefix(tenant);
   // The smallest key after <tenant>\0<start_after>: ids contain no NUL.
   std::string start;
-  if (!start_after.empty()) start = absl::StrCat(keys::Claim(tenant, start_after), std::string(1, '\0'));
+  if (!start_after.empty())
+    start = absl::StrCat(keys::Claim(tenant, start_after), std::string(1, '\0'));
   ListPage page;
   auto cursor = snapshot->Scan(Family::kClaims, prefix, start);
   for (; cursor->Valid(); cursor->Next()) {

@@ -4,13 +4,13 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "node/storage/engine.h"
+#include "rocksdb/cache.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
 #include "rocksdb/table.h"
-#include "rocksdb/cache.h"
 #include "rocksdb/utilities/write_batch_with_index.h"
 
 namespace dash::storage {
@@ -33,7 +33,7 @@ class RocksCursor final : public Cursor {
   RocksCursor(std::unique_ptr<rocksdb::Iterator> it, std::string prefix, absl::string_view start)
       : it_(std::move(it)), prefix_(std::move(prefix)) {
     it_->Seek(Sl(start.empty() || start < absl::string_view(prefix_) ? absl::string_view(prefix_)
-                                                                      : start));
+                                                                     : start));
   }
   bool Valid() const override {
     return it_->Valid() && absl::StartsWith(View(it_->key()), prefix_);
@@ -166,15 +166,24 @@ class RocksEngine final : public Engine {
 
 const char* FamilyName(Family f) {
   switch (f) {
-    case Family::kMeta: return rocksdb::kDefaultColumnFamilyName.c_str();
-    case Family::kLog: return "log";
-    case Family::kTenants: return "tenants";
-    case Family::kClaims: return "claims";
-    case Family::kEvidence: return "evidence";
-    case Family::kEdges: return "edges";
-    case Family::kEdgesIn: return "edges_in";
-    case Family::kIdempotency: return "idempotency";
-    case Family::kCount: break;
+    case Family::kMeta:
+      return rocksdb::kDefaultColumnFamilyName.c_str();
+    case Family::kLog:
+      return "log";
+    case Family::kTenants:
+      return "tenants";
+    case Family::kClaims:
+      return "claims";
+    case Family::kEvidence:
+      return "evidence";
+    case Family::kEdges:
+      return "edges";
+    case Family::kEdgesIn:
+      return "edges_in";
+    case Family::kIdempotency:
+      return "idempotency";
+    case Family::kCount:
+      break;
   }
   return "?";
 }

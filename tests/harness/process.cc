@@ -31,8 +31,8 @@ absl::Status PollUntil(const std::function<bool()>& condition, absl::Duration ti
   const absl::Time deadline = absl::Now() + timeout;
   while (!condition()) {
     if (absl::Now() > deadline) {
-      return absl::DeadlineExceededError(absl::StrCat("timed out after ", absl::FormatDuration(timeout),
-                                                      " waiting for ", what));
+      return absl::DeadlineExceededError(
+          absl::StrCat("timed out after ", absl::FormatDuration(timeout), " waiting for ", what));
     }
     absl::SleepFor(interval);
   }
@@ -41,7 +41,8 @@ absl::Status PollUntil(const std::function<bool()>& condition, absl::Duration ti
 
 TestDir::TestDir() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::string name = info != nullptr ? absl::StrCat(info->test_suite_name(), ".", info->name()) : "test";
+  std::string name =
+      info != nullptr ? absl::StrCat(info->test_suite_name(), ".", info->name()) : "test";
   for (char& c : name) {
     if (c == '/') c = '_';
   }
@@ -142,8 +143,8 @@ absl::Status NodeProcess::Start(absl::Duration timeout) {
       [&] {
         std::ifstream in(port_file);
         std::string line;
-        return std::getline(in, line) && absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &port) &&
-               port > 0;
+        return std::getline(in, line) &&
+               absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &port) && port > 0;
       },
       timeout, "the port file of " + dir_);
   if (!st.ok()) {
@@ -192,9 +193,9 @@ CommandResult RunCommand(const std::string& binary, const std::vector<std::strin
   std::vector<char*> argv;
   for (auto& a : argv_storage) argv.push_back(a.data());
   argv.push_back(nullptr);
-  const int err_fd = stderr_path.empty()
-                         ? -1
-                         : open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  const int err_fd = stderr_path.empty() ? -1
+                                         : open(stderr_path.c_str(),
+                                                O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   const pid_t pid = fork();
   if (pid == 0) {
     dup2(in_pipe[0], STDIN_FILENO);
