@@ -38,6 +38,7 @@ absl::Status FromJson(const std::string& json, google::protobuf::Message* m);
 // execute once CLI11 has parsed the command line.
 void AddDataCommands(CLI::App& app, GlobalOptions& g, std::function<int()>* run);
 void AddConvertCommands(CLI::App& app, std::function<int()>* run);
+void AddQueryCommands(CLI::App& app, GlobalOptions& g, std::function<int()>* run);
 
 }  // namespace dash::ctl
 

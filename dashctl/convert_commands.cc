@@ -65,6 +65,59 @@ absl::Status ConvertClimateFever(std::istream& in, std::ostream& out, size_t lim
   return absl::OkStatus();
 }
 
+// SciFact corpus (Wadden et al. 2020): each abstract becomes a claim whose
+// text is the title and whose evidence are the abstract's sentences (stance
+// NEUTRAL: they are not labelled against the title), each citing its byte
+// span in the abstract (sentences joined by one space).
+absl::Status ConvertScifactCorpus(std::istream& in, std::ostream& out, size_t limit) {
+  std::string line;
+  size_t n = 0, line_no = 0;
+  while ((limit == 0 || n < limit) && std::getline(in, line)) {
+    ++line_no;
+    if (line.empty()) continue;
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.contains("doc_id") || !j.contains("sentences")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("line ", line_no, ": not a SciFact corpus record"));
+    }
+    const int64_t doc_id = j["doc_id"].get<int64_t>();
+    v1::ClaimRecord rec;
+    v1::Claim* c = rec.mutable_claim();
+    c->set_claim_id(absl::StrCat("scifact-", doc_id));
+    c->set_text(j.value("title", ""));
+    (*c->mutable_metadata())["dataset"].set_string_value("scifact");
+    (*c->mutable_metadata())["doc_id"].set_int_value(doc_id);
+    uint64_t offset = 0;
+    int index = 0;
+    for (const auto& sentence : j["sentences"]) {
+      const std::string text = sentence.get<std::string>();
+      const uint64_t start = offset;
+      offset += text.size() + 1;
+      const int i = index++;
+      if (text.find_first_not_of(" \t\r\n") == std::string::npos) continue;
+      v1::Evidence* e = rec.add_evidence();
+      e->set_evidence_id(absl::StrCat("s", i));
+      e->set_stance(v1::STANCE_NEUTRAL);
+      v1::Citation* cit = e->mutable_citation();
+      cit->set_source_uri(absl::StrCat("scifact:corpus/", doc_id));
+      cit->set_source_title(c->text());
+      cit->set_quote(text);
+      cit->set_span_start(start);
+      cit->set_span_end(start + text.size());
+      (*e->mutable_metadata())["sentence_index"].set_int_value(i);
+    }
+    if (rec.evidence_size() == 0) {
+      fprintf(stderr, "dashctl: skipping SciFact doc %ld: no sentences\n",
+              static_cast<long>(doc_id));
+      continue;
+    }
+    if (c->text().empty()) c->set_text(rec.evidence(0).citation().quote());
+    out << ToJson(rec, false) << "\n";
+    ++n;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 void AddConvertCommands(CLI::App& app, std::function<int()>* run) {
@@ -76,6 +129,20 @@ void AddConvertCommands(CLI::App& app, std::function<int()>* run) {
   CLI::App* cf = convert->add_subcommand("climate-fever", "CLIMATE-FEVER claims.jsonl");
   cf->add_option("file", *file, "Path to claims.jsonl")->required()->check(CLI::ExistingFile);
   cf->add_option("--limit", *limit, "Convert at most this many claims (0: all)");
+  CLI::App* sf = convert->add_subcommand("scifact", "SciFact corpus.jsonl (abstracts)");
+  sf->add_option("file", *file, "Path to corpus.jsonl")->required()->check(CLI::ExistingFile);
+  sf->add_option("--limit", *limit, "Convert at most this many abstracts (0: all)");
+  sf->callback([file, limit, run] {
+    *run = [file, limit] {
+      std::ifstream in(*file);
+      absl::Status st = ConvertScifactCorpus(in, std::cout, *limit);
+      if (!st.ok()) {
+        fprintf(stderr, "dashctl: %s\n", std::string(st.message()).c_str());
+        return static_cast<int>(kUsage);
+      }
+      return static_cast<int>(kOk);
+    };
+  });
   cf->callback([file, limit, run] {
     *run = [file, limit] {
       std::ifstream in(*file);

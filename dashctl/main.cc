@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   app.add_option("--timeout", g.timeout_s, "Per-call deadline in seconds")->capture_default_str();
   std::function<int()> run;
   dash::ctl::AddDataCommands(app, g, &run);
+  dash::ctl::AddQueryCommands(app, g, &run);
   dash::ctl::AddConvertCommands(app, &run);
   try {
     app.parse(argc, argv);

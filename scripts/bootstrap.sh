@@ -10,7 +10,7 @@ packages=(
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev
   libabsl-dev librocksdb-dev libgoogle-glog-dev libgflags-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libssl-dev zlib1g-dev libxxhash-dev libcli11-dev nlohmann-json3-dev
+  libssl-dev zlib1g-dev libxxhash-dev libcli11-dev nlohmann-json3-dev libicu-dev libstemmer-dev
   python3 python3-grpcio python3-protobuf
 )
 [[ " $* " == *" --bazel "* ]] && packages+=(bazel-bootstrap)

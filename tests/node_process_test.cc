@@ -157,6 +157,41 @@ TEST_F(NodeProcessTest, DashctlIngestGetListAndExitCodes) {
   EXPECT_EQ(testing::RunCommand(ctl, {"--addr=127.0.0.1:1", "--timeout=2", "info"}).exit_code, 3);
 }
 
+TEST_F(NodeProcessTest, QueryRanksOverGrpcAndThroughDashctl) {
+  v1::WriteRequest a = ClaimBatch("acme", "ice", 1);
+  a.mutable_ops(0)->mutable_claim()->set_text("Arctic sea ice is shrinking");
+  v1::WriteRequest b = ClaimBatch("acme", "coral", 1);
+  b.mutable_ops(0)->mutable_claim()->set_text("Coral reefs are bleaching");
+  ASSERT_TRUE(Write(a).ok());
+  ASSERT_TRUE(Write(b).ok());
+
+  grpc::ClientContext ctx;
+  v1::QueryRequest q;
+  q.set_tenant("acme");
+  q.set_text("shrinking sea ice");
+  q.set_include_evidence(true);
+  v1::QueryResponse resp;
+  ASSERT_TRUE(stub_->Query(&ctx, q, &resp).ok());
+  ASSERT_EQ(resp.hits_size(), 1);
+  EXPECT_EQ(resp.hits(0).record().claim().claim_id(), "ice");
+  EXPECT_EQ(resp.hits(0).lexical().rank(), 1u);
+  EXPECT_GT(resp.hits(0).score(), 0);
+  EXPECT_EQ(resp.hits(0).record().evidence_size(), 1);
+  EXPECT_EQ(resp.read_at_size(), 4);
+
+  grpc::ClientContext bad_ctx;
+  q.set_k(100000);
+  EXPECT_EQ(stub_->Query(&bad_ctx, q, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  const std::string ctl = testing::BinaryPath("dashctl/dashctl");
+  auto out = testing::RunCommand(
+      ctl, {"--addr=" + node_->address(), "query", "--tenant=acme", "--evidence", "coral reefs"});
+  ASSERT_EQ(out.exit_code, 0);
+  EXPECT_THAT(out.out, HasSubstr("coral"));
+  EXPECT_THAT(out.out, HasSubstr("[SUPPORTS]"));
+  EXPECT_THAT(out.out, ::testing::Not(HasSubstr("Arctic")));
+}
+
 TEST_F(NodeProcessTest, CleanStopAndRestartKeepsData) {
   ASSERT_TRUE(Write(ClaimBatch("acme", "c1")).ok());
   ASSERT_TRUE(node_->Stop().ok());

@@ -39,6 +39,14 @@ grpc::Status DataService::ListClaims(grpc::ServerContext* ctx, const v1::ListCla
   return grpc::Status::OK;
 }
 
+grpc::Status DataService::Query(grpc::ServerContext* ctx, const v1::QueryRequest* request,
+                                v1::QueryResponse* response) {
+  absl::StatusOr<v1::QueryResponse> result = host_->Query(*request);
+  if (!result.ok()) return ToGrpcStatus(result.status(), ctx);
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
 grpc::Status NodeAdminService::GetNodeInfo(grpc::ServerContext* ctx,
                                            const v1::GetNodeInfoRequest* request,
                                            v1::NodeInfo* response) {

@@ -22,6 +22,8 @@ class DataService final : public v1::Data::WithCallbackMethod_Write<v1::Data::Se
                         v1::GetClaimResponse* response) override;
   grpc::Status ListClaims(grpc::ServerContext* ctx, const v1::ListClaimsRequest* request,
                           v1::ListClaimsResponse* response) override;
+  grpc::Status Query(grpc::ServerContext* ctx, const v1::QueryRequest* request,
+                     v1::QueryResponse* response) override;
 
  private:
   shard::ShardHost* const host_;

@@ -10,6 +10,7 @@
 #include "common/hashing.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
+#include "node/index/lexical_index.h"
 #include "node/storage/keys.h"
 
 namespace dash::shard {
@@ -72,6 +73,9 @@ class Applier {
       }
     }
     DASH_RETURN_IF_ERROR(CheckEvidenceFirst());
+    for (const std::string& claim_id : dirty_) {
+      DASH_RETURN_IF_ERROR(index::ReindexClaim(tenant_, claim_id, ws_, &tenant_state_));
+    }
     if (!p_.idempotency_key().empty()) {
       storage::IdempotencyRecord rec;
       rec.set_request_digest(p_.request_digest());
@@ -113,6 +117,7 @@ class Applier {
     ws_->Put(Family::kClaims, key, claim.SerializeAsString());
     upserted_.emplace(in.claim_id(), i);
     live_.insert(in.claim_id());
+    dirty_.insert(in.claim_id());
     return absl::OkStatus();
   }
 
@@ -127,6 +132,7 @@ class Applier {
     ws_->Put(Family::kEvidence, key, ev.SerializeAsString());
     referenced_.emplace_back(i, in.claim_id());
     with_new_evidence_.insert(in.claim_id());
+    dirty_.insert(in.claim_id());
     return absl::OkStatus();
   }
 
@@ -144,6 +150,7 @@ class Applier {
   absl::Status DeleteClaim(const std::string& claim_id) {
     with_new_evidence_.erase(claim_id);
     live_.erase(claim_id);
+    dirty_.insert(claim_id);
     const std::string key = keys::Claim(tenant_, claim_id);
     DASH_ASSIGN_OR_RETURN(bool existed, Exists(*ws_, Family::kClaims, key));
     if (existed) {
@@ -233,6 +240,8 @@ class Applier {
   // end), and claims given evidence since their last delete in this batch.
   std::set<std::string> live_;
   std::set<std::string> with_new_evidence_;
+  // Claims whose lexical document the batch changed, re-indexed once at its end.
+  std::set<std::string> dirty_;
   std::vector<std::pair<int, std::string>> referenced_;  // op index -> claim id
 };
 

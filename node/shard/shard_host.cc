@@ -1,18 +1,24 @@
 #include "node/shard/shard_host.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/hashing.h"
 #include "common/status_macros.h"
+#include "common/text.h"
+#include "node/index/analyzer.h"
 #include "node/shard/batch_validator.h"
 
 namespace dash::shard {
 namespace {
 constexpr uint32_t kDefaultPageSize = 100;
 constexpr uint32_t kMaxPageSize = 1000;
+constexpr uint32_t kDefaultQueryK = 10;
+constexpr uint32_t kMaxQueryK = 1000;
+constexpr size_t kMaxQueryBytes = 16 << 10;
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ShardHost>> ShardHost::Open(const HostOptions& options) {
@@ -103,6 +109,64 @@ absl::StatusOr<v1::ListClaimsResponse> ShardHost::ListClaims(
     response.set_next_page_token(absl::WebSafeBase64Escape(merged.back().claim().claim_id()));
   }
   for (auto& rec : merged) *response.add_records() = std::move(rec);
+  return response;
+}
+
+absl::StatusOr<v1::QueryResponse> ShardHost::Query(const v1::QueryRequest& request) const {
+  DASH_RETURN_IF_ERROR(ValidateTenant(request.tenant(), "tenant"));
+  if (request.text().empty()) return absl::InvalidArgumentError("text: must not be empty");
+  if (request.text().size() > kMaxQueryBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("text: is ", request.text().size(), " bytes; the limit is ", kMaxQueryBytes));
+  }
+  if (!IsValidUtf8(request.text())) return absl::InvalidArgumentError("text: is not valid UTF-8");
+  if (request.k() > kMaxQueryK) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("k: ", request.k(), " exceeds the limit of ", kMaxQueryK));
+  }
+  index::Bm25Params params;
+  if (request.bm25().has_k1()) {
+    params.k1 = request.bm25().k1();
+    if (!(params.k1 >= 0) || !std::isfinite(params.k1)) {
+      return absl::InvalidArgumentError("bm25.k1: must be a finite number >= 0");
+    }
+  }
+  if (request.bm25().has_b()) {
+    params.b = request.bm25().b();
+    if (!(params.b >= 0 && params.b <= 1))
+      return absl::InvalidArgumentError("bm25.b: must be in [0, 1]");
+  }
+  const size_t k = request.k() == 0 ? kDefaultQueryK : request.k();
+  const std::vector<std::string> terms = index::AnalyzeText(request.text());
+
+  // Phase 1: corpus statistics summed over the hosted shards.
+  index::CorpusStats stats;
+  for (const auto& [id, r] : replicas_) {
+    DASH_ASSIGN_OR_RETURN(index::CorpusStats s, r->LexicalStats(request.tenant(), terms));
+    stats.Add(s);
+  }
+  // Phase 2: each shard's top k under the shared statistics, merged once.
+  v1::QueryResponse response;
+  std::vector<SearchHit> merged;
+  for (const auto& [id, r] : replicas_) {
+    DASH_ASSIGN_OR_RETURN(SearchPage page, r->SearchLexical(request.tenant(), terms, k, params,
+                                                            stats, request.include_evidence()));
+    for (auto& h : page.hits) merged.push_back(std::move(h));
+    *response.add_read_at() = page.read_at;
+  }
+  std::sort(merged.begin(), merged.end(), [](const SearchHit& a, const SearchHit& b) {
+    return a.score != b.score ? a.score > b.score
+                              : a.record.claim().claim_id() < b.record.claim().claim_id();
+  });
+  if (merged.size() > k) merged.resize(k);
+  uint32_t rank = 0;
+  for (auto& h : merged) {
+    v1::QueryHit* hit = response.add_hits();
+    hit->set_score(h.score);
+    hit->mutable_lexical()->set_score(h.score);
+    hit->mutable_lexical()->set_rank(++rank);
+    *hit->mutable_record() = std::move(h.record);
+  }
   return response;
 }
 

@@ -36,6 +36,9 @@ class ShardHost {
   absl::StatusOr<v1::GetClaimResponse> GetClaim(const v1::GetClaimRequest& request) const;
   // Lists across the hosted shards, merged in claim_id order.
   absl::StatusOr<v1::ListClaimsResponse> ListClaims(const v1::ListClaimsRequest& request) const;
+  // Ranks across the hosted shards with corpus statistics summed over them,
+  // so the ranking does not depend on how claims are spread over shards.
+  absl::StatusOr<v1::QueryResponse> Query(const v1::QueryRequest& request) const;
   v1::NodeInfo Info() const;
 
   // nullptr when `shard` is not hosted here.

@@ -405,6 +405,36 @@ absl::StatusOr<v1::GetClaimResponse> ShardReplica::GetClaim(absl::string_view te
   return response;
 }
 
+absl::StatusOr<index::CorpusStats> ShardReplica::LexicalStats(
+    absl::string_view tenant, const std::vector<std::string>& terms) const {
+  auto snapshot = engine_->NewSnapshot();
+  return index::ReadStats(*snapshot, tenant, terms);
+}
+
+absl::StatusOr<SearchPage> ShardReplica::SearchLexical(absl::string_view tenant,
+                                                       const std::vector<std::string>& terms,
+                                                       size_t k, const index::Bm25Params& params,
+                                                       const index::CorpusStats& stats,
+                                                       bool include_evidence) const {
+  auto snapshot = engine_->NewSnapshot();
+  DASH_ASSIGN_OR_RETURN(auto scored, index::SearchBm25(*snapshot, tenant, terms, k, params, stats));
+  SearchPage page;
+  for (const auto& s : scored) {
+    DASH_ASSIGN_OR_RETURN(auto raw,
+                          snapshot->Get(Family::kClaims, keys::Claim(tenant, s.claim_id)));
+    if (!raw.has_value()) {
+      return absl::DataLossError(
+          absl::StrCat("index names claim \"", s.claim_id, "\" which is absent"));
+    }
+    DASH_ASSIGN_OR_RETURN(v1::Claim claim, Parse<v1::Claim>(*raw, "claim"));
+    DASH_ASSIGN_OR_RETURN(v1::ClaimRecord rec,
+                          ReadRecord(*snapshot, tenant, claim, include_evidence));
+    page.hits.push_back(SearchHit{std::move(rec), s.score});
+  }
+  page.read_at = ReadToken(*snapshot);
+  return page;
+}
+
 absl::StatusOr<ListPage> ShardReplica::ListClaims(absl::string_view tenant,
                                                   absl::string_view start_after, size_t limit,
                                                   bool include_evidence) const {

@@ -23,6 +23,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "dash/v1/data.pb.h"
+#include "node/index/lexical_index.h"
 #include "node/shard/batch_validator.h"
 #include "node/storage/engine.h"
 #include "node/storage/records.pb.h"
@@ -50,6 +51,16 @@ struct WriteResult {
   v1::CommitToken token;
   int64_t commit_time_micros = 0;
   bool replayed = false;
+};
+
+struct SearchHit {
+  v1::ClaimRecord record;
+  double score = 0;
+};
+
+struct SearchPage {
+  std::vector<SearchHit> hits;  // Best first; ties by claim_id.
+  v1::CommitToken read_at;
 };
 
 struct ReplicaState {
@@ -96,6 +107,17 @@ class ShardReplica {
   // Up to `limit` claims of `tenant` with claim_id > `start_after`.
   absl::StatusOr<ListPage> ListClaims(absl::string_view tenant, absl::string_view start_after,
                                       size_t limit, bool include_evidence) const;
+
+  // This replica's BM25 corpus statistics for analyzed query `terms`.
+  absl::StatusOr<index::CorpusStats> LexicalStats(absl::string_view tenant,
+                                                  const std::vector<std::string>& terms) const;
+  // The top `k` claims of `tenant` by BM25 over `terms`, scored with `stats`
+  // (this replica's own, or summed over shards so scores are global).
+  absl::StatusOr<SearchPage> SearchLexical(absl::string_view tenant,
+                                           const std::vector<std::string>& terms, size_t k,
+                                           const index::Bm25Params& params,
+                                           const index::CorpusStats& stats,
+                                           bool include_evidence) const;
 
   ReplicaState State() const;
 

@@ -316,6 +316,22 @@ TEST_F(ShardReplicaTest, ReplayingTheLogReproducesIdenticalState) {
     ASSERT_TRUE((*copy)->ApplyEncodedRecord(*rec).ok());
   }
   EXPECT_EQ(Dump("acme", copy->get()), Dump("acme"));
+  // The lexical index is rebuilt by replay too, identically.
+  const std::vector<std::string> terms = {"claim", "text", "quot", "sentenc", "recreat"};
+  auto stats_a = replica_->LexicalStats("acme", terms);
+  auto stats_b = (*copy)->LexicalStats("acme", terms);
+  ASSERT_TRUE(stats_a.ok() && stats_b.ok());
+  EXPECT_EQ(stats_a->docs, stats_b->docs);
+  EXPECT_EQ(stats_a->total_length, stats_b->total_length);
+  EXPECT_EQ(stats_a->df, stats_b->df);
+  auto hits_a = replica_->SearchLexical("acme", terms, 10, index::Bm25Params(), *stats_a, false);
+  auto hits_b = (*copy)->SearchLexical("acme", terms, 10, index::Bm25Params(), *stats_b, false);
+  ASSERT_TRUE(hits_a.ok() && hits_b.ok());
+  ASSERT_EQ(hits_a->hits.size(), hits_b->hits.size());
+  for (size_t i = 0; i < hits_a->hits.size(); ++i) {
+    EXPECT_EQ(hits_a->hits[i].record.claim().claim_id(), hits_b->hits[i].record.claim().claim_id());
+    EXPECT_DOUBLE_EQ(hits_a->hits[i].score, hits_b->hits[i].score);
+  }
   // Out-of-order records are refused.
   EXPECT_EQ((*copy)->ApplyEncodedRecord(*replica_->ReadLogRecord(1)).code(),
             absl::StatusCode::kFailedPrecondition);

@@ -29,6 +29,9 @@ enum class Family : int {
   kEdges,
   kEdgesIn,
   kIdempotency,
+  kDocs,      // Lexical index: per-claim term vectors.
+  kTerms,     // Lexical index: document frequency per term.
+  kPostings,  // Lexical index: term -> claims with tf and length.
   kCount,  // Not a family.
 };
 

@@ -182,6 +182,12 @@ const char* FamilyName(Family f) {
       return "edges_in";
     case Family::kIdempotency:
       return "idempotency";
+    case Family::kDocs:
+      return "docs";
+    case Family::kTerms:
+      return "terms";
+    case Family::kPostings:
+      return "postings";
     case Family::kCount:
       break;
   }

@@ -1,0 +1,151 @@
+// dashctl query and eval: ranked retrieval from the command line, and an
+// evaluation of it on SciFact.
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "dash/v1/data.grpc.pb.h"
+#include "dashctl/common.h"
+#include "nlohmann/json.hpp"
+
+namespace dash::ctl {
+namespace {
+
+const char* StanceName(v1::Stance s) {
+  switch (s) {
+    case v1::STANCE_SUPPORTS:
+      return "SUPPORTS";
+    case v1::STANCE_CONTRADICTS:
+      return "CONTRADICTS";
+    case v1::STANCE_NEUTRAL:
+      return "NEUTRAL";
+    default:
+      return "?";
+  }
+}
+
+struct QueryOptions {
+  std::string tenant = "default";
+  std::string text;
+  uint32_t k = 10;
+  bool evidence = false;
+  bool json = false;
+};
+
+int RunQuery(const GlobalOptions& g, const QueryOptions& o) {
+  auto stub = v1::Data::NewStub(Connect(g));
+  v1::QueryRequest req;
+  req.set_tenant(o.tenant);
+  req.set_text(o.text);
+  req.set_k(o.k);
+  req.set_include_evidence(o.evidence);
+  v1::QueryResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, g);
+  grpc::Status st = stub->Query(&ctx, req, &resp);
+  if (!st.ok()) return Fail(FromGrpcStatus(st, &ctx));
+  if (o.json) {
+    printf("%s\n", ToJson(resp, true).c_str());
+    return kOk;
+  }
+  for (const auto& hit : resp.hits()) {
+    printf("%2u. %-8.4f %s  %s\n", hit.lexical().rank(), hit.score(),
+           hit.record().claim().claim_id().c_str(), hit.record().claim().text().c_str());
+    for (const auto& e : hit.record().evidence()) {
+      printf("      [%s] \"%s\" — %s\n", StanceName(e.stance()), e.citation().quote().c_str(),
+             e.citation().source_uri().c_str());
+    }
+  }
+  fprintf(stderr, "query: %d hits\n", resp.hits_size());
+  return kOk;
+}
+
+// SciFact in the BEIR style: each training claim is a query, its cited
+// abstracts are the relevant documents (binary relevance). The corpus must
+// already be ingested (`dashctl convert scifact` | `dashctl ingest`) so that
+// claim ids are "scifact-<doc_id>".
+struct EvalOptions {
+  std::string tenant = "scifact";
+  std::string claims;
+};
+
+int RunEval(const GlobalOptions& g, const EvalOptions& o) {
+  std::ifstream in(o.claims);
+  if (!in) {
+    fprintf(stderr, "dashctl: cannot open %s\n", o.claims.c_str());
+    return kUsage;
+  }
+  auto stub = v1::Data::NewStub(Connect(g));
+  double ndcg_sum = 0, recall_sum = 0;
+  int queries = 0;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.contains("claim") || !j.contains("cited_doc_ids")) {
+      fprintf(stderr, "dashctl: %s: not a SciFact claims line\n", o.claims.c_str());
+      return kUsage;
+    }
+    std::set<std::string> relevant;
+    for (const auto& id : j["cited_doc_ids"])
+      relevant.insert(absl::StrCat("scifact-", id.get<int64_t>()));
+    if (relevant.empty()) continue;
+    v1::QueryRequest req;
+    req.set_tenant(o.tenant);
+    req.set_text(j["claim"].get<std::string>());
+    req.set_k(100);
+    v1::QueryResponse resp;
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx, g);
+    grpc::Status st = stub->Query(&ctx, req, &resp);
+    if (!st.ok()) return Fail(FromGrpcStatus(st, &ctx));
+    double dcg = 0, idcg = 0;
+    int found = 0;
+    for (int i = 0; i < resp.hits_size(); ++i) {
+      if (!relevant.count(resp.hits(i).record().claim().claim_id())) continue;
+      ++found;
+      if (i < 10) dcg += 1.0 / std::log2(i + 2.0);
+    }
+    for (int i = 0; i < std::min<int>(10, relevant.size()); ++i) idcg += 1.0 / std::log2(i + 2.0);
+    ndcg_sum += dcg / idcg;
+    recall_sum += static_cast<double>(found) / relevant.size();
+    ++queries;
+  }
+  if (queries == 0) {
+    fprintf(stderr, "dashctl: no queries with relevant documents in %s\n", o.claims.c_str());
+    return kUsage;
+  }
+  printf("{\"queries\":%d,\"ndcg_at_10\":%.4f,\"recall_at_100\":%.4f}\n", queries,
+         ndcg_sum / queries, recall_sum / queries);
+  return kOk;
+}
+
+}  // namespace
+
+void AddQueryCommands(CLI::App& app, GlobalOptions& g, std::function<int()>* run) {
+  auto qo = std::make_shared<QueryOptions>();
+  CLI::App* query = app.add_subcommand("query", "Rank a tenant's claims against a text query");
+  query->add_option("text", qo->text, "Query text")->required();
+  query->add_option("--tenant", qo->tenant, "Tenant")->capture_default_str();
+  query->add_option("-k", qo->k, "Hits to return")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  query->add_flag("--evidence", qo->evidence, "Show each hit's evidence with its citation");
+  query->add_flag("--json", qo->json, "Print the QueryResponse as JSON");
+  query->callback([&g, qo, run] { *run = [&g, qo] { return RunQuery(g, *qo); }; });
+
+  auto eo = std::make_shared<EvalOptions>();
+  CLI::App* eval = app.add_subcommand(
+      "eval", "SciFact retrieval evaluation: nDCG@10 and Recall@100 of claims_train.jsonl");
+  eval->add_option("claims", eo->claims, "SciFact claims_train.jsonl")->required();
+  eval->add_option("--tenant", eo->tenant, "Tenant holding the ingested corpus")
+      ->capture_default_str();
+  eval->callback([&g, eo, run] { *run = [&g, eo] { return RunEval(g, *eo); }; });
+}
+
+}  // namespace dash::ctl

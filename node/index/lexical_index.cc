@@ -1,0 +1,200 @@
+#include "node/index/lexical_index.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "dash/v1/model.pb.h"
+#include "node/index/analyzer.h"
+#include "node/storage/keys.h"
+
+namespace dash::index {
+namespace {
+
+using storage::Family;
+namespace keys = storage::keys;
+
+std::string Fixed32Pair(uint32_t a, uint32_t b) {
+  std::string out(8, '\0');
+  for (int i = 0; i < 4; ++i) {
+    out[i] = static_cast<char>((a >> (24 - 8 * i)) & 0xff);
+    out[4 + i] = static_cast<char>((b >> (24 - 8 * i)) & 0xff);
+  }
+  return out;
+}
+
+bool ParseFixed32Pair(absl::string_view in, uint32_t* a, uint32_t* b) {
+  if (in.size() != 8) return false;
+  uint32_t x = 0, y = 0;
+  for (int i = 0; i < 4; ++i) {
+    x = (x << 8) | static_cast<uint8_t>(in[i]);
+    y = (y << 8) | static_cast<uint8_t>(in[4 + i]);
+  }
+  *a = x;
+  *b = y;
+  return true;
+}
+
+std::string EncodeCount(uint64_t v) { return keys::Log(v); }  // 8-byte big-endian
+uint64_t DecodeCount(absl::string_view in) {
+  uint64_t v = 0;
+  keys::ParseLog(in, &v);
+  return v;
+}
+
+std::string TermKey(absl::string_view tenant, absl::string_view term) {
+  return keys::Claim(tenant, term);  // <tenant>\0<term>
+}
+std::string PostingPrefix(absl::string_view tenant, absl::string_view term) {
+  return keys::ClaimPrefix(tenant, term);  // <tenant>\0<term>\0
+}
+
+absl::Status AddDf(storage::WriteSet* ws, const std::string& key, int64_t delta) {
+  DASH_ASSIGN_OR_RETURN(auto raw, ws->Get(Family::kTerms, key));
+  const int64_t df = static_cast<int64_t>(raw.has_value() ? DecodeCount(*raw) : 0) + delta;
+  if (df <= 0) {
+    ws->Delete(Family::kTerms, key);
+  } else {
+    ws->Put(Family::kTerms, key, EncodeCount(static_cast<uint64_t>(df)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ReindexClaim(absl::string_view tenant, absl::string_view claim_id,
+                          storage::WriteSet* ws, storage::TenantState* stats) {
+  // The document as it is now.
+  std::map<std::string, uint32_t> tf;
+  uint32_t length = 0;
+  DASH_ASSIGN_OR_RETURN(auto raw_claim, ws->Get(Family::kClaims, keys::Claim(tenant, claim_id)));
+  if (raw_claim.has_value()) {
+    v1::Claim claim;
+    if (!claim.ParseFromString(*raw_claim)) return absl::DataLossError("stored claim is corrupt");
+    auto add = [&](absl::string_view text) {
+      for (std::string& t : AnalyzeText(text)) {
+        ++tf[std::move(t)];
+        ++length;
+      }
+    };
+    add(claim.text());
+    auto ev = ws->Scan(Family::kEvidence, keys::ClaimPrefix(tenant, claim_id));
+    for (; ev->Valid(); ev->Next()) {
+      v1::Evidence e;
+      if (!e.ParseFromArray(ev->value().data(), static_cast<int>(ev->value().size()))) {
+        return absl::DataLossError("stored evidence is corrupt");
+      }
+      add(e.citation().quote());
+    }
+    DASH_RETURN_IF_ERROR(ev->status());
+  }
+
+  // Remove what the previous version added.
+  const std::string doc_key = keys::Claim(tenant, claim_id);
+  DASH_ASSIGN_OR_RETURN(auto raw_doc, ws->Get(Family::kDocs, doc_key));
+  storage::LexicalDoc old;
+  if (raw_doc.has_value()) {
+    if (!old.ParseFromString(*raw_doc)) return absl::DataLossError("stored lexical doc is corrupt");
+    for (const std::string& term : old.terms()) {
+      ws->Delete(Family::kPostings, absl::StrCat(PostingPrefix(tenant, term), claim_id));
+      if (!tf.count(term)) DASH_RETURN_IF_ERROR(AddDf(ws, TermKey(tenant, term), -1));
+    }
+    stats->set_lexical_docs(stats->lexical_docs() - 1);
+    stats->set_lexical_length(stats->lexical_length() - old.length());
+  }
+  if (!raw_claim.has_value()) {
+    if (raw_doc.has_value()) ws->Delete(Family::kDocs, doc_key);
+    return absl::OkStatus();
+  }
+
+  // Add the current version.
+  const std::set<std::string> old_terms(old.terms().begin(), old.terms().end());
+  storage::LexicalDoc doc;
+  doc.set_length(length);
+  for (const auto& [term, count] : tf) {
+    ws->Put(Family::kPostings, absl::StrCat(PostingPrefix(tenant, term), claim_id),
+            Fixed32Pair(count, length));
+    if (!old_terms.count(term)) DASH_RETURN_IF_ERROR(AddDf(ws, TermKey(tenant, term), +1));
+    doc.add_terms(term);
+    doc.add_tfs(count);
+  }
+  ws->Put(Family::kDocs, doc_key, doc.SerializeAsString());
+  stats->set_lexical_docs(stats->lexical_docs() + 1);
+  stats->set_lexical_length(stats->lexical_length() + length);
+  return absl::OkStatus();
+}
+
+void CorpusStats::Add(const CorpusStats& other) {
+  docs += other.docs;
+  total_length += other.total_length;
+  for (const auto& [term, n] : other.df) df[term] += n;
+}
+
+absl::StatusOr<CorpusStats> ReadStats(const storage::Reader& r, absl::string_view tenant,
+                                      const std::vector<std::string>& terms) {
+  CorpusStats stats;
+  DASH_ASSIGN_OR_RETURN(auto raw, r.Get(Family::kTenants, keys::Tenant(tenant)));
+  if (raw.has_value()) {
+    storage::TenantState ts;
+    if (!ts.ParseFromString(*raw)) return absl::DataLossError("tenant state is corrupt");
+    stats.docs = ts.lexical_docs();
+    stats.total_length = ts.lexical_length();
+  }
+  for (const std::string& term : terms) {
+    if (stats.df.count(term)) continue;
+    DASH_ASSIGN_OR_RETURN(auto df, r.Get(Family::kTerms, TermKey(tenant, term)));
+    stats.df[term] = df.has_value() ? DecodeCount(*df) : 0;
+  }
+  return stats;
+}
+
+absl::StatusOr<std::vector<ScoredClaim>> SearchBm25(const storage::Reader& r,
+                                                    absl::string_view tenant,
+                                                    const std::vector<std::string>& terms, size_t k,
+                                                    const Bm25Params& params,
+                                                    const CorpusStats& stats) {
+  std::vector<ScoredClaim> out;
+  if (k == 0 || terms.empty() || stats.docs == 0) return out;
+  // Query term frequencies: a repeated query term counts once per repeat.
+  std::map<std::string, int> qtf;
+  for (const auto& t : terms) ++qtf[t];
+  const double avgdl =
+      std::max(1.0, static_cast<double>(stats.total_length) / static_cast<double>(stats.docs));
+  absl::flat_hash_map<std::string, double> scores;
+  for (const auto& [term, q] : qtf) {
+    auto it = stats.df.find(term);
+    const double df = it == stats.df.end() ? 0 : static_cast<double>(it->second);
+    if (df == 0) continue;
+    const double n = static_cast<double>(stats.docs);
+    const double idf = std::log(1.0 + (n - df + 0.5) / (df + 0.5));
+    const std::string prefix = PostingPrefix(tenant, term);
+    auto cursor = r.Scan(Family::kPostings, prefix);
+    for (; cursor->Valid(); cursor->Next()) {
+      uint32_t tf = 0, dl = 0;
+      if (!ParseFixed32Pair(cursor->value(), &tf, &dl)) {
+        return absl::DataLossError("malformed posting");
+      }
+      const double norm = params.k1 * (1.0 - params.b + params.b * dl / avgdl);
+      scores[std::string(keys::Suffix(cursor->key(), prefix))] +=
+          q * idf * (tf * (params.k1 + 1.0)) / (tf + norm);
+    }
+    DASH_RETURN_IF_ERROR(cursor->status());
+  }
+  out.reserve(scores.size());
+  for (auto& [id, score] : scores) out.push_back({id, score});
+  auto better = [](const ScoredClaim& a, const ScoredClaim& b) {
+    return a.score != b.score ? a.score > b.score : a.claim_id < b.claim_id;
+  };
+  if (out.size() > k) {
+    std::partial_sort(out.begin(), out.begin() + k, out.end(), better);
+    out.resize(k);
+  } else {
+    std::sort(out.begin(), out.end(), better);
+  }
+  return out;
+}
+
+}  // namespace dash::index

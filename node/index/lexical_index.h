@@ -1,0 +1,64 @@
+// The BM25 index of one shard replica, kept in the replica's own storage and
+// maintained in the same WriteSet as the data it indexes, so it is always
+// consistent with committed data and needs no rebuild at start-up.
+//
+// A claim's lexical document is its text followed by the quotes of all its
+// evidence, analyzed by AnalyzeText. Layout (key_layout.md): postings
+// <tenant>\0<term>\0<claim_id> -> (tf, document length), terms
+// <tenant>\0<term> -> document frequency, docs <tenant>\0<claim_id> ->
+// LexicalDoc. Thread-compatible: callers own the WriteSet / Reader.
+#ifndef DASH_NODE_INDEX_LEXICAL_INDEX_H_
+#define DASH_NODE_INDEX_LEXICAL_INDEX_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "node/storage/engine.h"
+#include "node/storage/records.pb.h"
+
+namespace dash::index {
+
+// Re-indexes one claim from its current state in `ws` (claim text and
+// evidence): removes the postings it had, adds the ones it has now (none if
+// the claim no longer exists), and updates `stats` (docs, length).
+absl::Status ReindexClaim(absl::string_view tenant, absl::string_view claim_id,
+                          storage::WriteSet* ws, storage::TenantState* stats);
+
+// Corpus statistics BM25 needs. A router (or a node hosting several shards)
+// sums them over shards so that scores do not depend on the shard count.
+struct CorpusStats {
+  uint64_t docs = 0;
+  uint64_t total_length = 0;
+  absl::flat_hash_map<std::string, uint64_t> df;  // For the query's terms.
+  void Add(const CorpusStats& other);
+};
+
+// This shard's statistics for `terms`.
+absl::StatusOr<CorpusStats> ReadStats(const storage::Reader& r, absl::string_view tenant,
+                                      const std::vector<std::string>& terms);
+
+struct Bm25Params {
+  double k1 = 0.9;  // Anserini's BEIR defaults.
+  double b = 0.4;
+};
+
+struct ScoredClaim {
+  std::string claim_id;
+  double score = 0;
+};
+
+// The top `k` claims of `tenant` for the analyzed query `terms`, by BM25 with
+// `stats` as the corpus statistics; ties broken by claim_id ascending.
+absl::StatusOr<std::vector<ScoredClaim>> SearchBm25(const storage::Reader& r,
+                                                    absl::string_view tenant,
+                                                    const std::vector<std::string>& terms, size_t k,
+                                                    const Bm25Params& params,
+                                                    const CorpusStats& stats);
+
+}  // namespace dash::index
+
+#endif  // DASH_NODE_INDEX_LEXICAL_INDEX_H_
