@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # DASH's main job on one machine: installs what is needed, builds, starts a
 # local dash-node (4 shards, data under deploy/local/run/), loads the sample
-# CLIMATE-FEVER claims with their cited evidence, and reads them back.
+# CLIMATE-FEVER claims with their cited evidence, and answers a query with
+# ranked claims and the evidence behind them.
 # The node keeps running; stop it with deploy/local/down.sh.
 #   env: DASH_PORT (default 7100)
 set -euo pipefail
@@ -36,10 +37,10 @@ echo "   commit tokens in $run/ingest-tokens.jsonl"
 
 echo "== node: shards and log positions"
 $ctl info
-echo "== the first 3 claims of tenant 'climate'"
-$ctl list --tenant=climate --limit=3
 echo "== claim climate-fever-6 with its evidence and citations"
 $ctl get --tenant=climate climate-fever-6
+echo "== query: \"are polar bear populations declining\" (top 3, BM25, with cited evidence)"
+$ctl query --tenant=climate -k 3 --evidence "are polar bear populations declining"
 echo
 echo "dash-node is running on 127.0.0.1:$port. Try: build/dashctl/dashctl --addr=127.0.0.1:$port list --tenant=climate"
 echo "Stop it with: deploy/local/down.sh"

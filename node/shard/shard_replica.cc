@@ -1,6 +1,7 @@
 #include "node/shard/shard_replica.h"
 
 #include <algorithm>
+#include <map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -55,6 +56,58 @@ absl::StatusOr<Message> Parse(absl::string_view bytes, absl::string_view what) {
   return m;
 }
 
+// The current format of the derived indexes. 1: the BM25 index (docs, terms,
+// postings). Bump it when the analyzer or the index layout changes.
+constexpr uint32_t kIndexFormat = 1;
+
+// Re-indexes every claim of a replica whose index is older than kIndexFormat,
+// in chunks, each committed atomically with its tenants' statistics. Safe to
+// interrupt: re-indexing a claim replaces whatever it had.
+absl::Status MigrateIndex(storage::Engine& engine, storage::ShardMeta& meta) {
+  size_t claims = 0;
+  std::string resume;
+  for (bool more = true; more;) {
+    auto ws = engine.NewWriteSet();
+    std::map<std::string, storage::TenantState> tenants;
+    std::vector<std::string> keys_in_chunk;
+    {
+      auto snapshot = engine.NewSnapshot();
+      auto cursor = snapshot->Scan(Family::kClaims, "", resume);
+      for (; cursor->Valid() && keys_in_chunk.size() < 512; cursor->Next()) {
+        keys_in_chunk.emplace_back(cursor->key());
+      }
+      DASH_RETURN_IF_ERROR(cursor->status());
+      more = cursor->Valid();
+    }
+    for (const std::string& key : keys_in_chunk) {
+      const size_t sep = key.find('\0');
+      if (sep == std::string::npos) return absl::DataLossError("malformed claim key");
+      const std::string tenant = key.substr(0, sep);
+      auto [it, inserted] = tenants.try_emplace(tenant);
+      if (inserted) {
+        DASH_ASSIGN_OR_RETURN(auto raw, ws->Get(Family::kTenants, keys::Tenant(tenant)));
+        if (raw.has_value() && !it->second.ParseFromString(*raw)) {
+          return absl::DataLossError("tenant state is corrupt");
+        }
+      }
+      DASH_RETURN_IF_ERROR(index::ReindexClaim(tenant, key.substr(sep + 1), ws.get(), &it->second));
+    }
+    for (const auto& [tenant, state] : tenants) {
+      ws->Put(Family::kTenants, keys::Tenant(tenant), state.SerializeAsString());
+    }
+    if (!more) {
+      meta.set_index_format(kIndexFormat);
+      ws->Put(Family::kMeta, keys::kShardMetaKey, meta.SerializeAsString());
+    }
+    DASH_RETURN_IF_ERROR(engine.Commit(*ws, /*sync=*/true));
+    claims += keys_in_chunk.size();
+    if (!keys_in_chunk.empty()) resume = keys_in_chunk.back() + std::string(1, '\0');
+  }
+  LOG(INFO) << "shard " << meta.shard_id() << ": re-indexed " << claims
+            << " claims to index format " << kIndexFormat;
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ShardReplica>> ShardReplica::Open(const ReplicaOptions& options) {
@@ -69,6 +122,7 @@ absl::StatusOr<std::unique_ptr<ShardReplica>> ShardReplica::Open(const ReplicaOp
     meta.set_shard_id(options.shard_id);
     meta.set_shard_count(options.shard_count);
     meta.set_epoch(1);
+    meta.set_index_format(kIndexFormat);
     auto ws = engine->NewWriteSet();
     ws->Put(Family::kMeta, keys::kShardMetaKey, meta.SerializeAsString());
     DASH_RETURN_IF_ERROR(engine->Commit(*ws, /*sync=*/true));
@@ -78,6 +132,7 @@ absl::StatusOr<std::unique_ptr<ShardReplica>> ShardReplica::Open(const ReplicaOp
                      ", not shard ", options.shard_id, " of ", options.shard_count));
   }
   snapshot.reset();
+  if (meta.index_format() < kIndexFormat) DASH_RETURN_IF_ERROR(MigrateIndex(*engine, meta));
   auto replica = std::unique_ptr<ShardReplica>(new ShardReplica(options, std::move(engine), meta));
   LOG(INFO) << "shard " << options.shard_id << " open at " << options.dir << ": epoch "
             << meta.epoch() << ", last lsn " << meta.last_lsn();

@@ -354,6 +354,51 @@ TEST_F(ShardReplicaTest, ReplaysAStoredVersion1Record) {
   EXPECT_FALSE(got->record().claim().created_at().seconds() > 0);
 }
 
+TEST_F(ShardReplicaTest, ReplicaFromBeforeTheIndexIsReindexedOnOpen) {
+  for (int i = 0; i < 700; ++i) {  // More than one migration chunk.
+    MustWrite(ClaimBatch(i % 2 ? "acme" : "beta", "c" + std::to_string(i), 1));
+  }
+  const std::vector<std::string> terms = {"claim", "text", "c699", "quot"};
+  auto before = replica_->LexicalStats("acme", terms);
+  ASSERT_TRUE(before.ok());
+  ASSERT_EQ(before->docs, 350u);
+  auto hits_before = replica_->SearchLexical("acme", terms, 5, index::Bm25Params(), *before, false);
+  // Turn the data into what a replica written before the index looks like.
+  replica_.reset();
+  {
+    auto engine = *storage::OpenRocksEngine(options_.dir, storage::EngineOptions());
+    auto snap = engine->NewSnapshot();
+    storage::ShardMeta meta;
+    meta.ParseFromString(**snap->Get(storage::Family::kMeta, "shard"));
+    meta.clear_index_format();
+    auto ws = engine->NewWriteSet();
+    ws->Put(storage::Family::kMeta, "shard", meta.SerializeAsString());
+    for (const char* t : {"acme", "beta"}) {
+      storage::TenantState ts;
+      ts.ParseFromString(**snap->Get(storage::Family::kTenants, t));
+      ts.clear_lexical_docs();
+      ts.clear_lexical_length();
+      ws->Put(storage::Family::kTenants, t, ts.SerializeAsString());
+    }
+    ASSERT_TRUE(engine->Commit(*ws, true).ok());
+    for (auto f : {storage::Family::kDocs, storage::Family::kTerms, storage::Family::kPostings}) {
+      ASSERT_TRUE(engine->DeleteRange(f, "", std::string(8, '\xff')).ok());
+    }
+  }
+  Reopen();
+  auto after = replica_->LexicalStats("acme", terms);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->docs, before->docs);
+  EXPECT_EQ(after->total_length, before->total_length);
+  EXPECT_EQ(after->df, before->df);
+  auto hits_after = replica_->SearchLexical("acme", terms, 5, index::Bm25Params(), *after, false);
+  ASSERT_EQ(hits_after->hits.size(), hits_before->hits.size());
+  for (size_t i = 0; i < hits_after->hits.size(); ++i) {
+    EXPECT_EQ(hits_after->hits[i].record.claim().claim_id(),
+              hits_before->hits[i].record.claim().claim_id());
+  }
+}
+
 TEST_F(ShardReplicaTest, ListPaginatesInClaimIdOrderWithinTenant) {
   for (int i = 0; i < 7; ++i) MustWrite(ClaimBatch("acme", "c" + std::to_string(i)));
   MustWrite(ClaimBatch("acme2", "zzz"));
