@@ -53,6 +53,13 @@ class Applier {
     if (state.has_value() && !tenant_state_.ParseFromString(*state)) {
       return absl::DataLossError(absl::StrCat("tenant state of \"", tenant_, "\" is corrupt"));
     }
+    if (p_.vector_metric() != v1::VECTOR_METRIC_UNSPECIFIED &&
+        tenant_state_.vector_metric() != v1::VECTOR_METRIC_UNSPECIFIED &&
+        p_.vector_metric() != tenant_state_.vector_metric()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("vector_metric: tenant \"", tenant_, "\" uses ",
+                       v1::VectorMetric_Name(tenant_state_.vector_metric())));
+    }
     for (int i = 0; i < p_.ops_size(); ++i) {
       const v1::WriteOp& op = p_.ops(i);
       switch (op.op_case()) {
@@ -108,6 +115,9 @@ class Applier {
       const uint32_t dim = static_cast<uint32_t>(claim.embedding_size());
       if (tenant_state_.embedding_dim() == 0) {
         tenant_state_.set_embedding_dim(dim);
+        tenant_state_.set_vector_metric(p_.vector_metric() == v1::VECTOR_METRIC_UNSPECIFIED
+                                            ? v1::VECTOR_METRIC_COSINE
+                                            : p_.vector_metric());
       } else if (tenant_state_.embedding_dim() != dim) {
         return absl::InvalidArgumentError(absl::StrCat("ops[", i, "].claim.embedding: has ", dim,
                                                        " dimensions but tenant \"", tenant_,

@@ -177,6 +177,9 @@ absl::Status ValidateBatch(const v1::WriteRequest& request, const Limits& limits
                absl::StrCat("is longer than ", limits.max_idempotency_key_bytes, " bytes"));
   }
   if (!IsValidUtf8(request.idempotency_key())) return Bad("idempotency_key", "is not valid UTF-8");
+  if (!v1::VectorMetric_IsValid(request.vector_metric())) {
+    return Bad("vector_metric", "is not a known metric");
+  }
   for (int i = 0; i < request.ops_size(); ++i) {
     const v1::WriteOp& op = request.ops(i);
     const std::string path = absl::StrCat("ops[", i, "]");

@@ -44,6 +44,7 @@ std::string BatchDigest(const v1::WriteRequest& request) {
   storage::LogPayload p;
   p.set_tenant(request.tenant());
   *p.mutable_ops() = request.ops();
+  p.set_vector_metric(request.vector_metric());
   return Sha256(DeterministicSerialize(p));
 }
 
@@ -293,6 +294,7 @@ void ShardReplica::CommitGroup(std::vector<Pending> group) {
     *payload.mutable_ops() = req.ops();
     payload.set_idempotency_key(req.idempotency_key());
     payload.set_request_digest(p.digest);
+    payload.set_vector_metric(req.vector_metric());
 
     ws->SetSavePoint();
     absl::Status st = ApplyBatch(payload, CommitPoint{epoch, next_lsn, commit_micros}, ws.get());

@@ -1,0 +1,80 @@
+// A cache of filter results: for (tenant, filter) the set of claim ids that
+// satisfy it, so that a repeated filter does not rescan the tenant's claims.
+//
+// Correctness comes from generations: the owner bumps a tenant's generation
+// on every commit that touches the tenant (Invalidate), and an entry is only
+// served while its generation is current. The owner must read the generation
+// *before* taking the snapshot it computes from (see GetOrCompute): an entry
+// may then hold newer data than its generation says, never older, so it is
+// never served stale. Bounded by entries and total ids, least recently used
+// evicted first. Thread-safe.
+#ifndef DASH_NODE_INDEX_PREFILTER_CACHE_H_
+#define DASH_NODE_INDEX_PREFILTER_CACHE_H_
+
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+
+namespace dash::index {
+
+using IdSet = absl::flat_hash_set<std::string>;
+
+struct PrefilterCacheOptions {
+  size_t max_entries = 256;
+  size_t max_ids = 2'000'000;  // Summed over entries.
+};
+
+struct PrefilterCacheStats {
+  uint64_t hits = 0;
+  uint64_t misses = 0;
+  uint64_t evictions = 0;
+  uint64_t entries = 0;
+  uint64_t ids = 0;
+};
+
+class PrefilterCache {
+ public:
+  explicit PrefilterCache(PrefilterCacheOptions options = {}) : options_(options) {}
+
+  // The tenant's current generation; read it before taking the snapshot a
+  // computation reads.
+  uint64_t Generation(const std::string& tenant) const;
+  // A commit touched `tenant`: every entry of it becomes stale.
+  void Invalidate(const std::string& tenant);
+
+  // The cached set for (tenant, key) if it was computed at `generation`;
+  // otherwise runs `compute` and caches its result under `generation`.
+  // With `bypass` the cache is neither read nor written.
+  absl::StatusOr<std::shared_ptr<const IdSet>> GetOrCompute(
+      const std::string& tenant, const std::string& key, uint64_t generation, bool bypass,
+      const std::function<absl::StatusOr<IdSet>()>& compute);
+
+  PrefilterCacheStats stats() const;
+
+ private:
+  struct Entry {
+    std::string map_key;
+    uint64_t generation;
+    std::shared_ptr<const IdSet> ids;
+  };
+  void EvictLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const PrefilterCacheOptions options_;
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, uint64_t> generations_ ABSL_GUARDED_BY(mu_);
+  std::list<Entry> lru_ ABSL_GUARDED_BY(mu_);  // Most recently used first.
+  absl::flat_hash_map<std::string, std::list<Entry>::iterator> index_ ABSL_GUARDED_BY(mu_);
+  PrefilterCacheStats stats_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace dash::index
+
+#endif  // DASH_NODE_INDEX_PREFILTER_CACHE_H_
