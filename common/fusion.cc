@@ -80,8 +80,7 @@ std::vector<FusedHit> FuseLinear(const std::vector<Candidate>& lexical,
 }
 
 std::vector<FusedHit> FuseSingle(const std::vector<Candidate>& leg, bool is_vector) {
-  std::vector<FusedHit> hits =
-      is_vector ? Collect({}, leg) : Collect(leg, {});
+  std::vector<FusedHit> hits = is_vector ? Collect({}, leg) : Collect(leg, {});
   for (FusedHit& h : hits) h.score = is_vector ? h.vector->score : h.lexical->score;
   SortHits(hits);
   return hits;

@@ -28,6 +28,7 @@ struct IngestOptions {
   int batch_claims = 50;
   int concurrency = 4;
   int max_retries = 8;
+  std::string vector_metric;  // cosine, dot, l2 or empty
 };
 
 // One write batch and, per op, the input line it came from.
@@ -147,6 +148,9 @@ class Ingester {
 
   void Enqueue(Batch b) {
     v1::WriteRequest& r = b.request;
+    if (o_.vector_metric == "cosine") r.set_vector_metric(v1::VECTOR_METRIC_COSINE);
+    if (o_.vector_metric == "dot") r.set_vector_metric(v1::VECTOR_METRIC_DOT);
+    if (o_.vector_metric == "l2") r.set_vector_metric(v1::VECTOR_METRIC_L2);
     r.set_idempotency_key("ingest-" + Sha256Hex(DeterministicSerialize(r)).substr(0, 32));
     std::unique_lock<std::mutex> l(mu_);
     cv_.wait(l, [&] {
@@ -260,6 +264,10 @@ void AddDataCommands(CLI::App& app, GlobalOptions& g, std::function<int()>* run)
   ingest->add_option("--batch-claims", ingest_opts->batch_claims, "Claims per write batch")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
+  ingest
+      ->add_option("--vector-metric", ingest_opts->vector_metric,
+                   "Embedding metric of a new tenant: cosine (default), dot or l2")
+      ->check(CLI::IsMember({"cosine", "dot", "l2"}));
   ingest->add_option("--concurrency", ingest_opts->concurrency, "Batches in flight")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();

@@ -35,15 +35,29 @@ struct QueryOptions {
   uint32_t k = 10;
   bool evidence = false;
   bool json = false;
+  std::string stance = "all";
+  bool graph = false;
+  std::string request_json;  // A dash.v1.QueryRequest merged under the flags.
 };
 
 int RunQuery(const GlobalOptions& g, const QueryOptions& o) {
   auto stub = v1::Data::NewStub(Connect(g));
   v1::QueryRequest req;
+  if (!o.request_json.empty()) {
+    absl::Status parsed = FromJson(o.request_json, &req);
+    if (!parsed.ok()) {
+      fprintf(stderr, "dashctl: --request: not a QueryRequest: %s\n",
+              std::string(parsed.message()).c_str());
+      return kUsage;
+    }
+  }
   req.set_tenant(o.tenant);
-  req.set_text(o.text);
+  if (!o.text.empty()) req.set_text(o.text);
   req.set_k(o.k);
-  req.set_include_evidence(o.evidence);
+  req.set_include_evidence(o.evidence || req.include_evidence());
+  if (o.stance == "balanced") req.set_stance_mode(v1::STANCE_MODE_BALANCED);
+  if (o.stance == "support-only") req.set_stance_mode(v1::STANCE_MODE_SUPPORT_ONLY);
+  if (o.graph) req.mutable_graph()->set_include(true);
   v1::QueryResponse resp;
   grpc::ClientContext ctx;
   SetDeadline(&ctx, g);
@@ -53,13 +67,19 @@ int RunQuery(const GlobalOptions& g, const QueryOptions& o) {
     printf("%s\n", ToJson(resp, true).c_str());
     return kOk;
   }
+  int rank = 0;
   for (const auto& hit : resp.hits()) {
-    printf("%2u. %-8.4f %s  %s\n", hit.lexical().rank(), hit.score(),
-           hit.record().claim().claim_id().c_str(), hit.record().claim().text().c_str());
+    printf("%2d. %-8.4f %s  %s\n", ++rank, hit.score(), hit.record().claim().claim_id().c_str(),
+           hit.record().claim().text().c_str());
+    for (const auto& problem : hit.integrity_errors()) printf("      ! %s\n", problem.c_str());
     for (const auto& e : hit.record().evidence()) {
       printf("      [%s] \"%s\" — %s\n", StanceName(e.stance()), e.citation().quote().c_str(),
              e.citation().source_uri().c_str());
     }
+  }
+  for (const auto& e : resp.graph().edges()) {
+    printf("  edge %s -[%s]-> %s\n", e.from_claim().c_str(),
+           v1::Relation_Name(e.relation()).c_str(), e.to_claim().c_str());
   }
   fprintf(stderr, "query: %d hits\n", resp.hits_size());
   return kOk;
@@ -130,13 +150,21 @@ int RunEval(const GlobalOptions& g, const EvalOptions& o) {
 void AddQueryCommands(CLI::App& app, GlobalOptions& g, std::function<int()>* run) {
   auto qo = std::make_shared<QueryOptions>();
   CLI::App* query = app.add_subcommand("query", "Rank a tenant's claims against a text query");
-  query->add_option("text", qo->text, "Query text")->required();
+  query->add_option("text", qo->text,
+                    "Query text (may be empty with --request giving an embedding)");
   query->add_option("--tenant", qo->tenant, "Tenant")->capture_default_str();
   query->add_option("-k", qo->k, "Hits to return")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
   query->add_flag("--evidence", qo->evidence, "Show each hit's evidence with its citation");
   query->add_flag("--json", qo->json, "Print the QueryResponse as JSON");
+  query->add_option("--stance", qo->stance, "Evidence per hit: all, balanced, support-only")
+      ->check(CLI::IsMember({"all", "balanced", "support-only"}))
+      ->capture_default_str();
+  query->add_flag("--graph", qo->graph, "Also print the edges among the hits");
+  query->add_option(
+      "--request", qo->request_json,
+      "A dash.v1.QueryRequest as JSON (filter, embedding, fusion...); flags override");
   query->callback([&g, qo, run] { *run = [&g, qo] { return RunQuery(g, *qo); }; });
 
   auto eo = std::make_shared<EvalOptions>();

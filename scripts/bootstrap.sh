@@ -11,6 +11,9 @@ packages=(
   libabsl-dev librocksdb-dev libgoogle-glog-dev libgflags-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libssl-dev zlib1g-dev libxxhash-dev libcli11-dev nlohmann-json3-dev libicu-dev libstemmer-dev
+  # FAISS (vector index): a static libfaiss.a linked with reference BLAS/LAPACK; OpenMP
+  # (libgomp, omp.h) comes with the compiler (libgcc-12-dev).
+  libfaiss-dev libblas-dev liblapack-dev
   python3 python3-grpcio python3-protobuf
 )
 [[ " $* " == *" --bazel "* ]] && packages+=(bazel-bootstrap)

@@ -88,7 +88,8 @@ std::optional<int> CompareValues(const Value& a, const Value& b) {
   if (a.kind_case() != b.kind_case()) return std::nullopt;
   switch (a.kind_case()) {
     case Value::kStringValue:
-      return a.string_value() < b.string_value() ? -1 : (a.string_value() > b.string_value() ? 1 : 0);
+      return a.string_value() < b.string_value() ? -1
+                                                 : (a.string_value() > b.string_value() ? 1 : 0);
     case Value::kBoolValue:
       return static_cast<int>(a.bool_value()) - static_cast<int>(b.bool_value());
     case Value::kTimestampValue:
@@ -102,7 +103,8 @@ absl::Status ValidateFilter(const v1::Filter& filter, const std::string& path) {
   for (int i = 0; i < filter.metadata_size(); ++i) {
     const v1::MetadataFilter& f = filter.metadata(i);
     const std::string p = absl::StrCat(path, ".metadata[", i, "]");
-    if (f.key().empty()) return absl::InvalidArgumentError(absl::StrCat(p, ".key: must not be empty"));
+    if (f.key().empty())
+      return absl::InvalidArgumentError(absl::StrCat(p, ".key: must not be empty"));
     switch (f.condition_case()) {
       case v1::MetadataFilter::kEq:
         DASH_RETURN_IF_ERROR(CheckValue(f.eq(), p + ".eq"));
@@ -112,7 +114,8 @@ absl::Status ValidateFilter(const v1::Filter& filter, const std::string& path) {
           return absl::InvalidArgumentError(absl::StrCat(p, ".in: must list at least one value"));
         }
         for (int j = 0; j < f.in().values_size(); ++j) {
-          DASH_RETURN_IF_ERROR(CheckValue(f.in().values(j), absl::StrCat(p, ".in.values[", j, "]")));
+          DASH_RETURN_IF_ERROR(
+              CheckValue(f.in().values(j), absl::StrCat(p, ".in.values[", j, "]")));
         }
         break;
       case v1::MetadataFilter::kRange: {

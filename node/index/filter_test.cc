@@ -97,11 +97,14 @@ TEST(FilterTest, EvidencePublishedRange) {
 TEST(FilterTest, ValidationNamesTheField) {
   v1::Filter f;
   f.add_metadata()->set_key("year");
-  EXPECT_THAT(std::string(ValidateFilter(f).message()), ::testing::StartsWith("filter.metadata[0]:"));
+  EXPECT_THAT(std::string(ValidateFilter(f).message()),
+              ::testing::StartsWith("filter.metadata[0]:"));
   f.mutable_metadata(0)->mutable_in();
-  EXPECT_THAT(std::string(ValidateFilter(f).message()), ::testing::StartsWith("filter.metadata[0].in:"));
+  EXPECT_THAT(std::string(ValidateFilter(f).message()),
+              ::testing::StartsWith("filter.metadata[0].in:"));
   f.mutable_metadata(0)->mutable_range();
-  EXPECT_THAT(std::string(ValidateFilter(f).message()), ::testing::StartsWith("filter.metadata[0].range:"));
+  EXPECT_THAT(std::string(ValidateFilter(f).message()),
+              ::testing::StartsWith("filter.metadata[0].range:"));
   *f.mutable_metadata(0)->mutable_range()->mutable_min() = Int(1);
   *f.mutable_metadata(0)->mutable_range()->mutable_max() = Str("z");
   EXPECT_THAT(std::string(ValidateFilter(f).message()),

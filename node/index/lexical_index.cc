@@ -151,11 +151,10 @@ absl::StatusOr<CorpusStats> ReadStats(const storage::Reader& r, absl::string_vie
   return stats;
 }
 
-absl::StatusOr<std::vector<ScoredClaim>> SearchBm25(const storage::Reader& r,
-                                                    absl::string_view tenant,
-                                                    const std::vector<std::string>& terms, size_t k,
-                                                    const Bm25Params& params,
-                                                    const CorpusStats& stats) {
+absl::StatusOr<std::vector<ScoredClaim>> SearchBm25(
+    const storage::Reader& r, absl::string_view tenant, const std::vector<std::string>& terms,
+    size_t k, const Bm25Params& params, const CorpusStats& stats,
+    const absl::flat_hash_set<std::string>* allowed) {
   std::vector<ScoredClaim> out;
   if (k == 0 || terms.empty() || stats.docs == 0) return out;
   // Query term frequencies: a repeated query term counts once per repeat.
@@ -177,9 +176,10 @@ absl::StatusOr<std::vector<ScoredClaim>> SearchBm25(const storage::Reader& r,
       if (!ParseFixed32Pair(cursor->value(), &tf, &dl)) {
         return absl::DataLossError("malformed posting");
       }
+      const absl::string_view id = keys::Suffix(cursor->key(), prefix);
+      if (allowed != nullptr && !allowed->contains(id)) continue;
       const double norm = params.k1 * (1.0 - params.b + params.b * dl / avgdl);
-      scores[std::string(keys::Suffix(cursor->key(), prefix))] +=
-          q * idf * (tf * (params.k1 + 1.0)) / (tf + norm);
+      scores[std::string(id)] += q * idf * (tf * (params.k1 + 1.0)) / (tf + norm);
     }
     DASH_RETURN_IF_ERROR(cursor->status());
   }
@@ -195,6 +195,31 @@ absl::StatusOr<std::vector<ScoredClaim>> SearchBm25(const storage::Reader& r,
     std::sort(out.begin(), out.end(), better);
   }
   return out;
+}
+
+double ScoreText(absl::string_view text, const std::vector<std::string>& terms,
+                 const Bm25Params& params, const CorpusStats& stats, double avg_length) {
+  if (terms.empty() || stats.docs == 0) return 0;
+  std::map<std::string, int> tf;
+  int length = 0;
+  for (std::string& t : AnalyzeText(text)) {
+    ++tf[std::move(t)];
+    ++length;
+  }
+  const std::set<std::string> unique(terms.begin(), terms.end());
+  double score = 0;
+  const double n = static_cast<double>(stats.docs);
+  const double avg = std::max(1.0, avg_length);
+  for (const std::string& term : unique) {
+    auto it = tf.find(term);
+    if (it == tf.end()) continue;
+    auto df_it = stats.df.find(term);
+    const double df = df_it == stats.df.end() ? 0 : static_cast<double>(df_it->second);
+    const double idf = std::log(1.0 + (n - df + 0.5) / (df + 0.5));
+    const double norm = params.k1 * (1.0 - params.b + params.b * length / avg);
+    score += idf * (it->second * (params.k1 + 1.0)) / (it->second + norm);
+  }
+  return score;
 }
 
 }  // namespace dash::index

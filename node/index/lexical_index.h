@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "node/storage/engine.h"
@@ -52,12 +53,18 @@ struct ScoredClaim {
 };
 
 // The top `k` claims of `tenant` for the analyzed query `terms`, by BM25 with
-// `stats` as the corpus statistics; ties broken by claim_id ascending.
-absl::StatusOr<std::vector<ScoredClaim>> SearchBm25(const storage::Reader& r,
-                                                    absl::string_view tenant,
-                                                    const std::vector<std::string>& terms, size_t k,
-                                                    const Bm25Params& params,
-                                                    const CorpusStats& stats);
+// `stats` as the corpus statistics; ties broken by claim_id ascending. With
+// `allowed`, only those claims are candidates (the filter applies before
+// ranking, so k come back whenever k allowed claims match).
+absl::StatusOr<std::vector<ScoredClaim>> SearchBm25(
+    const storage::Reader& r, absl::string_view tenant, const std::vector<std::string>& terms,
+    size_t k, const Bm25Params& params, const CorpusStats& stats,
+    const absl::flat_hash_set<std::string>* allowed = nullptr);
+
+// BM25 of one short text (an evidence quote) against the query `terms`, with
+// idf from `stats` and `avg_length` as the average length of such texts.
+double ScoreText(absl::string_view text, const std::vector<std::string>& terms,
+                 const Bm25Params& params, const CorpusStats& stats, double avg_length);
 
 }  // namespace dash::index
 

@@ -23,10 +23,23 @@ namespace dash::index {
 // FAISS ids 0..ntotal-1, in insertion order). A slot is live until its claim is
 // removed or re-upserted; then it is a tombstone until the next rebuild.
 struct VectorIndex::Graph {
+  Graph(uint32_t dim, Metric metric, const VectorIndexOptions& options)
+      : hnsw(std::make_unique<faiss::IndexHNSWFlat>(
+            static_cast<int>(dim), options.hnsw_m,
+            metric == Metric::kL2 ? faiss::METRIC_L2 : faiss::METRIC_INNER_PRODUCT)),
+        flat(dynamic_cast<const faiss::IndexFlat*>(hnsw->storage)) {
+    hnsw->hnsw.efConstruction = options.ef_construction;
+    // FAISS 1.7.3's HNSW::search sizes its candidate queue max(hnsw.efSearch,
+    // k) and stops by SearchParametersHNSW::efSearch (measured). AnnLocked
+    // passes k = efSearch = the wanted ef, so the index-wide value must not
+    // raise the floor.
+    hnsw->hnsw.efSearch = 1;
+  }
+
   std::unique_ptr<faiss::IndexHNSWFlat> hnsw;
-  const faiss::IndexFlat* flat = nullptr;  // hnsw->storage: the vectors, row per slot.
-  std::vector<std::string> slot_ids;       // Claim of each slot.
-  std::vector<uint8_t> live;               // 1 = live, 0 = tombstone; per slot.
+  const faiss::IndexFlat* flat = nullptr;         // hnsw->storage: the vectors, row per slot.
+  std::vector<std::string> slot_ids;              // Claim of each slot.
+  std::vector<uint8_t> live;                      // 1 = live, 0 = tombstone; per slot.
   absl::flat_hash_map<std::string, int> slot_of;  // Live claim -> its slot.
   size_t tombstones = 0;
 
@@ -53,14 +66,22 @@ class OmpThreads {
   const int previous_;
 };
 
-// Lets FAISS visit only the slots whose byte in `bits` is non-zero.
+// Lets FAISS accept only live slots and, given a filter, only those whose
+// claim is in it. FAISS asks only about the nodes its walk reaches, so a broad
+// filter costs a hash lookup per visited node, not one per allowed id.
 class SlotSelector : public faiss::IDSelector {
  public:
-  explicit SlotSelector(const uint8_t* bits) : bits_(bits) {}
-  bool is_member(idx_t id) const override { return bits_[id] != 0; }
+  SlotSelector(const uint8_t* live, const std::vector<std::string>* slot_ids,
+               const absl::flat_hash_set<std::string>* allowed)
+      : live_(live), slot_ids_(slot_ids), allowed_(allowed) {}
+  bool is_member(idx_t id) const override {
+    return live_[id] != 0 && (allowed_ == nullptr || allowed_->contains((*slot_ids_)[id]));
+  }
 
  private:
-  const uint8_t* bits_;
+  const uint8_t* live_;
+  const std::vector<std::string>* slot_ids_;
+  const absl::flat_hash_set<std::string>* allowed_;
 };
 
 // HNSW treats smaller as closer. FAISS's IndexHNSW wraps inner-product storage
@@ -76,29 +97,13 @@ class NegatedDistance : public faiss::DistanceComputer {
   std::unique_ptr<faiss::DistanceComputer> base_;
 };
 
-std::unique_ptr<VectorIndex::Graph> NewGraph(uint32_t dim, Metric metric,
-                                             const VectorIndexOptions& options);
-
 }  // namespace
-
-// Defined outside the anonymous namespace: it names the private nested Graph.
-std::unique_ptr<VectorIndex::Graph> MakeEmptyGraph(uint32_t dim, Metric metric,
-                                                   const VectorIndexOptions& options) {
-  auto g = std::make_unique<VectorIndex::Graph>();
-  g->hnsw = std::make_unique<faiss::IndexHNSWFlat>(
-      static_cast<int>(dim), options.hnsw_m,
-      metric == Metric::kL2 ? faiss::METRIC_L2 : faiss::METRIC_INNER_PRODUCT);
-  g->hnsw->hnsw.efConstruction = options.ef_construction;
-  g->hnsw->hnsw.efSearch = options.ef_search;
-  g->flat = dynamic_cast<const faiss::IndexFlat*>(g->hnsw->storage);
-  return g;
-}
 
 VectorIndex::VectorIndex(uint32_t dim, Metric metric, const VectorIndexOptions& options)
     : dim_(dim),
       metric_(metric),
       options_(options),
-      graph_(MakeEmptyGraph(dim, metric, options)),
+      graph_(std::make_unique<Graph>(dim, metric, options)),
       ef_search_(options.ef_search) {}
 
 VectorIndex::~VectorIndex() = default;
@@ -148,6 +153,7 @@ absl::Status VectorIndex::Upsert(const std::string& claim_id, const float* v, si
   absl::StatusOr<std::vector<float>> row = Prepare(v, n);
   if (!row.ok()) return row.status();
   absl::MutexLock w(&writer_mu_);
+  absl::Status s;
   {
     absl::MutexLock l(&mu_);
     auto it = graph_->slot_of.find(claim_id);
@@ -155,11 +161,11 @@ absl::Status VectorIndex::Upsert(const std::string& claim_id, const float* v, si
       const float* old = graph_->row(it->second, dim_);
       if (std::equal(row->begin(), row->end(), old)) return absl::OkStatus();
     }
-    absl::Status s = AppendLocked({claim_id}, row->data(), 1);
-    if (!s.ok() || !NeedsRebuildLocked()) return s;
+    s = AppendLocked({claim_id}, row->data(), 1);
+    if (!NeedsRebuildLocked()) return s;
   }
   Rebuild();
-  return absl::OkStatus();
+  return s;
 }
 
 absl::Status VectorIndex::UpsertBatch(const std::vector<std::string>& claim_ids,
@@ -168,6 +174,9 @@ absl::Status VectorIndex::UpsertBatch(const std::vector<std::string>& claim_ids,
     return absl::InvalidArgumentError(absl::StrCat("batch has ", n, " floats; ", claim_ids.size(),
                                                    " vectors of dimension ", dim_, " need ",
                                                    claim_ids.size() * dim_));
+  }
+  if (!claim_ids.empty() && vectors == nullptr) {
+    return absl::InvalidArgumentError("batch vectors are null");
   }
   // The last row of each claim, in row order.
   absl::flat_hash_map<std::string, size_t> last;
@@ -187,6 +196,7 @@ absl::Status VectorIndex::UpsertBatch(const std::vector<std::string>& claim_ids,
     rows.insert(rows.end(), row->begin(), row->end());
   }
   absl::MutexLock w(&writer_mu_);
+  absl::Status s;
   {
     absl::MutexLock l(&mu_);
     // Drop rows identical to what is stored (idempotent reloads).
@@ -204,11 +214,11 @@ absl::Status VectorIndex::UpsertBatch(const std::vector<std::string>& claim_ids,
     }
     ids.resize(kept);
     if (kept == 0) return absl::OkStatus();
-    absl::Status s = AppendLocked(ids, rows.data(), kept);
-    if (!s.ok() || !NeedsRebuildLocked()) return s;
+    s = AppendLocked(ids, rows.data(), kept);
+    if (!NeedsRebuildLocked()) return s;
   }
   Rebuild();
-  return absl::OkStatus();
+  return s;
 }
 
 void VectorIndex::Remove(const std::string& claim_id) {
@@ -225,6 +235,11 @@ void VectorIndex::Remove(const std::string& claim_id) {
 absl::Status VectorIndex::AppendLocked(const std::vector<std::string>& ids, const float* rows,
                                        size_t count) {
   Graph& g = *graph_;
+  if (static_cast<size_t>(g.hnsw->ntotal) != g.slots()) {
+    // An earlier add failed part-way; slot numbers would no longer match
+    // FAISS ids. NeedsRebuildLocked() reports this, and a rebuild repairs it.
+    return absl::InternalError("vector index awaits a rebuild after a failed add");
+  }
   if (g.slots() + count > static_cast<size_t>(std::numeric_limits<int>::max())) {
     return absl::ResourceExhaustedError("vector index is full (2^31 graph entries)");
   }
@@ -234,8 +249,8 @@ absl::Status VectorIndex::AppendLocked(const std::vector<std::string>& ids, cons
     OmpThreads threads(count > 1 ? options_.build_threads : 1);
     g.hnsw->add(static_cast<FaissId>(count), rows);
   } catch (const std::exception& e) {
-    // FAISS appends to its storage before linking, so the two may now
-    // disagree; callers are told to rebuild the index from its source.
+    // FAISS may have stored some rows: they get no slot (the claims keep
+    // their previous vectors) and the rebuild this triggers drops them.
     return absl::InternalError(absl::StrCat("faiss add failed: ", e.what()));
   }
   for (size_t i = 0; i < count; ++i) {
@@ -256,13 +271,15 @@ void VectorIndex::TombstoneLocked(const std::string& claim_id) {
 }
 
 bool VectorIndex::NeedsRebuildLocked() const {
-  return graph_->tombstones > 0 &&
-         static_cast<double>(graph_->tombstones) >
-             options_.rebuild_tombstone_fraction * static_cast<double>(graph_->slots());
+  const Graph& g = *graph_;
+  if (static_cast<size_t>(g.hnsw->ntotal) != g.slots()) return true;  // A failed add.
+  return g.tombstones > 0 &&
+         static_cast<double>(g.tombstones) >
+             options_.rebuild_tombstone_fraction * static_cast<double>(g.slots());
 }
 
 void VectorIndex::Rebuild() {
-  std::unique_ptr<Graph> fresh = MakeEmptyGraph(dim_, metric_, options_);
+  auto fresh = std::make_unique<Graph>(dim_, metric_, options_);
   {
     // Writers are held off by writer_mu_, so the state cannot change while the
     // new graph is built; searches go on using the old one.
@@ -346,8 +363,7 @@ std::vector<VectorHit> VectorIndex::ExactLocked(const float* q, size_t k,
   };
   std::vector<std::pair<double, int>> top;
   top.reserve(k + 1);
-  auto consider = [&](int slot) {
-    std::pair<double, int> c{ScoreLocked(q, slot), slot};
+  auto consider = [&](const std::pair<double, int>& c) {
     if (top.size() < k) {
       top.push_back(c);
       std::push_heap(top.begin(), top.end(), better);
@@ -359,35 +375,32 @@ std::vector<VectorHit> VectorIndex::ExactLocked(const float* q, size_t k,
   };
   if (k == 0) return {};
   if (slots != nullptr) {
-    for (int slot : *slots) consider(slot);
+    for (int slot : *slots) consider({ScoreLocked(q, slot), slot});
   } else {
-    for (size_t slot = 0; slot < g.slots(); ++slot) {
-      if (g.live[slot]) consider(static_cast<int>(slot));
+    for (size_t i = 0; i < g.slots(); ++i) {
+      const int slot = static_cast<int>(i);
+      if (g.live[i]) consider({ScoreLocked(q, slot), slot});
     }
   }
   return ToHitsLocked(std::move(top));
 }
 
-absl::StatusOr<std::vector<VectorHit>> VectorIndex::AnnLocked(const float* q, size_t k,
-                                                              const std::vector<int>* slots) const {
+absl::StatusOr<std::vector<VectorHit>> VectorIndex::AnnLocked(
+    const float* q, size_t k, const absl::flat_hash_set<std::string>* allowed) const {
   const Graph& g = *graph_;
   if (k == 0 || g.slots() == 0) return std::vector<VectorHit>();
-  std::vector<uint8_t> mask;
-  const uint8_t* bits = nullptr;
-  if (slots != nullptr) {
-    mask.assign(g.slots(), 0);
-    for (int slot : *slots) mask[slot] = 1;
-    bits = mask.data();
-  } else if (g.tombstones > 0) {
-    bits = g.live.data();
-  }
-  SlotSelector selector(bits);
+  SlotSelector selector(g.live.data(), &g.slot_ids, allowed);
+  const bool select = allowed != nullptr || g.tombstones > 0;
+  // Ask HNSW for its whole candidate list (ef >= k), not just k: the walk is
+  // the same, and re-ranking every candidate found by the exact score with
+  // ties by claim_id makes the answer independent of the order FAISS met them.
+  const size_t fetch = std::min(std::max(k, static_cast<size_t>(ef_search_)), g.slots());
   faiss::SearchParametersHNSW params;
-  params.efSearch = std::max(ef_search_, static_cast<int>(std::min<size_t>(k, 1 << 20)));
-  params.sel = bits != nullptr ? &selector : nullptr;
+  params.efSearch = static_cast<int>(fetch);  // < 2^31 graph entries
+  params.sel = select ? &selector : nullptr;
 
-  std::vector<float> distances(k);
-  std::vector<FaissId> labels(k);
+  std::vector<float> distances(fetch);
+  std::vector<FaissId> labels(fetch);
   try {
     // HNSW::search is FAISS's single-query, single-thread search: unlike
     // IndexHNSW::search it opens no OpenMP team and updates no global
@@ -395,24 +408,25 @@ absl::StatusOr<std::vector<VectorHit>> VectorIndex::AnnLocked(const float* q, si
     std::unique_ptr<faiss::DistanceComputer> dc(g.hnsw->storage->get_distance_computer());
     if (metric_ != Metric::kL2) dc = std::make_unique<NegatedDistance>(dc.release());
     faiss::VisitedTable visited(static_cast<int>(g.slots()));
-    faiss::maxheap_heapify(k, distances.data(), labels.data());
+    faiss::maxheap_heapify(fetch, distances.data(), labels.data());
     dc->set_query(q);
-    g.hnsw->hnsw.search(*dc, static_cast<int>(k), labels.data(), distances.data(), visited,
+    g.hnsw->hnsw.search(*dc, static_cast<int>(fetch), labels.data(), distances.data(), visited,
                         &params);
-    faiss::maxheap_reorder(k, distances.data(), labels.data());
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("faiss search failed: ", e.what()));
   }
   std::vector<std::pair<double, int>> scored;
-  scored.reserve(k);
+  scored.reserve(fetch);
   for (FaissId label : labels) {
     // The selector already excludes tombstones and filtered-out slots; the
     // check guards the contract against a FAISS that ignored it.
-    if (label < 0 || static_cast<size_t>(label) >= g.slots() || !g.live[label]) continue;
-    if (bits != nullptr && !bits[label]) continue;
+    if (label < 0 || static_cast<size_t>(label) >= g.slots() || !selector.is_member(label))
+      continue;
     scored.emplace_back(ScoreLocked(q, static_cast<int>(label)), static_cast<int>(label));
   }
-  return ToHitsLocked(std::move(scored));
+  std::vector<VectorHit> hits = ToHitsLocked(std::move(scored));
+  if (hits.size() > k) hits.resize(k);
+  return hits;
 }
 
 absl::StatusOr<std::vector<VectorHit>> VectorIndex::Search(
@@ -425,35 +439,40 @@ absl::StatusOr<std::vector<VectorHit>> VectorIndex::Search(
   absl::ReaderMutexLock l(&mu_);
   const Graph& g = *graph_;
   const size_t live = g.slot_of.size();
+  if (k == 0 || live == 0) return std::vector<VectorHit>();
+  k = std::min(k, live);
+  // The planner sizes the filter by its id count, which can only overstate
+  // the allowed vectors (ids without one count too); resolving every id to a
+  // slot would cost a hash lookup per id on every query.
+  const size_t estimate = allowed == nullptr ? live : std::min(allowed->size(), live);
+  bool exact = mode == SearchMode::kExact;
+  if (mode == SearchMode::kAuto) {
+    exact = estimate < options_.exact_threshold ||
+            static_cast<double>(estimate) < options_.exact_fraction * static_cast<double>(live);
+  }
+  // Slots of the allowed vectors, ascending (memory order for the exact scan).
   std::vector<int> slots;
-  const std::vector<int>* filter = nullptr;
-  size_t allowed_count = live;
-  if (allowed != nullptr) {
-    slots.reserve(std::min(allowed->size(), live));
+  auto resolve = [&g, &slots, allowed] {
+    slots.reserve(allowed->size());
     for (const std::string& id : *allowed) {
       auto it = g.slot_of.find(id);
       if (it != g.slot_of.end()) slots.push_back(it->second);
     }
-    std::sort(slots.begin(), slots.end());  // Memory order for the exact scan.
-    allowed_count = slots.size();
-    filter = &slots;
-  }
-  const size_t want = std::min(k, allowed_count);
-  if (want == 0) return std::vector<VectorHit>();
-
-  bool exact = mode == SearchMode::kExact;
-  if (mode == SearchMode::kAuto) {
-    exact = allowed_count < options_.exact_threshold ||
-            static_cast<double>(allowed_count) < options_.exact_fraction * static_cast<double>(live);
-  }
+    std::sort(slots.begin(), slots.end());
+  };
   if (!exact) {
-    absl::StatusOr<std::vector<VectorHit>> hits = AnnLocked(query->data(), want, filter);
-    if (!hits.ok() || hits->size() >= want) return hits;
-    // HNSW with a filter can miss allowed vectors that a walk over rejected
-    // ones never reaches. The contract is min(k, allowed) hits: go exact.
+    absl::StatusOr<std::vector<VectorHit>> hits = AnnLocked(query->data(), k, allowed);
+    if (!hits.ok() || hits->size() >= k) return hits;
+    // Too few is right only if fewer than k vectors are allowed. Otherwise
+    // HNSW missed allowed vectors that a walk over rejected ones never
+    // reached, and the contract is min(k, allowed) hits: go exact.
+    if (allowed != nullptr) resolve();
+    if (hits->size() >= std::min(k, allowed != nullptr ? slots.size() : live)) return hits;
+  } else if (allowed != nullptr) {
+    resolve();
   }
   if (used_exact != nullptr) *used_exact = true;
-  return ExactLocked(query->data(), want, filter);
+  return ExactLocked(query->data(), k, allowed != nullptr ? &slots : nullptr);
 }
 
 double MeasureRecallAtK(const VectorIndex& index, const std::vector<std::vector<float>>& queries,

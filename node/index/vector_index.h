@@ -53,9 +53,10 @@ struct VectorIndexOptions {
   int hnsw_m = 32;           // HNSW links per node (2*M on the bottom layer).
   int ef_construction = 64;  // Candidate list size while building.
   int ef_search = 64;        // Candidate list size while searching (at least k is used).
-  // kAuto searches exactly when the vectors the filter (or the whole index, when
-  // there is no filter) lets through number fewer than `exact_threshold`, or
-  // fewer than `exact_fraction` of the live vectors.
+  // kAuto searches exactly when the filter's ids (all live vectors when there
+  // is no filter) number fewer than `exact_threshold`, or fewer than
+  // `exact_fraction` of the live vectors. Ids without a vector count too: a
+  // filter made mostly of them may try ANN first and then fall back to exact.
   size_t exact_threshold = 2000;
   double exact_fraction = 0.05;
   // The graph is rebuilt when tombstones exceed this fraction of its entries.
@@ -93,7 +94,7 @@ class VectorIndex {
   // Sets claim_id's vector (v[0..n)), replacing any previous one; replacing a
   // vector with an identical one is a no-op. INVALID_ARGUMENT if n != dim(), a
   // component is not finite, or (kCosine) the vector is zero. INTERNAL if FAISS
-  // fails; the index is then unchanged.
+  // fails (out of memory); the claim then keeps its previous vector, if any.
   absl::Status Upsert(const std::string& claim_id, const float* v, size_t n);
 
   // Upsert for many vectors at once: `vectors` holds claim_ids.size() * dim()
@@ -106,6 +107,11 @@ class VectorIndex {
                            size_t n);
 
   // Removes claim_id's vector; no-op if it has none.
+  //
+  // The Upsert, UpsertBatch or Remove that takes tombstones past
+  // `rebuild_tombstone_fraction` also rebuilds the graph before returning
+  // (HNSW build time for the live vectors; searches continue meanwhile, other
+  // writers wait).
   void Remove(const std::string& claim_id);
 
   // Live vectors (claims that have one).
@@ -123,7 +129,9 @@ class VectorIndex {
   // sorted by score descending, ties by claim_id ascending; every hit is
   // allowed and live. The exact path returns the true top k (ties at the k-th
   // place go to the smaller claim_id); the ANN path returns approximately the
-  // top k. If `used_exact` is not null it is set to whether the exact path
+  // top k: the best, by the same exact score and tie rule, of the max(k,
+  // ef_search) candidates HNSW found. If `used_exact` is not null it is set to
+  // whether the exact path
   // produced the answer (the planner's choice, or a fallback after the ANN path
   // found fewer than min(k, allowed) hits). INVALID_ARGUMENT if n != dim(), a
   // component is not finite, or (kCosine) q is zero. `allowed` is only read
@@ -146,12 +154,14 @@ class VectorIndex {
   bool NeedsRebuildLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Builds a compacted graph under a shared lock, then swaps it in.
   void Rebuild() ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) ABSL_LOCKS_EXCLUDED(mu_);
-  // The exact / approximate top k among `slots` (graph slots of live vectors,
-  // ascending; null = every live vector). `q` is a prepared query.
+  // The exact top k among `slots` (graph slots of live vectors; null = every
+  // live vector). `q` is a prepared query.
   std::vector<VectorHit> ExactLocked(const float* q, size_t k, const std::vector<int>* slots) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<std::vector<VectorHit>> AnnLocked(const float* q, size_t k,
-                                                   const std::vector<int>* slots) const
+  // HNSW's top k among the live vectors whose claim is in `allowed` (null = no
+  // filter); may return fewer than k. No fallback.
+  absl::StatusOr<std::vector<VectorHit>> AnnLocked(
+      const float* q, size_t k, const absl::flat_hash_set<std::string>* allowed) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   double ScoreLocked(const float* q, int slot) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   std::vector<VectorHit> ToHitsLocked(std::vector<std::pair<double, int>> scored) const

@@ -1,5 +1,6 @@
 #include "node/shard/batch_applier.h"
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <string>
@@ -46,6 +47,10 @@ class Applier {
   Applier(const storage::LogPayload& payload, const CommitPoint& at, storage::WriteSet* ws)
       : p_(payload), at_(at), ws_(ws), tenant_(payload.tenant()) {
     commit_time_ = google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(at.commit_time_micros);
+  }
+
+  void AppendTouched(std::vector<std::string>* out) const {
+    out->insert(out->end(), dirty_.begin(), dirty_.end());
   }
 
   absl::Status Run() {
@@ -118,7 +123,14 @@ class Applier {
         tenant_state_.set_vector_metric(p_.vector_metric() == v1::VECTOR_METRIC_UNSPECIFIED
                                             ? v1::VECTOR_METRIC_COSINE
                                             : p_.vector_metric());
-      } else if (tenant_state_.embedding_dim() != dim) {
+      }
+      if (tenant_state_.vector_metric() == v1::VECTOR_METRIC_COSINE &&
+          std::all_of(claim.embedding().begin(), claim.embedding().end(),
+                      [](float f) { return f == 0; })) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "ops[", i, "].claim.embedding: a zero vector has no direction for cosine similarity"));
+      }
+      if (tenant_state_.embedding_dim() != dim) {
         return absl::InvalidArgumentError(absl::StrCat("ops[", i, "].claim.embedding: has ", dim,
                                                        " dimensions but tenant \"", tenant_,
                                                        "\" uses ", tenant_state_.embedding_dim()));
@@ -258,8 +270,11 @@ class Applier {
 }  // namespace
 
 absl::Status ApplyBatch(const storage::LogPayload& payload, const CommitPoint& at,
-                        storage::WriteSet* ws) {
-  return Applier(payload, at, ws).Run();
+                        storage::WriteSet* ws, std::vector<std::string>* touched) {
+  Applier applier(payload, at, ws);
+  DASH_RETURN_IF_ERROR(applier.Run());
+  if (touched != nullptr) applier.AppendTouched(touched);
+  return absl::OkStatus();
 }
 
 }  // namespace dash::shard

@@ -10,6 +10,8 @@
 #define DASH_NODE_SHARD_BATCH_APPLIER_H_
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "node/storage/engine.h"
@@ -27,8 +29,11 @@ struct CommitPoint {
 // evidence, edges (and their reverse index), tenant counters and the
 // idempotency record. Does not write the log record or shard metadata.
 // On error `ws` may hold partial changes: the caller rolls back to a save point.
+// When `touched` is non-null, the ids of the claims the batch wrote, gave
+// evidence to or deleted are appended to it (for the in-memory caches the
+// caller refreshes after the commit).
 absl::Status ApplyBatch(const storage::LogPayload& payload, const CommitPoint& at,
-                        storage::WriteSet* ws);
+                        storage::WriteSet* ws, std::vector<std::string>* touched = nullptr);
 
 }  // namespace dash::shard
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -11,6 +12,8 @@
 #include "common/proto_bytes.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
+#include "node/index/analyzer.h"
+#include "node/index/filter.h"
 #include "node/shard/batch_applier.h"
 #include "node/storage/keys.h"
 #include "node/storage/log_record.h"
@@ -135,6 +138,7 @@ absl::StatusOr<std::unique_ptr<ShardReplica>> ShardReplica::Open(const ReplicaOp
   snapshot.reset();
   if (meta.index_format() < kIndexFormat) DASH_RETURN_IF_ERROR(MigrateIndex(*engine, meta));
   auto replica = std::unique_ptr<ShardReplica>(new ShardReplica(options, std::move(engine), meta));
+  DASH_RETURN_IF_ERROR(replica->LoadVectors());
   LOG(INFO) << "shard " << options.shard_id << " open at " << options.dir << ": epoch "
             << meta.epoch() << ", last lsn " << meta.last_lsn();
   return replica;
@@ -243,6 +247,7 @@ void ShardReplica::CommitGroup(std::vector<Pending> group) {
     WriteResult result;
   };
   std::vector<Staged> staged;
+  std::vector<std::pair<std::string, std::string>> touched;  // (tenant, claim id)
   bool wrote = false;
 
   auto token = [&](uint64_t ep, uint64_t lsn) {
@@ -297,13 +302,16 @@ void ShardReplica::CommitGroup(std::vector<Pending> group) {
     payload.set_vector_metric(req.vector_metric());
 
     ws->SetSavePoint();
-    absl::Status st = ApplyBatch(payload, CommitPoint{epoch, next_lsn, commit_micros}, ws.get());
+    std::vector<std::string> claims;
+    absl::Status st =
+        ApplyBatch(payload, CommitPoint{epoch, next_lsn, commit_micros}, ws.get(), &claims);
     if (!st.ok()) {
       ws->RollbackToSavePoint();
       p.done(st);
       continue;
     }
     ws->PopSavePoint();
+    for (auto& c : claims) touched.emplace_back(req.tenant(), std::move(c));
     storage::LogRecord record;
     record.epoch = epoch;
     record.lsn = next_lsn;
@@ -336,7 +344,10 @@ void ShardReplica::CommitGroup(std::vector<Pending> group) {
   }
   // Truncation (rare: a step every 1/8 of the retention window) happens before
   // the acknowledgements so that State() seen by a client is never behind it.
-  if (committed.ok() && wrote) MaybeTruncateLog();
+  if (committed.ok() && wrote) {
+    MaybeTruncateLog();
+    RefreshCaches(touched);
+  }
   for (Staged& s : staged) {
     if (committed.ok()) {
       s.done(std::move(s.result));
@@ -378,8 +389,10 @@ absl::Status ShardReplica::ApplyEncodedRecord(absl::string_view encoded) {
         absl::StrCat("log record epoch ", record.epoch, " is older than epoch ", meta_.epoch()));
   }
   auto ws = engine_->NewWriteSet();
-  DASH_RETURN_IF_ERROR(ApplyBatch(
-      payload, CommitPoint{record.epoch, record.lsn, record.commit_time_micros}, ws.get()));
+  std::vector<std::string> claims;
+  DASH_RETURN_IF_ERROR(ApplyBatch(payload,
+                                  CommitPoint{record.epoch, record.lsn, record.commit_time_micros},
+                                  ws.get(), &claims));
   ws->Put(Family::kLog, keys::Log(record.lsn), encoded);
   storage::ShardMeta meta = meta_;
   meta.set_epoch(record.epoch);
@@ -397,6 +410,9 @@ absl::Status ShardReplica::ApplyEncodedRecord(absl::string_view encoded) {
     state_.log_start_lsn = log_start_lsn_;
   }
   MaybeTruncateLog();
+  std::vector<std::pair<std::string, std::string>> touched;
+  for (auto& c : claims) touched.emplace_back(payload.tenant(), std::move(c));
+  RefreshCaches(touched);
   return absl::OkStatus();
 }
 
@@ -468,28 +484,245 @@ absl::StatusOr<index::CorpusStats> ShardReplica::LexicalStats(
   return index::ReadStats(*snapshot, tenant, terms);
 }
 
-absl::StatusOr<SearchPage> ShardReplica::SearchLexical(absl::string_view tenant,
-                                                       const std::vector<std::string>& terms,
-                                                       size_t k, const index::Bm25Params& params,
-                                                       const index::CorpusStats& stats,
-                                                       bool include_evidence) const {
-  auto snapshot = engine_->NewSnapshot();
-  DASH_ASSIGN_OR_RETURN(auto scored, index::SearchBm25(*snapshot, tenant, terms, k, params, stats));
-  SearchPage page;
-  for (const auto& s : scored) {
-    DASH_ASSIGN_OR_RETURN(auto raw,
-                          snapshot->Get(Family::kClaims, keys::Claim(tenant, s.claim_id)));
-    if (!raw.has_value()) {
-      return absl::DataLossError(
-          absl::StrCat("index names claim \"", s.claim_id, "\" which is absent"));
-    }
-    DASH_ASSIGN_OR_RETURN(v1::Claim claim, Parse<v1::Claim>(*raw, "claim"));
-    DASH_ASSIGN_OR_RETURN(v1::ClaimRecord rec,
-                          ReadRecord(*snapshot, tenant, claim, include_evidence));
-    page.hits.push_back(SearchHit{std::move(rec), s.score});
+index::VectorIndex* ShardReplica::VectorsFor(const std::string& tenant) const {
+  absl::MutexLock l(&vectors_mu_);
+  auto it = vectors_.find(tenant);
+  return it == vectors_.end() ? nullptr : it->second.get();
+}
+
+namespace {
+
+index::Metric MetricOf(v1::VectorMetric m) {
+  switch (m) {
+    case v1::VECTOR_METRIC_DOT:
+      return index::Metric::kDot;
+    case v1::VECTOR_METRIC_L2:
+      return index::Metric::kL2;
+    default:
+      return index::Metric::kCosine;
   }
-  page.read_at = ReadToken(*snapshot);
-  return page;
+}
+
+}  // namespace
+
+absl::Status ShardReplica::LoadVectors() {
+  auto snapshot = engine_->NewSnapshot();
+  // Per tenant: ids and rows, loaded in one batch per tenant.
+  std::map<std::string, std::pair<std::vector<std::string>, std::vector<float>>> rows;
+  std::map<std::string, storage::TenantState> tenants;
+  auto cursor = snapshot->Scan(Family::kClaims, "");
+  for (; cursor->Valid(); cursor->Next()) {
+    DASH_ASSIGN_OR_RETURN(v1::Claim claim, Parse<v1::Claim>(cursor->value(), "claim"));
+    if (claim.embedding_size() == 0) continue;
+    auto& r = rows[claim.tenant()];
+    r.first.push_back(claim.claim_id());
+    r.second.insert(r.second.end(), claim.embedding().begin(), claim.embedding().end());
+  }
+  DASH_RETURN_IF_ERROR(cursor->status());
+  size_t total = 0;
+  for (auto& [tenant, r] : rows) {
+    DASH_ASSIGN_OR_RETURN(auto raw, snapshot->Get(Family::kTenants, keys::Tenant(tenant)));
+    storage::TenantState ts;
+    if (!raw.has_value() || !ts.ParseFromString(*raw) || ts.embedding_dim() == 0) {
+      return absl::DataLossError(
+          absl::StrCat("tenant \"", tenant, "\" has embeddings but no dimension"));
+    }
+    auto vi =
+        std::make_unique<index::VectorIndex>(ts.embedding_dim(), MetricOf(ts.vector_metric()));
+    DASH_RETURN_IF_ERROR(vi->UpsertBatch(r.first, r.second.data(), r.second.size()));
+    total += r.first.size();
+    absl::MutexLock l(&vectors_mu_);
+    vectors_[tenant] = std::move(vi);
+  }
+  if (total > 0) LOG(INFO) << "shard " << options_.shard_id << ": loaded " << total << " vectors";
+  return absl::OkStatus();
+}
+
+void ShardReplica::RefreshCaches(const std::vector<std::pair<std::string, std::string>>& touched) {
+  if (touched.empty()) return;
+  auto snapshot = engine_->NewSnapshot();
+  // Per tenant: the vectors to (re)insert, applied in one batch.
+  std::map<std::string, std::pair<std::vector<std::string>, std::vector<float>>> upserts;
+  std::set<std::string> tenants;
+  for (const auto& [tenant, claim_id] : touched) {
+    tenants.insert(tenant);
+    absl::StatusOr<std::optional<std::string>> raw =
+        snapshot->Get(Family::kClaims, keys::Claim(tenant, claim_id));
+    v1::Claim claim;
+    const bool has_vector =
+        raw.ok() && raw->has_value() && claim.ParseFromString(**raw) && claim.embedding_size() > 0;
+    if (!has_vector) {
+      if (index::VectorIndex* vi = VectorsFor(tenant)) vi->Remove(claim_id);
+      continue;
+    }
+    auto& u = upserts[tenant];
+    u.first.push_back(claim_id);
+    u.second.insert(u.second.end(), claim.embedding().begin(), claim.embedding().end());
+  }
+  for (auto& [tenant, u] : upserts) {
+    index::VectorIndex* vi = VectorsFor(tenant);
+    if (vi == nullptr) {
+      absl::StatusOr<std::optional<std::string>> ts_raw =
+          snapshot->Get(Family::kTenants, keys::Tenant(tenant));
+      storage::TenantState ts;
+      if (!ts_raw.ok() || !ts_raw->has_value() || !ts.ParseFromString(**ts_raw)) continue;
+      absl::MutexLock l(&vectors_mu_);
+      auto& slot = vectors_[tenant];
+      if (slot == nullptr) {
+        slot =
+            std::make_unique<index::VectorIndex>(ts.embedding_dim(), MetricOf(ts.vector_metric()));
+      }
+      vi = slot.get();
+    }
+    absl::Status st = vi->UpsertBatch(u.first, u.second.data(), u.second.size());
+    if (!st.ok()) LOG(ERROR) << "vector index of \"" << tenant << "\": " << st;
+  }
+  for (const auto& tenant : tenants) filter_cache_.Invalidate(tenant);
+}
+
+absl::StatusOr<std::shared_ptr<const index::IdSet>> ShardReplica::Allowed(
+    const storage::Reader& r, absl::string_view tenant, const LegRequest& request,
+    uint64_t generation) const {
+  const std::string key =
+      absl::StrCat(request.support_only ? "S" : "A", DeterministicSerialize(request.filter));
+  return filter_cache_.GetOrCompute(
+      std::string(tenant), key, generation, request.bypass_filter_cache,
+      [&]() -> absl::StatusOr<index::IdSet> {
+        index::IdSet ids;
+        const bool check_evidence =
+            request.support_only || index::HasEvidenceCondition(request.filter);
+        auto cursor = r.Scan(Family::kClaims, keys::TenantPrefix(tenant));
+        for (; cursor->Valid(); cursor->Next()) {
+          DASH_ASSIGN_OR_RETURN(v1::Claim claim, Parse<v1::Claim>(cursor->value(), "claim"));
+          if (!index::MatchesClaim(request.filter, claim)) continue;
+          if (check_evidence) {
+            bool ok = false;
+            auto ev = r.Scan(Family::kEvidence, keys::ClaimPrefix(tenant, claim.claim_id()));
+            for (; ev->Valid() && !ok; ev->Next()) {
+              DASH_ASSIGN_OR_RETURN(v1::Evidence e, Parse<v1::Evidence>(ev->value(), "evidence"));
+              ok = index::MatchesEvidence(request.filter, e) &&
+                   (!request.support_only || e.stance() == v1::STANCE_SUPPORTS);
+            }
+            DASH_RETURN_IF_ERROR(ev->status());
+            if (!ok) continue;
+          }
+          ids.insert(claim.claim_id());
+        }
+        DASH_RETURN_IF_ERROR(cursor->status());
+        return ids;
+      });
+}
+
+absl::StatusOr<LegResult> ShardReplica::RunLegs(absl::string_view tenant,
+                                                const LegRequest& request) const {
+  const std::string tenant_s(tenant);
+  // The generation is read before the snapshot (see PrefilterCache).
+  const uint64_t generation = filter_cache_.Generation(tenant_s);
+  auto snapshot = engine_->NewSnapshot();
+  LegResult result;
+  std::shared_ptr<const index::IdSet> allowed;
+  if (!index::IsEmpty(request.filter) || request.support_only) {
+    DASH_ASSIGN_OR_RETURN(allowed, Allowed(*snapshot, tenant, request, generation));
+  }
+  if (!request.terms.empty()) {
+    DASH_ASSIGN_OR_RETURN(auto scored,
+                          index::SearchBm25(*snapshot, tenant, request.terms, request.depth,
+                                            request.bm25, request.stats, allowed.get()));
+    for (auto& s : scored) result.lexical.push_back({std::move(s.claim_id), s.score});
+  }
+  if (!request.embedding.empty()) {
+    index::VectorIndex* vi = VectorsFor(tenant_s);
+    if (vi != nullptr) {
+      if (request.embedding.size() != vi->dim()) {
+        return absl::InvalidArgumentError(absl::StrCat("embedding: has ", request.embedding.size(),
+                                                       " dimensions but tenant \"", tenant,
+                                                       "\" uses ", vi->dim()));
+      }
+      index::SearchMode mode = index::SearchMode::kAuto;
+      if (request.vector_mode == v1::VECTOR_SEARCH_EXACT) mode = index::SearchMode::kExact;
+      if (request.vector_mode == v1::VECTOR_SEARCH_APPROXIMATE) {
+        mode = index::SearchMode::kApproximate;
+      }
+      bool exact = false;
+      // The vector index may run ahead of the snapshot by the commits that
+      // happened since it was taken; hits are re-read from storage later.
+      DASH_ASSIGN_OR_RETURN(
+          auto hits, vi->Search(request.embedding.data(), request.embedding.size(), request.depth,
+                                allowed.get(), mode, &exact));
+      for (auto& h : hits) result.vector.push_back({std::move(h.claim_id), h.score});
+      result.vector_plan = exact ? "exact" : "approximate";
+    }
+  }
+  result.read_at = ReadToken(*snapshot);
+  return result;
+}
+
+absl::StatusOr<v1::QueryHit> ShardReplica::FetchHit(absl::string_view tenant,
+                                                    absl::string_view claim_id,
+                                                    const FetchOptions& options) const {
+  auto snapshot = engine_->NewSnapshot();
+  DASH_ASSIGN_OR_RETURN(auto raw, snapshot->Get(Family::kClaims, keys::Claim(tenant, claim_id)));
+  if (!raw.has_value())
+    return absl::NotFoundError(absl::StrCat("claim \"", claim_id, "\" is gone"));
+  v1::QueryHit hit;
+  DASH_ASSIGN_OR_RETURN(*hit.mutable_record()->mutable_claim(), Parse<v1::Claim>(*raw, "claim"));
+  *hit.mutable_read_at() = ReadToken(*snapshot);
+  const std::string prefix = keys::ClaimPrefix(tenant, claim_id);
+  if (options.include_evidence || options.include_edges) {
+    auto edges = snapshot->Scan(Family::kEdges, prefix);
+    for (; edges->Valid(); edges->Next()) {
+      DASH_ASSIGN_OR_RETURN(*hit.mutable_record()->add_edges(),
+                            Parse<v1::Edge>(edges->value(), "edge"));
+    }
+    DASH_RETURN_IF_ERROR(edges->status());
+  }
+  const bool want_evidence = options.include_evidence || options.stance_mode != v1::STANCE_MODE_ALL;
+  if (!want_evidence) return hit;
+
+  std::vector<v1::Evidence> evidence;
+  auto ev = snapshot->Scan(Family::kEvidence, prefix);
+  for (; ev->Valid(); ev->Next()) {
+    DASH_ASSIGN_OR_RETURN(v1::Evidence e, Parse<v1::Evidence>(ev->value(), "evidence"));
+    if (Sha256Hex(e.citation().quote()) != e.citation().quote_sha256()) {
+      hit.add_integrity_errors(absl::StrCat("evidence \"", e.evidence_id(),
+                                            "\": quote does not match its stored SHA-256"));
+      continue;
+    }
+    if (!index::MatchesEvidence(options.filter, e)) continue;
+    evidence.push_back(std::move(e));
+  }
+  DASH_RETURN_IF_ERROR(ev->status());
+
+  auto* out = hit.mutable_record()->mutable_evidence();
+  if (options.stance_mode == v1::STANCE_MODE_ALL) {
+    for (auto& e : evidence) *out->Add() = std::move(e);
+  } else if (options.stance_mode == v1::STANCE_MODE_SUPPORT_ONLY) {
+    for (auto& e : evidence) {
+      if (e.stance() == v1::STANCE_SUPPORTS) *out->Add() = std::move(e);
+    }
+  } else {  // BALANCED: the strongest of each side.
+    double total = 0;
+    for (const auto& e : evidence) total += index::AnalyzeText(e.citation().quote()).size();
+    const double avg = evidence.empty() ? 1 : total / evidence.size();
+    const v1::Evidence* best[2] = {nullptr, nullptr};
+    double best_score[2] = {0, 0};
+    for (const auto& e : evidence) {
+      const int side =
+          e.stance() == v1::STANCE_SUPPORTS ? 0 : (e.stance() == v1::STANCE_CONTRADICTS ? 1 : -1);
+      if (side < 0) continue;
+      const double score =
+          index::ScoreText(e.citation().quote(), options.terms, options.bm25, options.stats, avg);
+      // Evidence is scanned in evidence_id order, so a tie keeps the smaller id.
+      if (best[side] == nullptr || score > best_score[side]) {
+        best[side] = &e;
+        best_score[side] = score;
+      }
+    }
+    for (const auto* e : best) {
+      if (e != nullptr) *out->Add() = *e;
+    }
+  }
+  return hit;
 }
 
 absl::StatusOr<ListPage> ShardReplica::ListClaims(absl::string_view tenant,

@@ -22,8 +22,11 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
+#include "common/fusion.h"
 #include "dash/v1/data.pb.h"
 #include "node/index/lexical_index.h"
+#include "node/index/prefilter_cache.h"
+#include "node/index/vector_index.h"
 #include "node/shard/batch_validator.h"
 #include "node/storage/engine.h"
 #include "node/storage/records.pb.h"
@@ -53,14 +56,35 @@ struct WriteResult {
   bool replayed = false;
 };
 
-struct SearchHit {
-  v1::ClaimRecord record;
-  double score = 0;
+// What one replica runs for a query's ranking legs.
+struct LegRequest {
+  std::vector<std::string> terms;  // Analyzed query text; empty: no lexical leg.
+  index::Bm25Params bm25;
+  index::CorpusStats stats;      // Corpus statistics (summed over shards).
+  std::vector<float> embedding;  // Empty: no vector leg.
+  v1::VectorSearchMode vector_mode = v1::VECTOR_SEARCH_AUTO;
+  size_t depth = 10;  // Candidates per leg.
+  v1::Filter filter;
+  bool support_only = false;  // Only claims with supporting evidence.
+  bool bypass_filter_cache = false;
 };
 
-struct SearchPage {
-  std::vector<SearchHit> hits;  // Best first; ties by claim_id.
+struct LegResult {
+  std::vector<fusion::Candidate> lexical;  // Best first.
+  std::vector<fusion::Candidate> vector;   // Best first.
+  std::string vector_plan = "none";        // "exact", "approximate" or "none".
   v1::CommitToken read_at;
+};
+
+// How a hit's evidence is selected and checked.
+struct FetchOptions {
+  v1::StanceMode stance_mode = v1::STANCE_MODE_ALL;
+  bool include_evidence = false;
+  std::vector<std::string> terms;  // For the strength of evidence (BALANCED).
+  index::Bm25Params bm25;
+  index::CorpusStats stats;
+  v1::Filter filter;           // Its evidence condition selects evidence.
+  bool include_edges = false;  // Read outgoing edges (implied by include_evidence).
 };
 
 struct ReplicaState {
@@ -111,13 +135,16 @@ class ShardReplica {
   // This replica's BM25 corpus statistics for analyzed query `terms`.
   absl::StatusOr<index::CorpusStats> LexicalStats(absl::string_view tenant,
                                                   const std::vector<std::string>& terms) const;
-  // The top `k` claims of `tenant` by BM25 over `terms`, scored with `stats`
-  // (this replica's own, or summed over shards so scores are global).
-  absl::StatusOr<SearchPage> SearchLexical(absl::string_view tenant,
-                                           const std::vector<std::string>& terms, size_t k,
-                                           const index::Bm25Params& params,
-                                           const index::CorpusStats& stats,
-                                           bool include_evidence) const;
+  // Runs the lexical and vector legs of a query on one snapshot, each
+  // restricted to the claims that satisfy the filter (computed through the
+  // prefilter cache). INVALID_ARGUMENT if the embedding does not fit the
+  // tenant's dimension.
+  absl::StatusOr<LegResult> RunLegs(absl::string_view tenant, const LegRequest& request) const;
+  // One hit with its evidence as `options` select it; every returned quote is
+  // checked against its stored hash. NOT_FOUND if the claim is gone.
+  absl::StatusOr<v1::QueryHit> FetchHit(absl::string_view tenant, absl::string_view claim_id,
+                                        const FetchOptions& options) const;
+  index::PrefilterCacheStats FilterCacheStats() const { return filter_cache_.stats(); }
 
   ReplicaState State() const;
 
@@ -147,6 +174,16 @@ class ShardReplica {
   absl::StatusOr<v1::ClaimRecord> ReadRecord(const storage::Reader& r, absl::string_view tenant,
                                              const v1::Claim& claim, bool include_evidence) const;
   v1::CommitToken ReadToken(const storage::Reader& r) const;
+  // Claims of `tenant` satisfying the filter (and having support, if asked).
+  absl::StatusOr<std::shared_ptr<const index::IdSet>> Allowed(const storage::Reader& r,
+                                                              absl::string_view tenant,
+                                                              const LegRequest& request,
+                                                              uint64_t generation) const;
+  // Loads every stored embedding into per-tenant vector indexes.
+  absl::Status LoadVectors();
+  // After a commit: refreshes the caches for the claims it touched.
+  void RefreshCaches(const std::vector<std::pair<std::string, std::string>>& touched);
+  index::VectorIndex* VectorsFor(const std::string& tenant) const;
 
   // Constant after construction.
   const ReplicaOptions options_;
@@ -163,6 +200,13 @@ class ShardReplica {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // Copies of meta_ fields for State() without write_mu_.
   ReplicaState state_ ABSL_GUARDED_BY(mu_);
+
+  // In-memory caches of stored data, refreshed after each commit (before it
+  // is acknowledged) and rebuilt at start-up.
+  mutable index::PrefilterCache filter_cache_;
+  mutable absl::Mutex vectors_mu_;
+  absl::flat_hash_map<std::string, std::unique_ptr<index::VectorIndex>> vectors_
+      ABSL_GUARDED_BY(vectors_mu_);
 
   std::thread commit_thread_;
 };
