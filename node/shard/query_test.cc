@@ -111,7 +111,7 @@ TEST_F(QueryTest, PrefilterCacheIsInvalidatedByWrites) {
   EXPECT_THAT(Ids(Query(q)), ::testing::ElementsAre("a"));
   EXPECT_THAT(Ids(Query(q)), ::testing::ElementsAre("a"));
   uint64_t hits = 0;
-  for (uint32_t s = 0; s < shards_; ++s) hits += host_->replica(s)->FilterCacheStats().hits;
+  for (const auto& r : host_->Info().replicas()) hits += r.filter_cache().hits();
   EXPECT_GE(hits, 4u);                // The second query hit the cache on every shard.
   Put("b", "glacier advance", 2020);  // A new matching claim must appear at once.
   EXPECT_THAT(Ids(Query(q)), ::testing::UnorderedElementsAre("a", "b"));

@@ -292,6 +292,12 @@ v1::NodeInfo ShardHost::Info() const {
     ri->set_epoch(s.epoch);
     ri->set_last_lsn(s.last_lsn);
     ri->set_log_start_lsn(s.log_start_lsn);
+    const index::PrefilterCacheStats c = r->FilterCacheStats();
+    ri->mutable_filter_cache()->set_hits(c.hits);
+    ri->mutable_filter_cache()->set_misses(c.misses);
+    ri->mutable_filter_cache()->set_evictions(c.evictions);
+    ri->mutable_filter_cache()->set_entries(c.entries);
+    ri->mutable_filter_cache()->set_ids(c.ids);
   }
   return info;
 }
