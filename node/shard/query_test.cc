@@ -111,7 +111,8 @@ TEST_F(QueryTest, PrefilterCacheIsInvalidatedByWrites) {
   EXPECT_THAT(Ids(Query(q)), ::testing::ElementsAre("a"));
   EXPECT_THAT(Ids(Query(q)), ::testing::ElementsAre("a"));
   uint64_t hits = 0;
-  for (const auto& r : host_->Info().replicas()) hits += r.filter_cache().hits();
+  const v1::NodeInfo info = host_->Info();
+  for (const auto& r : info.replicas()) hits += r.filter_cache().hits();
   EXPECT_GE(hits, 4u);                // The second query hit the cache on every shard.
   Put("b", "glacier advance", 2020);  // A new matching claim must appear at once.
   EXPECT_THAT(Ids(Query(q)), ::testing::UnorderedElementsAre("a", "b"));
