@@ -52,21 +52,35 @@ std::string PostingPrefix(absl::string_view tenant, absl::string_view term) {
   return keys::ClaimPrefix(tenant, term);  // <tenant>\0<term>\0
 }
 
-absl::Status AddDf(storage::WriteSet* ws, const std::string& key, int64_t delta) {
-  DASH_ASSIGN_OR_RETURN(auto raw, ws->Get(Family::kTerms, key));
-  const int64_t df = static_cast<int64_t>(raw.has_value() ? DecodeCount(*raw) : 0) + delta;
-  if (df <= 0) {
-    ws->Delete(Family::kTerms, key);
-  } else {
-    ws->Put(Family::kTerms, key, EncodeCount(static_cast<uint64_t>(df)));
+}  // namespace
+
+absl::Status DfUpdates::Apply(storage::WriteSet* ws) {
+  // Sorted, so the write order (and so the batch) is deterministic.
+  std::vector<std::pair<std::string, int64_t>> sorted(deltas_.begin(), deltas_.end());
+  std::sort(sorted.begin(), sorted.end());
+  for (const auto& [key, delta] : sorted) {
+    if (delta == 0) continue;
+    DASH_ASSIGN_OR_RETURN(auto raw, ws->Get(Family::kTerms, key));
+    const int64_t df = static_cast<int64_t>(raw.has_value() ? DecodeCount(*raw) : 0) + delta;
+    if (df <= 0) {
+      ws->Delete(Family::kTerms, key);
+    } else {
+      ws->Put(Family::kTerms, key, EncodeCount(static_cast<uint64_t>(df)));
+    }
   }
+  deltas_.clear();
   return absl::OkStatus();
 }
 
-}  // namespace
-
 absl::Status ReindexClaim(absl::string_view tenant, absl::string_view claim_id,
                           storage::WriteSet* ws, storage::TenantState* stats) {
+  DfUpdates df;
+  DASH_RETURN_IF_ERROR(ReindexClaim(tenant, claim_id, ws, stats, &df));
+  return df.Apply(ws);
+}
+
+absl::Status ReindexClaim(absl::string_view tenant, absl::string_view claim_id,
+                          storage::WriteSet* ws, storage::TenantState* stats, DfUpdates* df) {
   // The document as it is now.
   std::map<std::string, uint32_t> tf;
   uint32_t length = 0;
@@ -100,7 +114,7 @@ absl::Status ReindexClaim(absl::string_view tenant, absl::string_view claim_id,
     if (!old.ParseFromString(*raw_doc)) return absl::DataLossError("stored lexical doc is corrupt");
     for (const std::string& term : old.terms()) {
       ws->Delete(Family::kPostings, absl::StrCat(PostingPrefix(tenant, term), claim_id));
-      if (!tf.count(term)) DASH_RETURN_IF_ERROR(AddDf(ws, TermKey(tenant, term), -1));
+      if (!tf.count(term)) df->Add(TermKey(tenant, term), -1);
     }
     stats->set_lexical_docs(stats->lexical_docs() - 1);
     stats->set_lexical_length(stats->lexical_length() - old.length());
@@ -117,7 +131,7 @@ absl::Status ReindexClaim(absl::string_view tenant, absl::string_view claim_id,
   for (const auto& [term, count] : tf) {
     ws->Put(Family::kPostings, absl::StrCat(PostingPrefix(tenant, term), claim_id),
             Fixed32Pair(count, length));
-    if (!old_terms.count(term)) DASH_RETURN_IF_ERROR(AddDf(ws, TermKey(tenant, term), +1));
+    if (!old_terms.count(term)) df->Add(TermKey(tenant, term), +1);
     doc.add_terms(term);
     doc.add_tfs(count);
   }

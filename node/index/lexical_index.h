@@ -23,9 +23,25 @@
 
 namespace dash::index {
 
+// Document-frequency changes of several re-indexed claims, so that each
+// term's counter is read and written once per batch rather than per claim.
+class DfUpdates {
+ public:
+  void Add(std::string term_key, int64_t delta) { deltas_[std::move(term_key)] += delta; }
+  // Writes the accumulated changes into `ws` and clears them.
+  absl::Status Apply(storage::WriteSet* ws);
+
+ private:
+  absl::flat_hash_map<std::string, int64_t> deltas_;
+};
+
 // Re-indexes one claim from its current state in `ws` (claim text and
 // evidence): removes the postings it had, adds the ones it has now (none if
-// the claim no longer exists), and updates `stats` (docs, length).
+// the claim no longer exists), and updates `stats` (docs, length). Document
+// frequency changes go to `df`, which the caller applies before committing.
+absl::Status ReindexClaim(absl::string_view tenant, absl::string_view claim_id,
+                          storage::WriteSet* ws, storage::TenantState* stats, DfUpdates* df);
+// The same, applying its document-frequency changes at once.
 absl::Status ReindexClaim(absl::string_view tenant, absl::string_view claim_id,
                           storage::WriteSet* ws, storage::TenantState* stats);
 

@@ -85,9 +85,11 @@ class Applier {
       }
     }
     DASH_RETURN_IF_ERROR(CheckEvidenceFirst());
+    index::DfUpdates df;
     for (const std::string& claim_id : dirty_) {
-      DASH_RETURN_IF_ERROR(index::ReindexClaim(tenant_, claim_id, ws_, &tenant_state_));
+      DASH_RETURN_IF_ERROR(index::ReindexClaim(tenant_, claim_id, ws_, &tenant_state_, &df));
     }
+    DASH_RETURN_IF_ERROR(df.Apply(ws_));
     if (!p_.idempotency_key().empty()) {
       storage::IdempotencyRecord rec;
       rec.set_request_digest(p_.request_digest());
