@@ -126,34 +126,29 @@ void AddConvertCommands(CLI::App& app, std::function<int()>* run) {
   convert->require_subcommand(1);
   auto file = std::make_shared<std::string>();
   auto limit = std::make_shared<size_t>(0);
-  CLI::App* cf = convert->add_subcommand("climate-fever", "CLIMATE-FEVER claims.jsonl");
-  cf->add_option("file", *file, "Path to claims.jsonl")->required()->check(CLI::ExistingFile);
-  cf->add_option("--limit", *limit, "Convert at most this many claims (0: all)");
-  CLI::App* sf = convert->add_subcommand("scifact", "SciFact corpus.jsonl (abstracts)");
-  sf->add_option("file", *file, "Path to corpus.jsonl")->required()->check(CLI::ExistingFile);
-  sf->add_option("--limit", *limit, "Convert at most this many abstracts (0: all)");
-  sf->callback([file, limit, run] {
-    *run = [file, limit] {
-      std::ifstream in(*file);
-      absl::Status st = ConvertScifactCorpus(in, std::cout, *limit);
-      if (!st.ok()) {
-        fprintf(stderr, "dashctl: %s\n", std::string(st.message()).c_str());
-        return static_cast<int>(kUsage);
-      }
-      return static_cast<int>(kOk);
-    };
-  });
-  cf->callback([file, limit, run] {
-    *run = [file, limit] {
-      std::ifstream in(*file);
-      absl::Status st = ConvertClimateFever(in, std::cout, *limit);
-      if (!st.ok()) {
-        fprintf(stderr, "dashctl: %s\n", std::string(st.message()).c_str());
-        return static_cast<int>(kUsage);
-      }
-      return static_cast<int>(kOk);
-    };
-  });
+  using Converter = absl::Status (*)(std::istream&, std::ostream&, size_t);
+  auto add = [&](const char* name, const char* help, const char* file_help, const char* unit,
+                 Converter convert_fn) {
+    CLI::App* sub = convert->add_subcommand(name, help);
+    sub->add_option("file", *file, file_help)->required()->check(CLI::ExistingFile);
+    sub->add_option("--limit", *limit,
+                    absl::StrCat("Convert at most this many ", unit, " (0: all)"));
+    sub->callback([file, limit, run, convert_fn] {
+      *run = [file, limit, convert_fn] {
+        std::ifstream in(*file);
+        absl::Status st = convert_fn(in, std::cout, *limit);
+        if (!st.ok()) {
+          fprintf(stderr, "dashctl: %s\n", std::string(st.message()).c_str());
+          return static_cast<int>(kUsage);
+        }
+        return static_cast<int>(kOk);
+      };
+    });
+  };
+  add("climate-fever", "CLIMATE-FEVER claims.jsonl", "Path to claims.jsonl", "claims",
+      &ConvertClimateFever);
+  add("scifact", "SciFact corpus.jsonl (abstracts)", "Path to corpus.jsonl", "abstracts",
+      &ConvertScifactCorpus);
 }
 
 }  // namespace dash::ctl
