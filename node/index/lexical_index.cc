@@ -211,15 +211,12 @@ absl::StatusOr<std::vector<ScoredClaim>> SearchBm25(
   return out;
 }
 
-double ScoreText(absl::string_view text, const std::vector<std::string>& terms,
+double ScoreText(const std::vector<std::string>& text_terms, const std::vector<std::string>& terms,
                  const Bm25Params& params, const CorpusStats& stats, double avg_length) {
   if (terms.empty() || stats.docs == 0) return 0;
   std::map<std::string, int> tf;
-  int length = 0;
-  for (std::string& t : AnalyzeText(text)) {
-    ++tf[std::move(t)];
-    ++length;
-  }
+  for (const std::string& t : text_terms) ++tf[t];
+  const double length = static_cast<double>(text_terms.size());
   const std::set<std::string> unique(terms.begin(), terms.end());
   double score = 0;
   const double n = static_cast<double>(stats.docs);

@@ -77,9 +77,10 @@ absl::StatusOr<std::vector<ScoredClaim>> SearchBm25(
     size_t k, const Bm25Params& params, const CorpusStats& stats,
     const absl::flat_hash_set<std::string>* allowed = nullptr);
 
-// BM25 of one short text (an evidence quote) against the query `terms`, with
-// idf from `stats` and `avg_length` as the average length of such texts.
-double ScoreText(absl::string_view text, const std::vector<std::string>& terms,
+// BM25 of one short text (an evidence quote), given as its analyzed terms
+// (AnalyzeText), against the query `terms`, with idf from `stats` and
+// `avg_length` as the average length of such texts.
+double ScoreText(const std::vector<std::string>& text_terms, const std::vector<std::string>& terms,
                  const Bm25Params& params, const CorpusStats& stats, double avg_length);
 
 }  // namespace dash::index

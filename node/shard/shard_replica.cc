@@ -700,18 +700,23 @@ absl::StatusOr<v1::QueryHit> ShardReplica::FetchHit(absl::string_view tenant,
     for (auto& e : evidence) {
       if (e.stance() == v1::STANCE_SUPPORTS) *out->Add() = std::move(e);
     }
-  } else {  // BALANCED: the strongest of each side.
+  } else {                                           // BALANCED: the strongest of each side.
+    std::vector<std::vector<std::string>> analyzed;  // Each quote analyzed once.
     double total = 0;
-    for (const auto& e : evidence) total += index::AnalyzeText(e.citation().quote()).size();
+    for (const auto& e : evidence) {
+      analyzed.push_back(index::AnalyzeText(e.citation().quote()));
+      total += analyzed.back().size();
+    }
     const double avg = evidence.empty() ? 1 : total / evidence.size();
     const v1::Evidence* best[2] = {nullptr, nullptr};
     double best_score[2] = {0, 0};
-    for (const auto& e : evidence) {
+    for (size_t i = 0; i < evidence.size(); ++i) {
+      const v1::Evidence& e = evidence[i];
       const int side =
           e.stance() == v1::STANCE_SUPPORTS ? 0 : (e.stance() == v1::STANCE_CONTRADICTS ? 1 : -1);
       if (side < 0) continue;
       const double score =
-          index::ScoreText(e.citation().quote(), options.terms, options.bm25, options.stats, avg);
+          index::ScoreText(analyzed[i], options.terms, options.bm25, options.stats, avg);
       // Evidence is scanned in evidence_id order, so a tie keeps the smaller id.
       if (best[side] == nullptr || score > best_score[side]) {
         best[side] = &e;
