@@ -15,6 +15,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "dash/v1/node.grpc.pb.h"
+#include "dash/v1/placement.grpc.pb.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
@@ -121,20 +122,35 @@ int Process::Wait() {
   return status_;
 }
 
-NodeProcess::NodeProcess(std::string dir, std::vector<std::string> extra_args)
-    : dir_(std::move(dir)), extra_args_(std::move(extra_args)) {
+namespace {
+std::vector<std::string> Concat(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+}  // namespace
+
+ServerProcess::ServerProcess(std::string binary, std::string dir, std::vector<std::string> args,
+                             std::string log_name)
+    : binary_(std::move(binary)),
+      dir_(std::move(dir)),
+      args_(std::move(args)),
+      log_name_(std::move(log_name)) {
   std::filesystem::create_directories(dir_);
 }
 
-NodeProcess::~NodeProcess() { Kill(); }
+ServerProcess::~ServerProcess() { Kill(); }
 
-absl::Status NodeProcess::Start(absl::Duration timeout) {
+bool ServerProcess::Ready() {
+  return channel_->WaitForConnected(std::chrono::system_clock::now() +
+                                    std::chrono::milliseconds(500));
+}
+
+absl::Status ServerProcess::Start(absl::Duration timeout) {
   const std::string port_file = dir_ + "/port";
   std::filesystem::remove(port_file);
-  std::vector<std::string> args = {"--data_dir=" + dir_ + "/data", "--listen=127.0.0.1:0",
-                                   "--port_file=" + port_file};
-  args.insert(args.end(), extra_args_.begin(), extra_args_.end());
-  auto proc = Process::Start(BinaryPath("node/dash-node"), args, log_path());
+  std::vector<std::string> args = {"--listen=127.0.0.1:0", "--port_file=" + port_file};
+  args.insert(args.end(), args_.begin(), args_.end());
+  auto proc = Process::Start(BinaryPath(binary_), args, log_path());
   if (!proc.ok()) return proc.status();
   process_ = std::move(*proc);
 
@@ -148,23 +164,15 @@ absl::Status NodeProcess::Start(absl::Duration timeout) {
       },
       timeout, "the port file of " + dir_);
   if (!st.ok()) {
-    if (!process_->Running()) return absl::InternalError("dash-node exited; see " + log_path());
+    if (!process_->Running()) return absl::InternalError(binary_ + " exited; see " + log_path());
     return st;
   }
   address_ = absl::StrCat("127.0.0.1:", port);
   channel_ = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
-  auto stub = v1::NodeAdmin::NewStub(channel_);
-  return PollUntil(
-      [&] {
-        grpc::ClientContext ctx;
-        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
-        v1::NodeInfo info;
-        return stub->GetNodeInfo(&ctx, v1::GetNodeInfoRequest(), &info).ok();
-      },
-      timeout, "dash-node at " + address_ + " to answer");
+  return PollUntil([&] { return Ready(); }, timeout, binary_ + " at " + address_ + " to answer");
 }
 
-void NodeProcess::Kill() {
+void ServerProcess::Kill() {
   if (process_ != nullptr) {
     process_->Signal(SIGKILL);
     process_->Wait();
@@ -172,16 +180,43 @@ void NodeProcess::Kill() {
   }
 }
 
-absl::Status NodeProcess::Stop() {
+absl::Status ServerProcess::Stop() {
   if (process_ == nullptr) return absl::OkStatus();
   process_->Signal(SIGTERM);
   const int status = process_->Wait();
   process_.reset();
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return absl::InternalError(absl::StrCat("dash-node did not exit cleanly: status ", status));
+    return absl::InternalError(absl::StrCat(binary_, " did not exit cleanly: status ", status));
   }
   return absl::OkStatus();
 }
+
+NodeProcess::NodeProcess(std::string dir, std::vector<std::string> extra_args)
+    : ServerProcess("node/dash-node", dir, Concat({"--data_dir=" + dir + "/data"}, extra_args),
+                    "node.log") {}
+
+bool NodeProcess::Ready() {
+  auto stub = v1::NodeAdmin::NewStub(channel());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  v1::NodeInfo info;
+  return stub->GetNodeInfo(&ctx, v1::GetNodeInfoRequest(), &info).ok();
+}
+
+ControlPlaneProcess::ControlPlaneProcess(std::string dir, std::vector<std::string> extra_args)
+    : ServerProcess("controlplane/dash-controlplane", dir,
+                    Concat({"--data_dir=" + dir + "/data"}, extra_args), "controlplane.log") {}
+
+bool ControlPlaneProcess::Ready() {
+  auto stub = v1::ControlPlane::NewStub(channel());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  v1::Placement placement;
+  return stub->GetPlacement(&ctx, v1::GetPlacementRequest(), &placement).ok();
+}
+
+RouterProcess::RouterProcess(std::string dir, std::vector<std::string> extra_args)
+    : ServerProcess("router/dash-router", dir, extra_args, "router.log") {}
 
 CommandResult RunCommand(const std::string& binary, const std::vector<std::string>& args,
                          const std::string& stdin_text, const std::string& stderr_path) {

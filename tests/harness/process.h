@@ -66,14 +66,17 @@ class Process {
   int status_ = 0;
 };
 
-// A dash-node with its own data directory, listening on a free loopback port.
-class NodeProcess {
+// A DASH server binary with its own directory, listening on a free loopback
+// port (it writes the port to <dir>/port). Subclasses say how to probe it.
+class ServerProcess {
  public:
-  // `dir` holds data/, the port file and node.log (appended across restarts).
-  NodeProcess(std::string dir, std::vector<std::string> extra_args = {});
-  ~NodeProcess();
+  // `binary` relative to DASH_BIN_ROOT. `dir` holds the port file and
+  // <log_name> (appended across restarts); data goes where `args` say.
+  ServerProcess(std::string binary, std::string dir, std::vector<std::string> args,
+                std::string log_name);
+  virtual ~ServerProcess();
 
-  // Starts the node and waits until it answers GetNodeInfo.
+  // Starts the process and waits until Ready() holds.
   absl::Status Start(absl::Duration timeout = absl::Seconds(30));
   // SIGKILL, no chance to flush anything.
   void Kill();
@@ -83,18 +86,51 @@ class NodeProcess {
     Kill();
     return Start();
   }
+  bool Running() { return process_ != nullptr && process_->Running(); }
+  pid_t pid() const { return process_ == nullptr ? 0 : process_->pid(); }
 
   const std::string& address() const { return address_; }
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
   const std::string& dir() const { return dir_; }
-  std::string log_path() const { return dir_ + "/node.log"; }
+  std::string log_path() const { return dir_ + "/" + log_name_; }
+
+ protected:
+  // True once the server answers; called repeatedly after the port is known.
+  virtual bool Ready();
 
  private:
+  const std::string binary_;
   const std::string dir_;
-  const std::vector<std::string> extra_args_;
+  const std::vector<std::string> args_;
+  const std::string log_name_;
   std::unique_ptr<Process> process_;
   std::string address_;
   std::shared_ptr<grpc::Channel> channel_;
+};
+
+// A dash-node with its data in <dir>/data; ready when it answers GetNodeInfo.
+class NodeProcess : public ServerProcess {
+ public:
+  NodeProcess(std::string dir, std::vector<std::string> extra_args = {});
+
+ protected:
+  bool Ready() override;
+};
+
+// A dash-controlplane with its table in <dir>/data; ready when it answers
+// GetPlacement.
+class ControlPlaneProcess : public ServerProcess {
+ public:
+  ControlPlaneProcess(std::string dir, std::vector<std::string> extra_args = {});
+
+ protected:
+  bool Ready() override;
+};
+
+// A dash-router; ready when its port accepts connections.
+class RouterProcess : public ServerProcess {
+ public:
+  RouterProcess(std::string dir, std::vector<std::string> extra_args = {});
 };
 
 // Runs a command to completion (for CLI tests); returns its exit code and
