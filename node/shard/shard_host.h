@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "dash/v1/data.pb.h"
 #include "dash/v1/node.pb.h"
 #include "node/shard/shard_replica.h"
@@ -27,8 +28,11 @@ struct HostOptions {
 
 class ShardHost {
  public:
-  // Opens (or creates) every hosted replica.
-  static absl::StatusOr<std::unique_ptr<ShardHost>> Open(const HostOptions& options);
+  // Opens (or creates) every hosted replica. With `managed`, opens none: the
+  // placement agent adds and removes replicas as the control plane assigns
+  // them.
+  static absl::StatusOr<std::unique_ptr<ShardHost>> Open(const HostOptions& options,
+                                                         bool managed = false);
 
   // Routes the batch to its shard's replica (see ShardReplica::Write). A batch
   // for a shard this node does not host fails with FAILED_PRECONDITION.
@@ -42,14 +46,29 @@ class ShardHost {
   v1::NodeInfo Info() const;
 
   // nullptr when `shard` is not hosted here.
-  ShardReplica* replica(uint32_t shard) const;
+  std::shared_ptr<ShardReplica> replica(uint32_t shard) const;
+  // The hosted replicas, by shard.
+  std::map<uint32_t, std::shared_ptr<ShardReplica>> replicas() const;
+
+  // Opens (creating if needed) the replica of `shard` if it is not hosted yet.
+  absl::StatusOr<std::shared_ptr<ShardReplica>> AddReplica(uint32_t shard);
+  // Stops hosting `shard`. Its directory is renamed <dir>.removed-<suffix>, not
+  // deleted: an operator decides when the data is really gone. The replica
+  // closes once the last in-flight call using it finishes.
+  absl::Status RemoveReplica(uint32_t shard, const std::string& suffix);
+
+  uint32_t shard_count() const { return options_.shard_count; }
+  const std::string& node_id() const { return options_.node_id; }
 
  private:
   explicit ShardHost(HostOptions options) : options_(std::move(options)) {}
+  std::string ReplicaDir(uint32_t shard) const;
+  absl::Status NotHosted(uint32_t shard) const;
 
   // Constant after Open.
   const HostOptions options_;
-  std::map<uint32_t, std::unique_ptr<ShardReplica>> replicas_;
+  mutable absl::Mutex mu_;
+  std::map<uint32_t, std::shared_ptr<ShardReplica>> replicas_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace dash::shard

@@ -136,6 +136,7 @@ absl::StatusOr<std::unique_ptr<ShardReplica>> ShardReplica::Open(const ReplicaOp
                      ", not shard ", options.shard_id, " of ", options.shard_count));
   }
   snapshot.reset();
+  if (meta.last_epoch() == 0 && meta.last_lsn() > 0) meta.set_last_epoch(meta.epoch());
   if (meta.index_format() < kIndexFormat) DASH_RETURN_IF_ERROR(MigrateIndex(*engine, meta));
   auto replica = std::unique_ptr<ShardReplica>(new ShardReplica(options, std::move(engine), meta));
   DASH_RETURN_IF_ERROR(replica->LoadVectors());
@@ -154,7 +155,12 @@ ShardReplica::ShardReplica(const ReplicaOptions& options, std::unique_ptr<storag
   absl::MutexLock l(&mu_);
   meta_ = meta;
   log_start_lsn_ = first.ok() ? *first : 0;
-  state_ = ReplicaState{meta.shard_id(), meta.epoch(), meta.last_lsn(), log_start_lsn_};
+  role_.epoch = meta.epoch();
+  state_.shard_id = meta.shard_id();
+  state_.epoch = meta.epoch();
+  state_.last_epoch = meta.last_epoch();
+  state_.last_lsn = meta.last_lsn();
+  state_.log_start_lsn = log_start_lsn_;
   commit_thread_ = std::thread([this] { CommitLoop(); });
 }
 
@@ -258,16 +264,37 @@ void ShardReplica::CommitGroup(std::vector<Pending> group) {
     return t;
   };
 
+  auto hint = [&] {
+    v1::RoutingHint h;
+    h.set_shard(options_.shard_id);
+    h.set_current_epoch(epoch);
+    h.set_leader_node_id(role_.leader_node_id);
+    h.set_leader_address(role_.leader_address);
+    return h;
+  };
   for (Pending& p : group) {
     const v1::WriteRequest& req = p.request;
+    if (!role_.leader) {
+      absl::Status st = absl::FailedPreconditionError(absl::StrCat(
+          "shard ", options_.shard_id, ": this replica is a follower at epoch ", epoch,
+          role_.leader_node_id.empty() ? "; the shard has no leader"
+                                       : absl::StrCat("; the leader is ", role_.leader_node_id)));
+      SetRoutingHint(st, hint());
+      p.done(st);
+      continue;
+    }
+    if (role_.writes_paused) {
+      absl::Status st = absl::UnavailableError(absl::StrCat(
+          "shard ", options_.shard_id, ": leadership transfer in progress; retry"));
+      SetRoutingHint(st, hint());
+      p.done(st);
+      continue;
+    }
     if (req.expected_epoch() != 0 && req.expected_epoch() != epoch) {
       absl::Status st = absl::FailedPreconditionError(
           absl::StrCat("shard ", options_.shard_id, ": expected epoch ", req.expected_epoch(),
                        ", current ", epoch));
-      v1::RoutingHint hint;
-      hint.set_shard(options_.shard_id);
-      hint.set_current_epoch(epoch);
-      SetRoutingHint(st, hint);
+      SetRoutingHint(st, hint());
       p.done(st);
       continue;
     }
@@ -328,6 +355,7 @@ void ShardReplica::CommitGroup(std::vector<Pending> group) {
   if (wrote) {
     storage::ShardMeta meta = meta_;
     meta.set_last_lsn(next_lsn - 1);
+    meta.set_last_epoch(epoch);
     meta.set_last_commit_time_micros(commit_micros);
     ws->Put(Family::kMeta, keys::kShardMetaKey, meta.SerializeAsString());
     committed = engine_->Commit(*ws, options_.sync);
@@ -336,6 +364,7 @@ void ShardReplica::CommitGroup(std::vector<Pending> group) {
       meta_ = meta;
       absl::MutexLock l(&mu_);
       state_.last_lsn = meta.last_lsn();
+      state_.last_epoch = meta.last_epoch();
       state_.log_start_lsn = log_start_lsn_;
     } else {
       LOG(ERROR) << "shard " << options_.shard_id << ": commit failed: " << committed;
@@ -384,9 +413,10 @@ absl::Status ShardReplica::ApplyEncodedRecord(absl::string_view encoded) {
     return absl::FailedPreconditionError(absl::StrCat(
         "log record lsn ", record.lsn, " does not follow last lsn ", meta_.last_lsn()));
   }
-  if (record.epoch < meta_.epoch()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("log record epoch ", record.epoch, " is older than epoch ", meta_.epoch()));
+  if (record.epoch < meta_.last_epoch()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "log record epoch ", record.epoch, " is older than the last record's epoch ",
+        meta_.last_epoch()));
   }
   auto ws = engine_->NewWriteSet();
   std::vector<std::string> claims;
@@ -395,7 +425,8 @@ absl::Status ShardReplica::ApplyEncodedRecord(absl::string_view encoded) {
                                   ws.get(), &claims));
   ws->Put(Family::kLog, keys::Log(record.lsn), encoded);
   storage::ShardMeta meta = meta_;
-  meta.set_epoch(record.epoch);
+  meta.set_epoch(std::max(meta_.epoch(), record.epoch));
+  meta.set_last_epoch(record.epoch);
   meta.set_last_lsn(record.lsn);
   meta.set_last_commit_time_micros(
       std::max(meta_.last_commit_time_micros(), record.commit_time_micros));
@@ -406,9 +437,11 @@ absl::Status ShardReplica::ApplyEncodedRecord(absl::string_view encoded) {
   {
     absl::MutexLock l(&mu_);
     state_.epoch = meta.epoch();
+    state_.last_epoch = meta.last_epoch();
     state_.last_lsn = meta.last_lsn();
     state_.log_start_lsn = log_start_lsn_;
   }
+  if (role_.epoch < meta.epoch()) role_.epoch = meta.epoch();
   MaybeTruncateLog();
   std::vector<std::pair<std::string, std::string>> touched;
   for (auto& c : claims) touched.emplace_back(payload.tenant(), std::move(c));
@@ -419,6 +452,73 @@ absl::Status ShardReplica::ApplyEncodedRecord(absl::string_view encoded) {
 ReplicaState ShardReplica::State() const {
   absl::MutexLock l(&mu_);
   return state_;
+}
+
+absl::Status ShardReplica::AdoptRole(const Role& role) {
+  absl::MutexLock wl(&write_mu_);
+  if (role.epoch < meta_.epoch()) {
+    return absl::FailedPreconditionError(absl::StrCat("shard ", options_.shard_id, ": epoch ",
+                                                      role.epoch, " is older than the adopted ",
+                                                      meta_.epoch()));
+  }
+  if (role.epoch > meta_.epoch()) {
+    // Persisted before acting on it: after a restart the replica still
+    // refuses callers of older epochs.
+    storage::ShardMeta meta = meta_;
+    meta.set_epoch(role.epoch);
+    auto ws = engine_->NewWriteSet();
+    ws->Put(Family::kMeta, keys::kShardMetaKey, meta.SerializeAsString());
+    DASH_RETURN_IF_ERROR(engine_->Commit(*ws, /*sync=*/true));
+    meta_ = meta;
+  }
+  const bool changed = role.leader != role_.leader || role.epoch != role_.epoch ||
+                       role.writes_paused != role_.writes_paused ||
+                       role.leader_node_id != role_.leader_node_id;
+  role_ = role;
+  if (changed) {
+    LOG(INFO) << "shard " << options_.shard_id << ": "
+              << (role.leader ? (role.writes_paused ? "leader (writes paused)" : "leader")
+                              : "follower")
+              << " at epoch " << role.epoch << ", leader "
+              << (role.leader_node_id.empty() ? "none" : role.leader_node_id) << ", last lsn "
+              << meta_.last_lsn();
+  }
+  absl::MutexLock l(&mu_);
+  state_.epoch = meta_.epoch();
+  state_.leader = role.leader;
+  state_.writes_paused = role.writes_paused;
+  state_.leader_node_id = role.leader_node_id;
+  return absl::OkStatus();
+}
+
+absl::Status ShardReplica::CheckEpoch(uint64_t expected_epoch) const {
+  absl::MutexLock l(&mu_);
+  if (expected_epoch == 0 || expected_epoch == state_.epoch) return absl::OkStatus();
+  absl::Status st = absl::FailedPreconditionError(
+      absl::StrCat("shard ", options_.shard_id, ": expected epoch ", expected_epoch,
+                   ", this replica is at epoch ", state_.epoch));
+  v1::RoutingHint h;
+  h.set_shard(options_.shard_id);
+  h.set_current_epoch(state_.epoch);
+  h.set_leader_node_id(state_.leader_node_id);
+  SetRoutingHint(st, h);
+  return st;
+}
+
+uint64_t ShardReplica::WaitForLsn(uint64_t lsn, absl::Duration timeout) const {
+  struct Arg {
+    const ShardReplica* replica;
+    uint64_t lsn;
+  } arg{this, lsn};
+  absl::MutexLock l(&mu_);
+  mu_.AwaitWithTimeout(absl::Condition(
+                           +[](Arg* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                             return a->replica->state_.last_lsn >= a->lsn ||
+                                    a->replica->stopping_;
+                           },
+                           &arg),
+                       timeout);
+  return state_.last_lsn;
 }
 
 absl::StatusOr<std::string> ShardReplica::ReadLogRecord(uint64_t lsn) const {

@@ -21,6 +21,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/fusion.h"
 #include "dash/v1/data.pb.h"
@@ -87,11 +88,27 @@ struct FetchOptions {
   bool include_edges = false;  // Read outgoing edges (implied by include_evidence).
 };
 
+// Who may write to a replica. A standalone replica leads at the epoch stored
+// with it; under a control plane the role follows the placement table.
+struct Role {
+  bool leader = true;
+  uint64_t epoch = 0;  // The shard's routing epoch.
+  std::string leader_node_id;
+  std::string leader_address;
+  // Planned leadership transfer: the leader refuses writes (UNAVAILABLE) so
+  // that its log stops growing and the target can catch up.
+  bool writes_paused = false;
+};
+
 struct ReplicaState {
   uint32_t shard_id = 0;
-  uint64_t epoch = 0;
+  uint64_t epoch = 0;       // Adopted routing epoch.
+  uint64_t last_epoch = 0;  // Epoch of the last log record.
   uint64_t last_lsn = 0;
   uint64_t log_start_lsn = 0;  // 0 when the log is empty.
+  bool leader = true;
+  bool writes_paused = false;
+  std::string leader_node_id;
 };
 
 struct ListPage {
@@ -148,13 +165,25 @@ class ShardReplica {
 
   ReplicaState State() const;
 
+  // Adopts a role at `role.epoch`, persisting the epoch first. After it
+  // returns, no commit group runs under the previous role. An epoch older than
+  // the adopted one is refused (FAILED_PRECONDITION): placement never goes back.
+  absl::Status AdoptRole(const Role& role);
+  // Checks a caller's routing epoch (0: any) against the adopted one;
+  // FAILED_PRECONDITION with a RoutingHint when they differ.
+  absl::Status CheckEpoch(uint64_t expected_epoch) const;
+  // Waits until last_lsn >= lsn or the timeout passes; returns last_lsn.
+  uint64_t WaitForLsn(uint64_t lsn, absl::Duration timeout) const;
+
   // Reads the encoded log record at `lsn`. NOT_FOUND if retention removed it
   // or it was never written.
   absl::StatusOr<std::string> ReadLogRecord(uint64_t lsn) const;
 
   // Applies an encoded log record of any supported version as the next entry
-  // of this replica's log (replay, and later followers). FAILED_PRECONDITION
-  // unless record.lsn == last_lsn + 1; DATA_LOSS on a corrupt record.
+  // of this replica's log (replay, and followers). FAILED_PRECONDITION unless
+  // record.lsn == last_lsn + 1 and its epoch is not older than the last
+  // record's; DATA_LOSS on a corrupt record. A record of a newer epoch than
+  // the adopted one advances the adopted epoch.
   absl::Status ApplyEncodedRecord(absl::string_view encoded);
 
   uint32_t shard_id() const { return options_.shard_id; }
@@ -194,6 +223,7 @@ class ShardReplica {
   mutable absl::Mutex write_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   storage::ShardMeta meta_ ABSL_GUARDED_BY(write_mu_);  // As last committed.
   uint64_t log_start_lsn_ ABSL_GUARDED_BY(write_mu_) = 0;
+  Role role_ ABSL_GUARDED_BY(write_mu_);
 
   mutable absl::Mutex mu_;
   std::deque<Pending> pending_ ABSL_GUARDED_BY(mu_);
