@@ -12,7 +12,9 @@
 #include "absl/strings/str_split.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
+#include "absl/strings/str_cat.h"
 #include "node/service/node_server.h"
+#include "node/service/placement_agent.h"
 
 DEFINE_string(data_dir, "", "Directory holding this node's shard replicas (required).");
 DEFINE_string(listen, "127.0.0.1:7100", "gRPC listen address host:port; port 0 picks a free port.");
@@ -26,6 +28,13 @@ DEFINE_bool(sync, true,
             "Sync every group commit before acknowledging. false risks acknowledged writes on a "
             "machine crash; for benchmarks only.");
 DEFINE_uint64(block_cache_mb, 64, "RocksDB block cache per replica, in MiB.");
+DEFINE_string(controlplane, "",
+              "host:port of dash-controlplane. When set, the node joins that cluster: the shard "
+              "count and the replicas it hosts, with their roles and epochs, come from the "
+              "placement table (--shard_count and --shards are ignored).");
+DEFINE_string(advertise_address, "",
+              "Address other processes reach this node at; default 127.0.0.1:<bound port>.");
+DEFINE_uint32(heartbeat_ms, 150, "Heartbeat interval to the control plane, in milliseconds.");
 
 namespace {
 
@@ -74,7 +83,20 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  auto server = dash::service::NodeServer::Start(options, FLAGS_listen);
+  const bool managed = !FLAGS_controlplane.empty();
+  if (managed) {
+    LOG(INFO) << "dash-node: asking the control plane at " << FLAGS_controlplane
+              << " for the cluster's shard count";
+    absl::StatusOr<uint32_t> count =
+        dash::service::PlacementAgent::FetchShardCount(FLAGS_controlplane, absl::InfiniteDuration());
+    if (!count.ok()) {
+      LOG(ERROR) << "dash-node: " << count.status();
+      return 1;
+    }
+    options.shard_count = *count;
+    options.shards.clear();
+  }
+  auto server = dash::service::NodeServer::Start(options, FLAGS_listen, managed);
   if (!server.ok()) {
     LOG(ERROR) << "dash-node: " << server.status();
     return 1;
@@ -84,10 +106,23 @@ int main(int argc, char** argv) {
     LOG(ERROR) << "dash-node: cannot write " << FLAGS_port_file;
     return 1;
   }
+  std::unique_ptr<dash::service::PlacementAgent> agent;
+  if (managed) {
+    dash::service::AgentOptions agent_options;
+    agent_options.controlplane = FLAGS_controlplane;
+    agent_options.node_id = FLAGS_node_id;
+    agent_options.advertise_address = FLAGS_advertise_address.empty()
+                                          ? absl::StrCat("127.0.0.1:", (*server)->port())
+                                          : FLAGS_advertise_address;
+    agent_options.heartbeat_interval = absl::Milliseconds(FLAGS_heartbeat_ms);
+    agent = std::make_unique<dash::service::PlacementAgent>((*server)->host(), agent_options);
+    agent->Start();
+  }
   std::thread signal_waiter([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
     LOG(INFO) << "dash-node: signal " << sig << ", shutting down";
+    agent.reset();  // Stops heartbeats and followers first.
     (*server)->Shutdown();
   });
   (*server)->Wait();

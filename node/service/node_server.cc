@@ -10,17 +10,22 @@
 namespace dash::service {
 
 absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(const shard::HostOptions& options,
-                                                              const std::string& listen_address) {
+                                                              const std::string& listen_address,
+                                                              bool managed) {
   auto server = std::unique_ptr<NodeServer>(new NodeServer());
-  DASH_ASSIGN_OR_RETURN(server->host_, shard::ShardHost::Open(options));
+  DASH_ASSIGN_OR_RETURN(server->host_, shard::ShardHost::Open(options, managed));
   server->data_service_ = std::make_unique<DataService>(server->host_.get());
   server->admin_service_ = std::make_unique<NodeAdminService>(server->host_.get());
+  server->shard_query_service_ = std::make_unique<ShardQueryService>(server->host_.get());
+  server->log_server_ = std::make_unique<replication::LogServer>(server->host_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(listen_address, grpc::InsecureServerCredentials(), &server->port_);
   builder.RegisterService(server->data_service_.get());
   builder.RegisterService(server->admin_service_.get());
+  builder.RegisterService(server->shard_query_service_.get());
+  builder.RegisterService(server->log_server_.get());
   builder.SetMaxReceiveMessageSize(64 << 20);
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
@@ -32,6 +37,7 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(const shard::HostO
 void NodeServer::Wait() { server_->Wait(); }
 
 void NodeServer::Shutdown() {
+  log_server_->Stop();  // Log streams would otherwise hold the shutdown to its deadline.
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
 }
 

@@ -7,7 +7,9 @@
 
 #include "absl/status/statusor.h"
 #include "grpcpp/server.h"
+#include "node/replication/log_server.h"
 #include "node/service/data_service.h"
+#include "node/service/shard_query_service.h"
 #include "node/shard/shard_host.h"
 
 namespace dash::service {
@@ -16,8 +18,10 @@ class NodeServer {
  public:
   // Opens the hosted replicas and starts serving on `listen_address`
   // ("host:port"; port 0 picks a free port, see port()).
+  // With `managed`, no replica is opened here: a PlacementAgent adds them.
   static absl::StatusOr<std::unique_ptr<NodeServer>> Start(const shard::HostOptions& options,
-                                                           const std::string& listen_address);
+                                                           const std::string& listen_address,
+                                                           bool managed = false);
   // Stops accepting calls, lets in-flight ones finish (up to a deadline), then
   // closes the replicas.
   ~NodeServer();
@@ -34,6 +38,8 @@ class NodeServer {
   std::unique_ptr<shard::ShardHost> host_;
   std::unique_ptr<DataService> data_service_;
   std::unique_ptr<NodeAdminService> admin_service_;
+  std::unique_ptr<ShardQueryService> shard_query_service_;
+  std::unique_ptr<replication::LogServer> log_server_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 };

@@ -405,34 +405,43 @@ void ShardReplica::MaybeTruncateLog() {
 }
 
 absl::Status ShardReplica::ApplyEncodedRecord(absl::string_view encoded) {
-  DASH_ASSIGN_OR_RETURN(storage::LogRecord record, storage::DecodeLogRecord(encoded));
-  DASH_ASSIGN_OR_RETURN(storage::LogPayload payload,
-                        Parse<storage::LogPayload>(record.payload, "log payload"));
+  return ApplyEncodedRecords({std::string(encoded)});
+}
+
+absl::Status ShardReplica::ApplyEncodedRecords(const std::vector<std::string>& encoded) {
+  if (encoded.empty()) return absl::OkStatus();
   absl::MutexLock wl(&write_mu_);
-  if (record.lsn != meta_.last_lsn() + 1) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "log record lsn ", record.lsn, " does not follow last lsn ", meta_.last_lsn()));
-  }
-  if (record.epoch < meta_.last_epoch()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "log record epoch ", record.epoch, " is older than the last record's epoch ",
-        meta_.last_epoch()));
-  }
   auto ws = engine_->NewWriteSet();
-  std::vector<std::string> claims;
-  DASH_RETURN_IF_ERROR(ApplyBatch(payload,
-                                  CommitPoint{record.epoch, record.lsn, record.commit_time_micros},
-                                  ws.get(), &claims));
-  ws->Put(Family::kLog, keys::Log(record.lsn), encoded);
   storage::ShardMeta meta = meta_;
-  meta.set_epoch(std::max(meta_.epoch(), record.epoch));
-  meta.set_last_epoch(record.epoch);
-  meta.set_last_lsn(record.lsn);
-  meta.set_last_commit_time_micros(
-      std::max(meta_.last_commit_time_micros(), record.commit_time_micros));
+  std::vector<std::pair<std::string, std::string>> touched;
+  for (const std::string& one : encoded) {
+    DASH_ASSIGN_OR_RETURN(storage::LogRecord record, storage::DecodeLogRecord(one));
+    DASH_ASSIGN_OR_RETURN(storage::LogPayload payload,
+                          Parse<storage::LogPayload>(record.payload, "log payload"));
+    if (record.lsn != meta.last_lsn() + 1) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "log record lsn ", record.lsn, " does not follow last lsn ", meta.last_lsn()));
+    }
+    if (record.epoch < meta.last_epoch()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("log record epoch ", record.epoch, " is older than the last record's epoch ",
+                       meta.last_epoch()));
+    }
+    std::vector<std::string> claims;
+    DASH_RETURN_IF_ERROR(ApplyBatch(
+        payload, CommitPoint{record.epoch, record.lsn, record.commit_time_micros}, ws.get(),
+        &claims));
+    ws->Put(Family::kLog, keys::Log(record.lsn), one);
+    meta.set_epoch(std::max(meta.epoch(), record.epoch));
+    meta.set_last_epoch(record.epoch);
+    meta.set_last_lsn(record.lsn);
+    meta.set_last_commit_time_micros(
+        std::max(meta.last_commit_time_micros(), record.commit_time_micros));
+    for (auto& c : claims) touched.emplace_back(payload.tenant(), std::move(c));
+  }
   ws->Put(Family::kMeta, keys::kShardMetaKey, meta.SerializeAsString());
   DASH_RETURN_IF_ERROR(engine_->Commit(*ws, options_.sync));
-  if (log_start_lsn_ == 0) log_start_lsn_ = record.lsn;
+  if (log_start_lsn_ == 0) log_start_lsn_ = meta_.last_lsn() + 1;
   meta_ = meta;
   {
     absl::MutexLock l(&mu_);
@@ -443,8 +452,6 @@ absl::Status ShardReplica::ApplyEncodedRecord(absl::string_view encoded) {
   }
   if (role_.epoch < meta.epoch()) role_.epoch = meta.epoch();
   MaybeTruncateLog();
-  std::vector<std::pair<std::string, std::string>> touched;
-  for (auto& c : claims) touched.emplace_back(payload.tenant(), std::move(c));
   RefreshCaches(touched);
   return absl::OkStatus();
 }

@@ -185,6 +185,9 @@ class ShardReplica {
   // record's; DATA_LOSS on a corrupt record. A record of a newer epoch than
   // the adopted one advances the adopted epoch.
   absl::Status ApplyEncodedRecord(absl::string_view encoded);
+  // Applies consecutive records as one atomic storage commit (one sync): how
+  // a follower keeps up with a leader that group-commits. All or none.
+  absl::Status ApplyEncodedRecords(const std::vector<std::string>& encoded);
 
   uint32_t shard_id() const { return options_.shard_id; }
 

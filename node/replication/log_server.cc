@@ -1,0 +1,87 @@
+#include "node/replication/log_server.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "node/storage/log_record.h"
+
+namespace dash::replication {
+namespace {
+constexpr size_t kMaxRecordsPerMessage = 256;
+constexpr size_t kMaxBytesPerMessage = 4 << 20;
+}  // namespace
+
+grpc::Status LogServer::PullLog(grpc::ServerContext* ctx, const v1::PullLogRequest* request,
+                                grpc::ServerWriter<v1::PullLogResponse>* writer) {
+  const uint32_t shard = request->shard();
+  std::shared_ptr<shard::ShardReplica> r = host_->replica(shard);
+  if (r == nullptr) {
+    return ToGrpcStatus(absl::FailedPreconditionError(
+        absl::StrCat("shard ", shard, " is not hosted on node ", host_->node_id())));
+  }
+  shard::ReplicaState state = r->State();
+  if (!state.leader) {
+    return ToGrpcStatus(absl::FailedPreconditionError(
+        absl::StrCat("shard ", shard, ": node ", host_->node_id(), " does not lead it")));
+  }
+  absl::Status epoch_ok = r->CheckEpoch(request->epoch());
+  if (!epoch_ok.ok()) return ToGrpcStatus(epoch_ok, ctx);
+
+  // Log matching: the follower's last record must be the leader's record at
+  // the same LSN (same epoch); otherwise their logs diverged.
+  const uint64_t prev = request->from_lsn() == 0 ? 0 : request->from_lsn() - 1;
+  if (prev > state.last_lsn) {
+    return ToGrpcStatus(absl::FailedPreconditionError(
+        absl::StrCat("shard ", shard, ": diverged: the follower holds lsn ", prev,
+                     ", beyond the leader's last lsn ", state.last_lsn)));
+  }
+  if (prev > 0) {
+    absl::StatusOr<std::string> raw = r->ReadLogRecord(prev);
+    if (!raw.ok()) {
+      return ToGrpcStatus(absl::OutOfRangeError(absl::StrCat(
+          "shard ", shard, ": lsn ", prev, " is no longer in the leader's log (it starts at ",
+          state.log_start_lsn, "); the follower needs a snapshot")));
+    }
+    absl::StatusOr<storage::LogRecord> rec = storage::DecodeLogRecord(*raw);
+    if (!rec.ok()) return ToGrpcStatus(rec.status());
+    if (rec->epoch != request->prev_epoch()) {
+      return ToGrpcStatus(absl::FailedPreconditionError(absl::StrCat(
+          "shard ", shard, ": diverged at lsn ", prev, ": the follower's record is of epoch ",
+          request->prev_epoch(), ", the leader's of epoch ", rec->epoch)));
+    }
+  }
+
+  uint64_t next = prev + 1;
+  while (!ctx->IsCancelled() && !stopping_) {
+    state = r->State();
+    if (!state.leader || state.epoch != request->epoch() || host_->replica(shard) != r) {
+      return ToGrpcStatus(absl::FailedPreconditionError(
+          absl::StrCat("shard ", shard, ": node ", host_->node_id(),
+                       " no longer leads it at epoch ", request->epoch())));
+    }
+    if (next > state.last_lsn) {
+      r->WaitForLsn(next, absl::Milliseconds(100));
+      continue;
+    }
+    v1::PullLogResponse response;
+    size_t bytes = 0;
+    while (next <= state.last_lsn && static_cast<size_t>(response.records_size()) <
+                                         kMaxRecordsPerMessage &&
+           bytes < kMaxBytesPerMessage) {
+      absl::StatusOr<std::string> raw = r->ReadLogRecord(next);
+      if (!raw.ok()) {
+        return ToGrpcStatus(absl::OutOfRangeError(absl::StrCat(
+            "shard ", shard, ": lsn ", next, " is no longer in the leader's log")));
+      }
+      bytes += raw->size();
+      response.add_records(std::move(*raw));
+      ++next;
+    }
+    response.set_leader_last_lsn(state.last_lsn);
+    // Write blocks while the follower's window is full: gRPC flow control is
+    // what keeps a slow follower from growing the leader's memory.
+    if (!writer->Write(response)) break;
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace dash::replication

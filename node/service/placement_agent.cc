@@ -1,0 +1,212 @@
+#include "node/service/placement_agent.h"
+
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "glog/logging.h"
+#include "grpcpp/create_channel.h"
+
+namespace dash::service {
+namespace {
+
+std::chrono::system_clock::time_point DeadlineIn(absl::Duration d) {
+  return std::chrono::system_clock::now() + absl::ToChronoMilliseconds(d);
+}
+
+}  // namespace
+
+PlacementAgent::PlacementAgent(shard::ShardHost* host, AgentOptions options)
+    : host_(host), options_(std::move(options)) {
+  stub_ = v1::ControlPlane::NewStub(
+      grpc::CreateChannel(options_.controlplane, grpc::InsecureChannelCredentials()));
+}
+
+PlacementAgent::~PlacementAgent() {
+  {
+    absl::MutexLock l(&mu_);
+    stop_ = true;
+    if (watch_call_ != nullptr) watch_call_->TryCancel();
+  }
+  if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
+  if (watch_thread_.joinable()) watch_thread_.join();
+  absl::MutexLock l(&apply_mu_);
+  followers_.clear();
+}
+
+absl::StatusOr<uint32_t> PlacementAgent::FetchShardCount(const std::string& controlplane,
+                                                         absl::Duration timeout) {
+  auto stub = v1::ControlPlane::NewStub(
+      grpc::CreateChannel(controlplane, grpc::InsecureChannelCredentials()));
+  const absl::Time deadline = absl::Now() + timeout;
+  absl::Status last;
+  do {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(DeadlineIn(absl::Seconds(1)));
+    ctx.set_wait_for_ready(true);
+    v1::Placement placement;
+    last = FromGrpcStatus(stub->GetPlacement(&ctx, v1::GetPlacementRequest(), &placement));
+    if (last.ok()) return placement.shard_count();
+    absl::SleepFor(absl::Milliseconds(100));
+  } while (absl::Now() < deadline);
+  return absl::UnavailableError(
+      absl::StrCat("control plane at ", controlplane, " did not answer: ", last.message()));
+}
+
+void PlacementAgent::Start() {
+  heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
+  watch_thread_ = std::thread([this] { WatchLoop(); });
+}
+
+bool PlacementAgent::Sleep(absl::Duration d) {
+  absl::MutexLock l(&mu_);
+  mu_.AwaitWithTimeout(absl::Condition(&stop_), d);
+  return !stop_;
+}
+
+void PlacementAgent::HeartbeatLoop() {
+  bool registered = false;
+  bool warned = false;
+  while (Sleep(registered ? options_.heartbeat_interval : absl::Milliseconds(100))) {
+    if (!registered) {
+      v1::RegisterNodeRequest req;
+      req.set_node_id(options_.node_id);
+      req.set_address(options_.advertise_address);
+      v1::RegisterNodeResponse resp;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(DeadlineIn(absl::Seconds(1)));
+      absl::Status st = FromGrpcStatus(stub_->RegisterNode(&ctx, req, &resp));
+      if (!st.ok()) {
+        if (!warned) LOG(WARNING) << "registering with " << options_.controlplane << ": " << st;
+        warned = true;
+        continue;
+      }
+      if (resp.shard_count() != host_->shard_count()) {
+        LOG(ERROR) << "the cluster has " << resp.shard_count() << " shards, this node was opened "
+                   << "with " << host_->shard_count() << "; not registering";
+        continue;
+      }
+      LOG(INFO) << "registered with the control plane at " << options_.controlplane << " as "
+                << options_.node_id << " (" << options_.advertise_address << ")";
+      registered = true;
+      warned = false;
+      continue;
+    }
+    v1::HeartbeatRequest req;
+    req.set_node_id(options_.node_id);
+    std::map<uint32_t, bool> diverged;
+    {
+      absl::MutexLock l(&apply_mu_);
+      for (const auto& [shard, f] : followers_) diverged[shard] = f->diverged();
+    }
+    for (const auto& [shard, r] : host_->replicas()) {
+      const shard::ReplicaState s = r->State();
+      v1::ReplicaReport* rep = req.add_replicas();
+      rep->set_shard(shard);
+      rep->set_epoch(s.epoch);
+      rep->set_role(s.leader ? v1::REPLICA_ROLE_LEADER : v1::REPLICA_ROLE_FOLLOWER);
+      rep->set_last_epoch(s.last_epoch);
+      rep->set_last_lsn(s.last_lsn);
+      rep->set_diverged(diverged[shard]);
+      rep->set_writes_paused(s.leader && s.writes_paused);
+    }
+    v1::HeartbeatResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(DeadlineIn(absl::Seconds(1)));
+    absl::Status st = FromGrpcStatus(stub_->Heartbeat(&ctx, req, &resp));
+    if (absl::IsNotFound(st)) {
+      registered = false;  // The control plane lost us (e.g. a new table): register again.
+    } else if (!st.ok() && !warned) {
+      LOG(WARNING) << "heartbeat to " << options_.controlplane << ": " << st
+                   << " (serving on with the last placement)";
+      warned = true;
+    } else if (st.ok()) {
+      warned = false;
+    }
+  }
+}
+
+void PlacementAgent::WatchLoop() {
+  for (;;) {
+    grpc::ClientContext ctx;
+    {
+      absl::MutexLock l(&mu_);
+      if (stop_) return;
+      watch_call_ = &ctx;
+    }
+    v1::WatchPlacementRequest req;
+    {
+      absl::MutexLock l(&apply_mu_);
+      req.set_after_version(applied_version_);
+    }
+    auto reader = stub_->WatchPlacement(&ctx, req);
+    v1::Placement placement;
+    while (reader->Read(&placement)) Apply(placement);
+    reader->Finish();
+    {
+      absl::MutexLock l(&mu_);
+      watch_call_ = nullptr;
+    }
+    if (!Sleep(absl::Milliseconds(100))) return;
+  }
+}
+
+void PlacementAgent::Apply(const v1::Placement& placement) {
+  absl::MutexLock l(&apply_mu_);
+  if (placement.version() <= applied_version_) return;
+  if (!placement.created()) {
+    applied_version_ = placement.version();
+    return;
+  }
+  std::map<std::string, std::string> address;
+  for (const auto& n : placement.nodes()) address[n.node_id()] = n.address();
+  std::set<uint32_t> mine;
+  for (const v1::ShardEntry& entry : placement.shards()) {
+    bool member = false;
+    for (const auto& rep : entry.replicas()) member = member || rep.node_id() == options_.node_id;
+    if (!member) continue;
+    mine.insert(entry.shard());
+    absl::StatusOr<std::shared_ptr<shard::ShardReplica>> r = host_->AddReplica(entry.shard());
+    if (!r.ok()) {
+      LOG(ERROR) << "shard " << entry.shard() << ": cannot open the replica: " << r.status();
+      continue;
+    }
+    shard::Role role;
+    role.epoch = entry.epoch();
+    role.leader = entry.leader_node_id() == options_.node_id;
+    role.leader_node_id = entry.leader_node_id();
+    role.leader_address = address[entry.leader_node_id()];
+    role.writes_paused = role.leader && !entry.transfer_to().empty();
+    auto follower = followers_.find(entry.shard());
+    if (role.leader || role.leader_node_id.empty()) {
+      // Stop pulling before leading: no record may arrive after the role
+      // changes.
+      if (follower != followers_.end()) followers_.erase(follower);
+    }
+    absl::Status adopted = (*r)->AdoptRole(role);
+    if (!adopted.ok()) {
+      LOG(WARNING) << "shard " << entry.shard() << ": " << adopted;
+      continue;
+    }
+    if (!role.leader && !role.leader_node_id.empty()) {
+      follower = followers_.find(entry.shard());
+      if (follower == followers_.end() || follower->second->epoch() != role.epoch ||
+          follower->second->leader_address() != role.leader_address) {
+        if (follower != followers_.end()) followers_.erase(follower);
+        followers_[entry.shard()] = std::make_unique<replication::LogFollower>(
+            *r, role.leader_address, role.epoch, options_.node_id);
+      }
+    }
+  }
+  for (const auto& [shard, r] : host_->replicas()) {
+    if (mine.count(shard) > 0) continue;
+    followers_.erase(shard);
+    LOG(INFO) << "shard " << shard << ": no longer assigned to this node (placement version "
+              << placement.version() << "); moving its replica aside";
+    absl::Status st = host_->RemoveReplica(shard, absl::StrCat("v", placement.version()));
+    if (!st.ok()) LOG(ERROR) << "shard " << shard << ": " << st;
+  }
+  applied_version_ = placement.version();
+}
+
+}  // namespace dash::service

@@ -1,0 +1,71 @@
+// A node's link to the control plane: registers the node, heartbeats the state
+// of every hosted replica, watches the placement table and makes the node
+// match it: opens the replicas assigned to it and moves aside those no longer
+// assigned, gives each its role and epoch, and runs a log follower for every
+// replica it follows. Placement is applied in version order; an older version
+// is ignored. While the control plane is unreachable the node keeps its last
+// placement and serves on.
+#ifndef DASH_NODE_SERVICE_PLACEMENT_AGENT_H_
+#define DASH_NODE_SERVICE_PLACEMENT_AGENT_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "dash/v1/placement.grpc.pb.h"
+#include "grpcpp/client_context.h"
+#include "node/replication/follower.h"
+#include "node/shard/shard_host.h"
+
+namespace dash::service {
+
+struct AgentOptions {
+  std::string controlplane;       // host:port of dash-controlplane.
+  std::string node_id;
+  std::string advertise_address;  // How other processes reach this node.
+  absl::Duration heartbeat_interval = absl::Milliseconds(150);
+};
+
+class PlacementAgent {
+ public:
+  // `host` must outlive the agent.
+  PlacementAgent(shard::ShardHost* host, AgentOptions options);
+  // Stops the threads and every follower.
+  ~PlacementAgent();
+
+  void Start();
+  // The shard count the control plane fixed at cluster creation; waits (up to
+  // `timeout`) for the control plane to answer.
+  static absl::StatusOr<uint32_t> FetchShardCount(const std::string& controlplane,
+                                                  absl::Duration timeout);
+
+ private:
+  void HeartbeatLoop();
+  void WatchLoop();
+  void Apply(const v1::Placement& placement);
+  bool Sleep(absl::Duration d);  // False once stopping.
+
+  shard::ShardHost* const host_;
+  const AgentOptions options_;
+  std::unique_ptr<v1::ControlPlane::Stub> stub_;
+
+  absl::Mutex mu_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::ClientContext* watch_call_ ABSL_GUARDED_BY(mu_) = nullptr;
+
+  // Serializes Apply and guards what it maintains.
+  absl::Mutex apply_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  uint64_t applied_version_ ABSL_GUARDED_BY(apply_mu_) = 0;
+  std::map<uint32_t, std::unique_ptr<replication::LogFollower>> followers_
+      ABSL_GUARDED_BY(apply_mu_);
+
+  std::thread heartbeat_thread_;
+  std::thread watch_thread_;
+};
+
+}  // namespace dash::service
+
+#endif  // DASH_NODE_SERVICE_PLACEMENT_AGENT_H_

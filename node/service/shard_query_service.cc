@@ -1,0 +1,65 @@
+#include "node/service/shard_query_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "common/status_macros.h"
+#include "node/shard/query_codec.h"
+#include "node/shard/query_runner.h"
+
+namespace dash::service {
+
+absl::StatusOr<std::shared_ptr<shard::ShardReplica>> ShardQueryService::Target(
+    uint32_t shard, uint64_t epoch) const {
+  std::shared_ptr<shard::ShardReplica> r = host_->replica(shard);
+  if (r == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("shard ", shard, " is not hosted on node ", host_->node_id()));
+  }
+  DASH_RETURN_IF_ERROR(r->CheckEpoch(epoch));
+  return r;
+}
+
+grpc::Status ShardQueryService::Stats(grpc::ServerContext* ctx,
+                                      const v1::ShardStatsRequest* request,
+                                      v1::ShardStatsResponse* response) {
+  auto r = Target(request->shard(), request->epoch());
+  if (!r.ok()) return ToGrpcStatus(r.status(), ctx);
+  std::vector<std::string> terms(request->terms().begin(), request->terms().end());
+  absl::StatusOr<index::CorpusStats> stats = (*r)->LexicalStats(request->tenant(), terms);
+  if (!stats.ok()) return ToGrpcStatus(stats.status(), ctx);
+  *response->mutable_stats() = shard::ToProto(*stats);
+  return grpc::Status::OK;
+}
+
+grpc::Status ShardQueryService::Legs(grpc::ServerContext* ctx, const v1::ShardLegsRequest* request,
+                                     v1::ShardLegsResponse* response) {
+  auto r = Target(request->shard(), request->epoch());
+  if (!r.ok()) return ToGrpcStatus(r.status(), ctx);
+  absl::StatusOr<shard::LegResult> legs =
+      (*r)->RunLegs(request->tenant(), shard::FromProto(*request));
+  if (!legs.ok()) return ToGrpcStatus(legs.status(), ctx);
+  shard::ToProto(*legs, response);
+  return grpc::Status::OK;
+}
+
+grpc::Status ShardQueryService::Fetch(grpc::ServerContext* ctx,
+                                      const v1::ShardFetchRequest* request,
+                                      v1::ShardFetchResponse* response) {
+  auto r = Target(request->shard(), request->epoch());
+  if (!r.ok()) return ToGrpcStatus(r.status(), ctx);
+  shard::LocalShardTarget target(r->get());
+  std::vector<std::string> ids(request->claim_ids().begin(), request->claim_ids().end());
+  auto hits = target.Fetch(request->tenant(), ids, shard::FromProto(*request));
+  if (!hits.ok()) return ToGrpcStatus(hits.status(), ctx);
+  for (const std::string& id : ids) {
+    auto it = hits->find(id);
+    if (it == hits->end()) {
+      response->add_missing(id);
+    } else {
+      *response->add_hits() = std::move(it->second);
+    }
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace dash::service

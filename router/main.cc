@@ -1,0 +1,80 @@
+// dash-router: the stateless front door of a DASH cluster (see router_service.h).
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "gflags/gflags.h"
+#include "glog/logging.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "router/placement_cache.h"
+#include "router/router_service.h"
+
+DEFINE_string(controlplane, "127.0.0.1:7000", "host:port of dash-controlplane.");
+DEFINE_string(listen, "127.0.0.1:7100", "gRPC listen address host:port; port 0 picks a free port.");
+DEFINE_string(port_file, "", "If set, the bound port is written here once the router serves.");
+DEFINE_uint32(rpc_timeout_ms, 10000, "Deadline of each call to a node, in milliseconds.");
+
+namespace {
+
+bool WritePortFile(const std::string& path, int port) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << port << "\n";
+    if (!out.good()) return false;
+  }
+  return std::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  gflags::SetUsageMessage("dash-router --controlplane=HOST:PORT [--listen=HOST:PORT]");
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  FLAGS_logtostderr = true;
+  google::InitGoogleLogging(argv[0]);
+
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  dash::router::PlacementCache placement(FLAGS_controlplane);
+  placement.Start();
+  dash::router::RouterOptions options;
+  options.rpc_timeout = absl::Milliseconds(FLAGS_rpc_timeout_ms);
+  dash::router::RouterService service(&placement, options);
+
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(FLAGS_listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    LOG(ERROR) << "dash-router: cannot listen on " << FLAGS_listen;
+    return 1;
+  }
+  LOG(INFO) << "dash-router serving on port " << port << ", control plane "
+            << FLAGS_controlplane;
+  if (!FLAGS_port_file.empty() && !WritePortFile(FLAGS_port_file, port)) {
+    LOG(ERROR) << "dash-router: cannot write " << FLAGS_port_file;
+    return 1;
+  }
+  std::thread signal_waiter([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    LOG(INFO) << "dash-router: signal " << sig << ", shutting down";
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  });
+  server->Wait();
+  signal_waiter.join();
+  LOG(INFO) << "dash-router: stopped";
+  return 0;
+}

@@ -1,0 +1,68 @@
+// dash-router's public API: dash.v1.Data for clients that know only the
+// router. Writes go to the shard's leader under the routing epoch and fail
+// closed (UNAVAILABLE) when the shard has no healthy leader; on a stale-epoch
+// answer the router refreshes its placement and retries once. Reads pick one
+// replica per shard by the request's ReadPreference; queries scatter to one
+// replica of every shard and rank globally with the same code a node uses
+// (node/shard/query_runner.h), so the ranking does not depend on the shard
+// count. Every answer says the epoch and LSN each shard served at.
+#ifndef DASH_ROUTER_ROUTER_SERVICE_H_
+#define DASH_ROUTER_ROUTER_SERVICE_H_
+
+#include <atomic>
+#include <functional>
+
+#include "dash/v1/data.grpc.pb.h"
+#include "router/placement_cache.h"
+
+namespace dash::router {
+
+struct RouterOptions {
+  absl::Duration rpc_timeout = absl::Seconds(10);  // Per call to a node.
+};
+
+// The node chosen to serve one shard, and under which epoch.
+struct Route {
+  uint32_t shard = 0;
+  uint64_t epoch = 0;
+  std::string node_id;
+  std::string address;
+};
+
+// Picks the replica of `entry` that may serve a read under `preference`;
+// UNAVAILABLE (with a RoutingHint) when none may. `spread` rotates among
+// equally good replicas. Pure: exposed for tests.
+absl::StatusOr<Route> ChooseReplica(const v1::Placement& placement, const v1::ShardEntry& entry,
+                                    v1::ReadPreference preference, uint64_t spread);
+// The healthy leader of `entry`, or UNAVAILABLE with a RoutingHint.
+absl::StatusOr<Route> ChooseLeader(const v1::Placement& placement, const v1::ShardEntry& entry);
+
+class RouterService final : public v1::Data::Service {
+ public:
+  RouterService(PlacementCache* placement, RouterOptions options)
+      : placement_(placement), options_(options) {}
+
+  grpc::Status Write(grpc::ServerContext* ctx, const v1::WriteRequest* request,
+                     v1::WriteResponse* response) override;
+  grpc::Status GetClaim(grpc::ServerContext* ctx, const v1::GetClaimRequest* request,
+                        v1::GetClaimResponse* response) override;
+  grpc::Status ListClaims(grpc::ServerContext* ctx, const v1::ListClaimsRequest* request,
+                          v1::ListClaimsResponse* response) override;
+  grpc::Status Query(grpc::ServerContext* ctx, const v1::QueryRequest* request,
+                     v1::QueryResponse* response) override;
+
+ private:
+  // Runs `attempt` against the current placement; when it fails with
+  // FAILED_PRECONDITION (a node's epoch differs from ours), refreshes the
+  // placement and runs it once more.
+  absl::Status WithRetry(const std::function<absl::Status(const v1::Placement&)>& attempt);
+  std::chrono::system_clock::time_point Deadline(const grpc::ServerContext* ctx) const;
+
+  PlacementCache* const placement_;
+  const RouterOptions options_;
+  std::atomic<uint64_t> spread_{0};
+};
+
+}  // namespace dash::router
+
+#endif  // DASH_ROUTER_ROUTER_SERVICE_H_
