@@ -1,0 +1,717 @@
+#include "controlplane/failover/planner.h"
+
+#include <algorithm>
+#include <tuple>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+#include "google/protobuf/util/message_differencer.h"
+
+namespace dash::controlplane {
+namespace {
+
+using v1::NodeEntry;
+using v1::Placement;
+using v1::PlacementChange;
+using v1::ReplicaEntry;
+using v1::ShardEntry;
+
+constexpr size_t kMaxNodeIdLength = 64;
+
+NodeEntry* MutableNode(Placement* placement, const std::string& node_id) {
+  for (NodeEntry& node : *placement->mutable_nodes()) {
+    if (node.node_id() == node_id) return &node;
+  }
+  return nullptr;
+}
+
+ShardEntry* MutableShard(Placement* placement, uint32_t shard) {
+  for (ShardEntry& entry : *placement->mutable_shards()) {
+    if (entry.shard() == shard) return &entry;
+  }
+  return nullptr;
+}
+
+ReplicaEntry* MutableReplica(ShardEntry* shard, const std::string& node_id) {
+  for (ReplicaEntry& replica : *shard->mutable_replicas()) {
+    if (replica.node_id() == node_id) return &replica;
+  }
+  return nullptr;
+}
+
+bool IsHealthy(const Placement& placement, const std::string& node_id) {
+  const NodeEntry* node = FindNode(placement, node_id);
+  return node != nullptr && node->health() == v1::NODE_HEALTH_HEALTHY;
+}
+
+bool IsDraining(const Placement& placement, const std::string& node_id) {
+  const NodeEntry* node = FindNode(placement, node_id);
+  return node != nullptr && node->draining();
+}
+
+const char* HealthName(v1::NodeHealth health) {
+  switch (health) {
+    case v1::NODE_HEALTH_HEALTHY:
+      return "HEALTHY";
+    case v1::NODE_HEALTH_UNHEALTHY:
+      return "UNHEALTHY";
+    default:
+      return "UNSPECIFIED";
+  }
+}
+
+// Canonical order (rule: nodes by id, shards by number, replicas by node id),
+// so that equal tables serialize identically whatever order the edits came in.
+void Normalize(Placement* placement) {
+  auto* nodes = placement->mutable_nodes();
+  std::sort(nodes->begin(), nodes->end(),
+            [](const NodeEntry& a, const NodeEntry& b) { return a.node_id() < b.node_id(); });
+  auto* shards = placement->mutable_shards();
+  std::sort(shards->begin(), shards->end(),
+            [](const ShardEntry& a, const ShardEntry& b) { return a.shard() < b.shard(); });
+  for (ShardEntry& shard : *shards) {
+    auto* replicas = shard.mutable_replicas();
+    std::sort(replicas->begin(), replicas->end(), [](const ReplicaEntry& a, const ReplicaEntry& b) {
+      return a.node_id() < b.node_id();
+    });
+  }
+}
+
+// Seals `change`: normalizes its table and bumps the version iff the table
+// differs from `before` (a change that changed nothing is no version).
+PlacementChange Finish(const Placement& before, PlacementChange change) {
+  Placement* after = change.mutable_placement();
+  Normalize(after);
+  after->set_version(before.version());
+  Placement canonical_before = before;
+  Normalize(&canonical_before);
+  if (!google::protobuf::util::MessageDifferencer::Equals(canonical_before, *after)) {
+    after->set_version(before.version() + 1);
+  }
+  std::sort(change.mutable_shards_changed()->begin(), change.mutable_shards_changed()->end());
+  return change;
+}
+
+PlacementChange NoChange(const Placement& placement, std::string summary) {
+  PlacementChange change;
+  *change.mutable_placement() = placement;
+  if (!summary.empty()) change.add_summary(std::move(summary));
+  return change;
+}
+
+// Makes `new_leader` the shard's leader and every other replica a follower,
+// and bumps the epoch. Returns the summary line.
+std::string ChangeLeader(ShardEntry* shard, const std::string& new_leader, const std::string& why) {
+  const std::string old_leader = shard->leader_node_id();
+  const uint64_t old_epoch = shard->epoch();
+  shard->set_leader_node_id(new_leader);
+  shard->set_epoch(old_epoch + 1);
+  shard->clear_transfer_to();
+  for (ReplicaEntry& replica : *shard->mutable_replicas()) {
+    if (replica.node_id() == new_leader) {
+      replica.set_role(v1::REPLICA_ROLE_LEADER);
+      replica.set_in_sync(true);
+    } else {
+      replica.set_role(v1::REPLICA_ROLE_FOLLOWER);
+    }
+  }
+  std::string line = absl::StrCat("shard ", shard->shard(), ": leader ",
+                                  old_leader.empty() ? "(none)" : old_leader, " -> ", new_leader,
+                                  ", epoch ", old_epoch, " -> ", old_epoch + 1);
+  if (!why.empty()) absl::StrAppend(&line, " (", why, ")");
+  return line;
+}
+
+absl::Status CheckShard(const Placement& placement, uint32_t shard, uint64_t expected_epoch) {
+  if (shard >= placement.shard_count()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("shard: ", shard, " is out of range (", placement.shard_count(), " shards)"));
+  }
+  if (!placement.created()) {
+    return absl::UnavailableError(absl::StrCat("the cluster is not created yet: it needs ",
+                                               placement.replication_factor(),
+                                               " healthy registered nodes"));
+  }
+  const ShardEntry* entry = FindShard(placement, shard);
+  if (entry == nullptr) return absl::NotFoundError(absl::StrCat("shard: no shard ", shard));
+  if (expected_epoch != 0 && expected_epoch != entry->epoch()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("expected_epoch: shard ", shard, " is at epoch ", entry->epoch()));
+  }
+  return absl::OkStatus();
+}
+
+// Why `node_id` is not a valid node id, or "" when it is.
+std::string NodeIdProblem(const std::string& node_id) {
+  if (node_id.empty()) return "required";
+  if (node_id.size() > kMaxNodeIdLength) {
+    return absl::StrCat("longer than ", kMaxNodeIdLength, " characters");
+  }
+  for (char c : node_id) {
+    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '.' || c == '-';
+    if (!ok) return absl::StrCat("\"", node_id, "\" has a character outside [A-Za-z0-9_.-]");
+  }
+  return "";
+}
+
+absl::Status CheckNodeIdField(const std::string& field, const std::string& node_id) {
+  const std::string problem = NodeIdProblem(node_id);
+  if (!problem.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": ", problem));
+  return absl::OkStatus();
+}
+
+absl::Status CheckKnownNode(const Placement& placement, const std::string& field,
+                            const std::string& node_id) {
+  if (FindNode(placement, node_id) == nullptr) {
+    return absl::NotFoundError(absl::StrCat(field, ": no node \"", node_id, "\" is registered"));
+  }
+  return absl::OkStatus();
+}
+
+// The node may receive a new replica or leadership: healthy, not draining.
+absl::Status CheckUsable(const Placement& placement, const std::string& node_id) {
+  if (!IsHealthy(placement, node_id)) {
+    return absl::FailedPreconditionError(absl::StrCat("node ", node_id, " is unhealthy"));
+  }
+  if (IsDraining(placement, node_id)) {
+    return absl::FailedPreconditionError(absl::StrCat("node ", node_id, " is draining"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+const NodeEntry* FindNode(const Placement& placement, const std::string& node_id) {
+  for (const NodeEntry& node : placement.nodes()) {
+    if (node.node_id() == node_id) return &node;
+  }
+  return nullptr;
+}
+
+const ShardEntry* FindShard(const Placement& placement, uint32_t shard) {
+  for (const ShardEntry& entry : placement.shards()) {
+    if (entry.shard() == shard) return &entry;
+  }
+  return nullptr;
+}
+
+const ReplicaEntry* FindReplica(const ShardEntry& shard, const std::string& node_id) {
+  for (const ReplicaEntry& replica : shard.replicas()) {
+    if (replica.node_id() == node_id) return &replica;
+  }
+  return nullptr;
+}
+
+Placement NewPlacement(uint32_t shard_count, uint32_t replication_factor) {
+  Placement placement;
+  placement.set_version(1);
+  placement.set_shard_count(shard_count);
+  placement.set_replication_factor(replication_factor);
+  placement.set_created(false);
+  return placement;
+}
+
+absl::Status ValidateNodeId(const std::string& node_id) {
+  return CheckNodeIdField("node_id", node_id);
+}
+
+std::optional<std::string> ChooseLeader(const Placement& placement, const ShardEntry& shard,
+                                        const ReportMap& reports, const std::string& exclude) {
+  const ReplicaEntry* best = nullptr;
+  for (const ReplicaEntry& replica : shard.replicas()) {
+    if (replica.node_id() == exclude || replica.role() == v1::REPLICA_ROLE_LEADER) continue;
+    if (!replica.in_sync()) continue;
+    if (!IsHealthy(placement, replica.node_id()) || IsDraining(placement, replica.node_id())) {
+      continue;
+    }
+    auto report = reports.find({shard.shard(), replica.node_id()});
+    if (report != reports.end() && report->second.diverged()) continue;
+    if (best == nullptr) {
+      best = &replica;
+      continue;
+    }
+    // Higher (epoch, lsn) wins; on a tie the smaller node id, whatever the
+    // order the replicas are listed in.
+    const auto key = std::make_tuple(replica.last_epoch(), replica.last_lsn());
+    const auto best_key = std::make_tuple(best->last_epoch(), best->last_lsn());
+    if (key > best_key || (key == best_key && replica.node_id() < best->node_id())) {
+      best = &replica;
+    }
+  }
+  if (best == nullptr) return std::nullopt;
+  return best->node_id();
+}
+
+PlacementChange PlanCreation(const Placement& placement) {
+  if (placement.created()) return NoChange(placement, "");
+  std::vector<std::string> nodes;
+  for (const NodeEntry& node : placement.nodes()) {
+    if (node.health() == v1::NODE_HEALTH_HEALTHY && !node.draining()) {
+      nodes.push_back(node.node_id());
+    }
+  }
+  const uint32_t rf = placement.replication_factor();
+  if (rf == 0 || nodes.size() < rf) return NoChange(placement, "");
+  std::sort(nodes.begin(), nodes.end());
+  const size_t n = nodes.size();
+
+  PlacementChange change;
+  Placement* after = change.mutable_placement();
+  *after = placement;
+  after->clear_shards();
+  after->set_created(true);
+  for (uint32_t s = 0; s < placement.shard_count(); ++s) {
+    ShardEntry* shard = after->add_shards();
+    shard->set_shard(s);
+    shard->set_epoch(1);
+    shard->set_leader_node_id(nodes[s % n]);
+    std::vector<std::string> names;
+    for (uint32_t i = 0; i < rf; ++i) {
+      ReplicaEntry* replica = shard->add_replicas();
+      replica->set_node_id(nodes[(s + i) % n]);
+      replica->set_role(i == 0 ? v1::REPLICA_ROLE_LEADER : v1::REPLICA_ROLE_FOLLOWER);
+      // Every log is empty at creation, so every replica is trivially in sync.
+      replica->set_in_sync(true);
+      replica->set_health(v1::NODE_HEALTH_HEALTHY);
+      names.push_back(replica->node_id());
+    }
+    std::sort(names.begin(), names.end());
+    change.add_shards_changed(s);
+    change.add_summary(absl::StrCat("shard ", s, ": created with replicas ",
+                                    absl::StrJoin(names, ","), ", leader ", nodes[s % n],
+                                    ", epoch 1"));
+  }
+  return Finish(placement, std::move(change));
+}
+
+absl::StatusOr<PlacementChange> PlanRegister(const Placement& placement,
+                                             const v1::RegisterNodeRequest& request) {
+  DASH_RETURN_IF_ERROR(ValidateNodeId(request.node_id()));
+  if (request.address().empty()) return absl::InvalidArgumentError("address: required");
+
+  PlacementChange change;
+  Placement* after = change.mutable_placement();
+  *after = placement;
+  NodeEntry* node = MutableNode(after, request.node_id());
+  if (node == nullptr) {
+    node = after->add_nodes();
+    node->set_node_id(request.node_id());
+    change.add_summary(
+        absl::StrCat("node ", request.node_id(), ": registered at ", request.address()));
+  } else if (node->address() != request.address()) {
+    change.add_summary(absl::StrCat("node ", request.node_id(), ": address ", node->address(),
+                                    " -> ", request.address()));
+  }
+  node->set_address(request.address());
+  if (node->health() != v1::NODE_HEALTH_HEALTHY) {
+    if (node->health() == v1::NODE_HEALTH_UNHEALTHY) {
+      change.add_summary(absl::StrCat("node ", request.node_id(), ": UNHEALTHY -> HEALTHY"));
+    }
+    node->set_health(v1::NODE_HEALTH_HEALTHY);
+  }
+  for (ShardEntry& shard : *after->mutable_shards()) {
+    ReplicaEntry* replica = MutableReplica(&shard, request.node_id());
+    if (replica != nullptr) replica->set_health(v1::NODE_HEALTH_HEALTHY);
+  }
+  Normalize(after);
+  PlacementChange created = PlanCreation(*after);
+  if (created.placement().created() && !after->created()) {
+    *after = created.placement();
+    for (uint32_t s : created.shards_changed()) change.add_shards_changed(s);
+    for (const std::string& line : created.summary()) change.add_summary(line);
+  }
+  return Finish(placement, std::move(change));
+}
+
+PlacementChange PlanTick(const Placement& placement, const TickInput& input) {
+  static const ReportMap kNoReports;
+  const ReportMap& reports = input.reports != nullptr ? *input.reports : kNoReports;
+  PlacementChange change;
+  Placement* after = change.mutable_placement();
+  *after = placement;
+  Normalize(after);  // The summary lines follow the canonical order.
+
+  // (a) Health.
+  for (NodeEntry& node : *after->mutable_nodes()) {
+    auto it = input.alive.find(node.node_id());
+    if (it == input.alive.end()) continue;
+    const v1::NodeHealth health = it->second ? v1::NODE_HEALTH_HEALTHY : v1::NODE_HEALTH_UNHEALTHY;
+    if (node.health() != health) {
+      change.add_summary(absl::StrCat("node ", node.node_id(), ": ", HealthName(node.health()),
+                                      " -> ", HealthName(health)));
+      node.set_health(health);
+    }
+  }
+  for (ShardEntry& shard : *after->mutable_shards()) {
+    for (ReplicaEntry& replica : *shard.mutable_replicas()) {
+      const NodeEntry* node = FindNode(*after, replica.node_id());
+      replica.set_health(node != nullptr ? node->health() : v1::NODE_HEALTH_UNHEALTHY);
+    }
+  }
+
+  // (b) In-sync flags of followers.
+  for (ShardEntry& shard : *after->mutable_shards()) {
+    const ReplicaEntry* leader = FindReplica(shard, shard.leader_node_id());
+    const uint64_t leader_lsn = leader != nullptr ? leader->last_lsn() : 0;
+    for (ReplicaEntry& replica : *shard.mutable_replicas()) {
+      if (replica.node_id() == shard.leader_node_id()) continue;  // The leader stays in sync.
+      bool in_sync = replica.in_sync();
+      if (replica.health() != v1::NODE_HEALTH_HEALTHY || leader == nullptr) {
+        in_sync = false;
+      } else if (input.heard.count(replica.node_id()) > 0) {
+        auto it = reports.find({shard.shard(), replica.node_id()});
+        if (it == reports.end()) {
+          in_sync = false;
+        } else {
+          const v1::ReplicaReport& report = it->second;
+          const uint64_t lag = leader_lsn > report.last_lsn() ? leader_lsn - report.last_lsn() : 0;
+          in_sync = !report.diverged() && report.epoch() == shard.epoch() &&
+                    lag <= input.in_sync_max_lag_records;
+        }
+      }
+      if (in_sync != replica.in_sync()) {
+        change.add_summary(absl::StrCat("shard ", shard.shard(), ": ", replica.node_id(),
+                                        in_sync ? " in sync" : " out of sync", " (last_lsn ",
+                                        replica.last_lsn(), ", leader ", leader_lsn, ")"));
+        replica.set_in_sync(in_sync);
+      }
+    }
+  }
+
+  // (c) Automatic failover.
+  for (ShardEntry& shard : *after->mutable_shards()) {
+    const std::string leader = shard.leader_node_id();
+    if (leader.empty() || IsHealthy(*after, leader)) continue;
+    std::optional<std::string> candidate = ChooseLeader(*after, shard, reports, leader);
+    if (!candidate.has_value()) {
+      // The leader stays: writes fail closed while it is unhealthy, and it
+      // simply leads again if it comes back. A transfer cannot finish now.
+      if (!shard.transfer_to().empty()) {
+        change.add_summary(absl::StrCat("shard ", shard.shard(), ": transfer to ",
+                                        shard.transfer_to(), " abandoned (leader ", leader,
+                                        " unhealthy)"));
+        shard.clear_transfer_to();
+      }
+      continue;
+    }
+    change.add_summary(ChangeLeader(&shard, *candidate,
+                                    absl::StrCat("automatic failover: ", leader, " unhealthy")));
+    MutableReplica(&shard, leader)->set_in_sync(false);
+    change.add_shards_changed(shard.shard());
+  }
+
+  // (d) Replica moves.
+  for (ShardEntry& shard : *after->mutable_shards()) {
+    const std::string from = shard.moving_from();
+    if (from.empty() || from == shard.leader_node_id()) continue;
+    bool others_ready = true;
+    for (const ReplicaEntry& replica : shard.replicas()) {
+      if (replica.node_id() == from || replica.node_id() == shard.leader_node_id()) continue;
+      if (!replica.in_sync() || replica.health() != v1::NODE_HEALTH_HEALTHY) others_ready = false;
+    }
+    if (!others_ready) continue;
+    auto* replicas = shard.mutable_replicas();
+    for (int i = 0; i < replicas->size(); ++i) {
+      if (replicas->Get(i).node_id() == from) {
+        replicas->DeleteSubrange(i, 1);
+        break;
+      }
+    }
+    shard.clear_moving_from();
+    const uint64_t old_epoch = shard.epoch();
+    shard.set_epoch(old_epoch + 1);
+    if (std::find(change.shards_changed().begin(), change.shards_changed().end(), shard.shard()) ==
+        change.shards_changed().end()) {
+      change.add_shards_changed(shard.shard());
+    }
+    change.add_summary(absl::StrCat("shard ", shard.shard(), ": move done, removed replica ", from,
+                                    ", epoch ", old_epoch, " -> ", old_epoch + 1));
+  }
+
+  // (e) Cluster creation, once enough nodes are healthy again.
+  if (!after->created()) {
+    Normalize(after);
+    PlacementChange created = PlanCreation(*after);
+    if (created.placement().created()) {
+      *after = created.placement();
+      for (uint32_t s : created.shards_changed()) change.add_shards_changed(s);
+      for (const std::string& line : created.summary()) change.add_summary(line);
+    }
+  }
+  return Finish(placement, std::move(change));
+}
+
+absl::StatusOr<PlacementChange> PlanFailover(const Placement& placement, const ReportMap& reports,
+                                             const v1::FailoverRequest& request) {
+  DASH_RETURN_IF_ERROR(CheckShard(placement, request.shard(), request.expected_epoch()));
+  const ShardEntry& shard = *FindShard(placement, request.shard());
+  const std::string leader = shard.leader_node_id();
+  std::optional<std::string> candidate = ChooseLeader(placement, shard, reports, leader);
+  if (!candidate.has_value()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("shard ", request.shard(), ": no healthy in-sync follower to promote"));
+  }
+  PlacementChange change;
+  *change.mutable_placement() = placement;
+  ShardEntry* entry = MutableShard(change.mutable_placement(), request.shard());
+  change.add_summary(ChangeLeader(entry, *candidate, "failover"));
+  ReplicaEntry* old = MutableReplica(entry, leader);
+  if (old != nullptr) old->set_in_sync(false);
+  change.add_shards_changed(request.shard());
+  return Finish(placement, std::move(change));
+}
+
+absl::StatusOr<PlacementChange> PlanPromote(const Placement& placement,
+                                            const v1::PromoteRequest& request) {
+  DASH_RETURN_IF_ERROR(CheckNodeIdField("node_id", request.node_id()));
+  DASH_RETURN_IF_ERROR(CheckShard(placement, request.shard(), request.expected_epoch()));
+  DASH_RETURN_IF_ERROR(CheckKnownNode(placement, "node_id", request.node_id()));
+  const ShardEntry& shard = *FindShard(placement, request.shard());
+  const ReplicaEntry* target = FindReplica(shard, request.node_id());
+  if (target == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "node_id: ", request.node_id(), " is not a replica of shard ", request.shard()));
+  }
+  DASH_RETURN_IF_ERROR(CheckUsable(placement, request.node_id()));
+  if (shard.leader_node_id() == request.node_id()) {
+    return NoChange(placement, absl::StrCat("shard ", request.shard(), ": ", request.node_id(),
+                                            " is already leader"));
+  }
+  // The highest LSN any other replica reported; ties go to the smallest id.
+  const ReplicaEntry* highest = nullptr;
+  for (const ReplicaEntry& replica : shard.replicas()) {
+    if (replica.node_id() == request.node_id()) continue;
+    if (highest == nullptr || replica.last_lsn() > highest->last_lsn() ||
+        (replica.last_lsn() == highest->last_lsn() && replica.node_id() < highest->node_id())) {
+      highest = &replica;
+    }
+  }
+  PlacementChange change;
+  if (highest != nullptr && highest->last_lsn() > target->last_lsn()) {
+    if (!request.accept_data_loss()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("promoting ", request.node_id(), " would discard LSNs (", target->last_lsn(),
+                       ", ", highest->last_lsn(), "] reported by ", highest->node_id(),
+                       "; pass accept_data_loss to promote anyway"));
+    }
+    v1::LostRange* lost = change.add_lost();
+    lost->set_shard(request.shard());
+    lost->set_from_lsn(target->last_lsn());
+    lost->set_to_lsn(highest->last_lsn());
+    lost->set_reported_by(highest->node_id());
+  }
+  const uint64_t target_lsn = target->last_lsn();
+  *change.mutable_placement() = placement;
+  ShardEntry* entry = MutableShard(change.mutable_placement(), request.shard());
+  std::string why = "promote";
+  if (change.lost_size() > 0) {
+    why = absl::StrCat("promote, accepting loss of LSNs (", change.lost(0).from_lsn(), ", ",
+                       change.lost(0).to_lsn(), "]");
+  }
+  change.add_summary(ChangeLeader(entry, request.node_id(), why));
+  for (ReplicaEntry& replica : *entry->mutable_replicas()) {
+    // A replica holding records the new leader lacks has diverged from it.
+    if (replica.node_id() != request.node_id() && replica.last_lsn() > target_lsn) {
+      replica.set_in_sync(false);
+    }
+  }
+  change.add_shards_changed(request.shard());
+  return Finish(placement, std::move(change));
+}
+
+absl::StatusOr<PlacementChange> PlanTransferStart(const Placement& placement,
+                                                  const v1::TransferLeaderRequest& request) {
+  DASH_RETURN_IF_ERROR(CheckNodeIdField("node_id", request.node_id()));
+  DASH_RETURN_IF_ERROR(CheckShard(placement, request.shard(), request.expected_epoch()));
+  DASH_RETURN_IF_ERROR(CheckKnownNode(placement, "node_id", request.node_id()));
+  const ShardEntry& shard = *FindShard(placement, request.shard());
+  if (FindReplica(shard, request.node_id()) == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "node_id: ", request.node_id(), " is not a replica of shard ", request.shard()));
+  }
+  if (shard.leader_node_id() == request.node_id()) {
+    return NoChange(placement, absl::StrCat("shard ", request.shard(), ": ", request.node_id(),
+                                            " is already leader"));
+  }
+  DASH_RETURN_IF_ERROR(CheckUsable(placement, request.node_id()));
+  if (!shard.transfer_to().empty()) {
+    return absl::FailedPreconditionError(absl::StrCat("shard ", request.shard(), ": a transfer to ",
+                                                      shard.transfer_to(), " is in progress"));
+  }
+  if (!IsHealthy(placement, shard.leader_node_id())) {
+    return absl::FailedPreconditionError(absl::StrCat("shard ", request.shard(), ": leader ",
+                                                      shard.leader_node_id(),
+                                                      " is unhealthy; use failover or promote"));
+  }
+  PlacementChange change;
+  *change.mutable_placement() = placement;
+  ShardEntry* entry = MutableShard(change.mutable_placement(), request.shard());
+  entry->set_transfer_to(request.node_id());
+  change.add_summary(absl::StrCat("shard ", request.shard(), ": transferring leadership ",
+                                  shard.leader_node_id(), " -> ", request.node_id(),
+                                  " (writes paused)"));
+  return Finish(placement, std::move(change));
+}
+
+absl::StatusOr<PlacementChange> PlanTransferFinish(const Placement& placement, uint32_t shard,
+                                                   const std::string& target) {
+  DASH_RETURN_IF_ERROR(CheckShard(placement, shard, 0));
+  const ShardEntry& entry = *FindShard(placement, shard);
+  if (entry.transfer_to() != target || FindReplica(entry, target) == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("shard ", shard, ": the transfer to ", target, " was abandoned"));
+  }
+  PlacementChange change;
+  *change.mutable_placement() = placement;
+  ShardEntry* mutable_entry = MutableShard(change.mutable_placement(), shard);
+  const std::string old_leader = entry.leader_node_id();
+  change.add_summary(ChangeLeader(mutable_entry, target, "transfer"));
+  // The old leader paused writes and the target caught up: their logs match.
+  ReplicaEntry* old = MutableReplica(mutable_entry, old_leader);
+  if (old != nullptr) old->set_in_sync(true);
+  change.add_shards_changed(shard);
+  return Finish(placement, std::move(change));
+}
+
+PlacementChange PlanTransferAbandon(const Placement& placement, uint32_t shard) {
+  const ShardEntry* entry = FindShard(placement, shard);
+  if (entry == nullptr || entry->transfer_to().empty()) return NoChange(placement, "");
+  PlacementChange change;
+  *change.mutable_placement() = placement;
+  MutableShard(change.mutable_placement(), shard)->clear_transfer_to();
+  change.add_summary(absl::StrCat("shard ", shard, ": transfer to ", entry->transfer_to(),
+                                  " abandoned; ", entry->leader_node_id(), " resumes writes"));
+  return Finish(placement, std::move(change));
+}
+
+absl::StatusOr<PlacementChange> PlanDrainMark(const Placement& placement,
+                                              const v1::DrainNodeRequest& request) {
+  DASH_RETURN_IF_ERROR(CheckNodeIdField("node_id", request.node_id()));
+  DASH_RETURN_IF_ERROR(CheckKnownNode(placement, "node_id", request.node_id()));
+  PlacementChange change;
+  *change.mutable_placement() = placement;
+  NodeEntry* node = MutableNode(change.mutable_placement(), request.node_id());
+  const bool draining = !request.undrain();
+  if (node->draining() != draining) {
+    node->set_draining(draining);
+    change.add_summary(
+        absl::StrCat("node ", request.node_id(), draining ? ": draining" : ": undrained"));
+  }
+  return Finish(placement, std::move(change));
+}
+
+absl::StatusOr<PlacementChange> PlanAddReplica(const Placement& placement,
+                                               const v1::AddReplicaRequest& request) {
+  DASH_RETURN_IF_ERROR(CheckNodeIdField("node_id", request.node_id()));
+  DASH_RETURN_IF_ERROR(CheckShard(placement, request.shard(), request.expected_epoch()));
+  DASH_RETURN_IF_ERROR(CheckKnownNode(placement, "node_id", request.node_id()));
+  const ShardEntry& shard = *FindShard(placement, request.shard());
+  if (FindReplica(shard, request.node_id()) != nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "node_id: ", request.node_id(), " is already a replica of shard ", request.shard()));
+  }
+  DASH_RETURN_IF_ERROR(CheckUsable(placement, request.node_id()));
+  PlacementChange change;
+  *change.mutable_placement() = placement;
+  ShardEntry* entry = MutableShard(change.mutable_placement(), request.shard());
+  ReplicaEntry* replica = entry->add_replicas();
+  replica->set_node_id(request.node_id());
+  replica->set_role(v1::REPLICA_ROLE_FOLLOWER);
+  replica->set_in_sync(false);  // Until it has caught up.
+  replica->set_health(v1::NODE_HEALTH_HEALTHY);
+  entry->set_epoch(shard.epoch() + 1);
+  change.add_shards_changed(request.shard());
+  change.add_summary(absl::StrCat("shard ", request.shard(), ": added replica ", request.node_id(),
+                                  ", epoch ", shard.epoch(), " -> ", shard.epoch() + 1));
+  return Finish(placement, std::move(change));
+}
+
+absl::StatusOr<PlacementChange> PlanRemoveReplica(const Placement& placement,
+                                                  const v1::RemoveReplicaRequest& request) {
+  DASH_RETURN_IF_ERROR(CheckNodeIdField("node_id", request.node_id()));
+  DASH_RETURN_IF_ERROR(CheckShard(placement, request.shard(), request.expected_epoch()));
+  DASH_RETURN_IF_ERROR(CheckKnownNode(placement, "node_id", request.node_id()));
+  const ShardEntry& shard = *FindShard(placement, request.shard());
+  if (FindReplica(shard, request.node_id()) == nullptr) {
+    return absl::NotFoundError(absl::StrCat("node_id: ", request.node_id(),
+                                            " is not a replica of shard ", request.shard()));
+  }
+  if (shard.leader_node_id() == request.node_id()) {
+    return absl::FailedPreconditionError(absl::StrCat("node_id: ", request.node_id(),
+                                                      " leads shard ", request.shard(),
+                                                      "; transfer leadership first"));
+  }
+  if (shard.transfer_to() == request.node_id()) {
+    return absl::FailedPreconditionError(absl::StrCat("node_id: leadership of shard ",
+                                                      request.shard(), " is being transferred to ",
+                                                      request.node_id()));
+  }
+  PlacementChange change;
+  *change.mutable_placement() = placement;
+  ShardEntry* entry = MutableShard(change.mutable_placement(), request.shard());
+  auto* replicas = entry->mutable_replicas();
+  for (int i = 0; i < replicas->size(); ++i) {
+    if (replicas->Get(i).node_id() == request.node_id()) {
+      replicas->DeleteSubrange(i, 1);
+      break;
+    }
+  }
+  if (entry->moving_from() == request.node_id()) entry->clear_moving_from();
+  entry->set_epoch(shard.epoch() + 1);
+  change.add_shards_changed(request.shard());
+  change.add_summary(absl::StrCat("shard ", request.shard(), ": removed replica ",
+                                  request.node_id(), ", epoch ", shard.epoch(), " -> ",
+                                  shard.epoch() + 1));
+  return Finish(placement, std::move(change));
+}
+
+absl::StatusOr<PlacementChange> PlanMoveReplica(const Placement& placement,
+                                                const v1::MoveReplicaRequest& request) {
+  DASH_RETURN_IF_ERROR(CheckNodeIdField("from_node_id", request.from_node_id()));
+  DASH_RETURN_IF_ERROR(CheckNodeIdField("to_node_id", request.to_node_id()));
+  if (request.from_node_id() == request.to_node_id()) {
+    return absl::InvalidArgumentError("to_node_id: same as from_node_id");
+  }
+  DASH_RETURN_IF_ERROR(CheckShard(placement, request.shard(), request.expected_epoch()));
+  DASH_RETURN_IF_ERROR(CheckKnownNode(placement, "from_node_id", request.from_node_id()));
+  DASH_RETURN_IF_ERROR(CheckKnownNode(placement, "to_node_id", request.to_node_id()));
+  const ShardEntry& shard = *FindShard(placement, request.shard());
+  if (FindReplica(shard, request.from_node_id()) == nullptr) {
+    return absl::NotFoundError(absl::StrCat("from_node_id: ", request.from_node_id(),
+                                            " is not a replica of shard ", request.shard()));
+  }
+  if (shard.leader_node_id() == request.from_node_id()) {
+    return absl::FailedPreconditionError(absl::StrCat("from_node_id: ", request.from_node_id(),
+                                                      " leads shard ", request.shard(),
+                                                      "; transfer leadership first"));
+  }
+  if (!shard.moving_from().empty()) {
+    return absl::FailedPreconditionError(absl::StrCat("shard ", request.shard(), ": a move from ",
+                                                      shard.moving_from(), " is in progress"));
+  }
+  if (FindReplica(shard, request.to_node_id()) != nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "to_node_id: ", request.to_node_id(), " is already a replica of shard ", request.shard()));
+  }
+  DASH_RETURN_IF_ERROR(CheckUsable(placement, request.to_node_id()));
+  PlacementChange change;
+  *change.mutable_placement() = placement;
+  ShardEntry* entry = MutableShard(change.mutable_placement(), request.shard());
+  ReplicaEntry* replica = entry->add_replicas();
+  replica->set_node_id(request.to_node_id());
+  replica->set_role(v1::REPLICA_ROLE_FOLLOWER);
+  replica->set_in_sync(false);
+  replica->set_health(v1::NODE_HEALTH_HEALTHY);
+  entry->set_moving_from(request.from_node_id());
+  entry->set_epoch(shard.epoch() + 1);
+  change.add_shards_changed(request.shard());
+  change.add_summary(absl::StrCat("shard ", request.shard(), ": moving replica ",
+                                  request.from_node_id(), " -> ", request.to_node_id(), ", epoch ",
+                                  shard.epoch(), " -> ", shard.epoch() + 1));
+  return Finish(placement, std::move(change));
+}
+
+}  // namespace dash::controlplane

@@ -1,0 +1,129 @@
+// The placement planner: every decision the control plane makes, as a pure
+// function of the placement table (and, where needed, the latest replica
+// reports). No clocks, no I/O, no randomness: the same inputs always give the
+// same output, byte for byte, so that failover is deterministic and testable.
+//
+// Each Plan* function takes the current table and returns a PlacementChange
+// whose `placement` is the table after the change. When anything changed the
+// returned table's version is the input's + 1; otherwise the version is the
+// input's and the caller must not persist or publish it. A shard's epoch is
+// bumped only when its leader or its replica set changes; those shards are
+// listed in shards_changed. `summary` holds one human line per change.
+//
+// Errors (nothing changed): INVALID_ARGUMENT names the field; NOT_FOUND for an
+// unknown node or a node that is not a replica; FAILED_PRECONDITION when the
+// change is unsafe now or expected_epoch is stale; UNAVAILABLE before the
+// cluster is created.
+//
+// Thread-safety: pure functions, safe from any thread.
+#ifndef DASH_CONTROLPLANE_FAILOVER_PLANNER_H_
+#define DASH_CONTROLPLANE_FAILOVER_PLANNER_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "dash/v1/placement.pb.h"
+
+namespace dash::controlplane {
+
+// The latest ReplicaReport of each (shard, node_id).
+using ReportMap = std::map<std::pair<uint32_t, std::string>, v1::ReplicaReport>;
+
+// A fresh table before any node registered: version 1, created = false.
+v1::Placement NewPlacement(uint32_t shard_count, uint32_t replication_factor);
+
+// INVALID_ARGUMENT unless `node_id` is 1-64 characters of [A-Za-z0-9_.-].
+absl::Status ValidateNodeId(const std::string& node_id);
+
+// The follower that automatic failover would promote: among followers whose
+// node is healthy and not draining, whose in_sync flag is set and whose report
+// (if any) is not diverged, the highest (last_epoch, last_lsn); ties go to the
+// smallest node_id. `exclude` (e.g. the current leader) is never chosen.
+std::optional<std::string> ChooseLeader(const v1::Placement& placement, const v1::ShardEntry& shard,
+                                        const ReportMap& reports, const std::string& exclude);
+
+// Adds or updates the node (healthy, new address), then creates the cluster
+// if this made enough healthy non-draining nodes (see PlanCreation).
+absl::StatusOr<v1::PlacementChange> PlanRegister(const v1::Placement& placement,
+                                                 const v1::RegisterNodeRequest& request);
+
+// If the table is not created and has >= replication_factor healthy
+// non-draining nodes: with those nodes sorted by id, shard s gets replicas
+// nodes[(s + i) % n] for i in [0, RF) and leader nodes[s % n], epoch 1, all in
+// sync. Otherwise no change.
+v1::PlacementChange PlanCreation(const v1::Placement& placement);
+
+// What the ticker knows besides the table.
+struct TickInput {
+  // Whether each node was heard within the failure timeout. Nodes not listed
+  // keep their health.
+  std::map<std::string, bool> alive;
+  // Latest reports (not owned; must outlive the call).
+  const ReportMap* reports = nullptr;
+  // Nodes heard since the control plane started. A follower on such a node
+  // with no report for its shard is out of sync; a follower on a node not
+  // heard yet keeps its flag (a restart must not forget who was in sync).
+  std::set<std::string> heard;
+  uint64_t in_sync_max_lag_records = 1000;
+};
+
+// One ticker step, all changes in one version: (a) node and replica health,
+// (b) follower in_sync flags, (c) automatic failover of shards whose leader's
+// node is unhealthy (a follower chosen by ChooseLeader; none: the leader
+// stays), (d) completion of replica moves: the moving_from replica is removed
+// once it does not lead and every other follower is healthy and in sync,
+// (e) cluster creation (PlanCreation) if not created yet.
+v1::PlacementChange PlanTick(const v1::Placement& placement, const TickInput& input);
+
+// Replaces the leader with ChooseLeader(..., exclude = leader), whatever the
+// leader's health. The old leader becomes an out-of-sync follower.
+absl::StatusOr<v1::PlacementChange> PlanFailover(const v1::Placement& placement,
+                                                 const ReportMap& reports,
+                                                 const v1::FailoverRequest& request);
+
+// Makes the replica the leader; refused (FAILED_PRECONDITION) when another
+// replica reported a higher last_lsn unless accept_data_loss, in which case
+// `lost` reports the range. Promoting the current leader changes nothing.
+absl::StatusOr<v1::PlacementChange> PlanPromote(const v1::Placement& placement,
+                                                const v1::PromoteRequest& request);
+
+// Step 1 of a planned transfer: sets transfer_to (no epoch bump). Promoting
+// the current leader changes nothing.
+absl::StatusOr<v1::PlacementChange> PlanTransferStart(const v1::Placement& placement,
+                                                      const v1::TransferLeaderRequest& request);
+// Step 2: the target caught up; it leads under epoch + 1, the old leader
+// follows in sync. FAILED_PRECONDITION if the shard's transfer_to is not
+// `target` any more.
+absl::StatusOr<v1::PlacementChange> PlanTransferFinish(const v1::Placement& placement,
+                                                       uint32_t shard, const std::string& target);
+// Abandons the shard's transfer (clears transfer_to; no change if none).
+v1::PlacementChange PlanTransferAbandon(const v1::Placement& placement, uint32_t shard);
+
+// Sets (or with undrain clears) the node's draining mark. Leadership moves are
+// separate transfers (the caller drives them).
+absl::StatusOr<v1::PlacementChange> PlanDrainMark(const v1::Placement& placement,
+                                                  const v1::DrainNodeRequest& request);
+
+absl::StatusOr<v1::PlacementChange> PlanAddReplica(const v1::Placement& placement,
+                                                   const v1::AddReplicaRequest& request);
+absl::StatusOr<v1::PlacementChange> PlanRemoveReplica(const v1::Placement& placement,
+                                                      const v1::RemoveReplicaRequest& request);
+// Adds `to` as an out-of-sync follower and marks `from` moving; PlanTick
+// removes `from` later. The source must be a follower.
+absl::StatusOr<v1::PlacementChange> PlanMoveReplica(const v1::Placement& placement,
+                                                    const v1::MoveReplicaRequest& request);
+
+// Lookups; nullptr when absent.
+const v1::NodeEntry* FindNode(const v1::Placement& placement, const std::string& node_id);
+const v1::ShardEntry* FindShard(const v1::Placement& placement, uint32_t shard);
+const v1::ReplicaEntry* FindReplica(const v1::ShardEntry& shard, const std::string& node_id);
+
+}  // namespace dash::controlplane
+
+#endif  // DASH_CONTROLPLANE_FAILOVER_PLANNER_H_

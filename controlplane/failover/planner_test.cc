@@ -1,0 +1,555 @@
+#include "controlplane/failover/planner.h"
+
+#include <algorithm>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "gtest/gtest.h"
+
+namespace dash::controlplane {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+std::string Deterministic(const google::protobuf::Message& message) {
+  std::string out;
+  google::protobuf::io::StringOutputStream stream(&out);
+  google::protobuf::io::CodedOutputStream coded(&stream);
+  coded.SetSerializationDeterministic(true);
+  message.SerializeToCodedStream(&coded);
+  coded.Trim();
+  return out;
+}
+
+// A created cluster of nodes n1..n<nodes>.
+v1::Placement Cluster(int nodes, uint32_t shards = 4, uint32_t rf = 3) {
+  v1::Placement placement = NewPlacement(shards, rf);
+  for (int i = 1; i <= nodes; ++i) {
+    v1::RegisterNodeRequest request;
+    request.set_node_id("n" + std::to_string(i));
+    request.set_address("127.0.0.1:" + std::to_string(7100 + i));
+    auto change = PlanRegister(placement, request);
+    EXPECT_TRUE(change.ok()) << change.status();
+    placement = change->placement();
+  }
+  return placement;
+}
+
+v1::ShardEntry* Shard(v1::Placement* p, uint32_t shard) {
+  for (auto& s : *p->mutable_shards()) {
+    if (s.shard() == shard) return &s;
+  }
+  return nullptr;
+}
+
+v1::ReplicaEntry* Replica(v1::Placement* p, uint32_t shard, const std::string& node) {
+  for (auto& r : *Shard(p, shard)->mutable_replicas()) {
+    if (r.node_id() == node) return &r;
+  }
+  return nullptr;
+}
+
+void SetPosition(v1::Placement* p, uint32_t shard, const std::string& node, uint64_t epoch,
+                 uint64_t lsn) {
+  Replica(p, shard, node)->set_last_epoch(epoch);
+  Replica(p, shard, node)->set_last_lsn(lsn);
+}
+
+void SetHealth(v1::Placement* p, const std::string& node, v1::NodeHealth health) {
+  for (auto& n : *p->mutable_nodes()) {
+    if (n.node_id() == node) n.set_health(health);
+  }
+  for (auto& s : *p->mutable_shards()) {
+    for (auto& r : *s.mutable_replicas()) {
+      if (r.node_id() == node) r.set_health(health);
+    }
+  }
+}
+
+TickInput AllAlive(const v1::Placement& p, const ReportMap* reports) {
+  TickInput input;
+  for (const auto& n : p.nodes()) input.alive[n.node_id()] = true;
+  input.reports = reports;
+  return input;
+}
+
+v1::ReplicaReport Report(uint32_t shard, uint64_t epoch, uint64_t lsn) {
+  v1::ReplicaReport report;
+  report.set_shard(shard);
+  report.set_epoch(epoch);
+  report.set_last_epoch(epoch);
+  report.set_last_lsn(lsn);
+  return report;
+}
+
+TEST(PlannerTest, NotCreatedUntilReplicationFactorNodes) {
+  v1::Placement p = Cluster(2);
+  EXPECT_FALSE(p.created());
+  EXPECT_EQ(p.shards_size(), 0);
+  EXPECT_EQ(p.version(), 3u);  // 1 + two registrations.
+  v1::FailoverRequest failover;
+  EXPECT_EQ(PlanFailover(p, {}, failover).status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(PlannerTest, CreationLayout) {
+  // Four healthy nodes (registered in a scrambled order) before creation.
+  v1::Placement uncreated = NewPlacement(/*shard_count=*/5, /*replication_factor=*/3);
+  for (const char* id : {"n3", "n1", "n4", "n2"}) {
+    v1::NodeEntry* node = uncreated.add_nodes();
+    node->set_node_id(id);
+    node->set_address("a:1");
+    node->set_health(v1::NODE_HEALTH_HEALTHY);
+  }
+  v1::PlacementChange change = PlanCreation(uncreated);
+  v1::Placement p = change.placement();
+  ASSERT_TRUE(p.created());
+  EXPECT_EQ(p.version(), 2u);
+  EXPECT_THAT(change.shards_changed(), ElementsAre(0u, 1u, 2u, 3u, 4u));
+  const std::vector<std::string> nodes = {"n1", "n2", "n3", "n4"};
+  ASSERT_EQ(p.shards_size(), 5);
+  for (uint32_t s = 0; s < 5; ++s) {
+    const v1::ShardEntry& shard = p.shards(s);
+    EXPECT_EQ(shard.shard(), s);
+    EXPECT_EQ(shard.epoch(), 1u);
+    EXPECT_EQ(shard.leader_node_id(), nodes[s % 4]);
+    std::vector<std::string> want;
+    for (int i = 0; i < 3; ++i) want.push_back(nodes[(s + i) % 4]);
+    std::sort(want.begin(), want.end());
+    ASSERT_EQ(shard.replicas_size(), 3);
+    for (int i = 0; i < 3; ++i) {
+      const v1::ReplicaEntry& r = shard.replicas(i);
+      EXPECT_EQ(r.node_id(), want[i]) << "replicas ordered by node id";
+      EXPECT_TRUE(r.in_sync());
+      EXPECT_EQ(r.role(),
+                r.node_id() == nodes[s % 4] ? v1::REPLICA_ROLE_LEADER : v1::REPLICA_ROLE_FOLLOWER);
+    }
+  }
+}
+
+TEST(PlannerTest, CreationSkipsUnhealthyAndDrainingNodes) {
+  v1::Placement p = Cluster(3);
+  ASSERT_TRUE(p.created());
+  v1::Placement uncreated = NewPlacement(2, 3);
+  *uncreated.mutable_nodes() = p.nodes();
+  uncreated.mutable_nodes(0)->set_draining(true);
+  EXPECT_FALSE(PlanCreation(uncreated).placement().created());
+  uncreated.mutable_nodes(0)->set_draining(false);
+  uncreated.mutable_nodes(1)->set_health(v1::NODE_HEALTH_UNHEALTHY);
+  EXPECT_FALSE(PlanCreation(uncreated).placement().created());
+  uncreated.mutable_nodes(1)->set_health(v1::NODE_HEALTH_HEALTHY);
+  EXPECT_TRUE(PlanCreation(uncreated).placement().created());
+}
+
+TEST(PlannerTest, RegisterValidatesNodeIdAndAddress) {
+  v1::Placement p = NewPlacement(4, 3);
+  v1::RegisterNodeRequest request;
+  request.set_address("a:1");
+  EXPECT_THAT(std::string(PlanRegister(p, request).status().message()), StartsWith("node_id"));
+  request.set_node_id("bad/id");
+  EXPECT_EQ(PlanRegister(p, request).status().code(), absl::StatusCode::kInvalidArgument);
+  request.set_node_id(std::string(65, 'a'));
+  EXPECT_EQ(PlanRegister(p, request).status().code(), absl::StatusCode::kInvalidArgument);
+  request.set_node_id("ok-id_1.x");
+  request.clear_address();
+  EXPECT_THAT(std::string(PlanRegister(p, request).status().message()), StartsWith("address"));
+}
+
+TEST(PlannerTest, ReRegisterSameAddressChangesNothing) {
+  v1::Placement p = Cluster(3);
+  v1::RegisterNodeRequest request;
+  request.set_node_id("n2");
+  request.set_address("127.0.0.1:7102");
+  auto same = PlanRegister(p, request);
+  ASSERT_TRUE(same.ok());
+  EXPECT_EQ(same->placement().version(), p.version());
+  request.set_address("127.0.0.1:9999");
+  auto moved = PlanRegister(p, request);
+  ASSERT_TRUE(moved.ok());
+  EXPECT_EQ(moved->placement().version(), p.version() + 1);
+  EXPECT_EQ(moved->placement().shards(0).epoch(), 1u) << "an address is not a routing change";
+}
+
+TEST(PlannerTest, ChooseLeaderHighestEpochThenLsn) {
+  v1::Placement p = Cluster(4, 1, 4);  // Shard 0: leader n1, followers n2..n4.
+  SetPosition(&p, 0, "n2", 1, 90);
+  SetPosition(&p, 0, "n3", 2, 10);
+  SetPosition(&p, 0, "n4", 2, 12);
+  EXPECT_EQ(ChooseLeader(p, p.shards(0), {}, "n1"), "n4");
+  SetPosition(&p, 0, "n3", 3, 1);
+  EXPECT_EQ(ChooseLeader(p, p.shards(0), {}, "n1"), "n3");
+}
+
+TEST(PlannerTest, ChooseLeaderTieGoesToSmallestNodeIdWhateverTheOrder) {
+  v1::Placement p = Cluster(4, 1, 4);
+  for (const char* n : {"n2", "n3", "n4"}) SetPosition(&p, 0, n, 1, 50);
+  EXPECT_EQ(ChooseLeader(p, p.shards(0), {}, "n1"), "n2");
+  auto* replicas = Shard(&p, 0)->mutable_replicas();
+  std::reverse(replicas->begin(), replicas->end());
+  EXPECT_EQ(ChooseLeader(p, p.shards(0), {}, "n1"), "n2");
+}
+
+TEST(PlannerTest, ChooseLeaderSkipsUnhealthyDivergedOutOfSyncAndDraining) {
+  v1::Placement base = Cluster(5, 1, 5);  // Leader n1; followers n2..n5.
+  SetPosition(&base, 0, "n2", 1, 100);
+  SetPosition(&base, 0, "n3", 1, 90);
+  SetPosition(&base, 0, "n4", 1, 80);
+  SetPosition(&base, 0, "n5", 1, 70);
+  EXPECT_EQ(ChooseLeader(base, base.shards(0), {}, "n1"), "n2");
+
+  v1::Placement p = base;
+  SetHealth(&p, "n2", v1::NODE_HEALTH_UNHEALTHY);
+  EXPECT_EQ(ChooseLeader(p, p.shards(0), {}, "n1"), "n3");
+
+  ReportMap reports;
+  reports[{0, "n3"}] = Report(0, 1, 90);
+  reports[{0, "n3"}].set_diverged(true);
+  EXPECT_EQ(ChooseLeader(p, p.shards(0), reports, "n1"), "n4");
+
+  Replica(&p, 0, "n4")->set_in_sync(false);
+  EXPECT_EQ(ChooseLeader(p, p.shards(0), reports, "n1"), "n5");
+
+  for (auto& n : *p.mutable_nodes()) {
+    if (n.node_id() == "n5") n.set_draining(true);
+  }
+  EXPECT_EQ(ChooseLeader(p, p.shards(0), reports, "n1"), std::nullopt);
+}
+
+TEST(PlannerTest, TickFailsOverToHighestLsnFollower) {
+  v1::Placement p = Cluster(3, 1, 3);  // Shard 0: leader n1.
+  SetPosition(&p, 0, "n1", 1, 50);
+  SetPosition(&p, 0, "n2", 1, 40);
+  SetPosition(&p, 0, "n3", 1, 45);
+  TickInput input = AllAlive(p, nullptr);
+  input.alive["n1"] = false;
+  v1::PlacementChange change = PlanTick(p, input);
+  const v1::Placement& after = change.placement();
+  EXPECT_EQ(after.version(), p.version() + 1);
+  EXPECT_EQ(after.shards(0).leader_node_id(), "n3");
+  EXPECT_EQ(after.shards(0).epoch(), 2u);
+  EXPECT_THAT(change.shards_changed(), ElementsAre(0u));
+  const v1::ReplicaEntry& old = after.shards(0).replicas(0);
+  EXPECT_EQ(old.node_id(), "n1");
+  EXPECT_EQ(old.role(), v1::REPLICA_ROLE_FOLLOWER);
+  EXPECT_FALSE(old.in_sync());
+  EXPECT_EQ(old.health(), v1::NODE_HEALTH_UNHEALTHY);
+  EXPECT_EQ(after.nodes(0).health(), v1::NODE_HEALTH_UNHEALTHY);
+  EXPECT_THAT(change.summary(),
+              ::testing::Contains(HasSubstr("shard 0: leader n1 -> n3, epoch 1 -> 2")));
+
+  // The next tick with the same inputs changes nothing.
+  v1::PlacementChange again = PlanTick(after, input);
+  EXPECT_EQ(again.placement().version(), after.version());
+}
+
+TEST(PlannerTest, TickKeepsUnhealthyLeaderWhenNoFollowerIsInSync) {
+  v1::Placement p = Cluster(3, 1, 3);
+  Replica(&p, 0, "n2")->set_in_sync(false);
+  TickInput input = AllAlive(p, nullptr);
+  input.alive["n1"] = false;
+  input.alive["n3"] = false;
+  v1::PlacementChange change = PlanTick(p, input);
+  EXPECT_EQ(change.placement().shards(0).leader_node_id(), "n1");
+  EXPECT_EQ(change.placement().shards(0).epoch(), 1u);
+  EXPECT_EQ(change.placement().version(), p.version() + 1) << "health changed";
+  EXPECT_TRUE(change.shards_changed().empty());
+}
+
+TEST(PlannerTest, TickComputesInSync) {
+  v1::Placement p = Cluster(4, 1, 4);  // Leader n1; followers n2, n3, n4.
+  SetPosition(&p, 0, "n1", 1, 5000);
+  ReportMap reports;
+  reports[{0, "n2"}] = Report(0, 1, 4000);  // Lag 1000: in sync.
+  reports[{0, "n3"}] = Report(0, 1, 3999);  // Lag 1001: out.
+  TickInput input = AllAlive(p, &reports);
+  input.heard = {"n1", "n2", "n3"};  // n4 not heard since start: keeps its flag.
+  input.in_sync_max_lag_records = 1000;
+  v1::Placement after = PlanTick(p, input).placement();
+  EXPECT_TRUE(Replica(&after, 0, "n1")->in_sync());
+  EXPECT_TRUE(Replica(&after, 0, "n2")->in_sync());
+  EXPECT_FALSE(Replica(&after, 0, "n3")->in_sync());
+  EXPECT_TRUE(Replica(&after, 0, "n4")->in_sync());
+
+  reports[{0, "n2"}].set_epoch(0);  // Has not adopted epoch 1.
+  input.heard.insert("n4");         // Heard, but reported nothing for shard 0.
+  after = PlanTick(p, input).placement();
+  EXPECT_FALSE(Replica(&after, 0, "n2")->in_sync());
+  EXPECT_FALSE(Replica(&after, 0, "n4")->in_sync());
+  EXPECT_EQ(after.shards(0).epoch(), 1u) << "in-sync flags are not routing changes";
+}
+
+TEST(PlannerTest, DeterministicTickAndPromote) {
+  v1::Placement p = Cluster(5, 6, 3);
+  for (auto& shard : *p.mutable_shards()) {
+    uint64_t lsn = 10;
+    for (auto& r : *shard.mutable_replicas()) {
+      r.set_last_epoch(1);
+      r.set_last_lsn(lsn);
+      lsn = (lsn * 7) % 13 + 10;
+    }
+  }
+  TickInput input = AllAlive(p, nullptr);
+  input.alive["n2"] = false;
+  input.alive["n4"] = false;
+  const std::string first = Deterministic(PlanTick(p, input));
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_EQ(Deterministic(PlanTick(p, input)), first) << "run " << i;
+  }
+  // The same table with replicas and nodes listed in other orders.
+  std::mt19937 rng(42);
+  for (int i = 0; i < 20; ++i) {
+    v1::Placement shuffled = p;
+    for (auto& shard : *shuffled.mutable_shards()) {
+      std::shuffle(shard.mutable_replicas()->begin(), shard.mutable_replicas()->end(), rng);
+    }
+    std::shuffle(shuffled.mutable_nodes()->begin(), shuffled.mutable_nodes()->end(), rng);
+    ASSERT_EQ(Deterministic(PlanTick(shuffled, input)), first) << "shuffle " << i;
+  }
+}
+
+TEST(PlannerTest, PromoteRefusesToDiscardReportedLsns) {
+  v1::Placement p = Cluster(3, 1, 3);  // Leader n1.
+  SetPosition(&p, 0, "n1", 1, 135);
+  SetPosition(&p, 0, "n2", 1, 120);
+  SetPosition(&p, 0, "n3", 1, 130);
+  SetHealth(&p, "n1", v1::NODE_HEALTH_UNHEALTHY);
+  v1::PromoteRequest request;
+  request.set_shard(0);
+  request.set_node_id("n2");
+  auto refused = PlanPromote(p, request);
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(refused.status().message(),
+            "promoting n2 would discard LSNs (120, 135] reported by n1; pass accept_data_loss "
+            "to promote anyway");
+
+  request.set_accept_data_loss(true);
+  auto promoted = PlanPromote(p, request);
+  ASSERT_TRUE(promoted.ok()) << promoted.status();
+  ASSERT_EQ(promoted->lost_size(), 1);
+  EXPECT_EQ(promoted->lost(0).shard(), 0u);
+  EXPECT_EQ(promoted->lost(0).from_lsn(), 120u);
+  EXPECT_EQ(promoted->lost(0).to_lsn(), 135u);
+  EXPECT_EQ(promoted->lost(0).reported_by(), "n1");
+  v1::Placement after = promoted->placement();
+  EXPECT_EQ(after.shards(0).leader_node_id(), "n2");
+  EXPECT_EQ(after.shards(0).epoch(), 2u);
+  EXPECT_EQ(Replica(&after, 0, "n2")->role(), v1::REPLICA_ROLE_LEADER);
+  EXPECT_EQ(Replica(&after, 0, "n1")->role(), v1::REPLICA_ROLE_FOLLOWER);
+  EXPECT_FALSE(Replica(&after, 0, "n1")->in_sync());
+  EXPECT_FALSE(Replica(&after, 0, "n3")->in_sync());
+  EXPECT_THAT(promoted->shards_changed(), ElementsAre(0u));
+}
+
+TEST(PlannerTest, PromoteCaughtUpReplicaLosesNothing) {
+  v1::Placement p = Cluster(3, 1, 3);
+  SetPosition(&p, 0, "n1", 1, 100);
+  SetPosition(&p, 0, "n3", 1, 100);
+  v1::PromoteRequest request;
+  request.set_shard(0);
+  request.set_node_id("n3");
+  auto promoted = PlanPromote(p, request);
+  ASSERT_TRUE(promoted.ok()) << promoted.status();
+  EXPECT_EQ(promoted->lost_size(), 0);
+  EXPECT_EQ(promoted->placement().shards(0).leader_node_id(), "n3");
+  EXPECT_THAT(promoted->summary(), ElementsAre("shard 0: leader n1 -> n3, epoch 1 -> 2 (promote)"));
+}
+
+TEST(PlannerTest, PromoteCurrentLeaderIsANoOp) {
+  v1::Placement p = Cluster(3, 1, 3);
+  v1::PromoteRequest request;
+  request.set_shard(0);
+  request.set_node_id("n1");
+  auto change = PlanPromote(p, request);
+  ASSERT_TRUE(change.ok()) << change.status();
+  EXPECT_EQ(Deterministic(change->placement()), Deterministic(p));
+  EXPECT_TRUE(change->shards_changed().empty());
+  EXPECT_THAT(change->summary(), ElementsAre(HasSubstr("already leader")));
+}
+
+TEST(PlannerTest, PromoteChecks) {
+  v1::Placement p = Cluster(4, 1, 3);  // Shard 0 on n1, n2, n3.
+  v1::PromoteRequest request;
+  request.set_shard(0);
+  request.set_node_id("n4");
+  EXPECT_EQ(PlanPromote(p, request).status().code(), absl::StatusCode::kFailedPrecondition);
+  request.set_node_id("n9");
+  EXPECT_EQ(PlanPromote(p, request).status().code(), absl::StatusCode::kNotFound);
+  request.set_node_id("n2");
+  request.set_shard(4);
+  EXPECT_THAT(std::string(PlanPromote(p, request).status().message()), StartsWith("shard: "));
+  request.set_shard(0);
+  request.set_expected_epoch(7);
+  auto stale = PlanPromote(p, request);
+  EXPECT_EQ(stale.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(stale.status().message(), "expected_epoch: shard 0 is at epoch 1");
+  request.set_expected_epoch(1);
+  SetHealth(&p, "n2", v1::NODE_HEALTH_UNHEALTHY);
+  EXPECT_EQ(PlanPromote(p, request).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(PlannerTest, EpochBumpsOnlyOnLeaderOrReplicaChanges) {
+  v1::Placement p = Cluster(4, 2, 3);
+  const uint64_t v = p.version();
+
+  // Health change: version, not epoch.
+  TickInput input = AllAlive(p, nullptr);
+  input.alive["n4"] = false;
+  v1::Placement after = PlanTick(p, input).placement();
+  EXPECT_EQ(after.version(), v + 1);
+  EXPECT_EQ(after.shards(0).epoch(), 1u);
+  EXPECT_EQ(after.shards(1).epoch(), 1u);
+
+  // Draining: version, not epoch.
+  v1::DrainNodeRequest drain;
+  drain.set_node_id("n3");
+  auto drained = PlanDrainMark(p, drain);
+  ASSERT_TRUE(drained.ok());
+  EXPECT_EQ(drained->placement().version(), v + 1);
+  EXPECT_TRUE(drained->shards_changed().empty());
+  for (const auto& s : drained->placement().shards()) EXPECT_EQ(s.epoch(), 1u);
+
+  // Transfer start: version, not epoch; finish: epoch.
+  v1::TransferLeaderRequest transfer;
+  transfer.set_shard(0);
+  transfer.set_node_id("n2");
+  auto started = PlanTransferStart(p, transfer);
+  ASSERT_TRUE(started.ok()) << started.status();
+  EXPECT_EQ(started->placement().shards(0).epoch(), 1u);
+  EXPECT_EQ(started->placement().shards(0).transfer_to(), "n2");
+  EXPECT_EQ(started->placement().version(), v + 1);
+  auto finished = PlanTransferFinish(started->placement(), 0, "n2");
+  ASSERT_TRUE(finished.ok()) << finished.status();
+  EXPECT_EQ(finished->placement().shards(0).epoch(), 2u);
+  EXPECT_EQ(finished->placement().shards(0).leader_node_id(), "n2");
+  EXPECT_EQ(finished->placement().shards(0).transfer_to(), "");
+  EXPECT_EQ(finished->placement().version(), v + 2);
+  v1::Placement fp = finished->placement();
+  EXPECT_TRUE(Replica(&fp, 0, "n1")->in_sync());
+
+  // Add replica: epoch.
+  v1::AddReplicaRequest add;
+  add.set_shard(0);
+  add.set_node_id("n4");
+  auto added = PlanAddReplica(p, add);
+  ASSERT_TRUE(added.ok()) << added.status();
+  EXPECT_EQ(added->placement().shards(0).epoch(), 2u);
+  EXPECT_EQ(added->placement().shards(1).epoch(), 1u);
+  EXPECT_THAT(added->shards_changed(), ElementsAre(0u));
+}
+
+TEST(PlannerTest, TransferStartChecks) {
+  v1::Placement p = Cluster(3, 1, 3);
+  v1::TransferLeaderRequest transfer;
+  transfer.set_shard(0);
+  transfer.set_node_id("n2");
+  auto started = PlanTransferStart(p, transfer);
+  ASSERT_TRUE(started.ok());
+  transfer.set_node_id("n3");
+  EXPECT_EQ(PlanTransferStart(started->placement(), transfer).status().code(),
+            absl::StatusCode::kFailedPrecondition)
+      << "one transfer per shard at a time";
+  v1::PlacementChange abandoned = PlanTransferAbandon(started->placement(), 0);
+  EXPECT_EQ(abandoned.placement().shards(0).transfer_to(), "");
+  EXPECT_EQ(abandoned.placement().version(), started->placement().version() + 1);
+  EXPECT_EQ(PlanTransferFinish(abandoned.placement(), 0, "n2").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(PlannerTest, RemoveLeaderRefused) {
+  v1::Placement p = Cluster(3, 1, 3);
+  v1::RemoveReplicaRequest remove;
+  remove.set_shard(0);
+  remove.set_node_id("n1");
+  auto refused = PlanRemoveReplica(p, remove);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("transfer leadership first"));
+
+  remove.set_node_id("n3");
+  auto removed = PlanRemoveReplica(p, remove);
+  ASSERT_TRUE(removed.ok());
+  EXPECT_EQ(removed->placement().shards(0).replicas_size(), 2);
+  EXPECT_EQ(removed->placement().shards(0).epoch(), 2u);
+  remove.set_node_id("n2");
+  auto last = PlanRemoveReplica(removed->placement(), remove);
+  ASSERT_TRUE(last.ok()) << "removing the last follower is allowed";
+  EXPECT_EQ(last->placement().shards(0).replicas_size(), 1);
+  EXPECT_EQ(PlanRemoveReplica(last->placement(), remove).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST(PlannerTest, AddDuplicateRefused) {
+  v1::Placement p = Cluster(4, 1, 3);
+  v1::AddReplicaRequest add;
+  add.set_shard(0);
+  add.set_node_id("n2");
+  EXPECT_EQ(PlanAddReplica(p, add).status().code(), absl::StatusCode::kFailedPrecondition);
+  add.set_node_id("n4");
+  SetHealth(&p, "n4", v1::NODE_HEALTH_UNHEALTHY);
+  EXPECT_EQ(PlanAddReplica(p, add).status().code(), absl::StatusCode::kFailedPrecondition);
+  SetHealth(&p, "n4", v1::NODE_HEALTH_HEALTHY);
+  auto added = PlanAddReplica(p, add);
+  ASSERT_TRUE(added.ok());
+  v1::Placement after = added->placement();
+  ASSERT_NE(Replica(&after, 0, "n4"), nullptr);
+  EXPECT_FALSE(Replica(&after, 0, "n4")->in_sync());
+  EXPECT_EQ(Replica(&after, 0, "n4")->role(), v1::REPLICA_ROLE_FOLLOWER);
+}
+
+TEST(PlannerTest, MoveReplicaCompletesOnceTargetIsInSync) {
+  v1::Placement p = Cluster(4, 1, 3);  // Shard 0: n1 (leader), n2, n3.
+  v1::MoveReplicaRequest move;
+  move.set_shard(0);
+  move.set_from_node_id("n1");
+  move.set_to_node_id("n4");
+  EXPECT_THAT(std::string(PlanMoveReplica(p, move).status().message()),
+              HasSubstr("transfer leadership first"));
+  move.set_from_node_id("n3");
+  auto moved = PlanMoveReplica(p, move);
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  v1::Placement after = moved->placement();
+  EXPECT_EQ(after.shards(0).moving_from(), "n3");
+  EXPECT_EQ(after.shards(0).epoch(), 2u);
+  EXPECT_EQ(after.shards(0).replicas_size(), 4);
+  EXPECT_EQ(PlanMoveReplica(after, move).status().code(), absl::StatusCode::kFailedPrecondition);
+
+  ReportMap reports;
+  reports[{0, "n2"}] = Report(0, 2, 0);
+  reports[{0, "n3"}] = Report(0, 2, 0);
+  TickInput input = AllAlive(after, &reports);
+  input.heard = {"n1", "n2", "n3", "n4"};
+  // n4 has not reported yet: out of sync, the move waits.
+  v1::Placement waiting = PlanTick(after, input).placement();
+  EXPECT_EQ(waiting.shards(0).replicas_size(), 4);
+  EXPECT_EQ(waiting.shards(0).epoch(), 2u);
+
+  reports[{0, "n4"}] = Report(0, 2, 0);
+  v1::PlacementChange done = PlanTick(waiting, input);
+  EXPECT_EQ(done.placement().shards(0).moving_from(), "");
+  EXPECT_EQ(done.placement().shards(0).epoch(), 3u);
+  ASSERT_EQ(done.placement().shards(0).replicas_size(), 3);
+  EXPECT_EQ(done.placement().shards(0).replicas(2).node_id(), "n4");
+  EXPECT_THAT(done.shards_changed(), ElementsAre(0u));
+}
+
+TEST(PlannerTest, FailoverRequiresACandidate) {
+  v1::Placement p = Cluster(3, 1, 3);
+  for (auto* n : {"n2", "n3"}) Replica(&p, 0, n)->set_in_sync(false);
+  v1::FailoverRequest request;
+  request.set_shard(0);
+  auto refused = PlanFailover(p, {}, request);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(refused.status().message(), "shard 0: no healthy in-sync follower to promote");
+  Replica(&p, 0, "n3")->set_in_sync(true);
+  auto done = PlanFailover(p, {}, request);
+  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(done->placement().shards(0).leader_node_id(), "n3");
+  EXPECT_EQ(done->placement().shards(0).epoch(), 2u);
+}
+
+}  // namespace
+}  // namespace dash::controlplane

@@ -1,0 +1,94 @@
+// dash-controlplane: the placement authority (see README.md).
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "controlplane/service/control_plane_service.h"
+#include "gflags/gflags.h"
+#include "glog/logging.h"
+
+DEFINE_string(data_dir, "", "Directory of the durable placement table (required).");
+DEFINE_string(listen, "127.0.0.1:7000", "gRPC listen address host:port; port 0 picks a free port.");
+DEFINE_string(port_file, "", "If set, the bound port is written here once the server serves.");
+DEFINE_uint32(shard_count, 4, "Number of shards of a new cluster (a stored table keeps its own).");
+DEFINE_uint32(replication_factor, 3,
+              "Replicas per shard of a new cluster (a stored table keeps its own).");
+DEFINE_uint32(failure_timeout_ms, 750, "A node silent for longer than this is UNHEALTHY.");
+DEFINE_uint32(tick_ms, 50, "Interval of the health / in-sync / failover ticker.");
+DEFINE_uint64(in_sync_max_lag_records, 1000,
+              "A follower trailing its leader by more records than this is out of sync.");
+
+namespace {
+
+bool WritePortFile(const std::string& path, int port) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << port << "\n";
+    if (!out.good()) return false;
+  }
+  return std::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  gflags::SetUsageMessage(
+      "dash-controlplane --data_dir=DIR [--listen=HOST:PORT] [--shard_count=N] "
+      "[--replication_factor=N] [--failure_timeout_ms=MS]");
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  FLAGS_logtostderr = true;
+  google::InitGoogleLogging(argv[0]);
+
+  if (FLAGS_data_dir.empty()) {
+    fprintf(stderr, "dash-controlplane: --data_dir is required\n");
+    return 2;
+  }
+  if (FLAGS_shard_count == 0 || FLAGS_replication_factor == 0 || FLAGS_tick_ms == 0 ||
+      FLAGS_failure_timeout_ms == 0) {
+    fprintf(stderr,
+            "dash-controlplane: --shard_count, --replication_factor, --tick_ms and "
+            "--failure_timeout_ms must be > 0\n");
+    return 2;
+  }
+  dash::controlplane::ManagerOptions options;
+  options.shard_count = FLAGS_shard_count;
+  options.replication_factor = FLAGS_replication_factor;
+  options.failure_timeout = absl::Milliseconds(FLAGS_failure_timeout_ms);
+  options.tick = absl::Milliseconds(FLAGS_tick_ms);
+  options.in_sync_max_lag_records = FLAGS_in_sync_max_lag_records;
+
+  // Block the stop signals in every thread; one thread waits for them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  auto server =
+      dash::controlplane::ControlPlaneServer::Start(options, FLAGS_data_dir, FLAGS_listen);
+  if (!server.ok()) {
+    LOG(ERROR) << "dash-controlplane: " << server.status();
+    return 1;
+  }
+  LOG(INFO) << "dash-controlplane serving on port " << (*server)->port();
+  if (!FLAGS_port_file.empty() && !WritePortFile(FLAGS_port_file, (*server)->port())) {
+    LOG(ERROR) << "dash-controlplane: cannot write " << FLAGS_port_file;
+    return 1;
+  }
+  std::thread signal_waiter([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    LOG(INFO) << "dash-controlplane: signal " << sig << ", shutting down";
+    (*server)->Shutdown();
+  });
+  (*server)->Wait();
+  signal_waiter.join();
+  server->reset();
+  LOG(INFO) << "dash-controlplane: stopped";
+  return 0;
+}

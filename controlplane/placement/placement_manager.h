@@ -1,0 +1,152 @@
+// PlacementManager: the control plane's core. It owns the placement table,
+// the failure detector and the latest replica reports, applies the planner's
+// decisions, and persists every new version before publishing it.
+//
+// Knows nothing of gRPC (control_plane_service.h adapts it). Every decision
+// is made by the pure functions of failover/planner.h; this class adds time
+// (failure detection, transfer timeouts), durability and publication.
+//
+// Publication order (the invariant the nodes and routers rely on): a change
+// is (1) computed from the current table, (2) persisted with sync, (3) made
+// the current table, (4) announced to watchers and returned to the caller. A
+// failed persist leaves the current table unchanged.
+//
+// Thread-safety: thread-safe. One mutex guards all state; operations are
+// serialized under it, and waits (transfers, watchers) release it.
+#ifndef DASH_CONTROLPLANE_PLACEMENT_PLACEMENT_MANAGER_H_
+#define DASH_CONTROLPLANE_PLACEMENT_PLACEMENT_MANAGER_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "controlplane/failover/planner.h"
+#include "controlplane/health/failure_detector.h"
+#include "controlplane/placement/store.h"
+#include "dash/v1/placement.pb.h"
+
+namespace dash::controlplane {
+
+struct ManagerOptions {
+  // Used only when the store is empty (first start); a stored table keeps its
+  // own shard count and replication factor.
+  uint32_t shard_count = 4;
+  uint32_t replication_factor = 3;
+  // A node silent for longer than this is UNHEALTHY.
+  absl::Duration failure_timeout = absl::Milliseconds(750);
+  absl::Duration tick = absl::Milliseconds(50);
+  uint64_t in_sync_max_lag_records = 1000;
+  absl::Duration default_transfer_timeout = absl::Seconds(5);
+  // Failure detection and timeouts (monotonic); not owned.
+  const Clock* monotonic_clock = MonotonicClock();
+  // NodeEntry.last_heartbeat timestamps (wall); not owned.
+  const Clock* wall_clock = Clock::Real();
+  // false: no ticker thread; the caller drives Tick() (unit tests).
+  bool run_ticker = true;
+};
+
+class PlacementManager {
+ public:
+  // Loads the table from `store` (or creates and persists a fresh one). Every
+  // node the stored table calls healthy counts as heard now, so a restart
+  // grants one failure timeout of grace before anything fails over. A
+  // transfer that was in progress is abandoned (its caller is gone).
+  static absl::StatusOr<std::unique_ptr<PlacementManager>> Open(
+      std::unique_ptr<PlacementStore> store, const ManagerOptions& options);
+
+  // Shutdown(), then joins the ticker.
+  ~PlacementManager();
+
+  // Wakes every waiter (watchers, transfers) and makes later calls fail
+  // UNAVAILABLE. Idempotent.
+  void Shutdown();
+  bool stopped();
+
+  absl::StatusOr<v1::RegisterNodeResponse> RegisterNode(const v1::RegisterNodeRequest& request);
+  // NOT_FOUND for a node that is not registered (it should register again).
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request);
+
+  v1::Placement GetPlacement();
+  v1::ListNodesResponse ListNodes();
+  // The current table as soon as its version exceeds `after_version`, waiting
+  // at most `max_wait`; nullopt on timeout or shutdown.
+  std::optional<v1::Placement> WaitForNewer(uint64_t after_version, absl::Duration max_wait);
+
+  absl::StatusOr<v1::PlacementChange> Failover(const v1::FailoverRequest& request);
+  absl::StatusOr<v1::PlacementChange> Promote(const v1::PromoteRequest& request);
+  // Blocks (without holding the lock) until the transfer completes, times out
+  // or is abandoned; see README.md for the protocol.
+  absl::StatusOr<v1::PlacementChange> TransferLeader(const v1::TransferLeaderRequest& request);
+  // Marks the node draining, then transfers each shard it leads. Blocks like
+  // TransferLeader.
+  absl::StatusOr<v1::PlacementChange> DrainNode(const v1::DrainNodeRequest& request);
+  absl::StatusOr<v1::PlacementChange> AddReplica(const v1::AddReplicaRequest& request);
+  absl::StatusOr<v1::PlacementChange> RemoveReplica(const v1::RemoveReplicaRequest& request);
+  absl::StatusOr<v1::PlacementChange> MoveReplica(const v1::MoveReplicaRequest& request);
+
+  // One ticker step (health, in-sync flags, failover, moves). The ticker
+  // thread calls it every options.tick; public for tests.
+  void Tick();
+
+ private:
+  PlacementManager(std::unique_ptr<PlacementStore> store, const ManagerOptions& options,
+                   v1::Placement placement);
+
+  // Persists and publishes `change` if it bumped the version; sets its
+  // placement to the published table.
+  absl::Status Commit(v1::PlacementChange* change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CheckRunning() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Applies a planner result: on success commits it.
+  absl::StatusOr<v1::PlacementChange> CommitPlan(absl::StatusOr<v1::PlacementChange> plan)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<v1::PlacementChange> TransferLocked(const v1::TransferLeaderRequest& request)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Clears the shard's transfer_to (persisted) and returns `error`.
+  absl::Status AbandonTransfer(uint32_t shard, absl::Status error)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A report of (shard, node) that arrived with a heartbeat after `after_seq`.
+  const v1::ReplicaReport* FreshReport(uint32_t shard, const std::string& node_id,
+                                       uint64_t after_seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void TickerLoop();
+
+  // Constant after construction.
+  const ManagerOptions options_;
+  const std::unique_ptr<PlacementStore> store_;
+
+  absl::Mutex mu_;
+  // Signalled when the table changes, a heartbeat arrives, or on shutdown.
+  absl::CondVar changed_;
+  // The published table, plus the latest reported LSNs and heartbeat times.
+  v1::Placement current_ ABSL_GUARDED_BY(mu_);
+  FailureDetector detector_ ABSL_GUARDED_BY(mu_);
+  // The reports of each node's latest heartbeat, and the heartbeat sequence
+  // number each arrived with (a transfer trusts only reports newer than its
+  // start).
+  ReportMap reports_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<uint32_t, std::string>, uint64_t> report_seq_ ABSL_GUARDED_BY(mu_);
+  uint64_t heartbeat_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  // Nodes that sent a heartbeat since this process started.
+  std::set<std::string> heard_ ABSL_GUARDED_BY(mu_);
+  // Shards whose unhealthy leader could not be replaced (logged once).
+  std::set<uint32_t> stuck_shards_ ABSL_GUARDED_BY(mu_);
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+
+  absl::Notification stop_ticker_;
+  std::thread ticker_;
+};
+
+}  // namespace dash::controlplane
+
+#endif  // DASH_CONTROLPLANE_PLACEMENT_PLACEMENT_MANAGER_H_

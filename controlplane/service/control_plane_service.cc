@@ -1,0 +1,148 @@
+#include "controlplane/service/control_plane_service.h"
+
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "common/status_macros.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/server_builder.h"
+
+namespace dash::controlplane {
+namespace {
+
+// How often a waiting watcher checks whether its client went away.
+constexpr absl::Duration kWatchPoll = absl::Milliseconds(100);
+
+template <typename T>
+grpc::Status Reply(grpc::ServerContext* ctx, absl::StatusOr<T> result, T* response) {
+  if (!result.ok()) return ToGrpcStatus(result.status(), ctx);
+  *response = *std::move(result);
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
+grpc::Status ControlPlaneService::RegisterNode(grpc::ServerContext* ctx,
+                                               const v1::RegisterNodeRequest* request,
+                                               v1::RegisterNodeResponse* response) {
+  return Reply(ctx, manager_->RegisterNode(*request), response);
+}
+
+grpc::Status ControlPlaneService::Heartbeat(grpc::ServerContext* ctx,
+                                            const v1::HeartbeatRequest* request,
+                                            v1::HeartbeatResponse* response) {
+  return Reply(ctx, manager_->Heartbeat(*request), response);
+}
+
+grpc::Status ControlPlaneService::GetPlacement(grpc::ServerContext* ctx,
+                                               const v1::GetPlacementRequest* request,
+                                               v1::Placement* response) {
+  *response = manager_->GetPlacement();
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlPlaneService::WatchPlacement(grpc::ServerContext* ctx,
+                                                 const v1::WatchPlacementRequest* request,
+                                                 grpc::ServerWriter<v1::Placement>* writer) {
+  uint64_t sent = request->after_version();
+  while (!ctx->IsCancelled()) {
+    // Always the latest table: a slow watcher skips versions, never reorders.
+    std::optional<v1::Placement> next = manager_->WaitForNewer(sent, kWatchPoll);
+    if (manager_->stopped()) break;
+    if (!next.has_value()) continue;
+    if (!writer->Write(*next)) break;  // The client went away.
+    sent = next->version();
+  }
+  if (manager_->stopped()) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the control plane is shutting down");
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlPlaneService::ListNodes(grpc::ServerContext* ctx,
+                                            const v1::ListNodesRequest* request,
+                                            v1::ListNodesResponse* response) {
+  *response = manager_->ListNodes();
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlPlaneService::Failover(grpc::ServerContext* ctx,
+                                           const v1::FailoverRequest* request,
+                                           v1::PlacementChange* response) {
+  return Reply(ctx, manager_->Failover(*request), response);
+}
+
+grpc::Status ControlPlaneService::Promote(grpc::ServerContext* ctx,
+                                          const v1::PromoteRequest* request,
+                                          v1::PlacementChange* response) {
+  return Reply(ctx, manager_->Promote(*request), response);
+}
+
+grpc::Status ControlPlaneService::TransferLeader(grpc::ServerContext* ctx,
+                                                 const v1::TransferLeaderRequest* request,
+                                                 v1::PlacementChange* response) {
+  return Reply(ctx, manager_->TransferLeader(*request), response);
+}
+
+grpc::Status ControlPlaneService::DrainNode(grpc::ServerContext* ctx,
+                                            const v1::DrainNodeRequest* request,
+                                            v1::PlacementChange* response) {
+  return Reply(ctx, manager_->DrainNode(*request), response);
+}
+
+grpc::Status ControlPlaneService::AddReplica(grpc::ServerContext* ctx,
+                                             const v1::AddReplicaRequest* request,
+                                             v1::PlacementChange* response) {
+  return Reply(ctx, manager_->AddReplica(*request), response);
+}
+
+grpc::Status ControlPlaneService::RemoveReplica(grpc::ServerContext* ctx,
+                                                const v1::RemoveReplicaRequest* request,
+                                                v1::PlacementChange* response) {
+  return Reply(ctx, manager_->RemoveReplica(*request), response);
+}
+
+grpc::Status ControlPlaneService::MoveReplica(grpc::ServerContext* ctx,
+                                              const v1::MoveReplicaRequest* request,
+                                              v1::PlacementChange* response) {
+  return Reply(ctx, manager_->MoveReplica(*request), response);
+}
+
+absl::StatusOr<std::unique_ptr<ControlPlaneServer>> ControlPlaneServer::Start(
+    const ManagerOptions& options, const std::string& data_dir, const std::string& listen_address) {
+  auto server = std::unique_ptr<ControlPlaneServer>(new ControlPlaneServer());
+  DASH_ASSIGN_OR_RETURN(std::unique_ptr<PlacementStore> store, OpenRocksPlacementStore(data_dir));
+  DASH_ASSIGN_OR_RETURN(server->manager_, PlacementManager::Open(std::move(store), options));
+  server->service_ = std::make_unique<ControlPlaneService>(server->manager_.get());
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(listen_address, grpc::InsecureServerCredentials(), &server->port_);
+  builder.RegisterService(server->service_.get());
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", listen_address));
+  }
+  return server;
+}
+
+void ControlPlaneServer::Wait() { server_->Wait(); }
+
+void ControlPlaneServer::Shutdown() {
+  manager_->Shutdown();
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+}
+
+ControlPlaneServer::~ControlPlaneServer() {
+  if (server_ != nullptr) {
+    Shutdown();
+    server_->Wait();
+  }
+  server_.reset();
+  service_.reset();
+  manager_.reset();
+}
+
+}  // namespace dash::controlplane
