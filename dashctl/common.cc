@@ -12,21 +12,32 @@
 
 namespace dash::ctl {
 
-std::shared_ptr<grpc::Channel> Connect(const GlobalOptions& g) {
+namespace {
+std::shared_ptr<grpc::Channel> ConnectTo(const std::string& addr) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
-  return grpc::CreateCustomChannel(g.addr, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(addr, grpc::InsecureChannelCredentials(), args);
+}
+}  // namespace
+
+std::shared_ptr<grpc::Channel> Connect(const GlobalOptions& g) { return ConnectTo(g.addr); }
+
+std::shared_ptr<grpc::Channel> ConnectControlPlane(const GlobalOptions& g) {
+  return ConnectTo(g.controlplane);
 }
 
-void SetDeadline(grpc::ClientContext* ctx, const GlobalOptions& g) {
+void SetDeadline(grpc::ClientContext* ctx, const GlobalOptions& g,
+                 std::chrono::milliseconds extra) {
   ctx->set_deadline(std::chrono::system_clock::now() +
-                    std::chrono::milliseconds(static_cast<int64_t>(g.timeout_s * 1000)));
+                    std::chrono::milliseconds(static_cast<int64_t>(g.timeout_s * 1000)) + extra);
 }
 
 int Fail(const absl::Status& status) {
   fprintf(stderr, "dashctl: %s: %s\n", absl::StatusCodeToString(status.code()).c_str(),
           std::string(status.message()).c_str());
   switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+      return kUsage;
     case absl::StatusCode::kUnavailable:
     case absl::StatusCode::kDeadlineExceeded:
       return kUnreachable;

@@ -4,6 +4,8 @@
 #ifndef DASH_DASHCTL_COMMON_H_
 #define DASH_DASHCTL_COMMON_H_
 
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -17,17 +19,23 @@ namespace dash::ctl {
 enum ExitCode { kOk = 0, kServerError = 1, kUsage = 2, kUnreachable = 3 };
 
 struct GlobalOptions {
-  std::string addr = "127.0.0.1:7100";
+  std::string addr = "127.0.0.1:7100";          // Node or router: the data commands.
+  std::string controlplane = "127.0.0.1:7000";  // The placement commands.
   double timeout_s = 30;
-  bool json = false;
+  bool json = false;  // Machine output: response protos as JSON.
 };
 
+// A channel to g.addr (Connect) or to the control plane (ConnectControlPlane).
 std::shared_ptr<grpc::Channel> Connect(const GlobalOptions& g);
-// Deadline for one call.
-void SetDeadline(grpc::ClientContext* ctx, const GlobalOptions& g);
+std::shared_ptr<grpc::Channel> ConnectControlPlane(const GlobalOptions& g);
+// Deadline for one call: --timeout, plus `extra` for calls that wait on the
+// server side (e.g. a leadership transfer's own timeout).
+void SetDeadline(grpc::ClientContext* ctx, const GlobalOptions& g,
+                 std::chrono::milliseconds extra = std::chrono::milliseconds(0));
 
 // Prints `status` as "dashctl: <code>: <message>" on stderr and maps it to an
-// exit code.
+// exit code: INVALID_ARGUMENT -> kUsage, UNAVAILABLE and DEADLINE_EXCEEDED ->
+// kUnreachable, any other error -> kServerError.
 int Fail(const absl::Status& status);
 
 // Proto <-> JSON with the API's field names (snake_case).
@@ -39,6 +47,9 @@ absl::Status FromJson(const std::string& json, google::protobuf::Message* m);
 void AddDataCommands(CLI::App& app, GlobalOptions& g, std::function<int()>* run);
 void AddConvertCommands(CLI::App& app, std::function<int()>* run);
 void AddQueryCommands(CLI::App& app, GlobalOptions& g, std::function<int()>* run);
+// placement show|watch, nodes, failover, promote, transfer, drain, replicas
+// add|remove|move: the control plane's admin API (dash.v1.ControlPlane).
+void AddPlacementCommands(CLI::App& app, GlobalOptions& g, std::function<int()>* run);
 
 }  // namespace dash::ctl
 

@@ -8,15 +8,23 @@
 int main(int argc, char** argv) {
   CLI::App app{"dashctl: DASH admin and data CLI"};
   app.require_subcommand(1);
+  // Global options may also follow the subcommand: `dashctl placement show --json`.
+  app.fallthrough();
   dash::ctl::GlobalOptions g;
   if (const char* env = std::getenv("DASH_ADDR")) g.addr = env;
+  if (const char* env = std::getenv("DASH_CONTROLPLANE")) g.controlplane = env;
   app.add_option("--addr", g.addr, "Node or router address host:port (env DASH_ADDR)")
       ->capture_default_str();
+  app.add_option("--controlplane", g.controlplane,
+                 "Control plane address host:port (env DASH_CONTROLPLANE)")
+      ->capture_default_str();
   app.add_option("--timeout", g.timeout_s, "Per-call deadline in seconds")->capture_default_str();
+  app.add_flag("--json", g.json, "Machine output: the response as JSON");
   std::function<int()> run;
   dash::ctl::AddDataCommands(app, g, &run);
   dash::ctl::AddQueryCommands(app, g, &run);
   dash::ctl::AddConvertCommands(app, &run);
+  dash::ctl::AddPlacementCommands(app, g, &run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

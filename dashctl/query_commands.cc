@@ -165,7 +165,10 @@ void AddQueryCommands(CLI::App& app, GlobalOptions& g, std::function<int()>* run
   query->add_option(
       "--request", qo->request_json,
       "A dash.v1.QueryRequest as JSON (filter, embedding, fusion...); flags override");
-  query->callback([&g, qo, run] { *run = [&g, qo] { return RunQuery(g, *qo); }; });
+  query->callback([&g, qo, run] {
+    qo->json = qo->json || g.json;  // The global --json before the subcommand.
+    *run = [&g, qo] { return RunQuery(g, *qo); };
+  });
 
   auto eo = std::make_shared<EvalOptions>();
   CLI::App* eval = app.add_subcommand(
