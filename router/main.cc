@@ -50,11 +50,13 @@ int main(int argc, char** argv) {
   dash::router::RouterOptions options;
   options.rpc_timeout = absl::Milliseconds(FLAGS_rpc_timeout_ms);
   dash::router::RouterService service(&placement, options);
+  dash::router::RouterAdminService admin(&placement);
 
   int port = 0;
   grpc::ServerBuilder builder;
   builder.AddListeningPort(FLAGS_listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&service);
+  builder.RegisterService(&admin);
   builder.SetMaxReceiveMessageSize(64 << 20);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {

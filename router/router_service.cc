@@ -318,4 +318,28 @@ grpc::Status RouterService::Query(grpc::ServerContext* ctx, const v1::QueryReque
   return ToGrpcStatus(st, ctx);
 }
 
+grpc::Status RouterAdminService::GetNodeInfo(grpc::ServerContext* ctx,
+                                             const v1::GetNodeInfoRequest* request,
+                                             v1::NodeInfo* response) {
+  absl::StatusOr<std::shared_ptr<const v1::Placement>> p = placement_->Get();
+  if (!p.ok()) return ToGrpcStatus(p.status(), ctx);
+  response->set_node_id("router");
+  response->set_shard_count((*p)->shard_count());
+  response->set_version(DASH_VERSION);
+  for (const v1::ShardEntry& entry : (*p)->shards()) {
+    v1::ReplicaInfo* ri = response->add_replicas();
+    ri->set_shard(entry.shard());
+    ri->set_epoch(entry.epoch());
+    ri->set_role("leader");
+    ri->set_leader_node_id(entry.leader_node_id());
+    for (const auto& r : entry.replicas()) {
+      if (r.node_id() == entry.leader_node_id()) {
+        ri->set_last_lsn(r.last_lsn());
+        ri->set_last_epoch(r.last_epoch());
+      }
+    }
+  }
+  return grpc::Status::OK;
+}
+
 }  // namespace dash::router

@@ -13,6 +13,7 @@
 #include <functional>
 
 #include "dash/v1/data.grpc.pb.h"
+#include "dash/v1/node.grpc.pb.h"
 #include "router/placement_cache.h"
 
 namespace dash::router {
@@ -61,6 +62,19 @@ class RouterService final : public v1::Data::Service {
   PlacementCache* const placement_;
   const RouterOptions options_;
   std::atomic<uint64_t> spread_{0};
+};
+
+// dash.v1.NodeAdmin on the router: the cluster as one node, so that tools
+// written against a node (dashctl info, ingest's shard count) work unchanged.
+// Each shard is reported as its leader last reported it to the control plane.
+class RouterAdminService final : public v1::NodeAdmin::Service {
+ public:
+  explicit RouterAdminService(PlacementCache* placement) : placement_(placement) {}
+  grpc::Status GetNodeInfo(grpc::ServerContext* ctx, const v1::GetNodeInfoRequest* request,
+                           v1::NodeInfo* response) override;
+
+ private:
+  PlacementCache* const placement_;
 };
 
 }  // namespace dash::router

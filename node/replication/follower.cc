@@ -61,6 +61,17 @@ void LogFollower::Run() {
         ctx.TryCancel();
         break;
       }
+      // Durable here: tell the leader, which answers its clients once a
+      // majority holds a write.
+      v1::AckLogRequest ack;
+      ack.set_shard(shard);
+      ack.set_epoch(epoch_);
+      ack.set_follower_node_id(node_id_);
+      ack.set_durable_lsn(replica_->State().last_lsn);
+      v1::AckLogResponse ack_response;
+      grpc::ClientContext ack_ctx;
+      ack_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+      stub->AckLog(&ack_ctx, ack, &ack_response);
       backoff = absl::Milliseconds(20);
     }
     const absl::Status finished = FromGrpcStatus(reader->Finish());

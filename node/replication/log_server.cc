@@ -50,6 +50,8 @@ grpc::Status LogServer::PullLog(grpc::ServerContext* ctx, const v1::PullLogReque
     }
   }
 
+  // The follower holds everything up to `prev` durably.
+  r->OnFollowerAck(request->follower_node_id(), prev);
   uint64_t next = prev + 1;
   while (!ctx->IsCancelled() && !stopping_) {
     state = r->State();
@@ -81,6 +83,20 @@ grpc::Status LogServer::PullLog(grpc::ServerContext* ctx, const v1::PullLogReque
     // what keeps a slow follower from growing the leader's memory.
     if (!writer->Write(response)) break;
   }
+  return grpc::Status::OK;
+}
+
+grpc::Status LogServer::AckLog(grpc::ServerContext* ctx, const v1::AckLogRequest* request,
+                               v1::AckLogResponse* response) {
+  std::shared_ptr<shard::ShardReplica> r = host_->replica(request->shard());
+  if (r == nullptr || !r->State().leader) {
+    return ToGrpcStatus(absl::FailedPreconditionError(absl::StrCat(
+        "shard ", request->shard(), ": node ", host_->node_id(), " does not lead it")));
+  }
+  absl::Status epoch_ok = r->CheckEpoch(request->epoch());
+  if (!epoch_ok.ok()) return ToGrpcStatus(epoch_ok, ctx);
+  r->OnFollowerAck(request->follower_node_id(), request->durable_lsn());
+  response->set_commit_lsn(r->State().commit_lsn);
   return grpc::Status::OK;
 }
 

@@ -17,6 +17,8 @@ class LogServer final : public v1::Replication::Service {
 
   grpc::Status PullLog(grpc::ServerContext* ctx, const v1::PullLogRequest* request,
                        grpc::ServerWriter<v1::PullLogResponse>* writer) override;
+  grpc::Status AckLog(grpc::ServerContext* ctx, const v1::AckLogRequest* request,
+                      v1::AckLogResponse* response) override;
 
   // Ends every open stream promptly (before the server shuts down).
   void Stop() { stopping_ = true; }

@@ -31,6 +31,10 @@ PlacementAgent::~PlacementAgent() {
   if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
   if (watch_thread_.joinable()) watch_thread_.join();
   absl::MutexLock l(&apply_mu_);
+  {
+    absl::MutexLock m(&mu_);
+    reported_followers_.clear();
+  }
   followers_.clear();
 }
 
@@ -96,8 +100,8 @@ void PlacementAgent::HeartbeatLoop() {
     req.set_node_id(options_.node_id);
     std::map<uint32_t, bool> diverged;
     {
-      absl::MutexLock l(&apply_mu_);
-      for (const auto& [shard, f] : followers_) diverged[shard] = f->diverged();
+      absl::MutexLock l(&mu_);
+      for (const auto& [shard, f] : reported_followers_) diverged[shard] = f->diverged();
     }
     for (const auto& [shard, r] : host_->replicas()) {
       const shard::ReplicaState s = r->State();
@@ -160,6 +164,14 @@ void PlacementAgent::Apply(const v1::Placement& placement) {
   }
   std::map<std::string, std::string> address;
   for (const auto& n : placement.nodes()) address[n.node_id()] = n.address();
+  // Stops (joins) a follower: after this no record arrives for the shard.
+  auto stop_follower = [&](uint32_t shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_) {
+    {
+      absl::MutexLock m(&mu_);
+      reported_followers_.erase(shard);
+    }
+    followers_.erase(shard);
+  };
   std::set<uint32_t> mine;
   for (const v1::ShardEntry& entry : placement.shards()) {
     bool member = false;
@@ -177,11 +189,13 @@ void PlacementAgent::Apply(const v1::Placement& placement) {
     role.leader_node_id = entry.leader_node_id();
     role.leader_address = address[entry.leader_node_id()];
     role.writes_paused = role.leader && !entry.transfer_to().empty();
+    role.self_node_id = options_.node_id;
+    for (const auto& rep : entry.replicas()) role.replicas.push_back(rep.node_id());
     auto follower = followers_.find(entry.shard());
     if (role.leader || role.leader_node_id.empty()) {
       // Stop pulling before leading: no record may arrive after the role
       // changes.
-      if (follower != followers_.end()) followers_.erase(follower);
+      if (follower != followers_.end()) stop_follower(entry.shard());
     }
     absl::Status adopted = (*r)->AdoptRole(role);
     if (!adopted.ok()) {
@@ -192,21 +206,23 @@ void PlacementAgent::Apply(const v1::Placement& placement) {
       follower = followers_.find(entry.shard());
       if (follower == followers_.end() || follower->second->epoch() != role.epoch ||
           follower->second->leader_address() != role.leader_address) {
-        if (follower != followers_.end()) followers_.erase(follower);
-        followers_[entry.shard()] = std::make_unique<replication::LogFollower>(
+        if (follower != followers_.end()) stop_follower(entry.shard());
+        followers_[entry.shard()] = std::make_shared<replication::LogFollower>(
             *r, role.leader_address, role.epoch, options_.node_id);
       }
     }
   }
   for (const auto& [shard, r] : host_->replicas()) {
     if (mine.count(shard) > 0) continue;
-    followers_.erase(shard);
+    stop_follower(shard);
     LOG(INFO) << "shard " << shard << ": no longer assigned to this node (placement version "
               << placement.version() << "); moving its replica aside";
     absl::Status st = host_->RemoveReplica(shard, absl::StrCat("v", placement.version()));
     if (!st.ok()) LOG(ERROR) << "shard " << shard << ": " << st;
   }
   applied_version_ = placement.version();
+  absl::MutexLock m(&mu_);
+  reported_followers_ = followers_;
 }
 
 }  // namespace dash::service

@@ -56,11 +56,15 @@ class PlacementAgent {
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext* watch_call_ ABSL_GUARDED_BY(mu_) = nullptr;
 
-  // Serializes Apply and guards what it maintains.
+  // Serializes Apply (which may take long: opening replicas) and guards what
+  // it maintains. Heartbeats never wait for it.
   absl::Mutex apply_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   uint64_t applied_version_ ABSL_GUARDED_BY(apply_mu_) = 0;
-  std::map<uint32_t, std::unique_ptr<replication::LogFollower>> followers_
+  std::map<uint32_t, std::shared_ptr<replication::LogFollower>> followers_
       ABSL_GUARDED_BY(apply_mu_);
+  // What heartbeats read: the followers' divergence flags.
+  std::map<uint32_t, std::shared_ptr<replication::LogFollower>> reported_followers_
+      ABSL_GUARDED_BY(mu_);
 
   std::thread heartbeat_thread_;
   std::thread watch_thread_;

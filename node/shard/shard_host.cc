@@ -36,7 +36,7 @@ absl::StatusOr<std::unique_ptr<ShardHost>> ShardHost::Open(const HostOptions& op
     return absl::FailedPreconditionError(
         absl::StrCat("cannot create data dir ", opts.data_dir, ": ", ec.message()));
   }
-  auto host = std::unique_ptr<ShardHost>(new ShardHost(opts));
+  auto host = std::unique_ptr<ShardHost>(new ShardHost(opts, managed));
   if (!managed) {
     for (uint32_t s : opts.shards) DASH_RETURN_IF_ERROR(host->AddReplica(s).status());
   }
@@ -68,6 +68,8 @@ absl::StatusOr<std::shared_ptr<ShardReplica>> ShardHost::AddReplica(uint32_t sha
   auto it = replicas_.find(shard);
   if (it != replicas_.end()) return it->second;
   ReplicaOptions ro = options_.replica;
+  ro.node_id = options_.node_id;
+  ro.managed = managed_;
   ro.shard_id = shard;
   ro.shard_count = options_.shard_count;
   ro.dir = ReplicaDir(shard);

@@ -61,12 +61,14 @@ class ShardHost {
   const std::string& node_id() const { return options_.node_id; }
 
  private:
-  explicit ShardHost(HostOptions options) : options_(std::move(options)) {}
+  ShardHost(HostOptions options, bool managed)
+      : options_(std::move(options)), managed_(managed) {}
   std::string ReplicaDir(uint32_t shard) const;
   absl::Status NotHosted(uint32_t shard) const;
 
   // Constant after Open.
   const HostOptions options_;
+  const bool managed_;
   mutable absl::Mutex mu_;
   std::map<uint32_t, std::shared_ptr<ShardReplica>> replicas_ ABSL_GUARDED_BY(mu_);
 };

@@ -156,7 +156,14 @@ ShardReplica::ShardReplica(const ReplicaOptions& options, std::unique_ptr<storag
   meta_ = meta;
   log_start_lsn_ = first.ok() ? *first : 0;
   role_.epoch = meta.epoch();
+  role_.leader = !options.managed;
+  {
+    absl::MutexLock a(&ack_mu_);
+    durable_lsn_ = meta.last_lsn();
+    commit_lsn_ = meta.last_lsn();
+  }
   state_.shard_id = meta.shard_id();
+  state_.leader = role_.leader;
   state_.epoch = meta.epoch();
   state_.last_epoch = meta.last_epoch();
   state_.last_lsn = meta.last_lsn();
@@ -222,11 +229,13 @@ void ShardReplica::CommitLoop() {
     bool stop = false;
     {
       absl::MutexLock l(&mu_);
-      mu_.Await(absl::Condition(
-          +[](ShardReplica* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(r->mu_) {
-            return r->stopping_ || !r->pending_.empty();
-          },
-          this));
+      // Wakes at least every 100 ms to expire writes a majority never acked.
+      mu_.AwaitWithTimeout(absl::Condition(
+                               +[](ShardReplica* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(r->mu_) {
+                                 return r->stopping_ || !r->pending_.empty();
+                               },
+                               this),
+                           absl::Milliseconds(100));
       stop = stopping_;
       while (!pending_.empty() && (stop || group.size() < options_.max_group_writes)) {
         group.push_back(std::move(pending_.front()));
@@ -235,7 +244,14 @@ void ShardReplica::CommitLoop() {
     }
     if (stop) {
       for (auto& p : group) p.done(absl::UnavailableError("shard replica is shutting down"));
+      ReleaseCommitted(absl::UnavailableError(
+          "shard replica is shutting down before a majority acknowledged the write; its outcome "
+          "is unknown: retry with the same idempotency key"));
       return;
+    }
+    if (group.empty()) {
+      ReleaseCommitted();
+      continue;
     }
     absl::MutexLock wl(&write_mu_);
     CommitGroup(std::move(group));
@@ -377,13 +393,72 @@ void ShardReplica::CommitGroup(std::vector<Pending> group) {
     MaybeTruncateLog();
     RefreshCaches(touched);
   }
-  for (Staged& s : staged) {
-    if (committed.ok()) {
-      s.done(std::move(s.result));
-    } else {
-      s.done(committed);
+  if (!committed.ok()) {
+    for (Staged& s : staged) s.done(committed);
+    return;
+  }
+  // Durable here; answered once a majority of the replicas hold it.
+  {
+    absl::MutexLock a(&ack_mu_);
+    durable_lsn_ = meta_.last_lsn();
+    const absl::Time now = absl::Now();
+    for (Staged& s : staged) {
+      const uint64_t lsn = s.result.token.lsn();
+      waiting_.push_back(Waiting{lsn, now, std::move(s.done), std::move(s.result)});
     }
   }
+  ReleaseCommitted();
+}
+
+void ShardReplica::ReleaseCommitted(absl::Status fail_all) {
+  std::vector<std::pair<WriteDone, absl::StatusOr<WriteResult>>> ready;
+  uint64_t commit_lsn = 0;
+  {
+    absl::MutexLock a(&ack_mu_);
+    std::vector<uint64_t> held = {durable_lsn_};
+    for (const std::string& n : quorum_nodes_) {
+      auto it = acked_.find(n);
+      held.push_back(it == acked_.end() ? 0 : std::min(it->second, durable_lsn_));
+    }
+    std::sort(held.rbegin(), held.rend());
+    if (quorum_ <= held.size()) commit_lsn_ = std::max(commit_lsn_, held[quorum_ - 1]);
+    commit_lsn = commit_lsn_;
+    const absl::Time expired = absl::Now() - options_.commit_timeout;
+    for (auto it = waiting_.begin(); it != waiting_.end();) {
+      if (!fail_all.ok()) {
+        ready.emplace_back(std::move(it->done), fail_all);
+      } else if (it->lsn <= commit_lsn_) {
+        ready.emplace_back(std::move(it->done), std::move(it->result));
+      } else if (it->since < expired) {
+        ready.emplace_back(
+            std::move(it->done),
+            absl::UnavailableError(absl::StrCat(
+                "shard ", options_.shard_id, ": lsn ", it->lsn,
+                " is durable on the leader but was not acknowledged by a majority of the ",
+                quorum_nodes_.size() + 1, " replicas within ",
+                absl::FormatDuration(options_.commit_timeout),
+                "; its outcome is unknown: retry with the same idempotency key")));
+      } else {
+        ++it;
+        continue;
+      }
+      it = waiting_.erase(it);
+    }
+  }
+  {
+    absl::MutexLock l(&mu_);
+    state_.commit_lsn = commit_lsn;
+  }
+  for (auto& [done, result] : ready) done(std::move(result));
+}
+
+void ShardReplica::OnFollowerAck(const std::string& follower, uint64_t durable_lsn) {
+  {
+    absl::MutexLock a(&ack_mu_);
+    uint64_t& acked = acked_[follower];
+    acked = std::max(acked, durable_lsn);
+  }
+  ReleaseCommitted();
 }
 
 void ShardReplica::MaybeTruncateLog() {
@@ -481,7 +556,29 @@ absl::Status ShardReplica::AdoptRole(const Role& role) {
   const bool changed = role.leader != role_.leader || role.epoch != role_.epoch ||
                        role.writes_paused != role_.writes_paused ||
                        role.leader_node_id != role_.leader_node_id;
+  const bool gained_leadership = role.leader && (!role_.leader || role.epoch != role_.epoch);
+  const bool lost_leadership = role_.leader && !role.leader;
   role_ = role;
+  {
+    absl::MutexLock a(&ack_mu_);
+    durable_lsn_ = meta_.last_lsn();
+    quorum_nodes_.clear();
+    for (const std::string& n : role.replicas) {
+      if (n != role.self_node_id) quorum_nodes_.push_back(n);
+    }
+    quorum_ = role.replicas.size() <= 1 ? 1 : role.replicas.size() / 2 + 1;
+    if (gained_leadership) {
+      // Positions reported to an earlier leadership are not evidence for this one.
+      acked_.clear();
+      commit_lsn_ = 0;
+    }
+  }
+  if (lost_leadership) {
+    ReleaseCommitted(absl::UnavailableError(absl::StrCat(
+        "shard ", options_.shard_id, ": this replica stopped leading (epoch ", role.epoch,
+        ") before a majority acknowledged the write; its outcome is unknown: retry with the "
+        "same idempotency key")));
+  }
   if (changed) {
     LOG(INFO) << "shard " << options_.shard_id << ": "
               << (role.leader ? (role.writes_paused ? "leader (writes paused)" : "leader")
@@ -540,6 +637,7 @@ absl::StatusOr<std::string> ShardReplica::ReadLogRecord(uint64_t lsn) const {
 v1::CommitToken ShardReplica::ReadToken(const storage::Reader& r) const {
   v1::CommitToken t;
   t.set_shard(options_.shard_id);
+  t.set_served_by(options_.node_id);
   absl::StatusOr<storage::ShardMeta> meta = LoadMeta(r);
   if (meta.ok()) {
     t.set_epoch(meta->epoch());

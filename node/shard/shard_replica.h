@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -35,6 +36,10 @@
 namespace dash::shard {
 
 struct ReplicaOptions {
+  std::string node_id;  // The hosting node, named in read tokens.
+  // Under a control plane: refuse writes until AdoptRole names this replica
+  // leader. Otherwise the replica leads from the start.
+  bool managed = false;
   uint32_t shard_id = 0;
   uint32_t shard_count = 1;
   std::string dir;  // The replica's RocksDB directory.
@@ -47,6 +52,9 @@ struct ReplicaOptions {
   size_t max_pending_writes = 10000;  // Beyond this, RESOURCE_EXHAUSTED.
   size_t max_group_writes = 512;      // Batches per group commit.
   Limits limits;
+  // A write not held by a majority within this time is answered UNAVAILABLE
+  // (its outcome unknown: retry with the same idempotency key).
+  absl::Duration commit_timeout = absl::Seconds(5);
   storage::EngineOptions engine;
   Clock* clock = Clock::Real();
 };
@@ -98,6 +106,11 @@ struct Role {
   // Planned leadership transfer: the leader refuses writes (UNAVAILABLE) so
   // that its log stops growing and the target can catch up.
   bool writes_paused = false;
+  // Every replica of the shard (node ids, this one included). A leader
+  // acknowledges a write once a majority of them hold it durably; empty or one
+  // replica: once this replica holds it.
+  std::vector<std::string> replicas;
+  std::string self_node_id;
 };
 
 struct ReplicaState {
@@ -106,6 +119,7 @@ struct ReplicaState {
   uint64_t last_epoch = 0;  // Epoch of the last log record.
   uint64_t last_lsn = 0;
   uint64_t log_start_lsn = 0;  // 0 when the log is empty.
+  uint64_t commit_lsn = 0;     // Held by a majority (a leader's view).
   bool leader = true;
   bool writes_paused = false;
   std::string leader_node_id;
@@ -172,6 +186,9 @@ class ShardReplica {
   // Checks a caller's routing epoch (0: any) against the adopted one;
   // FAILED_PRECONDITION with a RoutingHint when they differ.
   absl::Status CheckEpoch(uint64_t expected_epoch) const;
+  // A follower holds this replica's log durably up to `durable_lsn` (leader
+  // side of majority commit). Acknowledges the writes a majority now holds.
+  void OnFollowerAck(const std::string& follower, uint64_t durable_lsn);
   // Waits until last_lsn >= lsn or the timeout passes; returns last_lsn.
   uint64_t WaitForLsn(uint64_t lsn, absl::Duration timeout) const;
 
@@ -203,6 +220,9 @@ class ShardReplica {
   void CommitLoop();
   void CommitGroup(std::vector<Pending> group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   void MaybeTruncateLog() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Answers the waiting writes a majority holds; fails those waiting longer
+  // than the commit timeout, or all of them with `fail_all` (leadership lost).
+  void ReleaseCommitted(absl::Status fail_all = absl::OkStatus());
   absl::StatusOr<v1::ClaimRecord> ReadRecord(const storage::Reader& r, absl::string_view tenant,
                                              const v1::Claim& claim, bool include_evidence) const;
   v1::CommitToken ReadToken(const storage::Reader& r) const;
@@ -240,6 +260,21 @@ class ShardReplica {
   mutable absl::Mutex vectors_mu_;
   absl::flat_hash_map<std::string, std::unique_ptr<index::VectorIndex>> vectors_
       ABSL_GUARDED_BY(vectors_mu_);
+
+  // Majority commit: writes durable here, waiting for followers' acks.
+  struct Waiting {
+    uint64_t lsn;
+    absl::Time since;
+    WriteDone done;
+    WriteResult result;
+  };
+  mutable absl::Mutex ack_mu_ ABSL_ACQUIRED_AFTER(write_mu_);
+  std::deque<Waiting> waiting_ ABSL_GUARDED_BY(ack_mu_);
+  std::map<std::string, uint64_t> acked_ ABSL_GUARDED_BY(ack_mu_);  // Follower -> durable LSN.
+  std::vector<std::string> quorum_nodes_ ABSL_GUARDED_BY(ack_mu_);  // Followers that count.
+  size_t quorum_ ABSL_GUARDED_BY(ack_mu_) = 1;                       // Replicas needed.
+  uint64_t durable_lsn_ ABSL_GUARDED_BY(ack_mu_) = 0;                // This replica's.
+  uint64_t commit_lsn_ ABSL_GUARDED_BY(ack_mu_) = 0;
 
   std::thread commit_thread_;
 };

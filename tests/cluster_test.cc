@@ -1,0 +1,350 @@
+// A whole cluster as separate processes: control plane, three shard nodes and
+// a router, spoken to only through the router (and dashctl), with nodes killed
+// by SIGKILL. Asserts the routing and failover guarantees of issue 4.
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/grpc_status.h"
+#include "common/hashing.h"
+#include "dash/v1/data.grpc.pb.h"
+#include "dash/v1/node.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "grpcpp/client_context.h"
+#include "gtest/gtest.h"
+#include "node/shard/test_util.h"
+#include "tests/harness/cluster.h"
+
+namespace dash {
+namespace {
+
+using ::testing::HasSubstr;
+using namespace shard::testing;  // NOLINT: test builders
+
+constexpr uint32_t kShards = 4;
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  void StartCluster(testing::ClusterOptions options = {}) {
+    cluster_ = std::make_unique<testing::LocalCluster>(dir_.path(), options);
+    absl::Status st = cluster_->Start();
+    ASSERT_TRUE(st.ok()) << st;
+    router_ = v1::Data::NewStub(cluster_->router().channel());
+  }
+
+  absl::StatusOr<v1::WriteResponse> Write(const v1::WriteRequest& req,
+                                          absl::Duration timeout = absl::Seconds(10)) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
+    v1::WriteResponse resp;
+    grpc::Status st = router_->Write(&ctx, req, &resp);
+    if (!st.ok()) return FromGrpcStatus(st, &ctx);
+    return resp;
+  }
+
+  absl::StatusOr<v1::GetClaimResponse> Get(const std::string& id, v1::ReadPreference pref) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::GetClaimRequest req;
+    req.set_tenant("acme");
+    req.set_claim_id(id);
+    req.set_read_preference(pref);
+    v1::GetClaimResponse resp;
+    grpc::Status st = router_->GetClaim(&ctx, req, &resp);
+    if (!st.ok()) return FromGrpcStatus(st, &ctx);
+    return resp;
+  }
+
+  // A claim id of `shard`, distinct per `n`.
+  static std::string IdOnShard(uint32_t shard, int n) {
+    for (int i = 0;; ++i) {
+      std::string id = absl::StrCat("s", shard, "-", n, "-", i);
+      if (ShardOf("acme", id, kShards) == shard) return id;
+    }
+  }
+
+  v1::Placement Placement() {
+    absl::StatusOr<v1::Placement> p = cluster_->Placement();
+    EXPECT_TRUE(p.ok()) << p.status();
+    return p.ok() ? *p : v1::Placement();
+  }
+
+  testing::TestDir dir_;
+  std::unique_ptr<testing::LocalCluster> cluster_;
+  std::unique_ptr<v1::Data::Stub> router_;
+};
+
+TEST_F(ClusterTest, PlacementTableAndNodesAgreeOnEveryShardsLeaderAndFollowers) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster());
+  const v1::Placement p = Placement();
+  ASSERT_EQ(p.shards_size(), static_cast<int>(kShards));
+  for (const v1::ShardEntry& s : p.shards()) {
+    ASSERT_EQ(s.replicas_size(), 3);
+    int leaders = 0;
+    for (const v1::ReplicaEntry& r : s.replicas()) {
+      leaders += r.role() == v1::REPLICA_ROLE_LEADER;
+      EXPECT_EQ(r.role() == v1::REPLICA_ROLE_LEADER, r.node_id() == s.leader_node_id());
+      // The node itself acts in the role the table gives it, at the same epoch.
+      auto admin = v1::NodeAdmin::NewStub(cluster_->node(r.node_id()).channel());
+      grpc::ClientContext ctx;
+      v1::NodeInfo info;
+      ASSERT_TRUE(admin->GetNodeInfo(&ctx, v1::GetNodeInfoRequest(), &info).ok());
+      bool found = false;
+      for (const auto& ri : info.replicas()) {
+        if (ri.shard() != s.shard()) continue;
+        found = true;
+        EXPECT_EQ(ri.epoch(), s.epoch());
+        EXPECT_EQ(ri.role(), r.role() == v1::REPLICA_ROLE_LEADER ? "leader" : "follower");
+        EXPECT_EQ(ri.leader_node_id(), s.leader_node_id());
+      }
+      EXPECT_TRUE(found) << r.node_id() << " does not host shard " << s.shard();
+    }
+    EXPECT_EQ(leaders, 1) << "shard " << s.shard();
+  }
+}
+
+TEST_F(ClusterTest, WritesReachFollowersAndEachReadPreferencePicksItsReplica) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster());
+  std::vector<std::string> ids;
+  for (uint32_t s = 0; s < kShards; ++s) {
+    for (int n = 0; n < 5; ++n) {
+      ids.push_back(IdOnShard(s, n));
+      auto w = Write(ClaimBatch("acme", ids.back(), 2));
+      ASSERT_TRUE(w.ok()) << w.status();
+    }
+  }
+  ASSERT_TRUE(cluster_->WaitForPlacement(testing::LocalCluster::FullyReplicated, absl::Seconds(10),
+                                         "followers to catch up")
+                  .ok());
+  const v1::Placement p = Placement();
+  for (const std::string& id : ids) {
+    const uint32_t shard = ShardOf("acme", id, kShards);
+    const std::string leader = testing::LocalCluster::LeaderOf(p, shard);
+    auto r = Get(id, v1::READ_PREFERENCE_LEADER_ONLY);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->read_at().served_by(), leader);
+    EXPECT_EQ(r->record().evidence_size(), 2);
+    r = Get(id, v1::READ_PREFERENCE_FOLLOWER_PREFERRED);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_NE(r->read_at().served_by(), leader) << "an in-sync follower exists";
+    EXPECT_EQ(r->record().evidence_size(), 2) << "the follower holds the replicated claim";
+    EXPECT_EQ(r->read_at().epoch(), p.shards(shard).epoch());
+  }
+  std::set<std::string> served;
+  for (int i = 0; i < 12; ++i) {
+    auto r = Get(ids[0], v1::READ_PREFERENCE_ANY_HEALTHY);
+    ASSERT_TRUE(r.ok()) << r.status();
+    served.insert(r->read_at().served_by());
+  }
+  EXPECT_EQ(served.size(), 3u) << "ANY_HEALTHY spreads over all three replicas";
+
+  // A list through the router merges every shard and says where each was read.
+  grpc::ClientContext ctx;
+  v1::ListClaimsRequest list;
+  list.set_tenant("acme");
+  list.set_page_size(1000);
+  list.set_read_preference(v1::READ_PREFERENCE_FOLLOWER_PREFERRED);
+  v1::ListClaimsResponse page;
+  ASSERT_TRUE(router_->ListClaims(&ctx, list, &page).ok());
+  EXPECT_EQ(page.records_size(), static_cast<int>(ids.size()));
+  EXPECT_EQ(page.read_at_size(), static_cast<int>(kShards));
+}
+
+TEST_F(ClusterTest, QueryThroughTheRouterRanksExactlyAsASingleShardNode) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster());
+  testing::NodeProcess single(dir_.Sub("single"), {"--shard_count=1"});
+  ASSERT_TRUE(single.Start().ok());
+  for (const std::string& addr : {cluster_->router().address(), single.address()}) {
+    testing::CommandResult r = testing::RunCommand(
+        testing::BinaryPath("dashctl/dashctl"),
+        {"--addr=" + addr, "ingest", DASH_SAMPLE_FILE, "--tenant=cf"}, "", dir_.Sub("ingest.err"));
+    ASSERT_EQ(r.exit_code, 0) << addr;
+  }
+  auto single_stub = v1::Data::NewStub(single.channel());
+  for (const char* text : {"global warming is caused by the sun", "sea level rise",
+                           "carbon dioxide emissions", "polar bears extinction"}) {
+    for (v1::StanceMode mode : {v1::STANCE_MODE_ALL, v1::STANCE_MODE_BALANCED}) {
+      v1::QueryRequest q;
+      q.set_tenant("cf");
+      q.set_text(text);
+      q.set_k(10);
+      q.set_stance_mode(mode);
+      q.set_read_preference(v1::READ_PREFERENCE_ANY_HEALTHY);
+      v1::QueryResponse a, b;
+      grpc::ClientContext c1, c2;
+      ASSERT_TRUE(router_->Query(&c1, q, &a).ok());
+      ASSERT_TRUE(single_stub->Query(&c2, q, &b).ok());
+      ASSERT_EQ(a.hits_size(), b.hits_size()) << text;
+      ASSERT_GT(a.hits_size(), 0) << text;
+      for (int i = 0; i < a.hits_size(); ++i) {
+        EXPECT_EQ(a.hits(i).record().claim().claim_id(), b.hits(i).record().claim().claim_id())
+            << text << " rank " << i;
+        EXPECT_DOUBLE_EQ(a.hits(i).score(), b.hits(i).score()) << text << " rank " << i;
+        EXPECT_EQ(a.hits(i).record().evidence_size(), b.hits(i).record().evidence_size());
+      }
+      EXPECT_EQ(a.read_at_size(), static_cast<int>(kShards)) << "every shard says where it served";
+    }
+  }
+}
+
+TEST_F(ClusterTest, WritesFailClosedWhileAShardHasNoHealthyLeader) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster());
+  const std::string id = IdOnShard(0, 0);
+  auto first = Write(ClaimBatch("acme", id));
+  ASSERT_TRUE(first.ok()) << first.status();
+  // Every node dies: no shard can be failed over, each keeps its (unhealthy) leader.
+  for (const std::string& n : cluster_->node_ids()) cluster_->node(n).Kill();
+  ASSERT_TRUE(cluster_->WaitForPlacement(
+                          [](const v1::Placement& p) {
+                            for (const auto& n : p.nodes()) {
+                              if (n.health() != v1::NODE_HEALTH_UNHEALTHY) return false;
+                            }
+                            return true;
+                          },
+                          absl::Seconds(10), "every node to be unhealthy")
+                  .ok());
+  absl::SleepFor(absl::Milliseconds(300));  // The router's watch delivers the table.
+  const v1::Placement before = Placement();
+  auto w = Write(ClaimBatch("acme", IdOnShard(0, 1)));
+  ASSERT_TRUE(absl::IsUnavailable(w.status())) << w.status();
+  EXPECT_THAT(w.status().message(), HasSubstr("no healthy leader"));
+  std::optional<v1::RoutingHint> hint = GetRoutingHint(w.status());
+  ASSERT_TRUE(hint.has_value()) << "the refusal names the shard's epoch and leader";
+  EXPECT_EQ(hint->shard(), 0u);
+  EXPECT_EQ(hint->current_epoch(), before.shards(0).epoch());
+  EXPECT_EQ(hint->leader_node_id(), before.shards(0).leader_node_id());
+  // Reads that need a leader fail closed too.
+  EXPECT_TRUE(absl::IsUnavailable(Get(id, v1::READ_PREFERENCE_LEADER_ONLY).status()));
+
+  // The nodes come back with their data: the same leaders serve again.
+  for (const std::string& n : cluster_->node_ids()) {
+    ASSERT_TRUE(cluster_->RestartNode(n, /*wipe=*/false).ok());
+  }
+  ASSERT_TRUE(cluster_->WaitForPlacement(testing::LocalCluster::AllShardsLed, absl::Seconds(10),
+                                         "leaders to be healthy again")
+                  .ok());
+  absl::StatusOr<v1::WriteResponse> again;
+  ASSERT_TRUE(testing::PollUntil(
+                  [&] {
+                    again = Write(ClaimBatch("acme", IdOnShard(0, 1)));
+                    return again.ok();
+                  },
+                  absl::Seconds(10), "a write to succeed")
+                  .ok())
+      << again.status();
+  auto r = Get(id, v1::READ_PREFERENCE_LEADER_ONLY);
+  ASSERT_TRUE(r.ok()) << r.status();
+}
+
+TEST_F(ClusterTest, RouterAndNodesServeOnWhileTheControlPlaneIsDown) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster());
+  const v1::Placement before = Placement();
+  cluster_->controlplane().Kill();
+  for (int n = 0; n < 10; ++n) {
+    const std::string id = IdOnShard(n % kShards, n);
+    auto w = Write(ClaimBatch("acme", id));
+    ASSERT_TRUE(w.ok()) << w.status();
+    auto r = Get(id, v1::READ_PREFERENCE_LEADER_ONLY);
+    ASSERT_TRUE(r.ok()) << r.status();
+  }
+  ASSERT_TRUE(cluster_->controlplane().Start().ok());
+  const v1::Placement after = Placement();
+  EXPECT_GE(after.version(), before.version());
+  for (uint32_t s = 0; s < kShards; ++s) {
+    EXPECT_EQ(after.shards(s).epoch(), before.shards(s).epoch()) << "no failover happened";
+    EXPECT_EQ(after.shards(s).leader_node_id(), before.shards(s).leader_node_id());
+  }
+}
+
+// The acceptance test of failover: a client write load through the router, the
+// leader of shard 0 SIGKILLed mid-load, writes on that shard resume, and every
+// shard ends with a healthy leader (the CI probe).
+TEST_F(ClusterTest, SigkillOfALeaderUnderWriteLoadWritesResumeThroughTheRouter) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster());
+  const v1::Placement initial = Placement();
+  const std::string victim = testing::LocalCluster::LeaderOf(initial, 0);
+
+  struct Ack {
+    std::string id;
+    absl::Time at;
+  };
+  std::mutex mu;
+  std::vector<Ack> acked;
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> first_success_after_kill_us{0};
+  std::atomic<int64_t> kill_time_us{0};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 4; ++w) {
+    writers.emplace_back([&, w] {
+      auto stub = v1::Data::NewStub(cluster_->router().channel());
+      for (int n = 0; !stop; ++n) {
+        const uint32_t shard = (w + n) % kShards;
+        v1::WriteRequest req = ClaimBatch("acme", IdOnShard(shard, w * 1000000 + n));
+        req.set_idempotency_key(absl::StrCat("w", w, "-", n));
+        // Retry the same batch (same key) until it is acknowledged.
+        while (!stop) {
+          const int64_t sent_us = absl::ToUnixMicros(absl::Now());
+          grpc::ClientContext ctx;
+          ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+          v1::WriteResponse resp;
+          if (stub->Write(&ctx, req, &resp).ok()) {
+            const absl::Time now = absl::Now();
+            std::lock_guard<std::mutex> l(mu);
+            acked.push_back({req.ops(0).claim().claim_id(), now});
+            // Resumption counts only writes sent after the leader was dead.
+            const int64_t killed = kill_time_us.load();
+            if (shard == 0 && killed != 0 && sent_us > killed) {
+              int64_t expected = 0;
+              first_success_after_kill_us.compare_exchange_strong(expected,
+                                                                  absl::ToUnixMicros(now));
+            }
+            break;
+          }
+          absl::SleepFor(absl::Milliseconds(20));
+        }
+      }
+    });
+  }
+  absl::SleepFor(absl::Seconds(1));
+  cluster_->node(victim).Kill();  // Returns once the process is reaped.
+  const absl::Time killed_at = absl::Now();
+  kill_time_us = absl::ToUnixMicros(killed_at);
+  ASSERT_TRUE(testing::PollUntil([&] { return first_success_after_kill_us.load() != 0; },
+                                 absl::Seconds(15), "a write on shard 0 after the kill")
+                  .ok());
+  absl::SleepFor(absl::Milliseconds(500));
+  stop = true;
+  for (auto& t : writers) t.join();
+  const absl::Duration resumed =
+      absl::FromUnixMicros(first_success_after_kill_us.load()) - killed_at;
+  std::cout << "writes on shard 0 resumed " << absl::FormatDuration(resumed)
+            << " after the SIGKILL of its leader " << victim << "; " << acked.size()
+            << " batches acknowledged\n";
+  EXPECT_LT(resumed, absl::Seconds(5));
+
+  // CI probe: no shard is left without a healthy leader.
+  const v1::Placement after = Placement();
+  EXPECT_TRUE(testing::LocalCluster::AllShardsLed(after));
+  EXPECT_NE(testing::LocalCluster::LeaderOf(after, 0), victim);
+  EXPECT_GT(after.shards(0).epoch(), initial.shards(0).epoch());
+
+  // Every acknowledged write is readable from the new leaders: a write is
+  // acknowledged only once a majority holds it, and failover promotes the
+  // follower holding the most.
+  int lost = 0;
+  for (const Ack& a : acked) {
+    auto r = Get(a.id, v1::READ_PREFERENCE_LEADER_ONLY);
+    if (r.ok()) continue;
+    ASSERT_TRUE(absl::IsNotFound(r.status())) << r.status();
+    ++lost;
+    ADD_FAILURE() << "acknowledged claim " << a.id << " is gone after the failover";
+  }
+  EXPECT_EQ(lost, 0);
+}
+
+}  // namespace
+}  // namespace dash

@@ -1,0 +1,72 @@
+// A whole local cluster for multi-process tests and benchmarks: one
+// dash-controlplane, N dash-nodes (ids n1..nN) joined to it, and a dash-router,
+// each a real process on a free loopback port with its own directory.
+// Not thread-safe: drive it from one thread (the router channel may be used
+// from any).
+#ifndef DASH_TESTS_HARNESS_CLUSTER_H_
+#define DASH_TESTS_HARNESS_CLUSTER_H_
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "dash/v1/placement.grpc.pb.h"
+#include "tests/harness/process.h"
+
+namespace dash::testing {
+
+struct ClusterOptions {
+  int nodes = 3;
+  uint32_t shard_count = 4;
+  uint32_t replication_factor = 3;
+  int failure_timeout_ms = 750;
+  int heartbeat_ms = 150;
+  std::vector<std::string> controlplane_args;  // Extra flags.
+  std::vector<std::string> node_args;
+};
+
+class LocalCluster {
+ public:
+  LocalCluster(std::string dir, ClusterOptions options);
+
+  // Starts everything and waits until the cluster is created and every shard
+  // has a healthy leader.
+  absl::Status Start();
+
+  ControlPlaneProcess& controlplane() { return *controlplane_; }
+  RouterProcess& router() { return *router_; }
+  NodeProcess& node(const std::string& id) { return *nodes_.at(id); }
+  std::vector<std::string> node_ids() const;
+
+  // The control plane's current table.
+  absl::StatusOr<v1::Placement> Placement();
+  // Polls the table until `condition` holds.
+  absl::Status WaitForPlacement(const std::function<bool(const v1::Placement&)>& condition,
+                                absl::Duration timeout, const std::string& what);
+  // Every shard has a leader whose node is healthy.
+  static bool AllShardsLed(const v1::Placement& p);
+  // Every follower of every shard is in sync and reports the leader's LSN.
+  static bool FullyReplicated(const v1::Placement& p);
+  static std::string LeaderOf(const v1::Placement& p, uint32_t shard);
+
+  // Waits until every running node acts in the role and epoch the table gives
+  // it, and the router routes by the same epochs.
+  absl::Status WaitUntilAdopted(absl::Duration timeout);
+  // Restarts a killed node; with `wipe`, its data directory is emptied first
+  // (a replacement machine with the same name).
+  absl::Status RestartNode(const std::string& id, bool wipe);
+
+ private:
+  const std::string dir_;
+  const ClusterOptions options_;
+  std::unique_ptr<ControlPlaneProcess> controlplane_;
+  std::map<std::string, std::unique_ptr<NodeProcess>> nodes_;
+  std::unique_ptr<RouterProcess> router_;
+};
+
+}  // namespace dash::testing
+
+#endif  // DASH_TESTS_HARNESS_CLUSTER_H_
