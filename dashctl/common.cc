@@ -64,4 +64,10 @@ absl::Status FromJson(const std::string& json, google::protobuf::Message* m) {
   return absl::OkStatus();
 }
 
+v1::ReadPreference ReadPreferenceOf(const GlobalOptions& g) {
+  if (g.read_preference == "follower-preferred") return v1::READ_PREFERENCE_FOLLOWER_PREFERRED;
+  if (g.read_preference == "any-healthy") return v1::READ_PREFERENCE_ANY_HEALTHY;
+  return v1::READ_PREFERENCE_LEADER_ONLY;
+}
+
 }  // namespace dash::ctl

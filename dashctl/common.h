@@ -10,6 +10,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "dash/v1/data.pb.h"
 #include "absl/status/status.h"
 #include "google/protobuf/message.h"
 #include "grpcpp/channel.h"
@@ -23,7 +24,12 @@ struct GlobalOptions {
   std::string controlplane = "127.0.0.1:7000";  // The placement commands.
   double timeout_s = 30;
   bool json = false;  // Machine output: response protos as JSON.
+  // Reads through a router: which replica of each shard may answer.
+  std::string read_preference = "leader-only";
 };
+
+// The --read-preference value as the API's enum (validated by CLI11).
+v1::ReadPreference ReadPreferenceOf(const GlobalOptions& g);
 
 // A channel to g.addr (Connect) or to the control plane (ConnectControlPlane).
 std::shared_ptr<grpc::Channel> Connect(const GlobalOptions& g);

@@ -286,6 +286,7 @@ void AddDataCommands(CLI::App& app, GlobalOptions& g, std::function<int()>* run)
       v1::GetClaimRequest req;
       req.set_tenant(*tenant);
       req.set_claim_id(*claim_id);
+      req.set_read_preference(ReadPreferenceOf(g));
       v1::GetClaimResponse resp;
       grpc::ClientContext ctx;
       SetDeadline(&ctx, g);
@@ -317,6 +318,7 @@ void AddDataCommands(CLI::App& app, GlobalOptions& g, std::function<int()>* run)
       v1::ListClaimsRequest req;
       req.set_tenant(lo->tenant);
       req.set_include_evidence(lo->evidence);
+      req.set_read_preference(ReadPreferenceOf(g));
       uint64_t printed = 0;
       for (;;) {
         uint64_t want = lo->page_size;

@@ -20,6 +20,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--timeout", g.timeout_s, "Per-call deadline in seconds")->capture_default_str();
   app.add_flag("--json", g.json, "Machine output: the response as JSON");
+  app.add_option("--read-preference", g.read_preference,
+                 "Reads through a router (get, list, query): leader-only, follower-preferred or "
+                 "any-healthy")
+      ->check(CLI::IsMember({"leader-only", "follower-preferred", "any-healthy"}))
+      ->capture_default_str();
   std::function<int()> run;
   dash::ctl::AddDataCommands(app, g, &run);
   dash::ctl::AddQueryCommands(app, g, &run);

@@ -52,6 +52,7 @@ int RunQuery(const GlobalOptions& g, const QueryOptions& o) {
     }
   }
   req.set_tenant(o.tenant);
+  req.set_read_preference(ReadPreferenceOf(g));
   if (!o.text.empty()) req.set_text(o.text);
   req.set_k(o.k);
   req.set_include_evidence(o.evidence || req.include_evidence());

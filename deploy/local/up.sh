@@ -1,46 +1,85 @@
 #!/usr/bin/env bash
-# DASH's main job on one machine: installs what is needed, builds, starts a
-# local dash-node (4 shards, data under deploy/local/run/), loads the sample
-# CLIMATE-FEVER claims with their cited evidence, and answers a query with
-# ranked claims and the evidence behind them.
-# The node keeps running; stop it with deploy/local/down.sh.
-#   env: DASH_PORT (default 7100)
+# DASH's main job on one machine: installs what is needed, builds, and starts a
+# local cluster on loopback — a placement control plane, three shard nodes
+# (4 shards, 3 replicas each, majority commit) and a router — then loads the
+# sample CLIMATE-FEVER claims with their cited evidence through the router and
+# answers a query with ranked claims and the evidence behind them.
+# Everything keeps running; stop it with deploy/local/down.sh.
+#   env: DASH_PORT (router, default 7100; nodes use the next three ports),
+#        DASH_CONTROLPLANE_PORT (default 7000)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 run=$root/deploy/local/run
 port=${DASH_PORT:-7100}
+cp_port=${DASH_CONTROLPLANE_PORT:-7000}
 
 scripts/bootstrap.sh
-scripts/build.sh dash-node dashctl
-ctl="$root/build/dashctl/dashctl --addr=127.0.0.1:$port"
+scripts/build.sh dash-controlplane dash-node dash-router dashctl
+ctl="$root/build/dashctl/dashctl --addr=127.0.0.1:$port --controlplane=127.0.0.1:$cp_port"
+mkdir -p "$run"
 
-if [[ -f $run/node.pid ]] && kill -0 "$(cat "$run/node.pid")" 2>/dev/null; then
-  echo "== a local node is already running (pid $(cat "$run/node.pid")); reusing it"
-else
-  mkdir -p "$run"
-  rm -f "$run/port"
-  echo "== starting dash-node on 127.0.0.1:$port (data in $run/data, log in $run/node.log)"
-  nohup "$root/build/node/dash-node" --data_dir="$run/data" --listen="127.0.0.1:$port" \
-    --port_file="$run/port" --shard_count=4 --node_id=local-1 >>"$run/node.log" 2>&1 &
-  echo $! >"$run/node.pid"
+running() { [[ -f $run/$1.pid ]] && kill -0 "$(cat "$run/$1.pid")" 2>/dev/null; }
+
+# start NAME BINARY ARGS...: runs BINARY in the background unless NAME already runs, and waits
+# for its port file.
+start() {
+  local name=$1 bin=$2
+  shift 2
+  if running "$name"; then
+    echo "== $name already running (pid $(cat "$run/$name.pid")); reusing it"
+    return
+  fi
+  mkdir -p "$run/$name"
+  rm -f "$run/$name/port"
+  nohup "$root/build/$bin" --port_file="$run/$name/port" "$@" >>"$run/$name.log" 2>&1 &
+  echo $! >"$run/$name.pid"
   for _ in $(seq 300); do
-    [[ -s $run/port ]] && $ctl --timeout=1 info >/dev/null 2>&1 && break
-    kill -0 "$(cat "$run/node.pid")" 2>/dev/null || { echo "dash-node exited:"; tail -20 "$run/node.log"; exit 1; }
+    [[ -s $run/$name/port ]] && break
+    running "$name" || { echo "$name exited:"; tail -20 "$run/$name.log"; exit 1; }
     sleep 0.1
   done
-fi
+  echo "== started $name (pid $(cat "$run/$name.pid"), log $run/$name.log)"
+}
 
-echo "== loading deploy/sample/climate-fever-sample.jsonl (40 claims, 200 evidence)"
-$ctl ingest deploy/sample/climate-fever-sample.jsonl --tenant=climate >"$run/ingest-tokens.jsonl"
+start controlplane controlplane/dash-controlplane --data_dir="$run/controlplane/data" \
+  --listen="127.0.0.1:$cp_port" --shard_count=4 --replication_factor=3
+for i in 1 2 3; do
+  start "n$i" node/dash-node --data_dir="$run/n$i/data" --listen="127.0.0.1:$((port + i))" \
+    --node_id="n$i" --controlplane="127.0.0.1:$cp_port"
+done
+start router router/dash-router --listen="127.0.0.1:$port" --controlplane="127.0.0.1:$cp_port"
+
+echo "== waiting for every shard to have a healthy leader"
+for _ in $(seq 300); do
+  if $ctl --timeout=1 --json placement show 2>/dev/null | python3 -c '
+import json, sys
+p = json.load(sys.stdin)
+healthy = {n["node_id"] for n in p.get("nodes", []) if n.get("health") == "NODE_HEALTH_HEALTHY"}
+shards = p.get("shards", [])
+sys.exit(0 if p.get("created") and shards and all(s.get("leader_node_id") in healthy for s in shards) else 1)
+' && $ctl --timeout=1 info >/dev/null 2>&1; then
+    break
+  fi
+  sleep 0.1
+done
+
+echo "== loading deploy/sample/climate-fever-sample.jsonl (40 claims, 200 evidence) through the router"
+for attempt in 1 2 3 4 5; do
+  $ctl ingest deploy/sample/climate-fever-sample.jsonl --tenant=climate >"$run/ingest-tokens.jsonl" && break
+  echo "   retrying (the cluster is still settling)"; sleep 1
+done
 echo "   commit tokens in $run/ingest-tokens.jsonl"
 
-echo "== node: shards and log positions"
-$ctl info
-echo "== claim climate-fever-6 with its evidence and citations"
-$ctl get --tenant=climate climate-fever-6
+echo "== placement: each shard's epoch, leader and replicas (lsn = log position each reported)"
+sleep 0.5  # One heartbeat, so that the table shows the loaded LSNs.
+$ctl placement show
+echo "== claim climate-fever-6 with its evidence and citations, read from a follower"
+$ctl get --tenant=climate --read-preference=follower-preferred climate-fever-6
 echo "== query: \"are polar bear populations declining\" (top 3, BM25, with cited evidence)"
 $ctl query --tenant=climate -k 3 --evidence "are polar bear populations declining"
 echo
-echo "dash-node is running on 127.0.0.1:$port. Try: build/dashctl/dashctl --addr=127.0.0.1:$port list --tenant=climate"
+echo "The cluster is running: router 127.0.0.1:$port, control plane 127.0.0.1:$cp_port."
+echo "Try: build/dashctl/dashctl placement show    build/dashctl/dashctl nodes"
+echo "     build/dashctl/dashctl list --tenant=climate"
 echo "Stop it with: deploy/local/down.sh"

@@ -134,6 +134,24 @@ bool LocalCluster::FullyReplicated(const v1::Placement& p) {
   return true;
 }
 
+bool LocalCluster::CaughtUp(const v1::Placement& p, uint64_t max_lag) {
+  std::map<std::string, bool> healthy;
+  for (const auto& n : p.nodes()) healthy[n.node_id()] = n.health() == v1::NODE_HEALTH_HEALTHY;
+  for (const auto& s : p.shards()) {
+    uint64_t leader_lsn = 0;
+    for (const auto& r : s.replicas()) {
+      if (r.node_id() == s.leader_node_id()) leader_lsn = r.last_lsn();
+    }
+    for (const auto& r : s.replicas()) {
+      if (r.node_id() == s.leader_node_id()) continue;
+      if (!healthy[r.node_id()] || !r.in_sync() || r.last_lsn() + max_lag < leader_lsn) {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
 std::string LocalCluster::LeaderOf(const v1::Placement& p, uint32_t shard) {
   for (const auto& s : p.shards()) {
     if (s.shard() == shard) return s.leader_node_id();

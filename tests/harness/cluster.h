@@ -50,6 +50,9 @@ class LocalCluster {
   static bool AllShardsLed(const v1::Placement& p);
   // Every follower of every shard is in sync and reports the leader's LSN.
   static bool FullyReplicated(const v1::Placement& p);
+  // Every follower is healthy, in sync and at most `max_lag` records behind
+  // its leader (as last reported): what "caught up" means under load.
+  static bool CaughtUp(const v1::Placement& p, uint64_t max_lag);
   static std::string LeaderOf(const v1::Placement& p, uint32_t shard);
 
   // Waits until every running node acts in the role and epoch the table gives
