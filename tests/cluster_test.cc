@@ -13,6 +13,7 @@
 #include "common/hashing.h"
 #include "dash/v1/data.grpc.pb.h"
 #include "dash/v1/node.grpc.pb.h"
+#include "dash/v1/placement.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "grpcpp/client_context.h"
 #include "gtest/gtest.h"
@@ -344,6 +345,191 @@ TEST_F(ClusterTest, SigkillOfALeaderUnderWriteLoadWritesResumeThroughTheRouter) 
     ADD_FAILURE() << "acknowledged claim " << a.id << " is gone after the failover";
   }
   EXPECT_EQ(lost, 0);
+}
+
+// Runs `writers` client threads writing single-claim batches through the router
+// (each retried with its idempotency key until acknowledged) and remembers the
+// acknowledged claim ids.
+class WriteLoad {
+ public:
+  WriteLoad(std::shared_ptr<grpc::Channel> router, int writers) {
+    for (int w = 0; w < writers; ++w) {
+      threads_.emplace_back([this, router, w] {
+        auto stub = v1::Data::NewStub(router);
+        for (int n = 0; !stop_; ++n) {
+          v1::WriteRequest req = ClaimBatch("acme", absl::StrCat("load-", w, "-", n));
+          req.set_idempotency_key(absl::StrCat("load-", w, "-", n));
+          while (!stop_) {
+            grpc::ClientContext ctx;
+            ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+            v1::WriteResponse resp;
+            if (stub->Write(&ctx, req, &resp).ok()) {
+              std::lock_guard<std::mutex> l(mu_);
+              acked_.push_back(req.ops(0).claim().claim_id());
+              break;
+            }
+            absl::SleepFor(absl::Milliseconds(10));
+          }
+        }
+      });
+    }
+  }
+  ~WriteLoad() { Stop(); }
+  std::vector<std::string> Stop() {
+    stop_ = true;
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+    std::lock_guard<std::mutex> l(mu_);
+    return acked_;
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::vector<std::string> acked_;
+  std::vector<std::thread> threads_;
+};
+
+class ClusterOpsTest : public ClusterTest {
+ protected:
+  std::unique_ptr<v1::ControlPlane::Stub> Cp() {
+    return v1::ControlPlane::NewStub(cluster_->controlplane().channel());
+  }
+  // Every id is readable from its shard's leader.
+  void ExpectAllReadable(const std::vector<std::string>& ids) {
+    int lost = 0;
+    for (const std::string& id : ids) {
+      auto r = Get(id, v1::READ_PREFERENCE_LEADER_ONLY);
+      if (!r.ok()) {
+        ++lost;
+        ADD_FAILURE() << "acknowledged claim " << id << ": " << r.status();
+      }
+    }
+    EXPECT_EQ(lost, 0) << "of " << ids.size() << " acknowledged";
+  }
+};
+
+TEST_F(ClusterOpsTest, PlannedTransferUnderWritesLosesNothingAndBumpsTheEpochOnce) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster());
+  const v1::Placement before = Placement();
+  const std::string from = testing::LocalCluster::LeaderOf(before, 0);
+  std::string to;
+  for (const auto& r : before.shards(0).replicas()) {
+    if (r.node_id() != from && to.empty()) to = r.node_id();
+  }
+  WriteLoad load(cluster_->router().channel(), 2);
+  absl::SleepFor(absl::Milliseconds(500));
+  v1::TransferLeaderRequest req;
+  req.set_shard(0);
+  req.set_node_id(to);
+  v1::PlacementChange change;
+  grpc::ClientContext ctx;
+  grpc::Status st = Cp()->TransferLeader(&ctx, req, &change);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  absl::SleepFor(absl::Milliseconds(500));
+  const std::vector<std::string> acked = load.Stop();
+  const v1::Placement after = Placement();
+  EXPECT_EQ(testing::LocalCluster::LeaderOf(after, 0), to);
+  EXPECT_EQ(after.shards(0).epoch(), before.shards(0).epoch() + 1);
+  EXPECT_TRUE(after.shards(0).transfer_to().empty());
+  ASSERT_GT(acked.size(), 10u);
+  ExpectAllReadable(acked);
+}
+
+TEST_F(ClusterOpsTest, MovedReplicaCatchesUpOnTheNewNodeAndLeavesTheOld) {
+  testing::ClusterOptions options;
+  options.nodes = 4;  // n4 holds replicas of the shards the layout gives it.
+  ASSERT_NO_FATAL_FAILURE(StartCluster(options));
+  std::vector<std::string> ids;
+  for (int n = 0; n < 30; ++n) {
+    ids.push_back(IdOnShard(0, n));
+    ASSERT_TRUE(Write(ClaimBatch("acme", ids.back(), 2)).ok());
+  }
+  const v1::Placement before = Placement();
+  std::set<std::string> members;
+  std::string follower;
+  for (const auto& r : before.shards(0).replicas()) {
+    members.insert(r.node_id());
+    if (r.node_id() != before.shards(0).leader_node_id() && follower.empty()) {
+      follower = r.node_id();
+    }
+  }
+  std::string target;
+  for (const std::string& n : cluster_->node_ids()) {
+    if (members.count(n) == 0) target = n;
+  }
+  ASSERT_FALSE(target.empty());
+  v1::MoveReplicaRequest req;
+  req.set_shard(0);
+  req.set_from_node_id(follower);
+  req.set_to_node_id(target);
+  v1::PlacementChange change;
+  grpc::ClientContext ctx;
+  grpc::Status st = Cp()->MoveReplica(&ctx, req, &change);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_TRUE(cluster_
+                  ->WaitForPlacement(
+                      [&](const v1::Placement& p) {
+                        if (!p.shards(0).moving_from().empty()) return false;
+                        for (const auto& r : p.shards(0).replicas()) {
+                          if (r.node_id() == follower) return false;
+                        }
+                        return testing::LocalCluster::FullyReplicated(p);
+                      },
+                      absl::Seconds(20), "the move to finish")
+                  .ok());
+  // The new replica holds the shard's data: read it there (ANY_HEALTHY rotates
+  // over the replicas, so every one of them serves some of the reads).
+  std::set<std::string> served;
+  for (const std::string& id : ids) {
+    for (int i = 0; i < 3; ++i) {
+      auto r = Get(id, v1::READ_PREFERENCE_ANY_HEALTHY);
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ(r->record().evidence_size(), 2);
+      served.insert(r->read_at().served_by());
+    }
+  }
+  EXPECT_EQ(served.count(target), 1u) << "the new replica served reads";
+  EXPECT_EQ(served.count(follower), 0u) << "the old replica is gone";
+  // The old node moved its copy aside instead of deleting it.
+  auto admin = v1::NodeAdmin::NewStub(cluster_->node(follower).channel());
+  grpc::ClientContext ictx;
+  v1::NodeInfo info;
+  ASSERT_TRUE(admin->GetNodeInfo(&ictx, v1::GetNodeInfoRequest(), &info).ok());
+  for (const auto& r : info.replicas()) EXPECT_NE(r.shard(), 0u);
+}
+
+TEST_F(ClusterOpsTest, ControlPlaneKilledWithTheLeaderFailsOverOnceAfterItsRestart) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster());
+  const v1::Placement before = Placement();
+  const std::string victim = testing::LocalCluster::LeaderOf(before, 0);
+  ASSERT_TRUE(Write(ClaimBatch("acme", IdOnShard(0, 0))).ok());
+  cluster_->node(victim).Kill();
+  cluster_->controlplane().Kill();
+  absl::SleepFor(absl::Seconds(1));
+  // Without a control plane nobody can promote: shard 0 stays unwritable.
+  EXPECT_FALSE(Write(ClaimBatch("acme", IdOnShard(0, 1)), absl::Seconds(2)).ok());
+  ASSERT_TRUE(cluster_->controlplane().Start().ok());
+  ASSERT_TRUE(cluster_->WaitForPlacement(
+                          [&](const v1::Placement& p) {
+                            return testing::LocalCluster::LeaderOf(p, 0) != victim;
+                          },
+                          absl::Seconds(10), "the failover after the restart")
+                  .ok());
+  absl::StatusOr<v1::WriteResponse> w;
+  ASSERT_TRUE(testing::PollUntil(
+                  [&] {
+                    w = Write(ClaimBatch("acme", IdOnShard(0, 2)));
+                    return w.ok();
+                  },
+                  absl::Seconds(10), "a write on shard 0")
+                  .ok())
+      << w.status();
+  const v1::Placement after = Placement();
+  EXPECT_EQ(after.shards(0).epoch(), before.shards(0).epoch() + 1) << "exactly one failover";
+  EXPECT_GT(after.version(), before.version());
+  ExpectAllReadable({IdOnShard(0, 0), IdOnShard(0, 2)});
 }
 
 }  // namespace

@@ -64,9 +64,10 @@ std::map<uint32_t, std::shared_ptr<ShardReplica>> ShardHost::replicas() const {
 }
 
 absl::StatusOr<std::shared_ptr<ShardReplica>> ShardHost::AddReplica(uint32_t shard) {
-  absl::MutexLock l(&mu_);
-  auto it = replicas_.find(shard);
-  if (it != replicas_.end()) return it->second;
+  // Opening a replica takes a while (RocksDB, vectors): readers of the map,
+  // such as heartbeats, must not wait for it, so only opens are serialized.
+  absl::MutexLock open_lock(&open_mu_);
+  if (std::shared_ptr<ShardReplica> existing = replica(shard)) return existing;
   ReplicaOptions ro = options_.replica;
   ro.node_id = options_.node_id;
   ro.managed = managed_;
@@ -75,11 +76,13 @@ absl::StatusOr<std::shared_ptr<ShardReplica>> ShardHost::AddReplica(uint32_t sha
   ro.dir = ReplicaDir(shard);
   DASH_ASSIGN_OR_RETURN(std::unique_ptr<ShardReplica> opened, ShardReplica::Open(ro));
   std::shared_ptr<ShardReplica> replica = std::move(opened);
+  absl::MutexLock l(&mu_);
   replicas_.emplace(shard, replica);
   return replica;
 }
 
 absl::Status ShardHost::RemoveReplica(uint32_t shard, const std::string& suffix) {
+  absl::MutexLock open_lock(&open_mu_);
   std::shared_ptr<ShardReplica> replica;
   {
     absl::MutexLock l(&mu_);

@@ -69,6 +69,7 @@ class ShardHost {
   // Constant after Open.
   const HostOptions options_;
   const bool managed_;
+  absl::Mutex open_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // Serializes AddReplica and RemoveReplica.
   mutable absl::Mutex mu_;
   std::map<uint32_t, std::shared_ptr<ShardReplica>> replicas_ ABSL_GUARDED_BY(mu_);
 };

@@ -148,7 +148,8 @@ bool ServerProcess::Ready() {
 absl::Status ServerProcess::Start(absl::Duration timeout) {
   const std::string port_file = dir_ + "/port";
   std::filesystem::remove(port_file);
-  std::vector<std::string> args = {"--listen=127.0.0.1:0", "--port_file=" + port_file};
+  std::vector<std::string> args = {absl::StrCat("--listen=127.0.0.1:", port_),
+                                   "--port_file=" + port_file};
   args.insert(args.end(), args_.begin(), args_.end());
   auto proc = Process::Start(BinaryPath(binary_), args, log_path());
   if (!proc.ok()) return proc.status();
@@ -167,8 +168,12 @@ absl::Status ServerProcess::Start(absl::Duration timeout) {
     if (!process_->Running()) return absl::InternalError(binary_ + " exited; see " + log_path());
     return st;
   }
+  const bool same_address = port == port_;
+  port_ = port;
   address_ = absl::StrCat("127.0.0.1:", port);
-  channel_ = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+  if (!same_address || channel_ == nullptr) {
+    channel_ = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+  }
   return PollUntil([&] { return Ready(); }, timeout, binary_ + " at " + address_ + " to answer");
 }
 

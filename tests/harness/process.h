@@ -76,7 +76,9 @@ class ServerProcess {
                 std::string log_name);
   virtual ~ServerProcess();
 
-  // Starts the process and waits until Ready() holds.
+  // Starts the process and waits until Ready() holds. The first start picks a
+  // free port; a restart listens on the same one again, as a restarted server
+  // keeps its address.
   absl::Status Start(absl::Duration timeout = absl::Seconds(30));
   // SIGKILL, no chance to flush anything.
   void Kill();
@@ -105,6 +107,7 @@ class ServerProcess {
   const std::string log_name_;
   std::unique_ptr<Process> process_;
   std::string address_;
+  int port_ = 0;
   std::shared_ptr<grpc::Channel> channel_;
 };
 
