@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <map>
+#include <sstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -195,7 +197,8 @@ class ControlPlaneProcessTest : public ::testing::Test {
   }
 
   absl::StatusOr<v1::PlacementChange> Promote(uint32_t shard, const std::string& node,
-                                              uint64_t expected_epoch) {
+                                              uint64_t expected_epoch,
+                                              bool accept_data_loss = false) {
     auto stub = v1::ControlPlane::NewStub(cp_->channel());
     grpc::ClientContext ctx;
     ctx.set_deadline(Deadline(absl::Seconds(10)));
@@ -203,6 +206,7 @@ class ControlPlaneProcessTest : public ::testing::Test {
     request.set_shard(shard);
     request.set_node_id(node);
     request.set_expected_epoch(expected_epoch);
+    request.set_accept_data_loss(accept_data_loss);
     v1::PlacementChange change;
     grpc::Status status = stub->Promote(&ctx, request, &change);
     if (!status.ok()) {
@@ -210,6 +214,32 @@ class ControlPlaneProcessTest : public ::testing::Test {
                           status.error_message());
     }
     return change;
+  }
+
+  absl::StatusOr<v1::PlacementChange> Failover(uint32_t shard) {
+    auto stub = v1::ControlPlane::NewStub(cp_->channel());
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Deadline(absl::Seconds(10)));
+    v1::FailoverRequest request;
+    request.set_shard(shard);
+    v1::PlacementChange change;
+    grpc::Status status = stub->Failover(&ctx, request, &change);
+    if (!status.ok()) {
+      return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                          status.error_message());
+    }
+    return change;
+  }
+
+  // How many times the control plane's log holds `text` so far.
+  int LogCount(const std::string& text) {
+    std::ifstream in(cp_->log_path());
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    const std::string log = buffer.str();
+    int count = 0;
+    for (size_t at = log.find(text); at != std::string::npos; at = log.find(text, at + 1)) ++count;
+    return count;
   }
 
   absl::StatusOr<v1::PlacementChange> Transfer(uint32_t shard, const std::string& node,
@@ -309,30 +339,14 @@ TEST_F(ControlPlaneProcessTest, LeaderSilentFailsOverToHighestLsnFollower) {
   EXPECT_EQ(Shard(p, 2).epoch(), 1u);
 }
 
-TEST_F(ControlPlaneProcessTest, LeaderAndFollowerLostTogetherPromotesTheInSyncSurvivor) {
+TEST_F(ControlPlaneProcessTest, LeaderAndFollowerLostTogetherKeepsTheLeaderUntilAManualPromote) {
   ASSERT_NO_FATAL_FAILURE(StartCluster(3));
-  ASSERT_TRUE(WaitReported(0, {{"n1", 0}, {"n2", 0}, {"n3", 0}}).ok());
-  node(1).SetSilent(true);
-  node(2).SetSilent(true);
-  ASSERT_TRUE(PollUntil([&] { return Shard(Placement(), 0).leader_node_id() == "n3"; }, kWait,
-                        "n3 to lead shard 0")
-                  .ok());
-  v1::Placement p = Placement();
-  EXPECT_EQ(Shard(p, 0).epoch(), 2u);
-  // Shard 1 (leader n2) also has n3 as its only healthy in-sync follower.
-  EXPECT_EQ(Shard(p, 1).leader_node_id(), "n3");
-}
-
-TEST_F(ControlPlaneProcessTest, LeaderAndFollowerLostWithOutOfSyncSurvivorKeepsTheLeader) {
-  ASSERT_NO_FATAL_FAILURE(StartCluster(3));
-  // Shard 0: leader n1 at 5000, n2 at 5000, n3 at 100: n3 lags by 4900 > 1000.
-  node(1).SetLsn(0, 5000);
-  node(2).SetLsn(0, 5000);
-  node(3).SetLsn(0, 100);
-  ASSERT_TRUE(WaitReported(0, {{"n1", 5000}, {"n2", 5000}, {"n3", 100}}, false).ok());
-  ASSERT_TRUE(
-      PollUntil([&] { return !Replica(Placement(), 0, "n3")->in_sync(); }, kWait, "n3 out of sync")
-          .ok());
+  // Shard 0: leader n1 and n2 at 100 (a majority: writes up to 100 may be
+  // acknowledged), n3 at 90, in sync by the lag bound.
+  node(1).SetLsn(0, 100);
+  node(2).SetLsn(0, 100);
+  node(3).SetLsn(0, 90);
+  ASSERT_TRUE(WaitReported(0, {{"n1", 100}, {"n2", 100}, {"n3", 90}}).ok());
   node(1).SetSilent(true);
   node(2).SetSilent(true);
   ASSERT_TRUE(PollUntil(
@@ -344,9 +358,58 @@ TEST_F(ControlPlaneProcessTest, LeaderAndFollowerLostWithOutOfSyncSurvivorKeepsT
                   .ok());
   node(3).WaitRounds(10);  // Plenty of ticks.
   v1::Placement p = Placement();
-  EXPECT_EQ(Shard(p, 0).leader_node_id(), "n1") << "no in-sync follower: the leader stays";
+  EXPECT_EQ(Shard(p, 0).leader_node_id(), "n1") << "n3 alone may lack acknowledged writes";
   EXPECT_EQ(Shard(p, 0).epoch(), 1u);
-  EXPECT_EQ(Shard(p, 1).leader_node_id(), "n3") << "shard 1's n3 was in sync";
+  EXPECT_EQ(Shard(p, 1).leader_node_id(), "n2") << "the same for shard 1 (leader n2)";
+  EXPECT_EQ(Shard(p, 1).epoch(), 1u);
+
+  const std::string why =
+      "shard 0: only 1 of 3 replicas reachable; promoting could lose acknowledged writes: use "
+      "`dashctl promote --accept-data-loss`";
+  EXPECT_EQ(LogCount(why), 1) << "said once, see " << cp_->log_path();
+  absl::StatusOr<v1::PlacementChange> failover = Failover(0);
+  EXPECT_EQ(failover.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(failover.status().message(), why);
+
+  // The operator decides: Promote names what the lost replicas reported.
+  absl::StatusOr<v1::PlacementChange> refused = Promote(0, "n3", 1);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("would discard LSNs (90, 100] reported by n1"));
+  EXPECT_EQ(Shard(Placement(), 0).leader_node_id(), "n1");
+  absl::StatusOr<v1::PlacementChange> promoted = Promote(0, "n3", 1, /*accept_data_loss=*/true);
+  ASSERT_TRUE(promoted.ok()) << promoted.status();
+  EXPECT_EQ(Shard(promoted->placement(), 0).leader_node_id(), "n3");
+  EXPECT_EQ(Shard(promoted->placement(), 0).epoch(), 2u);
+  ASSERT_EQ(promoted->lost_size(), 1);
+  EXPECT_EQ(promoted->lost(0).from_lsn(), 90u);
+  EXPECT_EQ(promoted->lost(0).to_lsn(), 100u);
+}
+
+TEST_F(ControlPlaneProcessTest, LeaderAloneLostFailsOverToTheHigherLsnFollowerNotTheInSyncOne) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster(3));
+  ASSERT_TRUE(WaitReported(0, {{"n1", 0}, {"n2", 0}, {"n3", 0}}).ok());  // All in sync.
+  // Shard 0: leader n1 reports 100, n2 99 (in sync), n3 105: ahead of the
+  // leader's report, so flagged out of sync. n3 holds the most.
+  node(1).SetLsn(0, 100);
+  node(2).SetLsn(0, 99);
+  node(3).SetLsn(0, 105);
+  ASSERT_TRUE(WaitReported(0, {{"n1", 100}, {"n2", 99}, {"n3", 105}}, false).ok());
+  ASSERT_TRUE(PollUntil(
+                  [&] {
+                    v1::Placement p = Placement();
+                    return !Replica(p, 0, "n3")->in_sync() && Replica(p, 0, "n2")->in_sync();
+                  },
+                  kWait, "n3 out of sync, n2 in sync")
+                  .ok());
+  EXPECT_GE(LogCount("shard 0: n3 out of sync: ahead of the leader: diverged"), 1);
+  node(1).SetSilent(true);
+  ASSERT_TRUE(PollUntil([&] { return Shard(Placement(), 0).leader_node_id() != "n1"; }, kWait,
+                        "failover of shard 0")
+                  .ok());
+  v1::Placement p = Placement();
+  EXPECT_EQ(Shard(p, 0).leader_node_id(), "n3") << "never the lower-LSN in-sync follower";
+  EXPECT_EQ(Shard(p, 0).epoch(), 2u);
 }
 
 TEST_F(ControlPlaneProcessTest, FlappingNodeFailsOverOnceAndDoesNotTakeLeadershipBack) {
@@ -464,6 +527,14 @@ TEST_F(ControlPlaneProcessTest, WatchDeliversIncreasingVersions) {
       versions.push_back(p.version());
     }
   });
+  // The stream connects lazily: only start the nodes once it is established.
+  ASSERT_TRUE(PollUntil(
+                  [&] {
+                    absl::MutexLock lock(&mu);
+                    return !versions.empty();
+                  },
+                  kWait, "the first table on the watch")
+                  .ok());
   for (int i = 1; i <= 3; ++i) {
     nodes_.push_back(std::make_unique<FakeNode>(absl::StrCat("n", i), cp_->channel()));
     nodes_.back()->Start();

@@ -218,11 +218,81 @@ absl::Status ValidateNodeId(const std::string& node_id) {
   return CheckNodeIdField("node_id", node_id);
 }
 
-std::optional<std::string> ChooseLeader(const Placement& placement, const ShardEntry& shard,
-                                        const ReportMap& reports, const std::string& exclude) {
+absl::StatusOr<std::string> ChooseFailoverLeader(const Placement& placement,
+                                             const ShardEntry& shard, const ReportMap& reports) {
+  const std::string& leader = shard.leader_node_id();
+  const size_t n = static_cast<size_t>(shard.replicas_size());
+  const size_t quorum = n / 2 + 1;
+  // The smallest set that intersects every majority of n.
+  const size_t needed = n - quorum + 1;
+  std::vector<const v1::ReplicaReport*> electorate;  // Parallel to `members`.
+  std::vector<const ReplicaEntry*> members;
+  std::vector<std::string> not_counted;  // Healthy replicas left out, and why.
+  for (const ReplicaEntry& replica : shard.replicas()) {
+    if (replica.node_id() == leader) continue;
+    if (!IsHealthy(placement, replica.node_id())) continue;
+    auto it = reports.find({shard.shard(), replica.node_id()});
+    std::string why;
+    if (it == reports.end()) {
+      why = "no report";
+    } else if (it->second.diverged()) {
+      why = "diverged";
+    } else if (it->second.epoch() != shard.epoch()) {
+      why = absl::StrCat("epoch ", shard.epoch(), " not yet adopted (at ", it->second.epoch(), ")");
+    }
+    if (!why.empty()) {
+      not_counted.push_back(absl::StrCat(replica.node_id(), ": ", why));
+      continue;
+    }
+    members.push_back(&replica);
+    electorate.push_back(&it->second);
+  }
+  if (members.empty() || members.size() < needed) {
+    std::string reason =
+        absl::StrCat("shard ", shard.shard(), ": only ", members.size(), " of ", n,
+                     " replicas reachable");
+    if (!leader.empty() && IsHealthy(placement, leader)) {
+      absl::StrAppend(&reason, " besides leader ", leader);
+    }
+    if (!not_counted.empty()) {
+      absl::StrAppend(&reason, " (not counted: ", absl::StrJoin(not_counted, ", "), ")");
+    }
+    absl::StrAppend(&reason,
+                    "; promoting could lose acknowledged writes: use `dashctl promote "
+                    "--accept-data-loss`");
+    return absl::FailedPreconditionError(reason);
+  }
+  // Highest reported (last_epoch, last_lsn); among equal maxima a
+  // non-draining node, then the smallest node id, whatever the listing order.
+  size_t best = 0;
+  for (size_t i = 1; i < members.size(); ++i) {
+    const auto key = std::make_tuple(electorate[i]->last_epoch(), electorate[i]->last_lsn());
+    const auto best_key =
+        std::make_tuple(electorate[best]->last_epoch(), electorate[best]->last_lsn());
+    if (key != best_key) {
+      if (key > best_key) best = i;
+      continue;
+    }
+    const bool draining = IsDraining(placement, members[i]->node_id());
+    const bool best_draining = IsDraining(placement, members[best]->node_id());
+    if (draining != best_draining) {
+      if (!draining) best = i;
+      continue;
+    }
+    if (members[i]->node_id() < members[best]->node_id()) best = i;
+  }
+  return members[best]->node_id();
+}
+
+std::optional<std::string> ChooseTransferTarget(const Placement& placement,
+                                                const ShardEntry& shard,
+                                                const ReportMap& reports) {
   const ReplicaEntry* best = nullptr;
   for (const ReplicaEntry& replica : shard.replicas()) {
-    if (replica.node_id() == exclude || replica.role() == v1::REPLICA_ROLE_LEADER) continue;
+    if (replica.node_id() == shard.leader_node_id() ||
+        replica.role() == v1::REPLICA_ROLE_LEADER) {
+      continue;
+    }
     if (!replica.in_sync()) continue;
     if (!IsHealthy(placement, replica.node_id()) || IsDraining(placement, replica.node_id())) {
       continue;
@@ -356,37 +426,74 @@ PlacementChange PlanTick(const Placement& placement, const TickInput& input) {
   for (ShardEntry& shard : *after->mutable_shards()) {
     const ReplicaEntry* leader = FindReplica(shard, shard.leader_node_id());
     const uint64_t leader_lsn = leader != nullptr ? leader->last_lsn() : 0;
+    const uint64_t leader_last_epoch = leader != nullptr ? leader->last_epoch() : 0;
     for (ReplicaEntry& replica : *shard.mutable_replicas()) {
       if (replica.node_id() == shard.leader_node_id()) continue;  // The leader stays in sync.
-      bool in_sync = replica.in_sync();
-      if (replica.health() != v1::NODE_HEALTH_HEALTHY || leader == nullptr) {
-        in_sync = false;
-      } else if (input.heard.count(replica.node_id()) > 0) {
-        auto it = reports.find({shard.shard(), replica.node_id()});
+      bool decided = true;
+      std::string why_out;  // Empty: in sync.
+      if (replica.health() != v1::NODE_HEALTH_HEALTHY) {
+        why_out = "node unhealthy";
+      } else if (leader == nullptr) {
+        why_out = "no leader";
+      } else if (input.heard.count(replica.node_id()) == 0) {
+        decided = false;  // Not heard since start: keep the stored flag.
+      } else {
+        const std::pair<uint32_t, std::string> key(shard.shard(), replica.node_id());
+        auto it = reports.find(key);
         if (it == reports.end()) {
-          in_sync = false;
+          why_out = "no report for the shard";
         } else {
           const v1::ReplicaReport& report = it->second;
-          const uint64_t lag = leader_lsn > report.last_lsn() ? leader_lsn - report.last_lsn() : 0;
-          in_sync = !report.diverged() && report.epoch() == shard.epoch() &&
-                    lag <= input.in_sync_max_lag_records;
+          if (report.diverged()) {
+            why_out = "diverged";
+          } else if (report.epoch() != shard.epoch()) {
+            why_out = absl::StrCat("epoch ", shard.epoch(), " not yet adopted (at ", report.epoch(),
+                                   ")");
+          } else if (report.last_lsn() > leader_lsn) {
+            // Judged only against a leader report newer than the follower's,
+            // when the order is known: the leader's log only grows.
+            bool leader_newer = true;
+            if (input.report_order != nullptr) {
+              auto mine = input.report_order->find(key);
+              auto theirs = input.report_order->find({shard.shard(), shard.leader_node_id()});
+              leader_newer = mine != input.report_order->end() &&
+                             theirs != input.report_order->end() && theirs->second > mine->second;
+            }
+            if (leader_newer) {
+              why_out = "ahead of the leader: diverged";
+            } else {
+              decided = false;
+            }
+          } else if (report.last_lsn() == leader_lsn && report.last_lsn() > 0 &&
+                     report.last_epoch() != leader_last_epoch) {
+            // Same LSN, another record (LSN 0: no record, nothing to differ).
+            why_out = absl::StrCat("last epoch ", report.last_epoch(), " at the leader's LSN, ",
+                                   "leader's ", leader_last_epoch, ": diverged");
+          } else if (leader_lsn - report.last_lsn() > input.in_sync_max_lag_records) {
+            why_out = absl::StrCat("lag ", leader_lsn - report.last_lsn(), " > ",
+                                   input.in_sync_max_lag_records);
+          }
         }
       }
+      const bool in_sync = decided ? why_out.empty() : replica.in_sync();
       if (in_sync != replica.in_sync()) {
-        change.add_summary(absl::StrCat("shard ", shard.shard(), ": ", replica.node_id(),
-                                        in_sync ? " in sync" : " out of sync", " (last_lsn ",
-                                        replica.last_lsn(), ", leader ", leader_lsn, ")"));
+        std::string line = absl::StrCat("shard ", shard.shard(), ": ", replica.node_id(),
+                                        in_sync ? " in sync" : " out of sync");
+        if (!in_sync) absl::StrAppend(&line, ": ", why_out);
+        absl::StrAppend(&line, " (last_lsn ", replica.last_lsn(), ", leader ", leader_lsn, ")");
+        change.add_summary(std::move(line));
         replica.set_in_sync(in_sync);
       }
     }
   }
 
-  // (c) Automatic failover.
+  // (c) Automatic failover: only to a replica that holds every acknowledged
+  // write (see ChooseFailoverLeader).
   for (ShardEntry& shard : *after->mutable_shards()) {
     const std::string leader = shard.leader_node_id();
     if (leader.empty() || IsHealthy(*after, leader)) continue;
-    std::optional<std::string> candidate = ChooseLeader(*after, shard, reports, leader);
-    if (!candidate.has_value()) {
+    absl::StatusOr<std::string> candidate = ChooseFailoverLeader(*after, shard, reports);
+    if (!candidate.ok()) {
       // The leader stays: writes fail closed while it is unhealthy, and it
       // simply leads again if it comes back. A transfer cannot finish now.
       if (!shard.transfer_to().empty()) {
@@ -406,13 +513,23 @@ PlacementChange PlanTick(const Placement& placement, const TickInput& input) {
   // (d) Replica moves.
   for (ShardEntry& shard : *after->mutable_shards()) {
     const std::string from = shard.moving_from();
+    const std::string to = shard.moving_to();
     if (from.empty() || from == shard.leader_node_id()) continue;
-    bool others_ready = true;
-    for (const ReplicaEntry& replica : shard.replicas()) {
-      if (replica.node_id() == from || replica.node_id() == shard.leader_node_id()) continue;
-      if (!replica.in_sync() || replica.health() != v1::NODE_HEALTH_HEALTHY) others_ready = false;
+    bool ready = true;
+    if (!to.empty()) {
+      // The move's target holds the data once it is in sync.
+      const ReplicaEntry* target = FindReplica(shard, to);
+      ready = target != nullptr && target->in_sync() &&
+              target->health() == v1::NODE_HEALTH_HEALTHY;
+    } else {
+      // A table stored before moving_to existed names no target: wait for
+      // every other follower (the new one among them).
+      for (const ReplicaEntry& replica : shard.replicas()) {
+        if (replica.node_id() == from || replica.node_id() == shard.leader_node_id()) continue;
+        if (!replica.in_sync() || replica.health() != v1::NODE_HEALTH_HEALTHY) ready = false;
+      }
     }
-    if (!others_ready) continue;
+    if (!ready) continue;
     auto* replicas = shard.mutable_replicas();
     for (int i = 0; i < replicas->size(); ++i) {
       if (replicas->Get(i).node_id() == from) {
@@ -421,6 +538,7 @@ PlacementChange PlanTick(const Placement& placement, const TickInput& input) {
       }
     }
     shard.clear_moving_from();
+    shard.clear_moving_to();
     const uint64_t old_epoch = shard.epoch();
     shard.set_epoch(old_epoch + 1);
     if (std::find(change.shards_changed().begin(), change.shards_changed().end(), shard.shard()) ==
@@ -449,15 +567,12 @@ absl::StatusOr<PlacementChange> PlanFailover(const Placement& placement, const R
   DASH_RETURN_IF_ERROR(CheckShard(placement, request.shard(), request.expected_epoch()));
   const ShardEntry& shard = *FindShard(placement, request.shard());
   const std::string leader = shard.leader_node_id();
-  std::optional<std::string> candidate = ChooseLeader(placement, shard, reports, leader);
-  if (!candidate.has_value()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("shard ", request.shard(), ": no healthy in-sync follower to promote"));
-  }
+  DASH_ASSIGN_OR_RETURN(const std::string candidate,
+                        ChooseFailoverLeader(placement, shard, reports));
   PlacementChange change;
   *change.mutable_placement() = placement;
   ShardEntry* entry = MutableShard(change.mutable_placement(), request.shard());
-  change.add_summary(ChangeLeader(entry, *candidate, "failover"));
+  change.add_summary(ChangeLeader(entry, candidate, "failover"));
   ReplicaEntry* old = MutableReplica(entry, leader);
   if (old != nullptr) old->set_in_sync(false);
   change.add_shards_changed(request.shard());
@@ -472,7 +587,7 @@ absl::StatusOr<PlacementChange> PlanPromote(const Placement& placement,
   const ShardEntry& shard = *FindShard(placement, request.shard());
   const ReplicaEntry* target = FindReplica(shard, request.node_id());
   if (target == nullptr) {
-    return absl::FailedPreconditionError(absl::StrCat(
+    return absl::NotFoundError(absl::StrCat(
         "node_id: ", request.node_id(), " is not a replica of shard ", request.shard()));
   }
   DASH_RETURN_IF_ERROR(CheckUsable(placement, request.node_id()));
@@ -529,8 +644,8 @@ absl::StatusOr<PlacementChange> PlanTransferStart(const Placement& placement,
   DASH_RETURN_IF_ERROR(CheckKnownNode(placement, "node_id", request.node_id()));
   const ShardEntry& shard = *FindShard(placement, request.shard());
   if (FindReplica(shard, request.node_id()) == nullptr) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "node_id: ", request.node_id(), " is not a replica of shard ", request.shard()));
+    return absl::NotFoundError(absl::StrCat("node_id: ", request.node_id(),
+                                            " is not a replica of shard ", request.shard()));
   }
   if (shard.leader_node_id() == request.node_id()) {
     return NoChange(placement, absl::StrCat("shard ", request.shard(), ": ", request.node_id(),
@@ -659,12 +774,18 @@ absl::StatusOr<PlacementChange> PlanRemoveReplica(const Placement& placement,
       break;
     }
   }
-  if (entry->moving_from() == request.node_id()) entry->clear_moving_from();
+  std::string move_note;
+  if (entry->moving_from() == request.node_id() || entry->moving_to() == request.node_id()) {
+    move_note = absl::StrCat(" (ends the move ", entry->moving_from(), " -> ",
+                             entry->moving_to().empty() ? "?" : entry->moving_to(), ")");
+    entry->clear_moving_from();
+    entry->clear_moving_to();
+  }
   entry->set_epoch(shard.epoch() + 1);
   change.add_shards_changed(request.shard());
   change.add_summary(absl::StrCat("shard ", request.shard(), ": removed replica ",
                                   request.node_id(), ", epoch ", shard.epoch(), " -> ",
-                                  shard.epoch() + 1));
+                                  shard.epoch() + 1, move_note));
   return Finish(placement, std::move(change));
 }
 
@@ -688,9 +809,10 @@ absl::StatusOr<PlacementChange> PlanMoveReplica(const Placement& placement,
                                                       " leads shard ", request.shard(),
                                                       "; transfer leadership first"));
   }
-  if (!shard.moving_from().empty()) {
-    return absl::FailedPreconditionError(absl::StrCat("shard ", request.shard(), ": a move from ",
-                                                      shard.moving_from(), " is in progress"));
+  if (!shard.moving_from().empty() || !shard.moving_to().empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("shard ", request.shard(), ": a move ", shard.moving_from(), " -> ",
+                     shard.moving_to().empty() ? "?" : shard.moving_to(), " is in progress"));
   }
   if (FindReplica(shard, request.to_node_id()) != nullptr) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -706,6 +828,7 @@ absl::StatusOr<PlacementChange> PlanMoveReplica(const Placement& placement,
   replica->set_in_sync(false);
   replica->set_health(v1::NODE_HEALTH_HEALTHY);
   entry->set_moving_from(request.from_node_id());
+  entry->set_moving_to(request.to_node_id());
   entry->set_epoch(shard.epoch() + 1);
   change.add_shards_changed(request.shard());
   change.add_summary(absl::StrCat("shard ", request.shard(), ": moving replica ",

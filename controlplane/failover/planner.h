@@ -34,6 +34,8 @@ namespace dash::controlplane {
 
 // The latest ReplicaReport of each (shard, node_id).
 using ReportMap = std::map<std::pair<uint32_t, std::string>, v1::ReplicaReport>;
+// The arrival order of each report in a ReportMap (larger: arrived later).
+using ReportOrder = std::map<std::pair<uint32_t, std::string>, uint64_t>;
 
 // A fresh table before any node registered: version 1, created = false.
 v1::Placement NewPlacement(uint32_t shard_count, uint32_t replication_factor);
@@ -41,12 +43,29 @@ v1::Placement NewPlacement(uint32_t shard_count, uint32_t replication_factor);
 // INVALID_ARGUMENT unless `node_id` is 1-64 characters of [A-Za-z0-9_.-].
 absl::Status ValidateNodeId(const std::string& node_id);
 
-// The follower that automatic failover would promote: among followers whose
-// node is healthy and not draining, whose in_sync flag is set and whose report
-// (if any) is not diverged, the highest (last_epoch, last_lsn); ties go to the
-// smallest node_id. `exclude` (e.g. the current leader) is never chosen.
-std::optional<std::string> ChooseLeader(const v1::Placement& placement, const v1::ShardEntry& shard,
-                                        const ReportMap& reports, const std::string& exclude);
+// The replica that failover (automatic or the Failover RPC) promotes. Writes
+// are acknowledged once a majority (n/2 + 1 of the shard's n replicas) holds
+// them, so the choice is made among the electorate: the replicas other than
+// the current leader whose node is healthy and whose latest report exists, is
+// not diverged and has adopted the shard's epoch. With at least
+// n - (n/2 + 1) + 1 members the electorate intersects every majority, and its
+// member with the highest reported (last_epoch, last_lsn) holds every
+// acknowledged write: that one is chosen (among equal maxima a non-draining
+// node, then the smallest node_id). In-sync flags play no part.
+// FAILED_PRECONDITION when the electorate is too small, with the reason
+// ("shard 0: only 1 of 3 replicas reachable; promoting could lose
+// acknowledged writes: ...").
+absl::StatusOr<std::string> ChooseFailoverLeader(const v1::Placement& placement,
+                                                 const v1::ShardEntry& shard,
+                                                 const ReportMap& reports);
+
+// The follower a planned transfer (DrainNode) hands leadership to: among
+// followers whose node is healthy and not draining, whose in_sync flag is set
+// and whose report (if any) is not diverged, the highest (last_epoch,
+// last_lsn); ties go to the smallest node_id. nullopt when there is none.
+std::optional<std::string> ChooseTransferTarget(const v1::Placement& placement,
+                                                const v1::ShardEntry& shard,
+                                                const ReportMap& reports);
 
 // Adds or updates the node (healthy, new address), then creates the cluster
 // if this made enough healthy non-draining nodes (see PlanCreation).
@@ -70,19 +89,30 @@ struct TickInput {
   // with no report for its shard is out of sync; a follower on a node not
   // heard yet keeps its flag (a restart must not forget who was in sync).
   std::set<std::string> heard;
+  // Arrival order of `reports` (not owned; may be null). With it, a follower
+  // whose last_lsn is above the leader's is judged out of sync only against a
+  // leader report that arrived after its own (an older leader report may just
+  // predate the records the follower since received); otherwise its flag is
+  // kept. Without it, it is judged against whatever the leader last reported.
+  const ReportOrder* report_order = nullptr;
   uint64_t in_sync_max_lag_records = 1000;
 };
 
 // One ticker step, all changes in one version: (a) node and replica health,
-// (b) follower in_sync flags, (c) automatic failover of shards whose leader's
-// node is unhealthy (a follower chosen by ChooseLeader; none: the leader
-// stays), (d) completion of replica moves: the moving_from replica is removed
-// once it does not lead and every other follower is healthy and in sync,
-// (e) cluster creation (PlanCreation) if not created yet.
+// (b) follower in_sync flags (out of sync: node unhealthy, no report, report
+// diverged, shard epoch not adopted, last_lsn above the leader's or equal to
+// it (above 0) in another last_epoch, or lag above the bound; the summary
+// line says which), (c) automatic failover of shards whose leader's node is unhealthy
+// (ChooseFailoverLeader; refused: the leader stays), (d) completion of replica
+// moves: the moving_from replica is removed once it does not lead and the
+// moving_to replica is in sync (a table without moving_to: every other
+// follower is healthy and in sync), (e) cluster creation (PlanCreation) if
+// not created yet.
 v1::PlacementChange PlanTick(const v1::Placement& placement, const TickInput& input);
 
-// Replaces the leader with ChooseLeader(..., exclude = leader), whatever the
-// leader's health. The old leader becomes an out-of-sync follower.
+// Replaces the leader with ChooseFailoverLeader's choice, whatever the
+// leader's health (FAILED_PRECONDITION with its reason when it refuses). The
+// old leader becomes an out-of-sync follower.
 absl::StatusOr<v1::PlacementChange> PlanFailover(const v1::Placement& placement,
                                                  const ReportMap& reports,
                                                  const v1::FailoverRequest& request);
@@ -90,11 +120,13 @@ absl::StatusOr<v1::PlacementChange> PlanFailover(const v1::Placement& placement,
 // Makes the replica the leader; refused (FAILED_PRECONDITION) when another
 // replica reported a higher last_lsn unless accept_data_loss, in which case
 // `lost` reports the range. Promoting the current leader changes nothing.
+// NOT_FOUND when the node is not a replica of the shard.
 absl::StatusOr<v1::PlacementChange> PlanPromote(const v1::Placement& placement,
                                                 const v1::PromoteRequest& request);
 
 // Step 1 of a planned transfer: sets transfer_to (no epoch bump). Promoting
-// the current leader changes nothing.
+// the current leader changes nothing. NOT_FOUND when the node is not a
+// replica of the shard.
 absl::StatusOr<v1::PlacementChange> PlanTransferStart(const v1::Placement& placement,
                                                       const v1::TransferLeaderRequest& request);
 // Step 2: the target caught up; it leads under epoch + 1, the old leader
@@ -112,10 +144,14 @@ absl::StatusOr<v1::PlacementChange> PlanDrainMark(const v1::Placement& placement
 
 absl::StatusOr<v1::PlacementChange> PlanAddReplica(const v1::Placement& placement,
                                                    const v1::AddReplicaRequest& request);
+// Removing either end of a move in progress ends the move (moving_from and
+// moving_to are cleared).
 absl::StatusOr<v1::PlacementChange> PlanRemoveReplica(const v1::Placement& placement,
                                                       const v1::RemoveReplicaRequest& request);
-// Adds `to` as an out-of-sync follower and marks `from` moving; PlanTick
-// removes `from` later. The source must be a follower.
+// Adds `to` as an out-of-sync follower and sets moving_from / moving_to;
+// PlanTick removes `from` once `to` is in sync. The source must be a follower
+// (a leader: FAILED_PRECONDITION "transfer leadership first"); one move per
+// shard at a time.
 absl::StatusOr<v1::PlacementChange> PlanMoveReplica(const v1::Placement& placement,
                                                     const v1::MoveReplicaRequest& request);
 

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
@@ -87,6 +88,33 @@ v1::ReplicaReport Report(uint32_t shard, uint64_t epoch, uint64_t lsn) {
   report.set_last_lsn(lsn);
   return report;
 }
+
+// What every replica of every shard would report: the shard's epoch adopted
+// and the position the table shows.
+ReportMap ReportsFromTable(const v1::Placement& p) {
+  ReportMap reports;
+  for (const auto& shard : p.shards()) {
+    for (const auto& r : shard.replicas()) {
+      v1::ReplicaReport report;
+      report.set_shard(shard.shard());
+      report.set_epoch(shard.epoch());
+      report.set_role(r.role());
+      report.set_last_epoch(r.last_epoch());
+      report.set_last_lsn(r.last_lsn());
+      reports[{shard.shard(), r.node_id()}] = report;
+    }
+  }
+  return reports;
+}
+
+void SetDraining(v1::Placement* p, const std::string& node) {
+  for (auto& n : *p->mutable_nodes()) {
+    if (n.node_id() == node) n.set_draining(true);
+  }
+}
+
+constexpr char kDataLossAdvice[] =
+    "; promoting could lose acknowledged writes: use `dashctl promote --accept-data-loss`";
 
 TEST(PlannerTest, NotCreatedUntilReplicationFactorNodes) {
   v1::Placement p = Cluster(2);
@@ -175,49 +203,96 @@ TEST(PlannerTest, ReRegisterSameAddressChangesNothing) {
   EXPECT_EQ(moved->placement().shards(0).epoch(), 1u) << "an address is not a routing change";
 }
 
-TEST(PlannerTest, ChooseLeaderHighestEpochThenLsn) {
+TEST(PlannerTest, FailoverChoosesHighestEpochThenLsn) {
   v1::Placement p = Cluster(4, 1, 4);  // Shard 0: leader n1, followers n2..n4.
   SetPosition(&p, 0, "n2", 1, 90);
   SetPosition(&p, 0, "n3", 2, 10);
   SetPosition(&p, 0, "n4", 2, 12);
-  EXPECT_EQ(ChooseLeader(p, p.shards(0), {}, "n1"), "n4");
+  EXPECT_EQ(ChooseFailoverLeader(p, p.shards(0), ReportsFromTable(p)).value_or(""), "n4");
   SetPosition(&p, 0, "n3", 3, 1);
-  EXPECT_EQ(ChooseLeader(p, p.shards(0), {}, "n1"), "n3");
+  EXPECT_EQ(ChooseFailoverLeader(p, p.shards(0), ReportsFromTable(p)).value_or(""), "n3");
 }
 
-TEST(PlannerTest, ChooseLeaderTieGoesToSmallestNodeIdWhateverTheOrder) {
+TEST(PlannerTest, FailoverTiePrefersNonDrainingThenSmallestNodeIdWhateverTheOrder) {
   v1::Placement p = Cluster(4, 1, 4);
   for (const char* n : {"n2", "n3", "n4"}) SetPosition(&p, 0, n, 1, 50);
-  EXPECT_EQ(ChooseLeader(p, p.shards(0), {}, "n1"), "n2");
+  const ReportMap reports = ReportsFromTable(p);
+  EXPECT_EQ(ChooseFailoverLeader(p, p.shards(0), reports).value_or(""), "n2");
   auto* replicas = Shard(&p, 0)->mutable_replicas();
   std::reverse(replicas->begin(), replicas->end());
-  EXPECT_EQ(ChooseLeader(p, p.shards(0), {}, "n1"), "n2");
+  EXPECT_EQ(ChooseFailoverLeader(p, p.shards(0), reports).value_or(""), "n2");
+  SetDraining(&p, "n2");
+  EXPECT_EQ(ChooseFailoverLeader(p, p.shards(0), reports).value_or(""), "n3")
+      << "among equal maxima a non-draining node";
+  SetPosition(&p, 0, "n2", 1, 51);
+  EXPECT_EQ(ChooseFailoverLeader(p, p.shards(0), ReportsFromTable(p)).value_or(""), "n2")
+      << "the only replica known to hold everything leads, draining or not";
 }
 
-TEST(PlannerTest, ChooseLeaderSkipsUnhealthyDivergedOutOfSyncAndDraining) {
+TEST(PlannerTest, FailoverIgnoresInSyncFlagsAndUsesReportedPositions) {
+  v1::Placement p = Cluster(3, 1, 3);  // Leader n1; followers n2, n3.
+  SetPosition(&p, 0, "n2", 1, 40);
+  SetPosition(&p, 0, "n3", 1, 45);
+  Replica(&p, 0, "n3")->set_in_sync(false);
+  ReportMap reports = ReportsFromTable(p);
+  EXPECT_EQ(ChooseFailoverLeader(p, p.shards(0), reports).value_or(""), "n3")
+      << "the maximum of an intersecting set, in sync or not";
+  reports[{0, "n2"}].set_last_lsn(46);  // The reports are what counts.
+  EXPECT_EQ(ChooseFailoverLeader(p, p.shards(0), reports).value_or(""), "n2");
+}
+
+TEST(PlannerTest, FailoverElectorateExcludesUnhealthyDivergedStaleEpochAndUnreported) {
+  v1::Placement p = Cluster(5, 1, 5);  // Leader n1; followers n2..n5; needs 3 of them.
+  SetPosition(&p, 0, "n2", 1, 100);
+  SetPosition(&p, 0, "n3", 1, 90);
+  SetPosition(&p, 0, "n4", 1, 80);
+  SetPosition(&p, 0, "n5", 1, 70);
+  SetHealth(&p, "n1", v1::NODE_HEALTH_UNHEALTHY);
+  ReportMap reports = ReportsFromTable(p);
+  EXPECT_EQ(ChooseFailoverLeader(p, p.shards(0), reports).value_or(""), "n2");
+
+  SetHealth(&p, "n2", v1::NODE_HEALTH_UNHEALTHY);
+  EXPECT_EQ(ChooseFailoverLeader(p, p.shards(0), reports).value_or(""), "n3");
+  reports[{0, "n3"}].set_diverged(true);
+  reports[{0, "n4"}].set_epoch(0);  // Has not adopted epoch 1.
+  reports.erase({0, "n5"});
+  absl::StatusOr<std::string> refused = ChooseFailoverLeader(p, p.shards(0), reports);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(refused.status().message(),
+            absl::StrCat("shard 0: only 0 of 5 replicas reachable (not counted: n3: diverged, "
+                         "n4: epoch 1 not yet adopted (at 0), n5: no report)",
+                         kDataLossAdvice));
+  reports[{0, "n4"}].set_epoch(1);
+  reports[{0, "n5"}] = Report(0, 1, 70);
+  EXPECT_EQ(ChooseFailoverLeader(p, p.shards(0), reports).status().code(),
+            absl::StatusCode::kFailedPrecondition)
+      << "n4 and n5 do not intersect every majority of 5";
+  reports[{0, "n3"}].set_diverged(false);
+  EXPECT_EQ(ChooseFailoverLeader(p, p.shards(0), reports).value_or(""), "n3");
+}
+
+TEST(PlannerTest, TransferTargetSkipsUnhealthyDivergedOutOfSyncAndDraining) {
   v1::Placement base = Cluster(5, 1, 5);  // Leader n1; followers n2..n5.
   SetPosition(&base, 0, "n2", 1, 100);
   SetPosition(&base, 0, "n3", 1, 90);
   SetPosition(&base, 0, "n4", 1, 80);
   SetPosition(&base, 0, "n5", 1, 70);
-  EXPECT_EQ(ChooseLeader(base, base.shards(0), {}, "n1"), "n2");
+  EXPECT_EQ(ChooseTransferTarget(base, base.shards(0), {}), "n2");
 
   v1::Placement p = base;
   SetHealth(&p, "n2", v1::NODE_HEALTH_UNHEALTHY);
-  EXPECT_EQ(ChooseLeader(p, p.shards(0), {}, "n1"), "n3");
+  EXPECT_EQ(ChooseTransferTarget(p, p.shards(0), {}), "n3");
 
   ReportMap reports;
   reports[{0, "n3"}] = Report(0, 1, 90);
   reports[{0, "n3"}].set_diverged(true);
-  EXPECT_EQ(ChooseLeader(p, p.shards(0), reports, "n1"), "n4");
+  EXPECT_EQ(ChooseTransferTarget(p, p.shards(0), reports), "n4");
 
   Replica(&p, 0, "n4")->set_in_sync(false);
-  EXPECT_EQ(ChooseLeader(p, p.shards(0), reports, "n1"), "n5");
+  EXPECT_EQ(ChooseTransferTarget(p, p.shards(0), reports), "n5");
 
-  for (auto& n : *p.mutable_nodes()) {
-    if (n.node_id() == "n5") n.set_draining(true);
-  }
-  EXPECT_EQ(ChooseLeader(p, p.shards(0), reports, "n1"), std::nullopt);
+  SetDraining(&p, "n5");
+  EXPECT_EQ(ChooseTransferTarget(p, p.shards(0), reports), std::nullopt);
 }
 
 TEST(PlannerTest, TickFailsOverToHighestLsnFollower) {
@@ -225,7 +300,8 @@ TEST(PlannerTest, TickFailsOverToHighestLsnFollower) {
   SetPosition(&p, 0, "n1", 1, 50);
   SetPosition(&p, 0, "n2", 1, 40);
   SetPosition(&p, 0, "n3", 1, 45);
-  TickInput input = AllAlive(p, nullptr);
+  const ReportMap reports = ReportsFromTable(p);
+  TickInput input = AllAlive(p, &reports);
   input.alive["n1"] = false;
   v1::PlacementChange change = PlanTick(p, input);
   const v1::Placement& after = change.placement();
@@ -247,16 +323,98 @@ TEST(PlannerTest, TickFailsOverToHighestLsnFollower) {
   EXPECT_EQ(again.placement().version(), after.version());
 }
 
-TEST(PlannerTest, TickKeepsUnhealthyLeaderWhenNoFollowerIsInSync) {
-  v1::Placement p = Cluster(3, 1, 3);
-  Replica(&p, 0, "n2")->set_in_sync(false);
-  TickInput input = AllAlive(p, nullptr);
+TEST(PlannerTest, TickLeaderAloneLostPromotesHigherLsnFollowerOverTheInSyncOne) {
+  v1::Placement p = Cluster(3, 1, 3);  // Leader n1 at 5000.
+  SetPosition(&p, 0, "n1", 1, 5000);
+  SetPosition(&p, 0, "n2", 1, 4500);
+  SetPosition(&p, 0, "n3", 1, 4600);
+  // Flags as an earlier tick left them: only n2 in sync (n3 was, say, once
+  // ahead of a leader report).
+  Replica(&p, 0, "n3")->set_in_sync(false);
+  const ReportMap reports = ReportsFromTable(p);
+  TickInput input = AllAlive(p, &reports);  // Nobody heard yet: flags kept.
   input.alive["n1"] = false;
-  input.alive["n3"] = false;
   v1::PlacementChange change = PlanTick(p, input);
+  v1::Placement after = change.placement();
+  EXPECT_EQ(after.shards(0).leader_node_id(), "n3")
+      << "a lower-LSN in-sync follower is never preferred";
+  EXPECT_EQ(after.shards(0).epoch(), 2u);
+}
+
+TEST(PlannerTest, TickLeaderAndFollowerLostTogetherKeepsTheLeader) {
+  v1::Placement p = Cluster(3, 1, 3);  // Leader n1; followers n2, n3, all in sync.
+  SetPosition(&p, 0, "n1", 1, 135);
+  SetPosition(&p, 0, "n2", 1, 135);
+  SetPosition(&p, 0, "n3", 1, 120);
+  const ReportMap reports = ReportsFromTable(p);
+  TickInput input = AllAlive(p, &reports);
+  input.alive["n1"] = false;
+  input.alive["n2"] = false;
+  v1::PlacementChange change = PlanTick(p, input);
+  v1::Placement after = change.placement();
+  EXPECT_EQ(after.shards(0).leader_node_id(), "n1") << "n3 alone may lack acknowledged writes";
+  EXPECT_EQ(after.shards(0).epoch(), 1u);
+  EXPECT_EQ(after.version(), p.version() + 1) << "health changed";
+  EXPECT_TRUE(change.shards_changed().empty());
+  absl::StatusOr<std::string> why = ChooseFailoverLeader(after, after.shards(0), reports);
+  EXPECT_EQ(why.status().message(),
+            absl::StrCat("shard 0: only 1 of 3 replicas reachable", kDataLossAdvice));
+
+  v1::FailoverRequest failover;
+  failover.set_shard(0);
+  auto refused_failover = PlanFailover(after, reports, failover);
+  EXPECT_EQ(refused_failover.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(refused_failover.status().message(), why.status().message());
+
+  // The operator's way out: Promote, which names what the dead reported.
+  v1::PromoteRequest promote;
+  promote.set_shard(0);
+  promote.set_node_id("n3");
+  auto refused = PlanPromote(after, promote);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("would discard LSNs (120, 135] reported by n1"));
+  promote.set_accept_data_loss(true);
+  auto promoted = PlanPromote(after, promote);
+  ASSERT_TRUE(promoted.ok()) << promoted.status();
+  EXPECT_EQ(promoted->placement().shards(0).leader_node_id(), "n3");
+  ASSERT_EQ(promoted->lost_size(), 1);
+  EXPECT_EQ(promoted->lost(0).to_lsn(), 135u);
+}
+
+TEST(PlannerTest, TickFiveReplicasToleratesTwoLossesNotThree) {
+  v1::Placement p = Cluster(5, 1, 5);  // Leader n1; followers n2..n5.
+  SetPosition(&p, 0, "n1", 1, 100);
+  SetPosition(&p, 0, "n2", 1, 100);
+  SetPosition(&p, 0, "n3", 1, 99);
+  SetPosition(&p, 0, "n4", 1, 98);
+  SetPosition(&p, 0, "n5", 1, 97);
+  const ReportMap reports = ReportsFromTable(p);
+  TickInput input = AllAlive(p, &reports);
+  input.alive["n1"] = false;
+  input.alive["n2"] = false;
+  v1::PlacementChange change = PlanTick(p, input);
+  EXPECT_EQ(change.placement().shards(0).leader_node_id(), "n3")
+      << "n3, n4, n5 meet every majority of 5";
+  EXPECT_EQ(change.placement().shards(0).epoch(), 2u);
+
+  input.alive["n3"] = false;
+  change = PlanTick(p, input);
   EXPECT_EQ(change.placement().shards(0).leader_node_id(), "n1");
   EXPECT_EQ(change.placement().shards(0).epoch(), 1u);
-  EXPECT_EQ(change.placement().version(), p.version() + 1) << "health changed";
+  v1::Placement after = change.placement();
+  EXPECT_EQ(ChooseFailoverLeader(after, after.shards(0), reports).status().message(),
+            absl::StrCat("shard 0: only 2 of 5 replicas reachable", kDataLossAdvice));
+}
+
+TEST(PlannerTest, TickWithoutReportsKeepsTheLeader) {
+  v1::Placement p = Cluster(3, 1, 3);
+  TickInput input = AllAlive(p, nullptr);
+  input.alive["n1"] = false;
+  v1::PlacementChange change = PlanTick(p, input);
+  EXPECT_EQ(change.placement().shards(0).leader_node_id(), "n1")
+      << "nobody reported having adopted the epoch";
+  EXPECT_EQ(change.placement().shards(0).epoch(), 1u);
   EXPECT_TRUE(change.shards_changed().empty());
 }
 
@@ -277,10 +435,53 @@ TEST(PlannerTest, TickComputesInSync) {
 
   reports[{0, "n2"}].set_epoch(0);  // Has not adopted epoch 1.
   input.heard.insert("n4");         // Heard, but reported nothing for shard 0.
-  after = PlanTick(p, input).placement();
+  v1::PlacementChange change = PlanTick(p, input);
+  after = change.placement();
   EXPECT_FALSE(Replica(&after, 0, "n2")->in_sync());
   EXPECT_FALSE(Replica(&after, 0, "n4")->in_sync());
   EXPECT_EQ(after.shards(0).epoch(), 1u) << "in-sync flags are not routing changes";
+  EXPECT_THAT(change.summary(),
+              ::testing::IsSupersetOf({HasSubstr("n2 out of sync: epoch 1 not yet adopted (at 0)"),
+                                       HasSubstr("n3 out of sync: lag 1001 > 1000"),
+                                       HasSubstr("n4 out of sync: no report for the shard")}));
+}
+
+TEST(PlannerTest, TickFlagsFollowersWhoseLogDivergedFromTheLeaders) {
+  v1::Placement p = Cluster(4, 1, 4);  // Leader n1 at (2, 500); followers n2, n3, n4.
+  Shard(&p, 0)->set_epoch(2);
+  SetPosition(&p, 0, "n1", 2, 500);
+  ReportMap reports;
+  reports[{0, "n2"}] = Report(0, 2, 501);    // Ahead of the leader.
+  reports[{0, "n3"}] = Report(0, 2, 500);    // Same position, other last epoch.
+  reports[{0, "n3"}].set_last_epoch(1);
+  reports[{0, "n4"}] = Report(0, 2, 500);    // Reported diverged.
+  reports[{0, "n4"}].set_diverged(true);
+  TickInput input = AllAlive(p, &reports);
+  input.heard = {"n1", "n2", "n3", "n4"};
+  v1::PlacementChange change = PlanTick(p, input);
+  v1::Placement after = change.placement();
+  for (const char* n : {"n2", "n3", "n4"}) EXPECT_FALSE(Replica(&after, 0, n)->in_sync()) << n;
+  EXPECT_THAT(change.summary(),
+              ::testing::IsSupersetOf({HasSubstr("n2 out of sync: ahead of the leader: diverged"),
+                                       HasSubstr("n3 out of sync: last epoch 1 at the leader's "
+                                                 "LSN, leader's 2: diverged"),
+                                       HasSubstr("n4 out of sync: diverged")}));
+
+  // With the arrival order known, a follower ahead of an older leader report
+  // keeps its flag (the leader may not have reported its newer records yet);
+  // against a newer leader report it is out of sync.
+  ReportOrder order = {{{0, "n1"}, 1}, {{0, "n2"}, 2}};
+  input.report_order = &order;
+  after = PlanTick(p, input).placement();
+  EXPECT_TRUE(Replica(&after, 0, "n2")->in_sync());
+  order[{0, "n1"}] = 3;
+  after = PlanTick(p, input).placement();
+  EXPECT_FALSE(Replica(&after, 0, "n2")->in_sync());
+
+  // Unhealthy: out of sync, saying so.
+  input.alive["n2"] = false;
+  change = PlanTick(p, input);
+  EXPECT_THAT(change.summary(), ::testing::Contains(HasSubstr("n2 out of sync: node unhealthy")));
 }
 
 TEST(PlannerTest, DeterministicTickAndPromote) {
@@ -293,10 +494,11 @@ TEST(PlannerTest, DeterministicTickAndPromote) {
       lsn = (lsn * 7) % 13 + 10;
     }
   }
-  TickInput input = AllAlive(p, nullptr);
+  const ReportMap reports = ReportsFromTable(p);
+  TickInput input = AllAlive(p, &reports);
   input.alive["n2"] = false;
-  input.alive["n4"] = false;
   const std::string first = Deterministic(PlanTick(p, input));
+  EXPECT_FALSE(PlanTick(p, input).shards_changed().empty()) << "something fails over";
   for (int i = 0; i < 100; ++i) {
     ASSERT_EQ(Deterministic(PlanTick(p, input)), first) << "run " << i;
   }
@@ -376,7 +578,8 @@ TEST(PlannerTest, PromoteChecks) {
   v1::PromoteRequest request;
   request.set_shard(0);
   request.set_node_id("n4");
-  EXPECT_EQ(PlanPromote(p, request).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(PlanPromote(p, request).status().code(), absl::StatusCode::kNotFound)
+      << "registered, but not a replica of shard 0";
   request.set_node_id("n9");
   EXPECT_EQ(PlanPromote(p, request).status().code(), absl::StatusCode::kNotFound);
   request.set_node_id("n2");
@@ -443,9 +646,11 @@ TEST(PlannerTest, EpochBumpsOnlyOnLeaderOrReplicaChanges) {
 }
 
 TEST(PlannerTest, TransferStartChecks) {
-  v1::Placement p = Cluster(3, 1, 3);
+  v1::Placement p = Cluster(4, 1, 3);  // Shard 0 on n1, n2, n3.
   v1::TransferLeaderRequest transfer;
   transfer.set_shard(0);
+  transfer.set_node_id("n4");
+  EXPECT_EQ(PlanTransferStart(p, transfer).status().code(), absl::StatusCode::kNotFound);
   transfer.set_node_id("n2");
   auto started = PlanTransferStart(p, transfer);
   ASSERT_TRUE(started.ok());
@@ -506,19 +711,20 @@ TEST(PlannerTest, MoveReplicaCompletesOnceTargetIsInSync) {
   move.set_shard(0);
   move.set_from_node_id("n1");
   move.set_to_node_id("n4");
-  EXPECT_THAT(std::string(PlanMoveReplica(p, move).status().message()),
-              HasSubstr("transfer leadership first"));
+  auto leader = PlanMoveReplica(p, move);
+  EXPECT_EQ(leader.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(leader.status().message()), HasSubstr("transfer leadership first"));
   move.set_from_node_id("n3");
   auto moved = PlanMoveReplica(p, move);
   ASSERT_TRUE(moved.ok()) << moved.status();
   v1::Placement after = moved->placement();
   EXPECT_EQ(after.shards(0).moving_from(), "n3");
+  EXPECT_EQ(after.shards(0).moving_to(), "n4");
   EXPECT_EQ(after.shards(0).epoch(), 2u);
   EXPECT_EQ(after.shards(0).replicas_size(), 4);
   EXPECT_EQ(PlanMoveReplica(after, move).status().code(), absl::StatusCode::kFailedPrecondition);
 
   ReportMap reports;
-  reports[{0, "n2"}] = Report(0, 2, 0);
   reports[{0, "n3"}] = Report(0, 2, 0);
   TickInput input = AllAlive(after, &reports);
   input.heard = {"n1", "n2", "n3", "n4"};
@@ -526,29 +732,77 @@ TEST(PlannerTest, MoveReplicaCompletesOnceTargetIsInSync) {
   v1::Placement waiting = PlanTick(after, input).placement();
   EXPECT_EQ(waiting.shards(0).replicas_size(), 4);
   EXPECT_EQ(waiting.shards(0).epoch(), 2u);
+  EXPECT_EQ(waiting.shards(0).moving_to(), "n4");
 
+  // n4 in sync: done, whatever the other follower (n2 reported nothing).
   reports[{0, "n4"}] = Report(0, 2, 0);
   v1::PlacementChange done = PlanTick(waiting, input);
+  EXPECT_FALSE(Replica(done.mutable_placement(), 0, "n2")->in_sync());
   EXPECT_EQ(done.placement().shards(0).moving_from(), "");
+  EXPECT_EQ(done.placement().shards(0).moving_to(), "");
   EXPECT_EQ(done.placement().shards(0).epoch(), 3u);
   ASSERT_EQ(done.placement().shards(0).replicas_size(), 3);
   EXPECT_EQ(done.placement().shards(0).replicas(2).node_id(), "n4");
   EXPECT_THAT(done.shards_changed(), ElementsAre(0u));
 }
 
-TEST(PlannerTest, FailoverRequiresACandidate) {
-  v1::Placement p = Cluster(3, 1, 3);
-  for (auto* n : {"n2", "n3"}) Replica(&p, 0, n)->set_in_sync(false);
+TEST(PlannerTest, MoveWithoutTargetInAnOlderTableWaitsForEveryFollower) {
+  v1::Placement p = Cluster(4, 1, 3);
+  v1::MoveReplicaRequest move;
+  move.set_shard(0);
+  move.set_from_node_id("n3");
+  move.set_to_node_id("n4");
+  v1::Placement after = PlanMoveReplica(p, move)->placement();
+  Shard(&after, 0)->clear_moving_to();  // As stored before the field existed.
+  ReportMap reports;
+  reports[{0, "n4"}] = Report(0, 2, 0);
+  TickInput input = AllAlive(after, &reports);
+  input.heard = {"n1", "n2", "n3", "n4"};
+  EXPECT_EQ(PlanTick(after, input).placement().shards(0).moving_from(), "n3") << "n2 not in sync";
+  reports[{0, "n2"}] = Report(0, 2, 0);
+  EXPECT_EQ(PlanTick(after, input).placement().shards(0).moving_from(), "");
+}
+
+TEST(PlannerTest, RemovingEitherEndOfAMoveEndsIt) {
+  v1::Placement p = Cluster(4, 1, 3);
+  v1::MoveReplicaRequest move;
+  move.set_shard(0);
+  move.set_from_node_id("n3");
+  move.set_to_node_id("n4");
+  v1::Placement moving = PlanMoveReplica(p, move)->placement();
+  for (const char* end : {"n3", "n4"}) {
+    v1::RemoveReplicaRequest remove;
+    remove.set_shard(0);
+    remove.set_node_id(end);
+    auto removed = PlanRemoveReplica(moving, remove);
+    ASSERT_TRUE(removed.ok()) << removed.status();
+    EXPECT_EQ(removed->placement().shards(0).moving_from(), "") << end;
+    EXPECT_EQ(removed->placement().shards(0).moving_to(), "") << end;
+    EXPECT_THAT(removed->summary(), ElementsAre(HasSubstr("(ends the move n3 -> n4)")));
+  }
+}
+
+TEST(PlannerTest, FailoverRequiresAnElectorateThatMeetsEveryMajority) {
+  v1::Placement p = Cluster(3, 1, 3);  // Leader n1 (healthy).
+  SetPosition(&p, 0, "n2", 1, 10);
+  SetPosition(&p, 0, "n3", 1, 12);
+  for (auto* n : {"n2", "n3"}) Replica(&p, 0, n)->set_in_sync(false);  // Irrelevant.
   v1::FailoverRequest request;
   request.set_shard(0);
-  auto refused = PlanFailover(p, {}, request);
+  ReportMap reports = ReportsFromTable(p);
+  reports.erase({0, "n2"});
+  auto refused = PlanFailover(p, reports, request);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(refused.status().message(), "shard 0: no healthy in-sync follower to promote");
-  Replica(&p, 0, "n3")->set_in_sync(true);
-  auto done = PlanFailover(p, {}, request);
-  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(refused.status().message(),
+            absl::StrCat("shard 0: only 1 of 3 replicas reachable besides leader n1 (not "
+                         "counted: n2: no report)",
+                         kDataLossAdvice));
+  auto done = PlanFailover(p, ReportsFromTable(p), request);
+  ASSERT_TRUE(done.ok()) << done.status();
   EXPECT_EQ(done->placement().shards(0).leader_node_id(), "n3");
   EXPECT_EQ(done->placement().shards(0).epoch(), 2u);
+  v1::Placement after = done->placement();
+  EXPECT_FALSE(Replica(&after, 0, "n1")->in_sync());
 }
 
 }  // namespace

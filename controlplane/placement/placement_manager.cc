@@ -130,6 +130,18 @@ absl::StatusOr<v1::RegisterNodeResponse> PlacementManager::RegisterNode(
   // Heard before the table says healthy, so the next tick agrees.
   detector_.Heard(request.node_id());
   DASH_RETURN_IF_ERROR(Commit(&change));
+  // A node registers when its process starts: reports from an earlier
+  // process (whose disk may since have been replaced) describe nothing that
+  // exists now. Until its first heartbeat its replicas have no report, so they
+  // are out of sync and cannot be promoted.
+  for (auto it = reports_.begin(); it != reports_.end();) {
+    if (it->first.second == request.node_id()) {
+      report_seq_.erase(it->first);
+      it = reports_.erase(it);
+    } else {
+      ++it;
+    }
+  }
   for (v1::NodeEntry& node : *current_.mutable_nodes()) {
     if (node.node_id() == request.node_id()) {
       SetTimestamp(options_.wall_clock->NowMicros(), node.mutable_last_heartbeat());
@@ -360,7 +372,7 @@ absl::StatusOr<v1::PlacementChange> PlacementManager::DrainNode(
   for (uint32_t shard_id : led) {
     const v1::ShardEntry* shard = FindShard(current_, shard_id);
     if (shard == nullptr || shard->leader_node_id() != request.node_id()) continue;
-    std::optional<std::string> target = ChooseLeader(current_, *shard, reports_, request.node_id());
+    std::optional<std::string> target = ChooseTransferTarget(current_, *shard, reports_);
     if (!target.has_value()) {
       failures.push_back(
           absl::StrCat("shard ", shard_id, ": no healthy in-sync follower to take over"));
@@ -395,6 +407,7 @@ void PlacementManager::Tick() {
     input.alive[node.node_id()] = detector_.Alive(node.node_id());
   }
   input.reports = &reports_;
+  input.report_order = &report_seq_;
   input.heard = heard_;
   input.in_sync_max_lag_records = options_.in_sync_max_lag_records;
   v1::PlacementChange change = PlanTick(current_, input);
@@ -404,15 +417,22 @@ void PlacementManager::Tick() {
                << status << "; retrying next tick";
     return;
   }
-  // An unhealthy leader with nobody to replace it: say so once per episode.
+  // An unhealthy leader nobody may safely replace: say why, once per episode
+  // (and again only if the reason changes).
   for (const v1::ShardEntry& shard : current_.shards()) {
     const v1::NodeEntry* leader = FindNode(current_, shard.leader_node_id());
     const bool stuck = leader != nullptr && leader->health() != v1::NODE_HEALTH_HEALTHY;
-    if (stuck && stuck_shards_.insert(shard.shard()).second) {
-      LOG(WARNING) << "shard " << shard.shard() << ": leader " << shard.leader_node_id()
-                   << " is unhealthy and no healthy in-sync follower can take over; keeping it"
-                   << " (writes fail closed until it returns)";
-    } else if (!stuck && stuck_shards_.erase(shard.shard()) > 0) {
+    if (stuck) {
+      absl::StatusOr<std::string> choice = ChooseFailoverLeader(current_, shard, reports_);
+      const std::string reason = choice.ok() ? std::string("no failover possible")
+                                             : std::string(choice.status().message());
+      auto [it, inserted] = stuck_shards_.emplace(shard.shard(), reason);
+      if (inserted || it->second != reason) {
+        it->second = reason;
+        LOG(WARNING) << reason << " (keeping unhealthy leader " << shard.leader_node_id()
+                     << "; writes fail closed until it returns)";
+      }
+    } else if (stuck_shards_.erase(shard.shard()) > 0) {
       LOG(INFO) << "shard " << shard.shard() << ": leader " << shard.leader_node_id()
                 << " is healthy again";
     }

@@ -139,8 +139,9 @@ class PlacementManager {
   uint64_t heartbeat_seq_ ABSL_GUARDED_BY(mu_) = 0;
   // Nodes that sent a heartbeat since this process started.
   std::set<std::string> heard_ ABSL_GUARDED_BY(mu_);
-  // Shards whose unhealthy leader could not be replaced (logged once).
-  std::set<uint32_t> stuck_shards_ ABSL_GUARDED_BY(mu_);
+  // Shards whose unhealthy leader could not be replaced, and the reason
+  // logged (logged again only when it changes).
+  std::map<uint32_t, std::string> stuck_shards_ ABSL_GUARDED_BY(mu_);
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
 
   absl::Notification stop_ticker_;

@@ -132,7 +132,9 @@ void ControlPlaneServer::Wait() { server_->Wait(); }
 
 void ControlPlaneServer::Shutdown() {
   manager_->Shutdown();
-  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  // In-flight calls are short (watch streams end at once on manager shutdown);
+  // after a second whatever remains is cancelled.
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
 }
 
 ControlPlaneServer::~ControlPlaneServer() {
