@@ -532,5 +532,75 @@ TEST_F(ClusterOpsTest, ControlPlaneKilledWithTheLeaderFailsOverOnceAfterItsResta
   ExpectAllReadable({IdOnShard(0, 0), IdOnShard(0, 2)});
 }
 
+TEST_F(ClusterOpsTest, LeaderAndFollowerLostTogetherWaitForAnOperatorsPromote) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster());
+  std::vector<std::string> ids;
+  for (int n = 0; n < 5; ++n) {
+    ids.push_back(IdOnShard(0, n));
+    ASSERT_TRUE(Write(ClaimBatch("acme", ids.back())).ok());
+  }
+  ASSERT_TRUE(cluster_->WaitForPlacement(testing::LocalCluster::FullyReplicated, absl::Seconds(10),
+                                         "followers to catch up")
+                  .ok());
+  const v1::Placement before = Placement();
+  const std::string leader = testing::LocalCluster::LeaderOf(before, 0);
+  std::vector<std::string> followers;
+  for (const auto& r : before.shards(0).replicas()) {
+    if (r.node_id() != leader) followers.push_back(r.node_id());
+  }
+  ASSERT_EQ(followers.size(), 2u);
+  cluster_->node(leader).Kill();
+  cluster_->node(followers[0]).Kill();
+  ASSERT_TRUE(cluster_->WaitForPlacement(
+                          [&](const v1::Placement& p) {
+                            int unhealthy = 0;
+                            for (const auto& n : p.nodes()) {
+                              unhealthy += n.health() == v1::NODE_HEALTH_UNHEALTHY;
+                            }
+                            return unhealthy == 2;
+                          },
+                          absl::Seconds(10), "two nodes to be unhealthy")
+                  .ok());
+  absl::SleepFor(absl::Milliseconds(300));
+  // One of three replicas cannot know every acknowledged write: no automatic
+  // promotion, and writes fail closed.
+  const v1::Placement stuck = Placement();
+  EXPECT_EQ(testing::LocalCluster::LeaderOf(stuck, 0), leader);
+  EXPECT_EQ(stuck.shards(0).epoch(), before.shards(0).epoch());
+  auto w = Write(ClaimBatch("acme", IdOnShard(0, 100)));
+  EXPECT_TRUE(absl::IsUnavailable(w.status())) << w.status();
+
+  // The operator decides. The survivor reported every LSN the others did, so
+  // nothing known is lost and no --accept-data-loss is needed.
+  const std::string dashctl = testing::BinaryPath("dashctl/dashctl");
+  const std::string cp = "--controlplane=" + cluster_->controlplane().address();
+  testing::CommandResult r = testing::RunCommand(
+      dashctl, {cp, "promote", "--shard=0", "--node=" + followers[1]}, "", dir_.Sub("promote.err"));
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  v1::Placement after = Placement();
+  EXPECT_EQ(testing::LocalCluster::LeaderOf(after, 0), followers[1]);
+  EXPECT_EQ(after.shards(0).epoch(), before.shards(0).epoch() + 1);
+  // A majority of three is still two: the new leader cannot commit alone until
+  // the operator also takes the dead replicas out of the shard.
+  for (const std::string& dead : {leader, followers[0]}) {
+    r = testing::RunCommand(dashctl, {cp, "replicas", "remove", "--shard=0", "--node=" + dead},
+                            "", dir_.Sub("remove.err"));
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+  }
+  ASSERT_TRUE(cluster_->WaitUntilAdopted(absl::Seconds(10)).ok());
+  after = Placement();
+  EXPECT_EQ(after.shards(0).replicas_size(), 1);
+  absl::StatusOr<v1::WriteResponse> again;
+  ASSERT_TRUE(testing::PollUntil(
+                  [&] {
+                    again = Write(ClaimBatch("acme", IdOnShard(0, 101)));
+                    return again.ok();
+                  },
+                  absl::Seconds(10), "a write on shard 0")
+                  .ok())
+      << again.status();
+  ExpectAllReadable(ids);
+}
+
 }  // namespace
 }  // namespace dash
