@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
   std::mutex mu;
   std::vector<std::string> acked;
   std::atomic<bool> stop{false};
-  std::atomic<int64_t> armed_at_us{0};   // Kill time of the current trial; 0: none.
+  std::atomic<int64_t> armed_at_us{0};    // Kill time of the current trial; 0: none.
   std::atomic<int64_t> resumed_at_us{0};  // First success on shard 0 sent after it.
   std::atomic<int64_t> failed_attempts{0};
   std::vector<std::thread> writers;
@@ -145,10 +145,11 @@ int main(int argc, char** argv) {
     }
     resume_ms.push_back((resumed_at_us.load() - killed) / 1000.0);
     absl::StatusOr<dash::v1::Placement> after = cluster.Placement();
-    printf("trial %2d: killed %s (leader of shard 0 at epoch %lu), writes resumed after %7.1f ms "
-           "on %s\n",
-           t + 1, victim.c_str(), static_cast<unsigned long>(p->shards(0).epoch()),
-           resume_ms.back(), after.ok() ? LocalCluster::LeaderOf(*after, 0).c_str() : "?");
+    printf(
+        "trial %2d: killed %s (leader of shard 0 at epoch %lu), writes resumed after %7.1f ms "
+        "on %s\n",
+        t + 1, victim.c_str(), static_cast<unsigned long>(p->shards(0).epoch()), resume_ms.back(),
+        after.ok() ? LocalCluster::LeaderOf(*after, 0).c_str() : "?");
     fflush(stdout);
     // A replacement machine under the same name: empty disk, catches up.
     if (absl::Status st = cluster.RestartNode(victim, /*wipe=*/true); !st.ok()) {
@@ -181,9 +182,10 @@ int main(int argc, char** argv) {
     dash::v1::GetClaimResponse resp;
     if (!stub->GetClaim(&ctx, req, &resp).ok()) ++lost;
   }
-  printf("\nfailover_bench scorecard (3 nodes, %u shards, RF 3, majority commit; heartbeat %d ms, "
-         "failure timeout %d ms)\n",
-         kShards, FLAGS_heartbeat_ms, FLAGS_failure_timeout_ms);
+  printf(
+      "\nfailover_bench scorecard (3 nodes, %u shards, RF 3, majority commit; heartbeat %d ms, "
+      "failure timeout %d ms)\n",
+      kShards, FLAGS_heartbeat_ms, FLAGS_failure_timeout_ms);
   if (!resume_ms.empty()) {
     printf("  SIGKILL of shard 0's leader -> first acknowledged write on shard 0, %zu trials:\n",
            resume_ms.size());

@@ -10,8 +10,8 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
-#include "dash/v1/data.pb.h"
 #include "absl/status/status.h"
+#include "dash/v1/data.pb.h"
 #include "google/protobuf/message.h"
 #include "grpcpp/channel.h"
 

@@ -371,8 +371,10 @@ void AddPlacementCommands(CLI::App& app, GlobalOptions& g, std::function<int()>*
   nodes->callback([&g, run] { *run = [&g] { return RunNodes(g); }; });
 
   auto fo = std::make_shared<ShardOptions>();
-  CLI::App* failover = app.add_subcommand(
-      "failover", "Replace the shard's leader with its best in-sync follower now");
+  CLI::App* failover =
+      app.add_subcommand("failover",
+                         "Replace the shard's leader now with the follower holding the most "
+                         "(refused unless the healthy followers intersect every majority)");
   AddShard(failover, fo.get());
   AddEpoch(failover, fo.get());
   failover->callback([&g, fo, run] {

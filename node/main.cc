@@ -9,10 +9,10 @@
 #include <thread>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
-#include "absl/strings/str_cat.h"
 #include "node/service/node_server.h"
 #include "node/service/placement_agent.h"
 
@@ -87,8 +87,8 @@ int main(int argc, char** argv) {
   if (managed) {
     LOG(INFO) << "dash-node: asking the control plane at " << FLAGS_controlplane
               << " for the cluster's shard count";
-    absl::StatusOr<uint32_t> count =
-        dash::service::PlacementAgent::FetchShardCount(FLAGS_controlplane, absl::InfiniteDuration());
+    absl::StatusOr<uint32_t> count = dash::service::PlacementAgent::FetchShardCount(
+        FLAGS_controlplane, absl::InfiniteDuration());
     if (!count.ok()) {
       LOG(ERROR) << "dash-node: " << count.status();
       return 1;

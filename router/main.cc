@@ -63,8 +63,7 @@ int main(int argc, char** argv) {
     LOG(ERROR) << "dash-router: cannot listen on " << FLAGS_listen;
     return 1;
   }
-  LOG(INFO) << "dash-router serving on port " << port << ", control plane "
-            << FLAGS_controlplane;
+  LOG(INFO) << "dash-router serving on port " << port << ", control plane " << FLAGS_controlplane;
   if (!FLAGS_port_file.empty() && !WritePortFile(FLAGS_port_file, port)) {
     LOG(ERROR) << "dash-router: cannot write " << FLAGS_port_file;
     return 1;

@@ -56,9 +56,8 @@ Route MakeRoute(const v1::Placement& p, const v1::ShardEntry& entry, const std::
 
 absl::StatusOr<const v1::ShardEntry*> ShardEntryOf(const v1::Placement& p, uint32_t shard) {
   if (!p.created()) {
-    return absl::UnavailableError(
-        absl::StrCat("the cluster is not created yet: waiting for ", p.replication_factor(),
-                     " nodes to register"));
+    return absl::UnavailableError(absl::StrCat("the cluster is not created yet: waiting for ",
+                                               p.replication_factor(), " nodes to register"));
   }
   for (const auto& e : p.shards()) {
     if (e.shard() == shard) return &e;
@@ -172,8 +171,8 @@ absl::StatusOr<Route> ChooseReplica(const v1::Placement& placement, const v1::Sh
 
 std::chrono::system_clock::time_point RouterService::Deadline(
     const grpc::ServerContext* ctx) const {
-  return std::min(ctx->deadline(),
-                  std::chrono::system_clock::now() + absl::ToChronoMilliseconds(options_.rpc_timeout));
+  return std::min(ctx->deadline(), std::chrono::system_clock::now() +
+                                       absl::ToChronoMilliseconds(options_.rpc_timeout));
 }
 
 absl::Status RouterService::WithRetry(
@@ -242,8 +241,8 @@ grpc::Status RouterService::ListClaims(grpc::ServerContext* ctx,
                                        v1::ListClaimsResponse* response) {
   absl::Status valid = shard::ValidateTenant(request->tenant(), "tenant");
   if (valid.ok() && request->page_size() > kMaxPageSize) {
-    valid = absl::InvalidArgumentError(absl::StrCat(
-        "page_size: ", request->page_size(), " exceeds the limit of ", kMaxPageSize));
+    valid = absl::InvalidArgumentError(
+        absl::StrCat("page_size: ", request->page_size(), " exceeds the limit of ", kMaxPageSize));
   }
   if (valid.ok() && !v1::ReadPreference_IsValid(request->read_preference())) {
     valid = absl::InvalidArgumentError("read_preference: is not a known preference");
@@ -255,9 +254,8 @@ grpc::Status RouterService::ListClaims(grpc::ServerContext* ctx,
     response->Clear();
     DASH_RETURN_IF_ERROR(ShardEntryOf(p, 0).status());
     if (request->has_shard() && request->shard() >= p.shard_count()) {
-      return absl::InvalidArgumentError(absl::StrCat("shard: ", request->shard(),
-                                                     " is not below the shard count ",
-                                                     p.shard_count()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "shard: ", request->shard(), " is not below the shard count ", p.shard_count()));
     }
     std::vector<v1::ClaimRecord> merged;
     bool more = false;
@@ -278,10 +276,9 @@ grpc::Status RouterService::ListClaims(grpc::ServerContext* ctx,
       for (auto& rec : *page.mutable_records()) merged.push_back(std::move(rec));
       for (auto& t : *page.mutable_read_at()) *response->add_read_at() = std::move(t);
     }
-    std::sort(merged.begin(), merged.end(),
-              [](const v1::ClaimRecord& a, const v1::ClaimRecord& b) {
-                return a.claim().claim_id() < b.claim().claim_id();
-              });
+    std::sort(merged.begin(), merged.end(), [](const v1::ClaimRecord& a, const v1::ClaimRecord& b) {
+      return a.claim().claim_id() < b.claim().claim_id();
+    });
     if (merged.size() > limit) {
       merged.resize(limit);
       more = true;
@@ -308,8 +305,8 @@ grpc::Status RouterService::Query(grpc::ServerContext* ctx, const v1::QueryReque
     for (const v1::ShardEntry& entry : p.shards()) {
       DASH_ASSIGN_OR_RETURN(Route route,
                             ChooseReplica(p, entry, request->read_preference(), spread));
-      remotes.push_back(std::make_unique<RemoteShardTarget>(placement_->Channel(route.address),
-                                                            route, deadline));
+      remotes.push_back(
+          std::make_unique<RemoteShardTarget>(placement_->Channel(route.address), route, deadline));
       targets[entry.shard()] = remotes.back().get();
     }
     DASH_ASSIGN_OR_RETURN(*response, shard::RunQuery(*request, targets, p.shard_count()));

@@ -1,11 +1,12 @@
 // Replica choice for writes and each read preference, over placement tables
 // built here (the routing rules are pure functions of the table).
+#include "router/router_service.h"
+
 #include <set>
 
 #include "common/grpc_status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "router/router_service.h"
 
 namespace dash::router {
 namespace {

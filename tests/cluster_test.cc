@@ -1,6 +1,8 @@
 // A whole cluster as separate processes: control plane, three shard nodes and
 // a router, spoken to only through the router (and dashctl), with nodes killed
 // by SIGKILL. Asserts the routing and failover guarantees of issue 4.
+#include "tests/harness/cluster.h"
+
 #include <atomic>
 #include <map>
 #include <mutex>
@@ -18,7 +20,6 @@
 #include "grpcpp/client_context.h"
 #include "gtest/gtest.h"
 #include "node/shard/test_util.h"
-#include "tests/harness/cluster.h"
 
 namespace dash {
 namespace {
@@ -118,8 +119,9 @@ TEST_F(ClusterTest, WritesReachFollowersAndEachReadPreferencePicksItsReplica) {
       ASSERT_TRUE(w.ok()) << w.status();
     }
   }
-  ASSERT_TRUE(cluster_->WaitForPlacement(testing::LocalCluster::FullyReplicated, absl::Seconds(10),
-                                         "followers to catch up")
+  ASSERT_TRUE(cluster_
+                  ->WaitForPlacement(testing::LocalCluster::FullyReplicated, absl::Seconds(10),
+                                     "followers to catch up")
                   .ok());
   const v1::Placement p = Placement();
   for (const std::string& id : ids) {
@@ -199,14 +201,15 @@ TEST_F(ClusterTest, WritesFailClosedWhileAShardHasNoHealthyLeader) {
   ASSERT_TRUE(first.ok()) << first.status();
   // Every node dies: no shard can be failed over, each keeps its (unhealthy) leader.
   for (const std::string& n : cluster_->node_ids()) cluster_->node(n).Kill();
-  ASSERT_TRUE(cluster_->WaitForPlacement(
-                          [](const v1::Placement& p) {
-                            for (const auto& n : p.nodes()) {
-                              if (n.health() != v1::NODE_HEALTH_UNHEALTHY) return false;
-                            }
-                            return true;
-                          },
-                          absl::Seconds(10), "every node to be unhealthy")
+  ASSERT_TRUE(cluster_
+                  ->WaitForPlacement(
+                      [](const v1::Placement& p) {
+                        for (const auto& n : p.nodes()) {
+                          if (n.health() != v1::NODE_HEALTH_UNHEALTHY) return false;
+                        }
+                        return true;
+                      },
+                      absl::Seconds(10), "every node to be unhealthy")
                   .ok());
   absl::SleepFor(absl::Milliseconds(300));  // The router's watch delivers the table.
   const v1::Placement before = Placement();
@@ -225,8 +228,9 @@ TEST_F(ClusterTest, WritesFailClosedWhileAShardHasNoHealthyLeader) {
   for (const std::string& n : cluster_->node_ids()) {
     ASSERT_TRUE(cluster_->RestartNode(n, /*wipe=*/false).ok());
   }
-  ASSERT_TRUE(cluster_->WaitForPlacement(testing::LocalCluster::AllShardsLed, absl::Seconds(10),
-                                         "leaders to be healthy again")
+  ASSERT_TRUE(cluster_
+                  ->WaitForPlacement(testing::LocalCluster::AllShardsLed, absl::Seconds(10),
+                                     "leaders to be healthy again")
                   .ok());
   absl::StatusOr<v1::WriteResponse> again;
   ASSERT_TRUE(testing::PollUntil(
@@ -511,11 +515,12 @@ TEST_F(ClusterOpsTest, ControlPlaneKilledWithTheLeaderFailsOverOnceAfterItsResta
   // Without a control plane nobody can promote: shard 0 stays unwritable.
   EXPECT_FALSE(Write(ClaimBatch("acme", IdOnShard(0, 1)), absl::Seconds(2)).ok());
   ASSERT_TRUE(cluster_->controlplane().Start().ok());
-  ASSERT_TRUE(cluster_->WaitForPlacement(
-                          [&](const v1::Placement& p) {
-                            return testing::LocalCluster::LeaderOf(p, 0) != victim;
-                          },
-                          absl::Seconds(10), "the failover after the restart")
+  ASSERT_TRUE(cluster_
+                  ->WaitForPlacement(
+                      [&](const v1::Placement& p) {
+                        return testing::LocalCluster::LeaderOf(p, 0) != victim;
+                      },
+                      absl::Seconds(10), "the failover after the restart")
                   .ok());
   absl::StatusOr<v1::WriteResponse> w;
   ASSERT_TRUE(testing::PollUntil(
@@ -539,8 +544,9 @@ TEST_F(ClusterOpsTest, LeaderAndFollowerLostTogetherWaitForAnOperatorsPromote) {
     ids.push_back(IdOnShard(0, n));
     ASSERT_TRUE(Write(ClaimBatch("acme", ids.back())).ok());
   }
-  ASSERT_TRUE(cluster_->WaitForPlacement(testing::LocalCluster::FullyReplicated, absl::Seconds(10),
-                                         "followers to catch up")
+  ASSERT_TRUE(cluster_
+                  ->WaitForPlacement(testing::LocalCluster::FullyReplicated, absl::Seconds(10),
+                                     "followers to catch up")
                   .ok());
   const v1::Placement before = Placement();
   const std::string leader = testing::LocalCluster::LeaderOf(before, 0);
@@ -551,15 +557,16 @@ TEST_F(ClusterOpsTest, LeaderAndFollowerLostTogetherWaitForAnOperatorsPromote) {
   ASSERT_EQ(followers.size(), 2u);
   cluster_->node(leader).Kill();
   cluster_->node(followers[0]).Kill();
-  ASSERT_TRUE(cluster_->WaitForPlacement(
-                          [&](const v1::Placement& p) {
-                            int unhealthy = 0;
-                            for (const auto& n : p.nodes()) {
-                              unhealthy += n.health() == v1::NODE_HEALTH_UNHEALTHY;
-                            }
-                            return unhealthy == 2;
-                          },
-                          absl::Seconds(10), "two nodes to be unhealthy")
+  ASSERT_TRUE(cluster_
+                  ->WaitForPlacement(
+                      [&](const v1::Placement& p) {
+                        int unhealthy = 0;
+                        for (const auto& n : p.nodes()) {
+                          unhealthy += n.health() == v1::NODE_HEALTH_UNHEALTHY;
+                        }
+                        return unhealthy == 2;
+                      },
+                      absl::Seconds(10), "two nodes to be unhealthy")
                   .ok());
   absl::SleepFor(absl::Milliseconds(300));
   // One of three replicas cannot know every acknowledged write: no automatic
@@ -583,8 +590,8 @@ TEST_F(ClusterOpsTest, LeaderAndFollowerLostTogetherWaitForAnOperatorsPromote) {
   // A majority of three is still two: the new leader cannot commit alone until
   // the operator also takes the dead replicas out of the shard.
   for (const std::string& dead : {leader, followers[0]}) {
-    r = testing::RunCommand(dashctl, {cp, "replicas", "remove", "--shard=0", "--node=" + dead},
-                            "", dir_.Sub("remove.err"));
+    r = testing::RunCommand(dashctl, {cp, "replicas", "remove", "--shard=0", "--node=" + dead}, "",
+                            dir_.Sub("remove.err"));
     EXPECT_EQ(r.exit_code, 0) << r.out;
   }
   ASSERT_TRUE(cluster_->WaitUntilAdopted(absl::Seconds(10)).ok());

@@ -219,7 +219,8 @@ absl::Status ValidateNodeId(const std::string& node_id) {
 }
 
 absl::StatusOr<std::string> ChooseFailoverLeader(const Placement& placement,
-                                             const ShardEntry& shard, const ReportMap& reports) {
+                                                 const ShardEntry& shard,
+                                                 const ReportMap& reports) {
   const std::string& leader = shard.leader_node_id();
   const size_t n = static_cast<size_t>(shard.replicas_size());
   const size_t quorum = n / 2 + 1;
@@ -248,9 +249,8 @@ absl::StatusOr<std::string> ChooseFailoverLeader(const Placement& placement,
     electorate.push_back(&it->second);
   }
   if (members.empty() || members.size() < needed) {
-    std::string reason =
-        absl::StrCat("shard ", shard.shard(), ": only ", members.size(), " of ", n,
-                     " replicas reachable");
+    std::string reason = absl::StrCat("shard ", shard.shard(), ": only ", members.size(), " of ", n,
+                                      " replicas reachable");
     if (!leader.empty() && IsHealthy(placement, leader)) {
       absl::StrAppend(&reason, " besides leader ", leader);
     }
@@ -284,13 +284,11 @@ absl::StatusOr<std::string> ChooseFailoverLeader(const Placement& placement,
   return members[best]->node_id();
 }
 
-std::optional<std::string> ChooseTransferTarget(const Placement& placement,
-                                                const ShardEntry& shard,
+std::optional<std::string> ChooseTransferTarget(const Placement& placement, const ShardEntry& shard,
                                                 const ReportMap& reports) {
   const ReplicaEntry* best = nullptr;
   for (const ReplicaEntry& replica : shard.replicas()) {
-    if (replica.node_id() == shard.leader_node_id() ||
-        replica.role() == v1::REPLICA_ROLE_LEADER) {
+    if (replica.node_id() == shard.leader_node_id() || replica.role() == v1::REPLICA_ROLE_LEADER) {
       continue;
     }
     if (!replica.in_sync()) continue;
@@ -447,8 +445,8 @@ PlacementChange PlanTick(const Placement& placement, const TickInput& input) {
           if (report.diverged()) {
             why_out = "diverged";
           } else if (report.epoch() != shard.epoch()) {
-            why_out = absl::StrCat("epoch ", shard.epoch(), " not yet adopted (at ", report.epoch(),
-                                   ")");
+            why_out =
+                absl::StrCat("epoch ", shard.epoch(), " not yet adopted (at ", report.epoch(), ")");
           } else if (report.last_lsn() > leader_lsn) {
             // Judged only against a leader report newer than the follower's,
             // when the order is known: the leader's log only grows.
@@ -519,8 +517,7 @@ PlacementChange PlanTick(const Placement& placement, const TickInput& input) {
     if (!to.empty()) {
       // The move's target holds the data once it is in sync.
       const ReplicaEntry* target = FindReplica(shard, to);
-      ready = target != nullptr && target->in_sync() &&
-              target->health() == v1::NODE_HEALTH_HEALTHY;
+      ready = target != nullptr && target->in_sync() && target->health() == v1::NODE_HEALTH_HEALTHY;
     } else {
       // A table stored before moving_to existed names no target: wait for
       // every other follower (the new one among them).
@@ -587,8 +584,8 @@ absl::StatusOr<PlacementChange> PlanPromote(const Placement& placement,
   const ShardEntry& shard = *FindShard(placement, request.shard());
   const ReplicaEntry* target = FindReplica(shard, request.node_id());
   if (target == nullptr) {
-    return absl::NotFoundError(absl::StrCat(
-        "node_id: ", request.node_id(), " is not a replica of shard ", request.shard()));
+    return absl::NotFoundError(absl::StrCat("node_id: ", request.node_id(),
+                                            " is not a replica of shard ", request.shard()));
   }
   DASH_RETURN_IF_ERROR(CheckUsable(placement, request.node_id()));
   if (shard.leader_node_id() == request.node_id()) {

@@ -451,10 +451,10 @@ TEST(PlannerTest, TickFlagsFollowersWhoseLogDivergedFromTheLeaders) {
   Shard(&p, 0)->set_epoch(2);
   SetPosition(&p, 0, "n1", 2, 500);
   ReportMap reports;
-  reports[{0, "n2"}] = Report(0, 2, 501);    // Ahead of the leader.
-  reports[{0, "n3"}] = Report(0, 2, 500);    // Same position, other last epoch.
+  reports[{0, "n2"}] = Report(0, 2, 501);  // Ahead of the leader.
+  reports[{0, "n3"}] = Report(0, 2, 500);  // Same position, other last epoch.
   reports[{0, "n3"}].set_last_epoch(1);
-  reports[{0, "n4"}] = Report(0, 2, 500);    // Reported diverged.
+  reports[{0, "n4"}] = Report(0, 2, 500);  // Reported diverged.
   reports[{0, "n4"}].set_diverged(true);
   TickInput input = AllAlive(p, &reports);
   input.heard = {"n1", "n2", "n3", "n4"};

@@ -66,13 +66,13 @@ grpc::Status LogServer::PullLog(grpc::ServerContext* ctx, const v1::PullLogReque
     }
     v1::PullLogResponse response;
     size_t bytes = 0;
-    while (next <= state.last_lsn && static_cast<size_t>(response.records_size()) <
-                                         kMaxRecordsPerMessage &&
+    while (next <= state.last_lsn &&
+           static_cast<size_t>(response.records_size()) < kMaxRecordsPerMessage &&
            bytes < kMaxBytesPerMessage) {
       absl::StatusOr<std::string> raw = r->ReadLogRecord(next);
       if (!raw.ok()) {
-        return ToGrpcStatus(absl::OutOfRangeError(absl::StrCat(
-            "shard ", shard, ": lsn ", next, " is no longer in the leader's log")));
+        return ToGrpcStatus(absl::OutOfRangeError(
+            absl::StrCat("shard ", shard, ": lsn ", next, " is no longer in the leader's log")));
       }
       bytes += raw->size();
       response.add_records(std::move(*raw));

@@ -23,7 +23,7 @@
 namespace dash::service {
 
 struct AgentOptions {
-  std::string controlplane;       // host:port of dash-controlplane.
+  std::string controlplane;  // host:port of dash-controlplane.
   std::string node_id;
   std::string advertise_address;  // How other processes reach this node.
   absl::Duration heartbeat_interval = absl::Milliseconds(150);

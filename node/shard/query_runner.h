@@ -39,9 +39,9 @@ class LocalShardTarget : public ShardTarget {
   absl::StatusOr<index::CorpusStats> Stats(absl::string_view tenant,
                                            const std::vector<std::string>& terms) override;
   absl::StatusOr<LegResult> Legs(absl::string_view tenant, const LegRequest& request) override;
-  absl::StatusOr<std::map<std::string, v1::QueryHit>> Fetch(
-      absl::string_view tenant, const std::vector<std::string>& ids,
-      const FetchOptions& options) override;
+  absl::StatusOr<std::map<std::string, v1::QueryHit>> Fetch(absl::string_view tenant,
+                                                            const std::vector<std::string>& ids,
+                                                            const FetchOptions& options) override;
 
  private:
   const ShardReplica* replica_;

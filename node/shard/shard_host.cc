@@ -24,7 +24,7 @@ constexpr uint32_t kMaxPageSize = 1000;
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ShardHost>> ShardHost::Open(const HostOptions& options,
-                                                            bool managed) {
+                                                           bool managed) {
   if (options.shard_count == 0) return absl::InvalidArgumentError("shard_count must be positive");
   HostOptions opts = options;
   if (opts.shards.empty() && !managed) {

@@ -61,8 +61,7 @@ class ShardHost {
   const std::string& node_id() const { return options_.node_id; }
 
  private:
-  ShardHost(HostOptions options, bool managed)
-      : options_(std::move(options)), managed_(managed) {}
+  ShardHost(HostOptions options, bool managed) : options_(std::move(options)), managed_(managed) {}
   std::string ReplicaDir(uint32_t shard) const;
   absl::Status NotHosted(uint32_t shard) const;
 

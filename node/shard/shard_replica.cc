@@ -300,8 +300,8 @@ void ShardReplica::CommitGroup(std::vector<Pending> group) {
       continue;
     }
     if (role_.writes_paused) {
-      absl::Status st = absl::UnavailableError(absl::StrCat(
-          "shard ", options_.shard_id, ": leadership transfer in progress; retry"));
+      absl::Status st = absl::UnavailableError(
+          absl::StrCat("shard ", options_.shard_id, ": leadership transfer in progress; retry"));
       SetRoutingHint(st, hint());
       p.done(st);
       continue;
@@ -498,14 +498,14 @@ absl::Status ShardReplica::ApplyEncodedRecords(const std::vector<std::string>& e
           "log record lsn ", record.lsn, " does not follow last lsn ", meta.last_lsn()));
     }
     if (record.epoch < meta.last_epoch()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("log record epoch ", record.epoch, " is older than the last record's epoch ",
-                       meta.last_epoch()));
+      return absl::FailedPreconditionError(absl::StrCat("log record epoch ", record.epoch,
+                                                        " is older than the last record's epoch ",
+                                                        meta.last_epoch()));
     }
     std::vector<std::string> claims;
-    DASH_RETURN_IF_ERROR(ApplyBatch(
-        payload, CommitPoint{record.epoch, record.lsn, record.commit_time_micros}, ws.get(),
-        &claims));
+    DASH_RETURN_IF_ERROR(
+        ApplyBatch(payload, CommitPoint{record.epoch, record.lsn, record.commit_time_micros},
+                   ws.get(), &claims));
     ws->Put(Family::kLog, keys::Log(record.lsn), one);
     meta.set_epoch(std::max(meta.epoch(), record.epoch));
     meta.set_last_epoch(record.epoch);
@@ -617,8 +617,7 @@ uint64_t ShardReplica::WaitForLsn(uint64_t lsn, absl::Duration timeout) const {
   absl::MutexLock l(&mu_);
   mu_.AwaitWithTimeout(absl::Condition(
                            +[](Arg* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                             return a->replica->state_.last_lsn >= a->lsn ||
-                                    a->replica->stopping_;
+                             return a->replica->state_.last_lsn >= a->lsn || a->replica->stopping_;
                            },
                            &arg),
                        timeout);

@@ -11,8 +11,8 @@
 
 #include <cstdint>
 #include <deque>
-#include <map>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -272,8 +272,8 @@ class ShardReplica {
   std::deque<Waiting> waiting_ ABSL_GUARDED_BY(ack_mu_);
   std::map<std::string, uint64_t> acked_ ABSL_GUARDED_BY(ack_mu_);  // Follower -> durable LSN.
   std::vector<std::string> quorum_nodes_ ABSL_GUARDED_BY(ack_mu_);  // Followers that count.
-  size_t quorum_ ABSL_GUARDED_BY(ack_mu_) = 1;                       // Replicas needed.
-  uint64_t durable_lsn_ ABSL_GUARDED_BY(ack_mu_) = 0;                // This replica's.
+  size_t quorum_ ABSL_GUARDED_BY(ack_mu_) = 1;                      // Replicas needed.
+  uint64_t durable_lsn_ ABSL_GUARDED_BY(ack_mu_) = 0;               // This replica's.
   uint64_t commit_lsn_ ABSL_GUARDED_BY(ack_mu_) = 0;
 
   std::thread commit_thread_;

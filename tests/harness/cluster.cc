@@ -112,8 +112,8 @@ bool LocalCluster::AllShardsLed(const v1::Placement& p) {
   for (const auto& s : p.shards()) {
     bool healthy = false;
     for (const auto& n : p.nodes()) {
-      healthy = healthy ||
-                (n.node_id() == s.leader_node_id() && n.health() == v1::NODE_HEALTH_HEALTHY);
+      healthy =
+          healthy || (n.node_id() == s.leader_node_id() && n.health() == v1::NODE_HEALTH_HEALTHY);
     }
     if (!healthy) return false;
   }
