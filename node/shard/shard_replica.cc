@@ -592,6 +592,7 @@ absl::Status ShardReplica::AdoptRole(const Role& role) {
   state_.leader = role.leader;
   state_.writes_paused = role.writes_paused;
   state_.leader_node_id = role.leader_node_id;
+  state_.leader_address = role.leader_address;
   return absl::OkStatus();
 }
 
@@ -605,6 +606,7 @@ absl::Status ShardReplica::CheckEpoch(uint64_t expected_epoch) const {
   h.set_shard(options_.shard_id);
   h.set_current_epoch(state_.epoch);
   h.set_leader_node_id(state_.leader_node_id);
+  h.set_leader_address(state_.leader_address);
   SetRoutingHint(st, h);
   return st;
 }

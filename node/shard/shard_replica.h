@@ -123,6 +123,7 @@ struct ReplicaState {
   bool leader = true;
   bool writes_paused = false;
   std::string leader_node_id;
+  std::string leader_address;
 };
 
 struct ListPage {

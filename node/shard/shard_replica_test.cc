@@ -7,6 +7,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/synchronization/notification.h"
 #include "common/grpc_status.h"
 #include "common/hashing.h"
 #include "gmock/gmock.h"
@@ -449,6 +450,144 @@ TEST_F(ShardReplicaTest, BatchForAnotherShardIsRejected) {
   auto r = replica_->WriteAndWait(ClaimBatch("acme", id));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(r.status().message()), StartsWith("shard:"));
+}
+
+// --- Roles and majority commit (a replica under a control plane).
+
+Role LeaderOf3(uint64_t epoch) {
+  Role role;
+  role.leader = true;
+  role.epoch = epoch;
+  role.leader_node_id = "a";
+  role.self_node_id = "a";
+  role.replicas = {"a", "b", "c"};
+  return role;
+}
+
+TEST_F(ShardReplicaTest, AFollowerRefusesWritesNamingItsLeader) {
+  Role role;
+  role.leader = false;
+  role.epoch = 3;
+  role.leader_node_id = "n2";
+  role.leader_address = "127.0.0.1:7102";
+  ASSERT_TRUE(replica_->AdoptRole(role).ok());
+  auto r = replica_->WriteAndWait(ClaimBatch("acme", "c1"));
+  ASSERT_TRUE(absl::IsFailedPrecondition(r.status())) << r.status();
+  auto hint = GetRoutingHint(r.status());
+  ASSERT_TRUE(hint.has_value());
+  EXPECT_EQ(hint->current_epoch(), 3u);
+  EXPECT_EQ(hint->leader_node_id(), "n2");
+  EXPECT_EQ(hint->leader_address(), "127.0.0.1:7102");
+  EXPECT_EQ(replica_->State().last_lsn, 0u) << "nothing applied";
+}
+
+TEST_F(ShardReplicaTest, AnAdoptedEpochIsPersistedAndNeverGoesBack) {
+  ASSERT_TRUE(replica_->AdoptRole(LeaderOf3(4)).ok());
+  Reopen();
+  EXPECT_EQ(replica_->State().epoch, 4u) << "adopted epochs survive a restart";
+  Role older = LeaderOf3(3);
+  EXPECT_TRUE(absl::IsFailedPrecondition(replica_->AdoptRole(older)));
+  // Readers routing by another epoch are told the current one.
+  absl::Status st = replica_->CheckEpoch(2);
+  ASSERT_TRUE(absl::IsFailedPrecondition(st));
+  ASSERT_TRUE(GetRoutingHint(st).has_value());
+  EXPECT_EQ(GetRoutingHint(st)->current_epoch(), 4u);
+  EXPECT_TRUE(replica_->CheckEpoch(4).ok());
+  EXPECT_TRUE(replica_->CheckEpoch(0).ok());
+}
+
+TEST_F(ShardReplicaTest, PausedWritesAreRetryableAndLeaveTheLogAlone) {
+  Role role = LeaderOf3(2);
+  role.replicas = {"a"};
+  role.writes_paused = true;
+  ASSERT_TRUE(replica_->AdoptRole(role).ok());
+  auto r = replica_->WriteAndWait(ClaimBatch("acme", "c1"));
+  EXPECT_TRUE(absl::IsUnavailable(r.status())) << r.status();
+  EXPECT_EQ(replica_->State().last_lsn, 0u);
+  role.writes_paused = false;
+  ASSERT_TRUE(replica_->AdoptRole(role).ok());
+  MustWrite(ClaimBatch("acme", "c1"));
+}
+
+TEST_F(ShardReplicaTest, ALeaderAnswersOnceAMajorityHoldsTheWrite) {
+  ASSERT_TRUE(replica_->AdoptRole(LeaderOf3(1)).ok());
+  std::atomic<bool> answered{false};
+  absl::StatusOr<WriteResult> result;
+  absl::Notification done;
+  replica_->Write(ClaimBatch("acme", "c1"), [&](absl::StatusOr<WriteResult> r) {
+    result = std::move(r);
+    answered = true;
+    done.Notify();
+  });
+  // Durable here, but one replica of three is not a majority.
+  ASSERT_EQ(replica_->WaitForLsn(1, absl::Seconds(5)), 1u);
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_FALSE(answered) << "acknowledged before a follower held it";
+  replica_->OnFollowerAck("x", 1);  // Not a replica of the shard: does not count.
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_FALSE(answered);
+  replica_->OnFollowerAck("b", 1);
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->token.lsn(), 1u);
+  EXPECT_EQ(replica_->State().commit_lsn, 1u);
+}
+
+TEST_F(ShardReplicaTest, AWriteNoMajorityAcknowledgesFailsAsOutcomeUnknown) {
+  options_.commit_timeout = absl::Milliseconds(300);
+  Reopen();
+  ASSERT_TRUE(replica_->AdoptRole(LeaderOf3(1)).ok());
+  auto r = replica_->WriteAndWait(ClaimBatch("acme", "c1"));
+  ASSERT_TRUE(absl::IsUnavailable(r.status())) << r.status();
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("outcome is unknown"));
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("same idempotency key"));
+}
+
+TEST_F(ShardReplicaTest, LosingLeadershipFailsTheWritesStillWaitingForAMajority) {
+  ASSERT_TRUE(replica_->AdoptRole(LeaderOf3(1)).ok());
+  absl::StatusOr<WriteResult> result;
+  absl::Notification done;
+  replica_->Write(ClaimBatch("acme", "c1"), [&](absl::StatusOr<WriteResult> r) {
+    result = std::move(r);
+    done.Notify();
+  });
+  ASSERT_EQ(replica_->WaitForLsn(1, absl::Seconds(5)), 1u);
+  Role follower;
+  follower.leader = false;
+  follower.epoch = 2;
+  follower.leader_node_id = "b";
+  ASSERT_TRUE(replica_->AdoptRole(follower).ok());
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  EXPECT_TRUE(absl::IsUnavailable(result.status())) << result.status();
+}
+
+TEST_F(ShardReplicaTest, AFollowerAppliesTheLeadersRecordsInOneCommit) {
+  // The leader: this fixture's replica.
+  for (int i = 0; i < 5; ++i) MustWrite(ClaimBatch("acme", "c" + std::to_string(i)));
+  std::vector<std::string> records;
+  for (uint64_t lsn = 1; lsn <= 5; ++lsn) {
+    auto rec = replica_->ReadLogRecord(lsn);
+    ASSERT_TRUE(rec.ok());
+    records.push_back(*rec);
+  }
+  ReplicaOptions fo = options_;
+  fo.dir = dir_.string() + "-follower";
+  fo.managed = true;
+  std::filesystem::remove_all(fo.dir);
+  auto follower = ShardReplica::Open(fo);
+  ASSERT_TRUE(follower.ok());
+  // A gap is refused and changes nothing.
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      (*follower)->ApplyEncodedRecords({records.begin() + 1, records.end()})));
+  EXPECT_EQ((*follower)->State().last_lsn, 0u);
+  ASSERT_TRUE((*follower)->ApplyEncodedRecords(records).ok());
+  EXPECT_EQ((*follower)->State().last_lsn, 5u);
+  EXPECT_EQ(Dump("acme", follower->get()), Dump("acme"));
+  // A managed replica never leads before a role says so.
+  auto w = (*follower)->WriteAndWait(ClaimBatch("acme", "c9"));
+  EXPECT_TRUE(absl::IsFailedPrecondition(w.status())) << w.status();
+  follower->reset();
+  std::filesystem::remove_all(fo.dir);
 }
 
 }  // namespace
