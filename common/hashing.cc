@@ -1,5 +1,6 @@
 #include "common/hashing.h"
 
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <xxhash.h>
 #include <zlib.h>
@@ -31,6 +32,31 @@ std::string Sha256(absl::string_view data) {
 }
 
 std::string Sha256Hex(absl::string_view data) { return absl::BytesToHexString(Sha256(data)); }
+
+Sha256Hasher::Sha256Hasher() : ctx_(EVP_MD_CTX_new()) {
+  EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), EVP_sha256(), nullptr);
+}
+
+Sha256Hasher::~Sha256Hasher() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
+
+void Sha256Hasher::Update(absl::string_view data) {
+  EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), data.data(), data.size());
+}
+
+void Sha256Hasher::UpdateField(absl::string_view data) {
+  const uint64_t n = data.size();
+  unsigned char len[8];
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(n >> (8 * i));
+  Update(absl::string_view(reinterpret_cast<const char*>(len), sizeof(len)));
+  Update(data);
+}
+
+std::string Sha256Hasher::HexDigest() {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(ctx_), digest, &size);
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(digest), size));
+}
 
 uint32_t Crc32(absl::string_view data, uint32_t crc) {
   return static_cast<uint32_t>(

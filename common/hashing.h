@@ -22,6 +22,24 @@ uint32_t ShardOf(absl::string_view tenant, absl::string_view claim_id, uint32_t 
 std::string Sha256(absl::string_view data);
 std::string Sha256Hex(absl::string_view data);
 
+// SHA-256 over data given in pieces. Not thread-safe.
+class Sha256Hasher {
+ public:
+  Sha256Hasher();
+  ~Sha256Hasher();
+  Sha256Hasher(const Sha256Hasher&) = delete;
+  Sha256Hasher& operator=(const Sha256Hasher&) = delete;
+  void Update(absl::string_view data);
+  // Appends the length before the bytes, so that ("ab", "c") and ("a", "bc")
+  // hash differently.
+  void UpdateField(absl::string_view data);
+  // 64 lowercase hex characters; the hasher must not be used afterwards.
+  std::string HexDigest();
+
+ private:
+  void* ctx_;  // EVP_MD_CTX*
+};
+
 // CRC-32 (zlib polynomial) of `data`, continuing from `crc` (0 to start).
 uint32_t Crc32(absl::string_view data, uint32_t crc = 0);
 

@@ -52,6 +52,7 @@ absl::Status FromJson(const std::string& json, google::protobuf::Message* m);
 // execute once CLI11 has parsed the command line.
 void AddDataCommands(CLI::App& app, GlobalOptions& g, std::function<int()>* run);
 void AddConvertCommands(CLI::App& app, std::function<int()>* run);
+void AddVerifyCommand(CLI::App& app, GlobalOptions& g, std::function<int()>* run);
 void AddQueryCommands(CLI::App& app, GlobalOptions& g, std::function<int()>* run);
 // placement show|watch, nodes, failover, promote, transfer, drain, replicas
 // add|remove|move: the control plane's admin API (dash.v1.ControlPlane).

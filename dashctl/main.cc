@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   dash::ctl::AddQueryCommands(app, g, &run);
   dash::ctl::AddConvertCommands(app, &run);
   dash::ctl::AddPlacementCommands(app, g, &run);
+  dash::ctl::AddVerifyCommand(app, g, &run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

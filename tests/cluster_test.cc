@@ -155,6 +155,17 @@ TEST_F(ClusterTest, WritesReachFollowersAndEachReadPreferencePicksItsReplica) {
   ASSERT_TRUE(router_->ListClaims(&ctx, list, &page).ok());
   EXPECT_EQ(page.records_size(), static_cast<int>(ids.size()));
   EXPECT_EQ(page.read_at_size(), static_cast<int>(kShards));
+
+  // Every shard's three replicas hold byte-identical state at the same LSN.
+  testing::CommandResult verify =
+      testing::RunCommand(testing::BinaryPath("dashctl/dashctl"),
+                          {"--controlplane=" + cluster_->controlplane().address(), "verify"}, "",
+                          dir_.Sub("verify.err"));
+  EXPECT_EQ(verify.exit_code, 0) << verify.out;
+  for (uint32_t s = 0; s < kShards; ++s) {
+    EXPECT_THAT(verify.out, HasSubstr(absl::StrCat("shard ", s, ": lsn 5: 3 replicas agree")))
+        << verify.out;
+  }
 }
 
 TEST_F(ClusterTest, QueryThroughTheRouterRanksExactlyAsASingleShardNode) {
@@ -167,6 +178,13 @@ TEST_F(ClusterTest, QueryThroughTheRouterRanksExactlyAsASingleShardNode) {
         {"--addr=" + addr, "ingest", DASH_SAMPLE_FILE, "--tenant=cf"}, "", dir_.Sub("ingest.err"));
     ASSERT_EQ(r.exit_code, 0) << addr;
   }
+  // Replicas hold byte-identical state, metadata maps included (their
+  // serialization must not depend on the process).
+  testing::CommandResult verify = testing::RunCommand(
+      testing::BinaryPath("dashctl/dashctl"),
+      {"--controlplane=" + cluster_->controlplane().address(), "verify"}, "",
+      dir_.Sub("verify.err"));
+  EXPECT_EQ(verify.exit_code, 0) << verify.out;
   auto single_stub = v1::Data::NewStub(single.channel());
   for (const char* text : {"global warming is caused by the sun", "sea level rise",
                            "carbon dioxide emissions", "polar bears extinction"}) {
@@ -349,6 +367,12 @@ TEST_F(ClusterTest, SigkillOfALeaderUnderWriteLoadWritesResumeThroughTheRouter) 
     ADD_FAILURE() << "acknowledged claim " << a.id << " is gone after the failover";
   }
   EXPECT_EQ(lost, 0);
+  // The surviving replicas of every shard converge to identical state.
+  testing::CommandResult verify =
+      testing::RunCommand(testing::BinaryPath("dashctl/dashctl"),
+                          {"--controlplane=" + cluster_->controlplane().address(), "verify"}, "",
+                          dir_.Sub("verify.err"));
+  EXPECT_EQ(verify.exit_code, 0) << verify.out;
 }
 
 // Runs `writers` client threads writing single-claim batches through the router
@@ -567,11 +591,11 @@ TEST_F(ClusterOpsTest, LeaderAndFollowerLostTogetherWaitForAnOperatorsPromote) {
     };
   };
   cluster_->node(followers[0]).Kill();
-  ASSERT_TRUE(cluster_->WaitForPlacement(unhealthy(1), absl::Seconds(10), "the follower's death")
-                  .ok());
+  ASSERT_TRUE(
+      cluster_->WaitForPlacement(unhealthy(1), absl::Seconds(10), "the follower's death").ok());
   cluster_->node(leader).Kill();
-  ASSERT_TRUE(cluster_->WaitForPlacement(unhealthy(2), absl::Seconds(10), "the leader's death")
-                  .ok());
+  ASSERT_TRUE(
+      cluster_->WaitForPlacement(unhealthy(2), absl::Seconds(10), "the leader's death").ok());
   absl::SleepFor(absl::Milliseconds(300));
   // One of three replicas cannot know every acknowledged write: no automatic
   // promotion, and writes fail closed.

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "common/proto_bytes.h"
 #include "common/status_macros.h"
 #include "dash/v1/model.pb.h"
 #include "node/index/analyzer.h"
@@ -135,7 +136,7 @@ absl::Status ReindexClaim(absl::string_view tenant, absl::string_view claim_id,
     doc.add_terms(term);
     doc.add_tfs(count);
   }
-  ws->Put(Family::kDocs, doc_key, doc.SerializeAsString());
+  ws->Put(Family::kDocs, doc_key, DeterministicSerialize(doc));
   stats->set_lexical_docs(stats->lexical_docs() + 1);
   stats->set_lexical_length(stats->lexical_length() + length);
   return absl::OkStatus();

@@ -1,5 +1,6 @@
 #include "node/service/data_service.h"
 
+#include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -51,6 +52,25 @@ grpc::Status NodeAdminService::GetNodeInfo(grpc::ServerContext* ctx,
                                            const v1::GetNodeInfoRequest* request,
                                            v1::NodeInfo* response) {
   *response = host_->Info();
+  return grpc::Status::OK;
+}
+
+grpc::Status NodeAdminService::GetReplicaChecksum(grpc::ServerContext* ctx,
+                                                  const v1::ReplicaChecksumRequest* request,
+                                                  v1::ReplicaChecksum* response) {
+  std::shared_ptr<shard::ShardReplica> r = host_->replica(request->shard());
+  if (r == nullptr) {
+    return ToGrpcStatus(absl::FailedPreconditionError(
+        absl::StrCat("shard ", request->shard(), " is not hosted on node ", host_->node_id())));
+  }
+  absl::StatusOr<shard::StateChecksum> sum = r->Checksum();
+  if (!sum.ok()) return ToGrpcStatus(sum.status(), ctx);
+  response->set_shard(request->shard());
+  response->set_node_id(host_->node_id());
+  response->set_last_lsn(sum->last_lsn);
+  response->set_last_epoch(sum->last_epoch);
+  response->set_sha256(sum->sha256);
+  response->set_keys(sum->keys);
   return grpc::Status::OK;
 }
 

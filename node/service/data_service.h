@@ -34,6 +34,9 @@ class NodeAdminService final : public v1::NodeAdmin::Service {
   explicit NodeAdminService(shard::ShardHost* host) : host_(host) {}
   grpc::Status GetNodeInfo(grpc::ServerContext* ctx, const v1::GetNodeInfoRequest* request,
                            v1::NodeInfo* response) override;
+  grpc::Status GetReplicaChecksum(grpc::ServerContext* ctx,
+                                  const v1::ReplicaChecksumRequest* request,
+                                  v1::ReplicaChecksum* response) override;
 
  private:
   shard::ShardHost* const host_;

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/hashing.h"
+#include "common/proto_bytes.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
 #include "node/index/lexical_index.h"
@@ -97,9 +98,9 @@ class Applier {
       rec.set_lsn(at_.lsn);
       rec.set_commit_time_micros(at_.commit_time_micros);
       ws_->Put(Family::kIdempotency, keys::Idempotency(tenant_, p_.idempotency_key()),
-               rec.SerializeAsString());
+               DeterministicSerialize(rec));
     }
-    ws_->Put(Family::kTenants, keys::Tenant(tenant_), tenant_state_.SerializeAsString());
+    ws_->Put(Family::kTenants, keys::Tenant(tenant_), DeterministicSerialize(tenant_state_));
     return absl::OkStatus();
   }
 
@@ -138,7 +139,7 @@ class Applier {
                                                        "\" uses ", tenant_state_.embedding_dim()));
       }
     }
-    ws_->Put(Family::kClaims, key, claim.SerializeAsString());
+    ws_->Put(Family::kClaims, key, DeterministicSerialize(claim));
     upserted_.emplace(in.claim_id(), i);
     live_.insert(in.claim_id());
     dirty_.insert(in.claim_id());
@@ -153,7 +154,7 @@ class Applier {
     if (ev.citation().quote_sha256().empty()) {
       ev.mutable_citation()->set_quote_sha256(Sha256Hex(ev.citation().quote()));
     }
-    ws_->Put(Family::kEvidence, key, ev.SerializeAsString());
+    ws_->Put(Family::kEvidence, key, DeterministicSerialize(ev));
     referenced_.emplace_back(i, in.claim_id());
     with_new_evidence_.insert(in.claim_id());
     dirty_.insert(in.claim_id());
@@ -164,7 +165,7 @@ class Applier {
     const std::string key = keys::Edge(tenant_, in.from_claim(), in.to_claim(), in.relation());
     DASH_ASSIGN_OR_RETURN(bool existed, Exists(*ws_, Family::kEdges, key));
     if (!existed) tenant_state_.set_edge_count(tenant_state_.edge_count() + 1);
-    ws_->Put(Family::kEdges, key, in.SerializeAsString());
+    ws_->Put(Family::kEdges, key, DeterministicSerialize(in));
     ws_->Put(Family::kEdgesIn, keys::EdgeIn(tenant_, in.to_claim(), in.from_claim(), in.relation()),
              "");
     referenced_.emplace_back(i, in.from_claim());

@@ -126,6 +126,15 @@ struct ReplicaState {
   std::string leader_address;
 };
 
+// A digest of a replica's state (everything but its log and metadata) as of
+// one LSN: replicas at the same LSN must agree.
+struct StateChecksum {
+  uint64_t last_lsn = 0;
+  uint64_t last_epoch = 0;
+  std::string sha256;  // Hex.
+  uint64_t keys = 0;
+};
+
 struct ListPage {
   std::vector<v1::ClaimRecord> records;
   bool more = false;  // More claims follow the last record.
@@ -179,6 +188,9 @@ class ShardReplica {
   index::PrefilterCacheStats FilterCacheStats() const { return filter_cache_.stats(); }
 
   ReplicaState State() const;
+  // The state's digest on one snapshot: SHA-256 over every key and value of
+  // the data and index families, in order.
+  absl::StatusOr<StateChecksum> Checksum() const;
 
   // Adopts a role at `role.epoch`, persisting the epoch first. After it
   // returns, no commit group runs under the previous role. An epoch older than

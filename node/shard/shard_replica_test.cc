@@ -583,6 +583,20 @@ TEST_F(ShardReplicaTest, AFollowerAppliesTheLeadersRecordsInOneCommit) {
   ASSERT_TRUE((*follower)->ApplyEncodedRecords(records).ok());
   EXPECT_EQ((*follower)->State().last_lsn, 5u);
   EXPECT_EQ(Dump("acme", follower->get()), Dump("acme"));
+  // Same LSN, same state: the digests agree (what `dashctl verify` compares)...
+  auto leader_sum = replica_->Checksum();
+  auto follower_sum = (*follower)->Checksum();
+  ASSERT_TRUE(leader_sum.ok() && follower_sum.ok());
+  EXPECT_EQ(leader_sum->last_lsn, 5u);
+  EXPECT_EQ(follower_sum->last_lsn, 5u);
+  EXPECT_EQ(leader_sum->sha256, follower_sum->sha256);
+  EXPECT_EQ(leader_sum->keys, follower_sum->keys);
+  EXPECT_GT(leader_sum->keys, 10u);
+  // ...and one more write on one side changes its digest.
+  MustWrite(ClaimBatch("acme", "c5"));
+  auto after = replica_->Checksum();
+  ASSERT_TRUE(after.ok());
+  EXPECT_NE(after->sha256, follower_sum->sha256);
   // A managed replica never leads before a role says so.
   auto w = (*follower)->WriteAndWait(ClaimBatch("acme", "c9"));
   EXPECT_TRUE(absl::IsFailedPrecondition(w.status())) << w.status();
