@@ -180,10 +180,10 @@ TEST_F(ClusterTest, QueryThroughTheRouterRanksExactlyAsASingleShardNode) {
   }
   // Replicas hold byte-identical state, metadata maps included (their
   // serialization must not depend on the process).
-  testing::CommandResult verify = testing::RunCommand(
-      testing::BinaryPath("dashctl/dashctl"),
-      {"--controlplane=" + cluster_->controlplane().address(), "verify"}, "",
-      dir_.Sub("verify.err"));
+  testing::CommandResult verify =
+      testing::RunCommand(testing::BinaryPath("dashctl/dashctl"),
+                          {"--controlplane=" + cluster_->controlplane().address(), "verify"}, "",
+                          dir_.Sub("verify.err"));
   EXPECT_EQ(verify.exit_code, 0) << verify.out;
   auto single_stub = v1::Data::NewStub(single.channel());
   for (const char* text : {"global warming is caused by the sun", "sea level rise",
@@ -559,6 +559,35 @@ TEST_F(ClusterOpsTest, ControlPlaneKilledWithTheLeaderFailsOverOnceAfterItsResta
   EXPECT_EQ(after.shards(0).epoch(), before.shards(0).epoch() + 1) << "exactly one failover";
   EXPECT_GT(after.version(), before.version());
   ExpectAllReadable({IdOnShard(0, 0), IdOnShard(0, 2)});
+}
+
+// A leader replaced by an empty disk faster than the failure timeout must not
+// come back as the leader of data it no longer has.
+TEST_F(ClusterOpsTest, ALeaderRestartedOnAnEmptyDiskDoesNotLeadAgain) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster());
+  std::vector<std::string> ids;
+  for (int n = 0; n < 10; ++n) {
+    ids.push_back(IdOnShard(0, n));
+    ASSERT_TRUE(Write(ClaimBatch("acme", ids.back())).ok());
+  }
+  const v1::Placement before = Placement();
+  const std::string victim = testing::LocalCluster::LeaderOf(before, 0);
+  ASSERT_TRUE(cluster_->RestartNode(victim, /*wipe=*/true).ok());
+  ASSERT_TRUE(cluster_->WaitUntilAdopted(absl::Seconds(10)).ok());
+  const v1::Placement after = Placement();
+  EXPECT_NE(testing::LocalCluster::LeaderOf(after, 0), victim);
+  EXPECT_EQ(after.shards(0).epoch(), before.shards(0).epoch() + 1);
+  ExpectAllReadable(ids);
+  // The replaced node catches up as a follower and holds the same state.
+  ASSERT_TRUE(cluster_
+                  ->WaitForPlacement(testing::LocalCluster::FullyReplicated, absl::Seconds(20),
+                                     "the replaced node to catch up")
+                  .ok());
+  testing::CommandResult verify =
+      testing::RunCommand(testing::BinaryPath("dashctl/dashctl"),
+                          {"--controlplane=" + cluster_->controlplane().address(), "verify"}, "",
+                          dir_.Sub("verify.err"));
+  EXPECT_EQ(verify.exit_code, 0) << verify.out;
 }
 
 TEST_F(ClusterOpsTest, LeaderAndFollowerLostTogetherWaitForAnOperatorsPromote) {

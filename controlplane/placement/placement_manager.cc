@@ -126,6 +126,9 @@ absl::StatusOr<v1::RegisterNodeResponse> PlacementManager::RegisterNode(
     const v1::RegisterNodeRequest& request) {
   absl::MutexLock lock(&mu_);
   DASH_RETURN_IF_ERROR(CheckRunning());
+  bool known = false;
+  for (const v1::NodeEntry& node : current_.nodes())
+    known = known || node.node_id() == request.node_id();
   DASH_ASSIGN_OR_RETURN(v1::PlacementChange change, PlanRegister(current_, request));
   // Heard before the table says healthy, so the next tick agrees.
   detector_.Heard(request.node_id());
@@ -140,6 +143,26 @@ absl::StatusOr<v1::RegisterNodeResponse> PlacementManager::RegisterNode(
       it = reports_.erase(it);
     } else {
       ++it;
+    }
+  }
+  // A leader that registers again is a new process, possibly on an empty
+  // disk, that came back before it was noticed missing: it must not go on
+  // leading on the strength of the old process's log. Its shards fail over as
+  // if it had died (when the other replicas can elect safely); it then
+  // follows and catches up. Decided before the answer, so the node's first
+  // placement already shows it.
+  if (known && current_.created()) {
+    const v1::Placement snapshot = current_;  // CommitPlan replaces current_.
+    for (const v1::ShardEntry& shard : snapshot.shards()) {
+      if (shard.leader_node_id() != request.node_id()) continue;
+      v1::FailoverRequest failover;
+      failover.set_shard(shard.shard());
+      absl::StatusOr<v1::PlacementChange> moved =
+          CommitPlan(PlanFailover(current_, reports_, failover));
+      if (!moved.ok()) {
+        LOG(WARNING) << "shard " << shard.shard() << ": leader " << request.node_id()
+                     << " restarted; it keeps leading: " << moved.status().message();
+      }
     }
   }
   for (v1::NodeEntry& node : *current_.mutable_nodes()) {

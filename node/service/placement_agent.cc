@@ -92,6 +92,11 @@ void PlacementAgent::HeartbeatLoop() {
       }
       LOG(INFO) << "registered with the control plane at " << options_.controlplane << " as "
                 << options_.node_id << " (" << options_.advertise_address << ")";
+      Apply(resp.placement());
+      {
+        absl::MutexLock l(&mu_);
+        registered_ = true;
+      }
       registered = true;
       warned = false;
       continue;
@@ -131,6 +136,13 @@ void PlacementAgent::HeartbeatLoop() {
 }
 
 void PlacementAgent::WatchLoop() {
+  {
+    absl::MutexLock l(&mu_);
+    mu_.Await(absl::Condition(
+        +[](PlacementAgent* a)
+             ABSL_EXCLUSIVE_LOCKS_REQUIRED(a->mu_) { return a->registered_ || a->stop_; },
+        this));
+  }
   for (;;) {
     grpc::ClientContext ctx;
     {

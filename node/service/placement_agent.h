@@ -54,6 +54,10 @@ class PlacementAgent {
 
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  // Placement is applied only once registered: a node that restarted must see
+  // the table the control plane decided on its registration (which may have
+  // taken leadership away from it), never an older one.
+  bool registered_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext* watch_call_ ABSL_GUARDED_BY(mu_) = nullptr;
 
   // Serializes Apply (which may take long: opening replicas) and guards what
