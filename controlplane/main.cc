@@ -7,6 +7,7 @@
 #include <string>
 #include <thread>
 
+#include "common/port_file.h"
 #include "controlplane/service/control_plane_service.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
@@ -21,20 +22,6 @@ DEFINE_uint32(failure_timeout_ms, 750, "A node silent for longer than this is UN
 DEFINE_uint32(tick_ms, 50, "Interval of the health / in-sync / failover ticker.");
 DEFINE_uint64(in_sync_max_lag_records, 1000,
               "A follower trailing its leader by more records than this is out of sync.");
-
-namespace {
-
-bool WritePortFile(const std::string& path, int port) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << port << "\n";
-    if (!out.good()) return false;
-  }
-  return std::rename(tmp.c_str(), path.c_str()) == 0;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   gflags::SetUsageMessage(
@@ -76,7 +63,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   LOG(INFO) << "dash-controlplane serving on port " << (*server)->port();
-  if (!FLAGS_port_file.empty() && !WritePortFile(FLAGS_port_file, (*server)->port())) {
+  if (!FLAGS_port_file.empty() && !dash::WritePortFile(FLAGS_port_file, (*server)->port())) {
     LOG(ERROR) << "dash-controlplane: cannot write " << FLAGS_port_file;
     return 1;
   }

@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/port_file.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
 #include "node/service/node_server.h"
@@ -35,20 +36,6 @@ DEFINE_string(controlplane, "",
 DEFINE_string(advertise_address, "",
               "Address other processes reach this node at; default 127.0.0.1:<bound port>.");
 DEFINE_uint32(heartbeat_ms, 150, "Heartbeat interval to the control plane, in milliseconds.");
-
-namespace {
-
-bool WritePortFile(const std::string& path, int port) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << port << "\n";
-    if (!out.good()) return false;
-  }
-  return std::rename(tmp.c_str(), path.c_str()) == 0;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   gflags::SetUsageMessage("dash-node --data_dir=DIR [--listen=HOST:PORT] [--shard_count=N]");
@@ -102,7 +89,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   LOG(INFO) << "dash-node " << FLAGS_node_id << " serving on port " << (*server)->port();
-  if (!FLAGS_port_file.empty() && !WritePortFile(FLAGS_port_file, (*server)->port())) {
+  if (!FLAGS_port_file.empty() && !dash::WritePortFile(FLAGS_port_file, (*server)->port())) {
     LOG(ERROR) << "dash-node: cannot write " << FLAGS_port_file;
     return 1;
   }

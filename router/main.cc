@@ -7,6 +7,7 @@
 #include <string>
 #include <thread>
 
+#include "common/port_file.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
 #include "grpcpp/server.h"
@@ -18,20 +19,6 @@ DEFINE_string(controlplane, "127.0.0.1:7000", "host:port of dash-controlplane.")
 DEFINE_string(listen, "127.0.0.1:7100", "gRPC listen address host:port; port 0 picks a free port.");
 DEFINE_string(port_file, "", "If set, the bound port is written here once the router serves.");
 DEFINE_uint32(rpc_timeout_ms, 10000, "Deadline of each call to a node, in milliseconds.");
-
-namespace {
-
-bool WritePortFile(const std::string& path, int port) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << port << "\n";
-    if (!out.good()) return false;
-  }
-  return std::rename(tmp.c_str(), path.c_str()) == 0;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   gflags::SetUsageMessage("dash-router --controlplane=HOST:PORT [--listen=HOST:PORT]");
@@ -64,7 +51,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   LOG(INFO) << "dash-router serving on port " << port << ", control plane " << FLAGS_controlplane;
-  if (!FLAGS_port_file.empty() && !WritePortFile(FLAGS_port_file, port)) {
+  if (!FLAGS_port_file.empty() && !dash::WritePortFile(FLAGS_port_file, port)) {
     LOG(ERROR) << "dash-router: cannot write " << FLAGS_port_file;
     return 1;
   }
