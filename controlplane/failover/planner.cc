@@ -576,17 +576,39 @@ absl::StatusOr<PlacementChange> PlanFailover(const Placement& placement, const R
   return Finish(placement, std::move(change));
 }
 
+namespace {
+
+// A shard and one of its replicas, checked the way every operation on a
+// named replica starts: a valid and known node_id, a shard at the expected
+// epoch, and the node among the shard's replicas (NOT_FOUND otherwise).
+struct ReplicaOf {
+  const ShardEntry* shard;
+  const ReplicaEntry* replica;
+};
+
+absl::StatusOr<ReplicaOf> FindReplicaOf(const Placement& placement, uint32_t shard_id,
+                                        uint64_t expected_epoch, const std::string& node_id) {
+  DASH_RETURN_IF_ERROR(CheckNodeIdField("node_id", node_id));
+  DASH_RETURN_IF_ERROR(CheckShard(placement, shard_id, expected_epoch));
+  DASH_RETURN_IF_ERROR(CheckKnownNode(placement, "node_id", node_id));
+  const ShardEntry* shard = FindShard(placement, shard_id);
+  const ReplicaEntry* replica = FindReplica(*shard, node_id);
+  if (replica == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("node_id: ", node_id, " is not a replica of shard ", shard_id));
+  }
+  return ReplicaOf{shard, replica};
+}
+
+}  // namespace
+
 absl::StatusOr<PlacementChange> PlanPromote(const Placement& placement,
                                             const v1::PromoteRequest& request) {
-  DASH_RETURN_IF_ERROR(CheckNodeIdField("node_id", request.node_id()));
-  DASH_RETURN_IF_ERROR(CheckShard(placement, request.shard(), request.expected_epoch()));
-  DASH_RETURN_IF_ERROR(CheckKnownNode(placement, "node_id", request.node_id()));
-  const ShardEntry& shard = *FindShard(placement, request.shard());
-  const ReplicaEntry* target = FindReplica(shard, request.node_id());
-  if (target == nullptr) {
-    return absl::NotFoundError(absl::StrCat("node_id: ", request.node_id(),
-                                            " is not a replica of shard ", request.shard()));
-  }
+  DASH_ASSIGN_OR_RETURN(
+      const ReplicaOf found,
+      FindReplicaOf(placement, request.shard(), request.expected_epoch(), request.node_id()));
+  const ShardEntry& shard = *found.shard;
+  const ReplicaEntry* target = found.replica;
   DASH_RETURN_IF_ERROR(CheckUsable(placement, request.node_id()));
   if (shard.leader_node_id() == request.node_id()) {
     return NoChange(placement, absl::StrCat("shard ", request.shard(), ": ", request.node_id(),
@@ -636,14 +658,10 @@ absl::StatusOr<PlacementChange> PlanPromote(const Placement& placement,
 
 absl::StatusOr<PlacementChange> PlanTransferStart(const Placement& placement,
                                                   const v1::TransferLeaderRequest& request) {
-  DASH_RETURN_IF_ERROR(CheckNodeIdField("node_id", request.node_id()));
-  DASH_RETURN_IF_ERROR(CheckShard(placement, request.shard(), request.expected_epoch()));
-  DASH_RETURN_IF_ERROR(CheckKnownNode(placement, "node_id", request.node_id()));
-  const ShardEntry& shard = *FindShard(placement, request.shard());
-  if (FindReplica(shard, request.node_id()) == nullptr) {
-    return absl::NotFoundError(absl::StrCat("node_id: ", request.node_id(),
-                                            " is not a replica of shard ", request.shard()));
-  }
+  DASH_ASSIGN_OR_RETURN(
+      const ReplicaOf found,
+      FindReplicaOf(placement, request.shard(), request.expected_epoch(), request.node_id()));
+  const ShardEntry& shard = *found.shard;
   if (shard.leader_node_id() == request.node_id()) {
     return NoChange(placement, absl::StrCat("shard ", request.shard(), ": ", request.node_id(),
                                             " is already leader"));
@@ -743,14 +761,10 @@ absl::StatusOr<PlacementChange> PlanAddReplica(const Placement& placement,
 
 absl::StatusOr<PlacementChange> PlanRemoveReplica(const Placement& placement,
                                                   const v1::RemoveReplicaRequest& request) {
-  DASH_RETURN_IF_ERROR(CheckNodeIdField("node_id", request.node_id()));
-  DASH_RETURN_IF_ERROR(CheckShard(placement, request.shard(), request.expected_epoch()));
-  DASH_RETURN_IF_ERROR(CheckKnownNode(placement, "node_id", request.node_id()));
-  const ShardEntry& shard = *FindShard(placement, request.shard());
-  if (FindReplica(shard, request.node_id()) == nullptr) {
-    return absl::NotFoundError(absl::StrCat("node_id: ", request.node_id(),
-                                            " is not a replica of shard ", request.shard()));
-  }
+  DASH_ASSIGN_OR_RETURN(
+      const ReplicaOf found,
+      FindReplicaOf(placement, request.shard(), request.expected_epoch(), request.node_id()));
+  const ShardEntry& shard = *found.shard;
   if (shard.leader_node_id() == request.node_id()) {
     return absl::FailedPreconditionError(absl::StrCat("node_id: ", request.node_id(),
                                                       " leads shard ", request.shard(),
