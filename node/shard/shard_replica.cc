@@ -531,6 +531,13 @@ absl::Status ShardReplica::ApplyEncodedRecords(const std::vector<std::string>& e
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::pair<uint64_t, uint64_t>> ShardReplica::CreateCheckpoint(
+    const std::string& dir) {
+  absl::MutexLock wl(&write_mu_);
+  DASH_RETURN_IF_ERROR(engine_->CreateCheckpoint(dir));
+  return std::make_pair(meta_.last_lsn(), meta_.last_epoch());
+}
+
 ReplicaState ShardReplica::State() const {
   absl::MutexLock l(&mu_);
   return state_;

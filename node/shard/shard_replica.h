@@ -219,6 +219,11 @@ class ShardReplica {
   // a follower keeps up with a leader that group-commits. All or none.
   absl::Status ApplyEncodedRecords(const std::vector<std::string>& encoded);
 
+  // Writes a consistent copy of the whole replica (state, log, metadata) into
+  // `dir`, which must not exist, between two commits. Returns the replica's
+  // log end in the copy (last_lsn, last_epoch).
+  absl::StatusOr<std::pair<uint64_t, uint64_t>> CreateCheckpoint(const std::string& dir);
+
   uint32_t shard_id() const { return options_.shard_id; }
 
  private:

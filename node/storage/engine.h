@@ -23,6 +23,7 @@ namespace dash::storage {
 enum class Family : int {
   kMeta = 0,
   kLog,
+  kUndo,  // Before-images of the records that may still be truncated.
   kTenants,
   kClaims,
   kEvidence,
@@ -87,6 +88,10 @@ class Engine {
   virtual std::unique_ptr<Reader> NewSnapshot() = 0;
   // Removes keys in [begin, end) of `f` (used for log retention).
   virtual absl::Status DeleteRange(Family f, absl::string_view begin, absl::string_view end) = 0;
+  // Writes a consistent copy of the whole database (every family) into `dir`,
+  // which must not exist: hard links to the immutable table files where the
+  // file system allows, copies otherwise. The copy opens as an engine.
+  virtual absl::Status CreateCheckpoint(const std::string& dir) = 0;
 };
 
 struct EngineOptions {

@@ -6,11 +6,13 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "node/storage/engine.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
 #include "rocksdb/table.h"
+#include "rocksdb/utilities/checkpoint.h"
 #include "rocksdb/utilities/write_batch_with_index.h"
 
 namespace dash::storage {
@@ -156,6 +158,15 @@ class RocksEngine final : public Engine {
         db_->DeleteRange(rocksdb::WriteOptions(), cfs_[static_cast<int>(f)], Sl(begin), Sl(end)),
         "delete range");
   }
+  absl::Status CreateCheckpoint(const std::string& dir) override {
+    rocksdb::Checkpoint* raw = nullptr;
+    DASH_RETURN_IF_ERROR(FromRocks(rocksdb::Checkpoint::Create(db_.get(), &raw), "checkpoint"));
+    std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+    // log_size_for_flush 0: memtables are flushed first, so the copy needs no
+    // write-ahead log replay beyond what it holds.
+    return FromRocks(checkpoint->CreateCheckpoint(dir, /*log_size_for_flush=*/0),
+                     absl::StrCat("checkpoint into ", dir));
+  }
 
  private:
   std::unique_ptr<rocksdb::DB> db_;
@@ -170,6 +181,8 @@ const char* FamilyName(Family f) {
       return rocksdb::kDefaultColumnFamilyName.c_str();
     case Family::kLog:
       return "log";
+    case Family::kUndo:
+      return "undo";
     case Family::kTenants:
       return "tenants";
     case Family::kClaims:
