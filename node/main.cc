@@ -14,6 +14,7 @@
 #include "common/port_file.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
+#include "node/replication/fault_hook.h"
 #include "node/service/node_server.h"
 #include "node/service/placement_agent.h"
 
@@ -36,6 +37,26 @@ DEFINE_string(controlplane, "",
 DEFINE_string(advertise_address, "",
               "Address other processes reach this node at; default 127.0.0.1:<bound port>.");
 DEFINE_uint32(heartbeat_ms, 150, "Heartbeat interval to the control plane, in milliseconds.");
+DEFINE_uint64(snapshot_rate_mb_per_s, 64,
+              "MiB per second that catch-up traffic may use, all together: snapshot streams "
+              "and the log streams of followers more than 1024 records behind. It leaves "
+              "bandwidth for client writes; 0 is unlimited.");
+
+DEFINE_uint32(commit_timeout_ms, 5000,
+              "A write not held by a majority of its shard's replicas within this time is "
+              "answered UNAVAILABLE (outcome unknown: retry with the same idempotency key).");
+DEFINE_string(ack, "majority",
+              "When a leader answers a write: \"majority\" (default) once a majority of the "
+              "shard's replicas hold it durably; \"leader\" once the leader alone does -- "
+              "faster, but a write acknowledged just before the leader dies can be lost.");
+DEFINE_uint64(in_sync_max_lag_records, 10000,
+              "A leader counts a follower in sync while it lacks at most this many records "
+              "and its oldest missing record is at most --in_sync_max_lag_ms old.");
+DEFINE_uint32(in_sync_max_lag_ms, 2000,
+              "See --in_sync_max_lag_records (milliseconds).");
+DEFINE_bool(fault_injection, false,
+            "Tests only: watch <data_dir>/FAULTS; while it says \"isolate\", this node's "
+            "traffic with its peers and the control plane fails (see fault_hook.h).");
 
 int main(int argc, char** argv) {
   gflags::SetUsageMessage("dash-node --data_dir=DIR [--listen=HOST:PORT] [--shard_count=N]");
@@ -62,6 +83,20 @@ int main(int argc, char** argv) {
   options.replica.log_retention_records = FLAGS_log_retention_records;
   options.replica.sync = FLAGS_sync;
   options.replica.engine.block_cache_bytes = FLAGS_block_cache_mb << 20;
+  options.replica.commit_timeout = absl::Milliseconds(FLAGS_commit_timeout_ms);
+  options.replica.in_sync_max_lag_records = FLAGS_in_sync_max_lag_records;
+  options.replica.in_sync_max_lag = absl::Milliseconds(FLAGS_in_sync_max_lag_ms);
+  if (FLAGS_ack == "leader") {
+    options.replica.ack_leader_only = true;
+  } else if (FLAGS_ack != "majority") {
+    fprintf(stderr, "dash-node: --ack: \"%s\" is neither \"majority\" nor \"leader\"\n",
+            FLAGS_ack.c_str());
+    return 2;
+  }
+  if (FLAGS_fault_injection) {
+    dash::replication::FaultHook::Init(FLAGS_data_dir + "/FAULTS");
+    LOG(WARNING) << "dash-node: fault injection enabled (" << FLAGS_data_dir << "/FAULTS)";
+  }
 
   // Block the stop signals in every thread; one thread waits for them.
   sigset_t stop_signals;
@@ -83,7 +118,10 @@ int main(int argc, char** argv) {
     options.shard_count = *count;
     options.shards.clear();
   }
-  auto server = dash::service::NodeServer::Start(options, FLAGS_listen, managed);
+  dash::service::NodeServerOptions server_options;
+  server_options.managed = managed;
+  server_options.snapshot_rate_bytes_per_s = FLAGS_snapshot_rate_mb_per_s << 20;
+  auto server = dash::service::NodeServer::Start(options, FLAGS_listen, server_options);
   if (!server.ok()) {
     LOG(ERROR) << "dash-node: " << server.status();
     return 1;

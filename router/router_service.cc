@@ -75,6 +75,7 @@ class RemoteShardTarget : public shard::ShardTarget {
   absl::StatusOr<index::CorpusStats> Stats(absl::string_view tenant,
                                            const std::vector<std::string>& terms) override {
     v1::ShardStatsRequest req;
+    req.set_leader_read(route_.leader_read);
     req.set_tenant(std::string(tenant));
     req.set_shard(route_.shard);
     req.set_epoch(route_.epoch);
@@ -89,6 +90,7 @@ class RemoteShardTarget : public shard::ShardTarget {
   absl::StatusOr<shard::LegResult> Legs(absl::string_view tenant,
                                         const shard::LegRequest& request) override {
     v1::ShardLegsRequest req;
+    req.set_leader_read(route_.leader_read);
     req.set_tenant(std::string(tenant));
     req.set_shard(route_.shard);
     req.set_epoch(route_.epoch);
@@ -104,6 +106,7 @@ class RemoteShardTarget : public shard::ShardTarget {
       absl::string_view tenant, const std::vector<std::string>& ids,
       const shard::FetchOptions& options) override {
     v1::ShardFetchRequest req;
+    req.set_leader_read(route_.leader_read);
     req.set_tenant(std::string(tenant));
     req.set_shard(route_.shard);
     req.set_epoch(route_.epoch);
@@ -141,8 +144,11 @@ absl::StatusOr<Route> ChooseLeader(const v1::Placement& placement, const v1::Sha
 absl::StatusOr<Route> ChooseReplica(const v1::Placement& placement, const v1::ShardEntry& entry,
                                     v1::ReadPreference preference, uint64_t spread) {
   switch (preference) {
-    case v1::READ_PREFERENCE_LEADER_ONLY:
-      return ChooseLeader(placement, entry);
+    case v1::READ_PREFERENCE_LEADER_ONLY: {
+      DASH_ASSIGN_OR_RETURN(Route route, ChooseLeader(placement, entry));
+      route.leader_read = true;
+      return route;
+    }
     case v1::READ_PREFERENCE_FOLLOWER_PREFERRED: {
       std::vector<std::string> followers;
       for (const auto& r : entry.replicas()) {

@@ -28,6 +28,7 @@ struct Route {
   uint64_t epoch = 0;
   std::string node_id;
   std::string address;
+  bool leader_read = false;  // LEADER_ONLY: the node must lead under its lease.
 };
 
 // Picks the replica of `entry` that may serve a read under `preference`;

@@ -1,8 +1,14 @@
 // A follower replica's side of log shipping: one thread per followed shard
 // pulls the leader's log (dash.v1.Replication.PullLog) from its own last LSN,
-// applies each received batch of records atomically, and reconnects after
-// errors. It stops at a divergence (the follower holds records the leader
-// lacks), which it reports; repairing that is the control plane's call.
+// applies each received batch of records atomically, acknowledges it, and
+// learns the leader's commit LSN (what reads may see). It reconnects after
+// errors, and repairs its log by itself:
+//  - diverged (it holds records of an older epoch the leader lacks): it asks
+//    the leader for the end of its last epoch (KIP-279), truncates its log
+//    there, undoing those records' state, and pulls again;
+//  - behind the leader's retained log, or a divergence it cannot undo: it
+//    copies a snapshot of the leader's replica, installs it in place of its
+//    own and goes on from the snapshot's LSN.
 #ifndef DASH_NODE_REPLICATION_FOLLOWER_H_
 #define DASH_NODE_REPLICATION_FOLLOWER_H_
 
@@ -12,34 +18,48 @@
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
+#include "dash/v1/node.grpc.pb.h"
 #include "grpcpp/client_context.h"
-#include "node/shard/shard_replica.h"
+#include "node/shard/shard_host.h"
 
 namespace dash::replication {
 
+struct FollowerStats {
+  uint64_t truncations = 0;       // Divergence repairs by truncation.
+  uint64_t snapshots = 0;         // Snapshots installed.
+  uint64_t snapshot_bytes = 0;    // Bytes received for them.
+};
+
 class LogFollower {
  public:
-  LogFollower(std::shared_ptr<shard::ShardReplica> replica, std::string leader_address,
-              uint64_t epoch, std::string node_id);
+  // Follows `role.leader_address` for `shard` of `host` at `role.epoch`.
+  LogFollower(shard::ShardHost* host, uint32_t shard, shard::Role role);
   // Stops and joins the thread.
   ~LogFollower();
 
-  const std::string& leader_address() const { return leader_address_; }
-  uint64_t epoch() const { return epoch_; }
+  const std::string& leader_address() const { return role_.leader_address; }
+  uint64_t epoch() const { return role_.epoch; }
+  // Its log diverged from the leader's and it could not repair it (yet).
   bool diverged() const { return diverged_; }
+  FollowerStats stats() const;
 
  private:
   void Run();
+  // Truncates a diverged log to where it agrees with the leader's.
+  absl::Status Repair(v1::Replication::Stub& stub);
+  // Replaces the replica by a snapshot of the leader's.
+  absl::Status CatchUpFromSnapshot(v1::Snapshots::Stub& stub);
+  bool Stopped();
 
-  const std::shared_ptr<shard::ShardReplica> replica_;
-  const std::string leader_address_;
-  const uint64_t epoch_;
-  const std::string node_id_;
+  shard::ShardHost* const host_;
+  const uint32_t shard_;
+  const shard::Role role_;
   std::atomic<bool> diverged_{false};
 
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext* call_ ABSL_GUARDED_BY(mu_) = nullptr;
+  FollowerStats stats_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
 

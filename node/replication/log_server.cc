@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "node/replication/fault_hook.h"
 #include "node/storage/log_record.h"
 
 namespace dash::replication {
@@ -12,6 +13,7 @@ constexpr size_t kMaxBytesPerMessage = 4 << 20;
 
 grpc::Status LogServer::PullLog(grpc::ServerContext* ctx, const v1::PullLogRequest* request,
                                 grpc::ServerWriter<v1::PullLogResponse>* writer) {
+  if (absl::Status cut = FaultHook::CheckPeerTraffic(); !cut.ok()) return ToGrpcStatus(cut);
   const uint32_t shard = request->shard();
   std::shared_ptr<shard::ShardReplica> r = host_->replica(shard);
   if (r == nullptr) {
@@ -53,7 +55,9 @@ grpc::Status LogServer::PullLog(grpc::ServerContext* ctx, const v1::PullLogReque
   // The follower holds everything up to `prev` durably.
   r->OnFollowerAck(request->follower_node_id(), prev);
   uint64_t next = prev + 1;
+  uint64_t sent_commit = UINT64_MAX;
   while (!ctx->IsCancelled() && !stopping_) {
+    if (absl::Status cut = FaultHook::CheckPeerTraffic(); !cut.ok()) return ToGrpcStatus(cut);
     state = r->State();
     if (!state.leader || state.epoch != request->epoch() || host_->replica(shard) != r) {
       return ToGrpcStatus(absl::FailedPreconditionError(
@@ -61,7 +65,16 @@ grpc::Status LogServer::PullLog(grpc::ServerContext* ctx, const v1::PullLogReque
                        " no longer leads it at epoch ", request->epoch())));
     }
     if (next > state.last_lsn) {
-      r->WaitForLsn(next, absl::Milliseconds(100));
+      if (state.commit_lsn != sent_commit) {
+        // Nothing new to ship, but followers learn what became readable.
+        v1::PullLogResponse response;
+        response.set_leader_last_lsn(state.last_lsn);
+        response.set_commit_lsn(state.commit_lsn);
+        sent_commit = state.commit_lsn;
+        if (!writer->Write(response)) break;
+        continue;
+      }
+      r->WaitForLsn(next, absl::Milliseconds(100), sent_commit);
       continue;
     }
     v1::PullLogResponse response;
@@ -79,6 +92,12 @@ grpc::Status LogServer::PullLog(grpc::ServerContext* ctx, const v1::PullLogReque
       ++next;
     }
     response.set_leader_last_lsn(state.last_lsn);
+    response.set_commit_lsn(state.commit_lsn);
+    sent_commit = state.commit_lsn;
+    if (limiter_ != nullptr && next + kCatchUpRecords <= state.last_lsn &&
+        !limiter_->Acquire(bytes, [&] { return ctx->IsCancelled() || stopping_.load(); })) {
+      break;
+    }
     // Write blocks while the follower's window is full: gRPC flow control is
     // what keeps a slow follower from growing the leader's memory.
     if (!writer->Write(response)) break;
@@ -88,6 +107,7 @@ grpc::Status LogServer::PullLog(grpc::ServerContext* ctx, const v1::PullLogReque
 
 grpc::Status LogServer::AckLog(grpc::ServerContext* ctx, const v1::AckLogRequest* request,
                                v1::AckLogResponse* response) {
+  if (absl::Status cut = FaultHook::CheckPeerTraffic(); !cut.ok()) return ToGrpcStatus(cut);
   std::shared_ptr<shard::ShardReplica> r = host_->replica(request->shard());
   if (r == nullptr || !r->State().leader) {
     return ToGrpcStatus(absl::FailedPreconditionError(absl::StrCat(
@@ -97,6 +117,23 @@ grpc::Status LogServer::AckLog(grpc::ServerContext* ctx, const v1::AckLogRequest
   if (!epoch_ok.ok()) return ToGrpcStatus(epoch_ok, ctx);
   r->OnFollowerAck(request->follower_node_id(), request->durable_lsn());
   response->set_commit_lsn(r->State().commit_lsn);
+  return grpc::Status::OK;
+}
+
+grpc::Status LogServer::EpochEndOffset(grpc::ServerContext* ctx,
+                                       const v1::EpochEndOffsetRequest* request,
+                                       v1::EpochEndOffsetResponse* response) {
+  if (absl::Status cut = FaultHook::CheckPeerTraffic(); !cut.ok()) return ToGrpcStatus(cut);
+  std::shared_ptr<shard::ShardReplica> r = host_->replica(request->shard());
+  if (r == nullptr || !r->State().leader) {
+    return ToGrpcStatus(absl::FailedPreconditionError(absl::StrCat(
+        "shard ", request->shard(), ": node ", host_->node_id(), " does not lead it")));
+  }
+  absl::Status epoch_ok = r->CheckEpoch(request->epoch());
+  if (!epoch_ok.ok()) return ToGrpcStatus(epoch_ok, ctx);
+  const auto [epoch, end_lsn] = r->EpochEndOffset(request->requested_epoch());
+  response->set_epoch(epoch);
+  response->set_end_lsn(end_lsn);
   return grpc::Status::OK;
 }
 

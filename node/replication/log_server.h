@@ -1,11 +1,13 @@
 // dash.v1.Replication on a leader: streams a shard's log to a follower that
-// pulls it (node.proto). Asynchronous shipping: a write is acknowledged when
-// the leader has it durably; followers trail by the stream's delay.
+// pulls it, with the commit LSN, takes the followers' acknowledgements (the
+// leader answers a write once a majority holds it) and answers the epoch end
+// offsets followers repair a diverged log with (node.proto).
 #ifndef DASH_NODE_REPLICATION_LOG_SERVER_H_
 #define DASH_NODE_REPLICATION_LOG_SERVER_H_
 
 #include <atomic>
 
+#include "common/rate_limiter.h"
 #include "dash/v1/node.grpc.pb.h"
 #include "node/shard/shard_host.h"
 
@@ -13,18 +15,27 @@ namespace dash::replication {
 
 class LogServer final : public v1::Replication::Service {
  public:
-  explicit LogServer(shard::ShardHost* host) : host_(host) {}
+  // `catch_up_limiter` (optional, not owned) paces the stream of a follower
+  // more than kCatchUpRecords behind, so that catch-up traffic leaves
+  // bandwidth for client writes; followers keeping up are never paced.
+  explicit LogServer(shard::ShardHost* host, RateLimiter* catch_up_limiter = nullptr)
+      : host_(host), limiter_(catch_up_limiter) {}
+
+  static constexpr uint64_t kCatchUpRecords = 1024;
 
   grpc::Status PullLog(grpc::ServerContext* ctx, const v1::PullLogRequest* request,
                        grpc::ServerWriter<v1::PullLogResponse>* writer) override;
   grpc::Status AckLog(grpc::ServerContext* ctx, const v1::AckLogRequest* request,
                       v1::AckLogResponse* response) override;
+  grpc::Status EpochEndOffset(grpc::ServerContext* ctx, const v1::EpochEndOffsetRequest* request,
+                              v1::EpochEndOffsetResponse* response) override;
 
   // Ends every open stream promptly (before the server shuts down).
   void Stop() { stopping_ = true; }
 
  private:
   shard::ShardHost* const host_;
+  RateLimiter* const limiter_;
   std::atomic<bool> stopping_{false};
 };
 

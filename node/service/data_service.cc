@@ -2,9 +2,25 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "common/hashing.h"
+#include "node/replication/fault_hook.h"
+#include "node/shard/batch_validator.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace dash::service {
+namespace {
+
+// A LEADER_ONLY read of one shard: the replica must lead under a valid lease
+// (managed replicas; a standalone one always leads).
+absl::Status CheckLeaderRead(const shard::ShardHost& host, uint32_t shard,
+                             v1::ReadPreference preference) {
+  if (preference != v1::READ_PREFERENCE_LEADER_ONLY) return absl::OkStatus();
+  std::shared_ptr<shard::ShardReplica> r = host.replica(shard);
+  if (r == nullptr) return absl::OkStatus();  // The host answers "not hosted".
+  return r->CheckLeaderRead();
+}
+
+}  // namespace
 
 grpc::ServerUnaryReactor* DataService::Write(grpc::CallbackServerContext* ctx,
                                              const v1::WriteRequest* request,
@@ -26,6 +42,14 @@ grpc::ServerUnaryReactor* DataService::Write(grpc::CallbackServerContext* ctx,
 
 grpc::Status DataService::GetClaim(grpc::ServerContext* ctx, const v1::GetClaimRequest* request,
                                    v1::GetClaimResponse* response) {
+  absl::Status valid = shard::ValidateTenant(request->tenant(), "tenant");
+  if (valid.ok()) valid = shard::ValidateId(request->claim_id(), "claim_id");
+  if (valid.ok()) {
+    valid = CheckLeaderRead(
+        *host_, ShardOf(request->tenant(), request->claim_id(), host_->shard_count()),
+        request->read_preference());
+  }
+  if (!valid.ok()) return ToGrpcStatus(valid, ctx);
   absl::StatusOr<v1::GetClaimResponse> result = host_->GetClaim(*request);
   if (!result.ok()) return ToGrpcStatus(result.status(), ctx);
   *response = std::move(*result);
@@ -34,6 +58,13 @@ grpc::Status DataService::GetClaim(grpc::ServerContext* ctx, const v1::GetClaimR
 
 grpc::Status DataService::ListClaims(grpc::ServerContext* ctx, const v1::ListClaimsRequest* request,
                                      v1::ListClaimsResponse* response) {
+  // Without a shard the listing covers whatever this node hosts: a node-local
+  // view, not a leader read of the cluster.
+  if (request->has_shard()) {
+    absl::Status leader_ok =
+        CheckLeaderRead(*host_, request->shard(), request->read_preference());
+    if (!leader_ok.ok()) return ToGrpcStatus(leader_ok, ctx);
+  }
   absl::StatusOr<v1::ListClaimsResponse> result = host_->ListClaims(*request);
   if (!result.ok()) return ToGrpcStatus(result.status(), ctx);
   *response = std::move(*result);
@@ -52,6 +83,43 @@ grpc::Status NodeAdminService::GetNodeInfo(grpc::ServerContext* ctx,
                                            const v1::GetNodeInfoRequest* request,
                                            v1::NodeInfo* response) {
   *response = host_->Info();
+  for (v1::ReplicaInfo& info : *response->mutable_replicas()) {
+    std::shared_ptr<shard::ShardReplica> r = host_->replica(info.shard());
+    if (r == nullptr) continue;
+    info.set_commit_lsn(r->State().commit_lsn);
+    for (const shard::FollowerLag& lag : r->FollowerLags()) {
+      v1::FollowerLag* out = info.add_followers();
+      out->set_node_id(lag.node_id);
+      out->set_acked_lsn(lag.acked_lsn);
+      out->set_lag_records(lag.lag_records);
+      out->set_lag_bytes(lag.lag_bytes);
+      out->set_lag_seconds(lag.lag_seconds);
+      out->set_in_sync(lag.in_sync);
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status NodeAdminService::FenceShard(grpc::ServerContext* ctx,
+                                          const v1::FenceShardRequest* request,
+                                          v1::FenceShardResponse* response) {
+  if (absl::Status cut = replication::FaultHook::CheckPeerTraffic(); !cut.ok()) {
+    return ToGrpcStatus(cut);
+  }
+  std::shared_ptr<shard::ShardReplica> r = host_->replica(request->shard());
+  if (r == nullptr) {
+    return ToGrpcStatus(absl::FailedPreconditionError(
+        absl::StrCat("shard ", request->shard(), " is not hosted on node ", host_->node_id())));
+  }
+  if (request->epoch() == 0) {
+    return ToGrpcStatus(absl::InvalidArgumentError("epoch: must be set"));
+  }
+  absl::StatusOr<shard::ReplicaState> state = r->Fence(request->epoch());
+  if (!state.ok()) return ToGrpcStatus(state.status(), ctx);
+  response->set_shard(request->shard());
+  response->set_epoch(state->epoch);
+  response->set_last_epoch(state->last_epoch);
+  response->set_last_lsn(state->last_lsn);
   return grpc::Status::OK;
 }
 

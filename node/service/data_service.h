@@ -37,6 +37,8 @@ class NodeAdminService final : public v1::NodeAdmin::Service {
   grpc::Status GetReplicaChecksum(grpc::ServerContext* ctx,
                                   const v1::ReplicaChecksumRequest* request,
                                   v1::ReplicaChecksum* response) override;
+  grpc::Status FenceShard(grpc::ServerContext* ctx, const v1::FenceShardRequest* request,
+                          v1::FenceShardResponse* response) override;
 
  private:
   shard::ShardHost* const host_;

@@ -9,15 +9,24 @@
 
 namespace dash::service {
 
-absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(const shard::HostOptions& options,
-                                                              const std::string& listen_address,
-                                                              bool managed) {
+absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(
+    const shard::HostOptions& options, const std::string& listen_address,
+    const NodeServerOptions& server_options) {
   auto server = std::unique_ptr<NodeServer>(new NodeServer());
-  DASH_ASSIGN_OR_RETURN(server->host_, shard::ShardHost::Open(options, managed));
+  DASH_ASSIGN_OR_RETURN(server->host_, shard::ShardHost::Open(options, server_options.managed));
   server->data_service_ = std::make_unique<DataService>(server->host_.get());
   server->admin_service_ = std::make_unique<NodeAdminService>(server->host_.get());
   server->shard_query_service_ = std::make_unique<ShardQueryService>(server->host_.get());
-  server->log_server_ = std::make_unique<replication::LogServer>(server->host_.get());
+  replication::SnapshotServerOptions snapshot_options;
+  snapshot_options.snapshot_dir = absl::StrCat(options.data_dir, "/snapshots");
+  server->snapshot_limiter_ = std::make_unique<RateLimiter>(
+      server_options.snapshot_rate_bytes_per_s, snapshot_options.chunk_bytes);
+  snapshot_options.limiter = server->snapshot_limiter_.get();
+  // Log catch-up of a far-behind follower shares the same budget.
+  server->log_server_ = std::make_unique<replication::LogServer>(server->host_.get(),
+                                                                 server->snapshot_limiter_.get());
+  DASH_ASSIGN_OR_RETURN(server->snapshot_server_,
+                        replication::SnapshotServer::Create(server->host_.get(), snapshot_options));
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
@@ -26,6 +35,7 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(const shard::HostO
   builder.RegisterService(server->admin_service_.get());
   builder.RegisterService(server->shard_query_service_.get());
   builder.RegisterService(server->log_server_.get());
+  builder.RegisterService(server->snapshot_server_.get());
   builder.SetMaxReceiveMessageSize(64 << 20);
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
@@ -37,7 +47,9 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(const shard::HostO
 void NodeServer::Wait() { server_->Wait(); }
 
 void NodeServer::Shutdown() {
-  log_server_->Stop();  // Log streams would otherwise hold the shutdown to its deadline.
+  // Log and snapshot streams would otherwise hold the shutdown to its deadline.
+  log_server_->Stop();
+  snapshot_server_->Stop();
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
 }
 

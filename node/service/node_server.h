@@ -2,26 +2,44 @@
 #ifndef DASH_NODE_SERVICE_NODE_SERVER_H_
 #define DASH_NODE_SERVICE_NODE_SERVER_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/rate_limiter.h"
 #include "grpcpp/server.h"
 #include "node/replication/log_server.h"
+#include "node/replication/snapshot_server.h"
 #include "node/service/data_service.h"
 #include "node/service/shard_query_service.h"
 #include "node/shard/shard_host.h"
 
 namespace dash::service {
 
+struct NodeServerOptions {
+  // No replica is opened at start: a PlacementAgent adds them.
+  bool managed = false;
+  // What all snapshot streams of the node (followers catching up) may send
+  // together, in bytes per second; 0: unlimited.
+  uint64_t snapshot_rate_bytes_per_s = 64 << 20;
+};
+
 class NodeServer {
  public:
   // Opens the hosted replicas and starts serving on `listen_address`
-  // ("host:port"; port 0 picks a free port, see port()).
-  // With `managed`, no replica is opened here: a PlacementAgent adds them.
+  // ("host:port"; port 0 picks a free port, see port()). Snapshots for
+  // followers are kept in <data_dir>/snapshots, wiped here.
   static absl::StatusOr<std::unique_ptr<NodeServer>> Start(const shard::HostOptions& options,
                                                            const std::string& listen_address,
-                                                           bool managed = false);
+                                                           const NodeServerOptions& server_options);
+  static absl::StatusOr<std::unique_ptr<NodeServer>> Start(const shard::HostOptions& options,
+                                                           const std::string& listen_address,
+                                                           bool managed = false) {
+    NodeServerOptions server_options;
+    server_options.managed = managed;
+    return Start(options, listen_address, server_options);
+  }
   // Stops accepting calls, lets in-flight ones finish (up to a deadline), then
   // closes the replicas.
   ~NodeServer();
@@ -40,6 +58,8 @@ class NodeServer {
   std::unique_ptr<NodeAdminService> admin_service_;
   std::unique_ptr<ShardQueryService> shard_query_service_;
   std::unique_ptr<replication::LogServer> log_server_;
+  std::unique_ptr<RateLimiter> snapshot_limiter_;  // Used by snapshot_server_.
+  std::unique_ptr<replication::SnapshotServer> snapshot_server_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 };

@@ -6,6 +6,7 @@
 #include "common/grpc_status.h"
 #include "glog/logging.h"
 #include "grpcpp/create_channel.h"
+#include "node/replication/fault_hook.h"
 
 namespace dash::service {
 namespace {
@@ -72,6 +73,7 @@ void PlacementAgent::HeartbeatLoop() {
   bool registered = false;
   bool warned = false;
   while (Sleep(registered ? options_.heartbeat_interval : absl::Milliseconds(100))) {
+    if (replication::FaultHook::Isolated()) continue;  // Cut off from the control plane.
     if (!registered) {
       v1::RegisterNodeRequest req;
       req.set_node_id(options_.node_id);
@@ -118,11 +120,28 @@ void PlacementAgent::HeartbeatLoop() {
       rep->set_last_lsn(s.last_lsn);
       rep->set_diverged(diverged[shard]);
       rep->set_writes_paused(s.leader && s.writes_paused);
+      rep->set_commit_lsn(s.commit_lsn);
+      for (const shard::FollowerLag& lag : r->FollowerLags()) {
+        v1::FollowerLag* out = rep->add_followers();
+        out->set_node_id(lag.node_id);
+        out->set_acked_lsn(lag.acked_lsn);
+        out->set_lag_records(lag.lag_records);
+        out->set_lag_bytes(lag.lag_bytes);
+        out->set_lag_seconds(lag.lag_seconds);
+        out->set_in_sync(lag.in_sync);
+      }
     }
     v1::HeartbeatResponse resp;
     grpc::ClientContext ctx;
     ctx.set_deadline(DeadlineIn(absl::Seconds(1)));
+    // The lease runs from when the heartbeat was sent: the control plane
+    // counts its failure timeout from when it arrived, which is later.
+    const absl::Time sent = absl::Now();
     absl::Status st = FromGrpcStatus(stub_->Heartbeat(&ctx, req, &resp));
+    if (st.ok() && resp.lease_ms() > 0) {
+      const absl::Time until = sent + absl::Milliseconds(resp.lease_ms());
+      for (const auto& [shard, r] : host_->replicas()) r->SetLeaseUntil(until);
+    }
     if (absl::IsNotFound(st)) {
       registered = false;  // The control plane lost us (e.g. a new table): register again.
     } else if (!st.ok() && !warned) {
@@ -157,7 +176,13 @@ void PlacementAgent::WatchLoop() {
     }
     auto reader = stub_->WatchPlacement(&ctx, req);
     v1::Placement placement;
-    while (reader->Read(&placement)) Apply(placement);
+    while (reader->Read(&placement)) {
+      if (replication::FaultHook::Isolated()) {
+        ctx.TryCancel();
+        break;
+      }
+      Apply(placement);
+    }
     reader->Finish();
     {
       absl::MutexLock l(&mu_);
@@ -219,8 +244,8 @@ void PlacementAgent::Apply(const v1::Placement& placement) {
       if (follower == followers_.end() || follower->second->epoch() != role.epoch ||
           follower->second->leader_address() != role.leader_address) {
         if (follower != followers_.end()) stop_follower(entry.shard());
-        followers_[entry.shard()] = std::make_shared<replication::LogFollower>(
-            *r, role.leader_address, role.epoch, options_.node_id);
+        followers_[entry.shard()] =
+            std::make_shared<replication::LogFollower>(host_, entry.shard(), role);
       }
     }
   }

@@ -9,20 +9,21 @@
 namespace dash::service {
 
 absl::StatusOr<std::shared_ptr<shard::ShardReplica>> ShardQueryService::Target(
-    uint32_t shard, uint64_t epoch) const {
+    uint32_t shard, uint64_t epoch, bool leader_read) const {
   std::shared_ptr<shard::ShardReplica> r = host_->replica(shard);
   if (r == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat("shard ", shard, " is not hosted on node ", host_->node_id()));
   }
   DASH_RETURN_IF_ERROR(r->CheckEpoch(epoch));
+  if (leader_read) DASH_RETURN_IF_ERROR(r->CheckLeaderRead());
   return r;
 }
 
 grpc::Status ShardQueryService::Stats(grpc::ServerContext* ctx,
                                       const v1::ShardStatsRequest* request,
                                       v1::ShardStatsResponse* response) {
-  auto r = Target(request->shard(), request->epoch());
+  auto r = Target(request->shard(), request->epoch(), request->leader_read());
   if (!r.ok()) return ToGrpcStatus(r.status(), ctx);
   std::vector<std::string> terms(request->terms().begin(), request->terms().end());
   absl::StatusOr<index::CorpusStats> stats = (*r)->LexicalStats(request->tenant(), terms);
@@ -33,7 +34,7 @@ grpc::Status ShardQueryService::Stats(grpc::ServerContext* ctx,
 
 grpc::Status ShardQueryService::Legs(grpc::ServerContext* ctx, const v1::ShardLegsRequest* request,
                                      v1::ShardLegsResponse* response) {
-  auto r = Target(request->shard(), request->epoch());
+  auto r = Target(request->shard(), request->epoch(), request->leader_read());
   if (!r.ok()) return ToGrpcStatus(r.status(), ctx);
   absl::StatusOr<shard::LegResult> legs =
       (*r)->RunLegs(request->tenant(), shard::FromProto(*request));
@@ -45,7 +46,7 @@ grpc::Status ShardQueryService::Legs(grpc::ServerContext* ctx, const v1::ShardLe
 grpc::Status ShardQueryService::Fetch(grpc::ServerContext* ctx,
                                       const v1::ShardFetchRequest* request,
                                       v1::ShardFetchResponse* response) {
-  auto r = Target(request->shard(), request->epoch());
+  auto r = Target(request->shard(), request->epoch(), request->leader_read());
   if (!r.ok()) return ToGrpcStatus(r.status(), ctx);
   shard::LocalShardTarget target(r->get());
   std::vector<std::string> ids(request->claim_ids().begin(), request->claim_ids().end());

@@ -21,7 +21,8 @@ class ShardQueryService final : public v1::ShardQuery::Service {
 
  private:
   // The replica of `shard` at `epoch`, or the error to answer.
-  absl::StatusOr<std::shared_ptr<shard::ShardReplica>> Target(uint32_t shard, uint64_t epoch) const;
+  absl::StatusOr<std::shared_ptr<shard::ShardReplica>> Target(uint32_t shard, uint64_t epoch,
+                                                              bool leader_read) const;
   shard::ShardHost* const host_;
 };
 

@@ -1,7 +1,13 @@
 #include "node/shard/shard_host.h"
 
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <set>
 #include <tuple>
@@ -12,6 +18,7 @@
 #include "common/hashing.h"
 #include "common/status_macros.h"
 #include "common/text.h"
+#include "glog/logging.h"
 #include "node/index/analyzer.h"
 #include "node/index/filter.h"
 #include "node/shard/batch_validator.h"
@@ -21,6 +28,15 @@ namespace dash::shard {
 namespace {
 constexpr uint32_t kDefaultPageSize = 100;
 constexpr uint32_t kMaxPageSize = 1000;
+
+// Makes the renames inside `dir` durable.
+void SyncDir(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || ::fsync(fd) != 0) {
+    LOG(WARNING) << "cannot sync " << dir << ": " << std::strerror(errno);
+  }
+  if (fd >= 0) ::close(fd);
+}
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ShardHost>> ShardHost::Open(const HostOptions& options,
@@ -47,6 +63,10 @@ std::string ShardHost::ReplicaDir(uint32_t shard) const {
   return absl::StrCat(options_.data_dir, "/shard-", shard);
 }
 
+std::string ShardHost::SnapshotStagingDir(uint32_t shard) const {
+  return absl::StrCat(options_.data_dir, "/snapshot-staging/shard-", shard);
+}
+
 absl::Status ShardHost::NotHosted(uint32_t shard) const {
   return absl::FailedPreconditionError(
       absl::StrCat("shard ", shard, " is not hosted on node ", options_.node_id));
@@ -68,13 +88,22 @@ absl::StatusOr<std::shared_ptr<ShardReplica>> ShardHost::AddReplica(uint32_t sha
   // such as heartbeats, must not wait for it, so only opens are serialized.
   absl::MutexLock open_lock(&open_mu_);
   if (std::shared_ptr<ShardReplica> existing = replica(shard)) return existing;
+  return OpenAndHost(shard);
+}
+
+ReplicaOptions ShardHost::ReplicaOptionsFor(uint32_t shard) const {
   ReplicaOptions ro = options_.replica;
   ro.node_id = options_.node_id;
   ro.managed = managed_;
   ro.shard_id = shard;
   ro.shard_count = options_.shard_count;
   ro.dir = ReplicaDir(shard);
-  DASH_ASSIGN_OR_RETURN(std::unique_ptr<ShardReplica> opened, ShardReplica::Open(ro));
+  return ro;
+}
+
+absl::StatusOr<std::shared_ptr<ShardReplica>> ShardHost::OpenAndHost(uint32_t shard) {
+  DASH_ASSIGN_OR_RETURN(std::unique_ptr<ShardReplica> opened,
+                        ShardReplica::Open(ReplicaOptionsFor(shard)));
   std::shared_ptr<ShardReplica> replica = std::move(opened);
   absl::MutexLock l(&mu_);
   replicas_.emplace(shard, replica);
@@ -105,6 +134,112 @@ absl::Status ShardHost::RemoveReplica(uint32_t shard, const std::string& suffix)
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::shared_ptr<ShardReplica>> ShardHost::InstallSnapshot(
+    uint32_t shard, const std::string& staging_dir, absl::Duration wait) {
+  namespace fs = std::filesystem;
+  if (shard >= options_.shard_count) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("shard: ", shard, " is not below the shard count ", options_.shard_count));
+  }
+  absl::MutexLock open_lock(&open_mu_);
+  std::error_code ec;
+  if (!fs::is_regular_file(fs::path(staging_dir) / "CURRENT", ec)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(staging_dir, " holds no checkpoint (no CURRENT file)"));
+  }
+
+  // Out of service, then closed on this thread: RocksDB must have released
+  // the directory before it moves. Dropping the last reference here (rather
+  // than watching a weak_ptr expire) is what guarantees the close finished.
+  std::shared_ptr<ShardReplica> old;
+  {
+    absl::MutexLock l(&mu_);
+    auto it = replicas_.find(shard);
+    if (it != replicas_.end()) {
+      old = std::move(it->second);
+      replicas_.erase(it);
+    }
+  }
+  const bool was_hosted = old != nullptr;
+  if (was_hosted) {
+    const absl::Time deadline = absl::Now() + wait;
+    while (old.use_count() > 1 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+    if (old.use_count() > 1) {
+      absl::MutexLock l(&mu_);
+      replicas_.emplace(shard, std::move(old));
+      return absl::FailedPreconditionError(
+          absl::StrCat("shard ", shard, ": the replica is still in use after ",
+                       absl::FormatDuration(wait), "; not replaced"));
+    }
+    old.reset();
+  }
+  auto reopen_old = [&](absl::Status why) -> absl::Status {
+    if (was_hosted) {
+      absl::StatusOr<std::shared_ptr<ShardReplica>> back = OpenAndHost(shard);
+      if (!back.ok()) LOG(ERROR) << "shard " << shard << ": cannot reopen: " << back.status();
+    }
+    return why;
+  };
+  auto io_error = [](absl::string_view what, const std::error_code& e) {
+    return absl::UnavailableError(absl::StrCat(what, ": ", e.message()));
+  };
+
+  // The staged copy of the manifest is no replica file (snapshot_format.md).
+  for (const char* name : {"MANIFEST", "MANIFEST.tmp"}) {
+    fs::remove(fs::path(staging_dir) / name, ec);
+  }
+  const std::string dir = ReplicaDir(shard);
+  std::string aside;  // Where the old directory is now.
+  bool exchanged = false;
+  if (fs::exists(dir, ec)) {
+    // Swap atomically where possible: staging_dir then holds the old data.
+    if (::renameat2(AT_FDCWD, staging_dir.c_str(), AT_FDCWD, dir.c_str(), RENAME_EXCHANGE) == 0) {
+      exchanged = true;
+      aside = staging_dir;
+    } else if (errno == EINVAL || errno == ENOSYS) {
+      for (int n = 0; aside.empty() || fs::exists(aside, ec); ++n) {
+        aside = absl::StrCat(dir, ".replaced-", n);
+      }
+      fs::rename(dir, aside, ec);
+      if (ec) return reopen_old(io_error(absl::StrCat("cannot move aside ", dir), ec));
+    } else {
+      return reopen_old(absl::UnavailableError(
+          absl::StrCat("cannot swap ", staging_dir, " into ", dir, ": ", std::strerror(errno))));
+    }
+  }
+  if (!exchanged) {
+    fs::rename(staging_dir, dir, ec);
+    if (ec) {
+      const absl::Status why = io_error(absl::StrCat("cannot move ", staging_dir, " to ", dir), ec);
+      if (!aside.empty()) fs::rename(aside, dir, ec);
+      return reopen_old(why);
+    }
+  }
+  SyncDir(options_.data_dir);
+  absl::StatusOr<std::shared_ptr<ShardReplica>> installed = OpenAndHost(shard);
+  if (!installed.ok()) {
+    LOG(WARNING) << "shard " << shard << ": the snapshot in " << staging_dir
+                 << " does not open: " << installed.status();
+    // Back as it was: the snapshot to staging_dir, the old data to dir.
+    if (exchanged) {
+      ::renameat2(AT_FDCWD, staging_dir.c_str(), AT_FDCWD, dir.c_str(), RENAME_EXCHANGE);
+    } else {
+      fs::rename(dir, staging_dir, ec);
+      if (!aside.empty()) fs::rename(aside, dir, ec);
+    }
+    return reopen_old(installed.status());
+  }
+  if (!aside.empty()) {
+    fs::remove_all(aside, ec);
+    if (ec) {
+      LOG(WARNING) << "shard " << shard << ": cannot delete " << aside << ": " << ec.message();
+    }
+  }
+  LOG(INFO) << "shard " << shard << ": installed a snapshot at lsn "
+            << (*installed)->State().last_lsn;
+  return installed;
+}
+
 void ShardHost::Write(v1::WriteRequest request, ShardReplica::WriteDone done) {
   absl::Status valid = ValidateBatch(request, options_.replica.limits);
   if (!valid.ok()) return done(valid);
@@ -116,10 +251,10 @@ void ShardHost::Write(v1::WriteRequest request, ShardReplica::WriteDone done) {
   }
   std::shared_ptr<ShardReplica> r = replica(*shard);
   if (r == nullptr) return done(NotHosted(*shard));
-  // The callback keeps the replica alive until the write is answered.
-  r->Write(std::move(request), [r, done = std::move(done)](absl::StatusOr<WriteResult> result) {
-    done(std::move(result));
-  });
+  // The callback must not own the replica: it runs on the replica's commit
+  // thread, and dropping the last reference there would join that thread
+  // from itself. A replica answers every write it took before it is gone.
+  r->Write(std::move(request), std::move(done));
 }
 
 absl::StatusOr<v1::GetClaimResponse> ShardHost::GetClaim(const v1::GetClaimRequest& request) const {

@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "dash/v1/data.pb.h"
 #include "dash/v1/node.pb.h"
 #include "node/shard/shard_replica.h"
@@ -56,6 +57,32 @@ class ShardHost {
   // deleted: an operator decides when the data is really gone. The replica
   // closes once the last in-flight call using it finishes.
   absl::Status RemoveReplica(uint32_t shard, const std::string& suffix);
+  // Replaces the replica of `shard` (hosted or not) by the checkpoint that
+  // replication::FetchSnapshot left in `staging_dir`, and returns the new
+  // replica, opened like AddReplica's (under a control plane it has yet to
+  // adopt its role). The staging directory is renamed into place, so it must
+  // be on the data dir's file system; it is gone afterwards.
+  //
+  // The current replica leaves the map first (calls for the shard fail with
+  // FAILED_PRECONDITION meanwhile) and is closed once every reference to it
+  // is dropped, waiting up to `wait`. REQUIRES: the caller holds no reference
+  // and has stopped whatever keeps one (such as a LogFollower).
+  //
+  // Where the file system can swap two directories atomically (Linux
+  // renameat2 RENAME_EXCHANGE), a crash leaves either the old or the new
+  // replica in place; the old one is deleted once the new one opened.
+  //
+  // Errors, after which the old replica is back in service: INVALID_ARGUMENT
+  // for a shard beyond the shard count; FAILED_PRECONDITION when the old
+  // replica is still in use after `wait`, the staging directory holds no
+  // checkpoint, or the checkpoint is not of this shard; UNAVAILABLE on an I/O
+  // error.
+  absl::StatusOr<std::shared_ptr<ShardReplica>> InstallSnapshot(
+      uint32_t shard, const std::string& staging_dir, absl::Duration wait = absl::Seconds(30));
+  // Where a snapshot of `shard` is staged while it is fetched:
+  // <data_dir>/snapshot-staging/shard-<shard>, on the data dir's file system
+  // as InstallSnapshot needs. Kept across restarts, so that a fetch resumes.
+  std::string SnapshotStagingDir(uint32_t shard) const;
 
   uint32_t shard_count() const { return options_.shard_count; }
   const std::string& node_id() const { return options_.node_id; }
@@ -63,12 +90,18 @@ class ShardHost {
  private:
   ShardHost(HostOptions options, bool managed) : options_(std::move(options)), managed_(managed) {}
   std::string ReplicaDir(uint32_t shard) const;
+  // The template options with the fields of `shard` set.
+  ReplicaOptions ReplicaOptionsFor(uint32_t shard) const;
+  // Opens the replica in ReplicaDir(shard) and puts it in the map.
+  absl::StatusOr<std::shared_ptr<ShardReplica>> OpenAndHost(uint32_t shard)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(open_mu_);
   absl::Status NotHosted(uint32_t shard) const;
 
   // Constant after Open.
   const HostOptions options_;
   const bool managed_;
-  absl::Mutex open_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // Serializes AddReplica and RemoveReplica.
+  // Serializes AddReplica, RemoveReplica and InstallSnapshot.
+  absl::Mutex open_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable absl::Mutex mu_;
   std::map<uint32_t, std::shared_ptr<ShardReplica>> replicas_ ABSL_GUARDED_BY(mu_);
 };

@@ -60,6 +60,108 @@ absl::StatusOr<Message> Parse(absl::string_view bytes, absl::string_view what) {
   return m;
 }
 
+// Records the before-image of every key a log record's changes touch (once
+// per key), so that the record can be undone if the log is truncated.
+class UndoCapture final : public storage::WriteSet {
+ public:
+  explicit UndoCapture(storage::WriteSet* inner) : inner_(inner) {}
+
+  absl::StatusOr<std::optional<std::string>> Get(Family f, absl::string_view key) const override {
+    return inner_->Get(f, key);
+  }
+  std::unique_ptr<storage::Cursor> Scan(Family f, absl::string_view prefix,
+                                        absl::string_view start) const override {
+    return inner_->Scan(f, prefix, start);
+  }
+  void Put(Family f, absl::string_view key, absl::string_view value) override {
+    Capture(f, key);
+    inner_->Put(f, key, value);
+  }
+  void Delete(Family f, absl::string_view key) override {
+    Capture(f, key);
+    inner_->Delete(f, key);
+  }
+  void SetSavePoint() override { inner_->SetSavePoint(); }
+  void RollbackToSavePoint() override { inner_->RollbackToSavePoint(); }
+  void PopSavePoint() override { inner_->PopSavePoint(); }
+  size_t ApproximateBytes() const override { return inner_->ApproximateBytes(); }
+  bool Empty() const override { return inner_->Empty(); }
+
+  const absl::Status& status() const { return status_; }
+  std::string Encoded() const { return undo_.SerializeAsString(); }
+
+ private:
+  void Capture(Family f, absl::string_view key) {
+    if (!seen_.emplace(static_cast<int>(f), std::string(key)).second) return;
+    absl::StatusOr<std::optional<std::string>> old = inner_->Get(f, key);
+    if (!old.ok()) {
+      if (status_.ok()) status_ = old.status();
+      return;
+    }
+    storage::UndoEntry* e = undo_.add_entries();
+    e->set_family(storage::FamilyName(f));
+    e->set_key(std::string(key));
+    e->set_existed(old->has_value());
+    if (old->has_value()) e->set_value(std::move(**old));
+  }
+
+  storage::WriteSet* const inner_;
+  std::set<std::pair<int, std::string>> seen_;
+  storage::UndoRecord undo_;
+  absl::Status status_;
+};
+
+std::optional<Family> FamilyByName(absl::string_view name) {
+  for (int f = 0; f < static_cast<int>(Family::kCount); ++f) {
+    if (name == storage::FamilyName(static_cast<Family>(f))) return static_cast<Family>(f);
+  }
+  return std::nullopt;
+}
+
+absl::StatusOr<std::map<uint64_t, uint64_t>> LoadEpochs(const storage::Reader& r) {
+  std::map<uint64_t, uint64_t> epochs;
+  auto cursor = r.Scan(Family::kMeta, keys::kEpochPrefix);
+  for (; cursor->Valid(); cursor->Next()) {
+    uint64_t epoch = 0;
+    uint64_t lsn = 0;
+    if (!keys::ParseEpochStart(cursor->key(), &epoch) || !keys::DecodeU64(cursor->value(), &lsn)) {
+      return absl::DataLossError("malformed epoch history entry");
+    }
+    epochs[epoch] = lsn;
+  }
+  DASH_RETURN_IF_ERROR(cursor->status());
+  return epochs;
+}
+
+// Rebuilds the epoch history of a replica written before it was kept, from
+// the epochs of the retained log records (the oldest retained one stands for
+// everything before it).
+absl::StatusOr<std::map<uint64_t, uint64_t>> EpochsFromLog(const storage::Reader& r) {
+  std::map<uint64_t, uint64_t> epochs;
+  uint64_t last_epoch = 0;
+  auto cursor = r.Scan(Family::kLog, "");
+  for (; cursor->Valid(); cursor->Next()) {
+    DASH_ASSIGN_OR_RETURN(storage::LogRecord rec, storage::DecodeLogRecord(cursor->value()));
+    if (epochs.empty() || rec.epoch > last_epoch) {
+      epochs[rec.epoch] = epochs.empty() ? 1 : rec.lsn;
+      last_epoch = rec.epoch;
+    }
+  }
+  DASH_RETURN_IF_ERROR(cursor->status());
+  return epochs;
+}
+
+// The claims (tenant, id) an undo record's claim keys name.
+void ClaimsOfUndo(const storage::UndoRecord& undo,
+                  std::vector<std::pair<std::string, std::string>>* out) {
+  for (const auto& e : undo.entries()) {
+    if (e.family() != storage::FamilyName(Family::kClaims)) continue;
+    const size_t sep = e.key().find('\0');
+    if (sep == std::string::npos) continue;
+    out->emplace_back(e.key().substr(0, sep), e.key().substr(sep + 1));
+  }
+}
+
 // The current format of the derived indexes. 1: the BM25 index (docs, terms,
 // postings). Bump it when the analyzer or the index layout changes.
 constexpr uint32_t kIndexFormat = 1;
@@ -135,10 +237,24 @@ absl::StatusOr<std::unique_ptr<ShardReplica>> ShardReplica::Open(const ReplicaOp
         absl::StrCat(options.dir, " holds shard ", meta.shard_id(), " of ", meta.shard_count(),
                      ", not shard ", options.shard_id, " of ", options.shard_count));
   }
+  DASH_ASSIGN_OR_RETURN(auto epochs, LoadEpochs(*snapshot));
+  if (epochs.empty() && meta.last_lsn() > 0) {
+    // Written before the epoch history was kept: rebuild it once.
+    DASH_ASSIGN_OR_RETURN(epochs, EpochsFromLog(*snapshot));
+    auto ws = engine->NewWriteSet();
+    for (const auto& [epoch, lsn] : epochs) {
+      ws->Put(Family::kMeta, keys::EpochStart(epoch), keys::EncodeU64(lsn));
+    }
+    DASH_RETURN_IF_ERROR(engine->Commit(*ws, /*sync=*/true));
+  }
   snapshot.reset();
   if (meta.last_epoch() == 0 && meta.last_lsn() > 0) meta.set_last_epoch(meta.epoch());
   if (meta.index_format() < kIndexFormat) DASH_RETURN_IF_ERROR(MigrateIndex(*engine, meta));
   auto replica = std::unique_ptr<ShardReplica>(new ShardReplica(options, std::move(engine), meta));
+  {
+    absl::MutexLock wl(&replica->write_mu_);
+    replica->epochs_ = std::move(epochs);
+  }
   DASH_RETURN_IF_ERROR(replica->LoadVectors());
   LOG(INFO) << "shard " << options.shard_id << " open at " << options.dir << ": epoch "
             << meta.epoch() << ", last lsn " << meta.last_lsn();
@@ -157,10 +273,25 @@ ShardReplica::ShardReplica(const ReplicaOptions& options, std::unique_ptr<storag
   log_start_lsn_ = first.ok() ? *first : 0;
   role_.epoch = meta.epoch();
   role_.leader = !options.managed;
+  // A standalone replica is its own majority. A managed one knows what was
+  // committed when it last wrote its metadata; the rest it learns from its
+  // leader (or by leading).
+  const uint64_t committed = options.managed ? meta.commit_lsn() : meta.last_lsn();
   {
     absl::MutexLock a(&ack_mu_);
     durable_lsn_ = meta.last_lsn();
-    commit_lsn_ = meta.last_lsn();
+    commit_lsn_ = std::min(committed, meta.last_lsn());
+    leading_ = !options.managed;
+  }
+  {
+    absl::MutexLock v(&view_mu_);
+    std::shared_ptr<const storage::Reader> now(engine_->NewSnapshot());
+    if (committed >= meta.last_lsn()) {
+      read_view_ = now;
+      read_view_lsn_ = meta.last_lsn();
+    } else {
+      queued_views_.push_back(View{meta.last_lsn(), now, {}});
+    }
   }
   state_.shard_id = meta.shard_id();
   state_.leader = role_.leader;
@@ -168,6 +299,9 @@ ShardReplica::ShardReplica(const ReplicaOptions& options, std::unique_ptr<storag
   state_.last_epoch = meta.last_epoch();
   state_.last_lsn = meta.last_lsn();
   state_.log_start_lsn = log_start_lsn_;
+  state_.commit_lsn = std::min(committed, meta.last_lsn());
+  state_.readable = committed >= meta.last_lsn();
+  state_.read_lsn = state_.readable ? meta.last_lsn() : 0;
   commit_thread_ = std::thread([this] { CommitLoop(); });
 }
 
@@ -271,6 +405,7 @@ void ShardReplica::CommitGroup(std::vector<Pending> group) {
   std::vector<Staged> staged;
   std::vector<std::pair<std::string, std::string>> touched;  // (tenant, claim id)
   bool wrote = false;
+  uint64_t record_bytes = 0;
 
   auto token = [&](uint64_t ep, uint64_t lsn) {
     v1::CommitToken t;
@@ -346,21 +481,26 @@ void ShardReplica::CommitGroup(std::vector<Pending> group) {
 
     ws->SetSavePoint();
     std::vector<std::string> claims;
+    UndoCapture undo(ws.get());
     absl::Status st =
-        ApplyBatch(payload, CommitPoint{epoch, next_lsn, commit_micros}, ws.get(), &claims);
+        ApplyBatch(payload, CommitPoint{epoch, next_lsn, commit_micros}, &undo, &claims);
+    if (st.ok()) st = undo.status();
     if (!st.ok()) {
       ws->RollbackToSavePoint();
       p.done(st);
       continue;
     }
     ws->PopSavePoint();
+    ws->Put(Family::kUndo, keys::Log(next_lsn), undo.Encoded());
     for (auto& c : claims) touched.emplace_back(req.tenant(), std::move(c));
     storage::LogRecord record;
     record.epoch = epoch;
     record.lsn = next_lsn;
     record.commit_time_micros = commit_micros;
     record.payload = payload.SerializeAsString();
-    ws->Put(Family::kLog, keys::Log(next_lsn), storage::EncodeLogRecord(record));
+    std::string encoded = storage::EncodeLogRecord(record);
+    record_bytes += encoded.size();
+    ws->Put(Family::kLog, keys::Log(next_lsn), std::move(encoded));
     staged.push_back(
         {std::move(p.done), WriteResult{token(epoch, next_lsn), commit_micros, false}});
     ++next_lsn;
@@ -368,20 +508,31 @@ void ShardReplica::CommitGroup(std::vector<Pending> group) {
   }
 
   absl::Status committed = absl::OkStatus();
+  const uint64_t first_lsn = meta_.last_lsn() + 1;
+  const bool new_epoch = epochs_.empty() || epochs_.rbegin()->first < epoch;
   if (wrote) {
     storage::ShardMeta meta = meta_;
     meta.set_last_lsn(next_lsn - 1);
     meta.set_last_epoch(epoch);
     meta.set_last_commit_time_micros(commit_micros);
+    {
+      absl::MutexLock a(&ack_mu_);
+      meta.set_commit_lsn(commit_lsn_);
+    }
+    if (new_epoch) ws->Put(Family::kMeta, keys::EpochStart(epoch), keys::EncodeU64(first_lsn));
     ws->Put(Family::kMeta, keys::kShardMetaKey, meta.SerializeAsString());
     committed = engine_->Commit(*ws, options_.sync);
     if (committed.ok()) {
-      if (log_start_lsn_ == 0) log_start_lsn_ = meta_.last_lsn() + 1;
+      if (log_start_lsn_ == 0) log_start_lsn_ = first_lsn;
+      if (new_epoch) epochs_[epoch] = first_lsn;
       meta_ = meta;
-      absl::MutexLock l(&mu_);
-      state_.last_lsn = meta.last_lsn();
-      state_.last_epoch = meta.last_epoch();
-      state_.log_start_lsn = log_start_lsn_;
+      {
+        absl::MutexLock a(&ack_mu_);
+        log_bytes_ += record_bytes;
+        marks_.push_back(GroupMark{meta.last_lsn(), log_bytes_, absl::Now()});
+        if (marks_.size() > 100000) marks_.pop_front();
+      }
+      PublishMeta();
     } else {
       LOG(ERROR) << "shard " << options_.shard_id << ": commit failed: " << committed;
       committed = absl::UnavailableError(absl::StrCat("commit failed: ", committed.message()));
@@ -391,7 +542,11 @@ void ShardReplica::CommitGroup(std::vector<Pending> group) {
   // the acknowledgements so that State() seen by a client is never behind it.
   if (committed.ok() && wrote) {
     MaybeTruncateLog();
+    MaybeDropUndo();
     RefreshCaches(touched);
+    std::set<std::string> tenants;
+    for (const auto& t : touched) tenants.insert(t.first);
+    QueueView(meta_.last_lsn(), std::move(tenants));
   }
   if (!committed.ok()) {
     for (Staged& s : staged) s.done(committed);
@@ -400,7 +555,6 @@ void ShardReplica::CommitGroup(std::vector<Pending> group) {
   // Durable here; answered once a majority of the replicas hold it.
   {
     absl::MutexLock a(&ack_mu_);
-    durable_lsn_ = meta_.last_lsn();
     const absl::Time now = absl::Now();
     for (Staged& s : staged) {
       const uint64_t lsn = s.result.token.lsn();
@@ -415,19 +569,24 @@ void ShardReplica::ReleaseCommitted(absl::Status fail_all) {
   uint64_t commit_lsn = 0;
   {
     absl::MutexLock a(&ack_mu_);
-    std::vector<uint64_t> held = {durable_lsn_};
-    for (const std::string& n : quorum_nodes_) {
-      auto it = acked_.find(n);
-      held.push_back(it == acked_.end() ? 0 : std::min(it->second, durable_lsn_));
+    if (leading_) {
+      std::vector<uint64_t> held = {durable_lsn_};
+      for (const std::string& n : quorum_nodes_) {
+        auto it = acked_.find(n);
+        held.push_back(it == acked_.end() ? 0 : std::min(it->second, durable_lsn_));
+      }
+      std::sort(held.rbegin(), held.rend());
+      if (quorum_ <= held.size() && held[quorum_ - 1] >= epoch_start_lsn_) {
+        commit_lsn_ = std::max(commit_lsn_, held[quorum_ - 1]);
+      }
     }
-    std::sort(held.rbegin(), held.rend());
-    if (quorum_ <= held.size()) commit_lsn_ = std::max(commit_lsn_, held[quorum_ - 1]);
     commit_lsn = commit_lsn_;
     const absl::Time expired = absl::Now() - options_.commit_timeout;
     for (auto it = waiting_.begin(); it != waiting_.end();) {
       if (!fail_all.ok()) {
         ready.emplace_back(std::move(it->done), fail_all);
-      } else if (it->lsn <= commit_lsn_) {
+      } else if (it->lsn <= commit_lsn_ ||
+                 (options_.ack_leader_only && it->lsn <= durable_lsn_)) {
         ready.emplace_back(std::move(it->done), std::move(it->result));
       } else if (it->since < expired) {
         ready.emplace_back(
@@ -449,7 +608,110 @@ void ShardReplica::ReleaseCommitted(absl::Status fail_all) {
     absl::MutexLock l(&mu_);
     state_.commit_lsn = commit_lsn;
   }
+  // Readable before answered: a client reads its acknowledged write.
+  AdvanceReadView();
   for (auto& [done, result] : ready) done(std::move(result));
+}
+
+void ShardReplica::OnLeaderCommit(uint64_t commit_lsn) {
+  uint64_t now_committed = 0;
+  {
+    absl::MutexLock a(&ack_mu_);
+    if (leading_) return;
+    // Only what this replica holds: its log matched the leader's up to there.
+    commit_lsn_ = std::max(commit_lsn_, std::min(commit_lsn, durable_lsn_));
+    now_committed = commit_lsn_;
+  }
+  {
+    absl::MutexLock l(&mu_);
+    state_.commit_lsn = now_committed;
+  }
+  AdvanceReadView();
+}
+
+void ShardReplica::QueueView(uint64_t lsn, std::set<std::string> tenants) {
+  std::shared_ptr<const storage::Reader> reader(engine_->NewSnapshot());
+  {
+    absl::MutexLock v(&view_mu_);
+    // Bounded while nothing commits: merge the newest two (the state of the
+    // merged-away LSN just becomes readable a little later).
+    if (queued_views_.size() >= 256) {
+      View& last = queued_views_.back();
+      tenants.insert(last.tenants.begin(), last.tenants.end());
+      queued_views_.pop_back();
+    }
+    queued_views_.push_back(View{lsn, std::move(reader), std::move(tenants)});
+  }
+  AdvanceReadView();
+}
+
+void ShardReplica::AdvanceReadView() {
+  uint64_t commit = 0;
+  {
+    absl::MutexLock a(&ack_mu_);
+    commit = commit_lsn_;
+  }
+  std::set<std::string> invalidate;
+  uint64_t read_lsn = 0;
+  bool moved = false;
+  {
+    absl::MutexLock v(&view_mu_);
+    while (!queued_views_.empty() && queued_views_.front().lsn <= commit) {
+      View& view = queued_views_.front();
+      read_view_ = std::move(view.reader);
+      read_view_lsn_ = view.lsn;
+      invalidate.insert(view.tenants.begin(), view.tenants.end());
+      queued_views_.pop_front();
+      moved = true;
+    }
+    read_lsn = read_view_lsn_;
+  }
+  if (!moved) return;
+  // After the view moved (see PrefilterCache): a result computed on the old
+  // view is stored under an outdated generation.
+  for (const auto& tenant : invalidate) filter_cache_.Invalidate(tenant);
+  absl::MutexLock l(&mu_);
+  state_.read_lsn = read_lsn;
+  state_.readable = true;
+}
+
+absl::StatusOr<std::shared_ptr<const storage::Reader>> ShardReplica::ReadView() const {
+  absl::MutexLock v(&view_mu_);
+  if (read_view_ == nullptr) {
+    return absl::UnavailableError(absl::StrCat(
+        "shard ", options_.shard_id,
+        ": this replica restarted holding records not yet known to be committed; it serves "
+        "reads once its leader confirms them (retry, or read from another replica)"));
+  }
+  return read_view_;
+}
+
+void ShardReplica::PublishMeta() {
+  {
+    absl::MutexLock a(&ack_mu_);
+    durable_lsn_ = meta_.last_lsn();
+  }
+  absl::MutexLock l(&mu_);
+  state_.epoch = meta_.epoch();
+  state_.last_lsn = meta_.last_lsn();
+  state_.last_epoch = meta_.last_epoch();
+  state_.log_start_lsn = log_start_lsn_;
+}
+
+void ShardReplica::MaybeDropUndo() {
+  uint64_t commit = 0;
+  {
+    absl::MutexLock a(&ack_mu_);
+    commit = std::min(commit_lsn_, meta_.last_lsn());
+  }
+  // Amortized: one range delete per 1024 committed records.
+  if (commit < undo_dropped_to_ + 1024) return;
+  absl::Status st = engine_->DeleteRange(Family::kUndo, keys::Log(0), keys::Log(commit + 1));
+  if (!st.ok()) {
+    LOG(WARNING) << "shard " << options_.shard_id << ": dropping undo records: " << st;
+    return;
+  }
+  undo_dropped_to_ = commit;
 }
 
 void ShardReplica::OnFollowerAck(const std::string& follower, uint64_t durable_lsn) {
@@ -457,6 +719,13 @@ void ShardReplica::OnFollowerAck(const std::string& follower, uint64_t durable_l
     absl::MutexLock a(&ack_mu_);
     uint64_t& acked = acked_[follower];
     acked = std::max(acked, durable_lsn);
+    // Group marks every follower is past are no longer needed for lag.
+    uint64_t min_acked = durable_lsn_;
+    for (const std::string& n : quorum_nodes_) {
+      auto it = acked_.find(n);
+      min_acked = std::min(min_acked, it == acked_.end() ? 0 : it->second);
+    }
+    while (marks_.size() > 1 && marks_[1].lsn <= min_acked) marks_.pop_front();
   }
   ReleaseCommitted();
 }
@@ -483,11 +752,18 @@ absl::Status ShardReplica::ApplyEncodedRecord(absl::string_view encoded) {
   return ApplyEncodedRecords({std::string(encoded)});
 }
 
-absl::Status ShardReplica::ApplyEncodedRecords(const std::vector<std::string>& encoded) {
+absl::Status ShardReplica::ApplyEncodedRecords(const std::vector<std::string>& encoded,
+                                               uint64_t stream_epoch) {
   if (encoded.empty()) return absl::OkStatus();
   absl::MutexLock wl(&write_mu_);
+  if (stream_epoch != 0 && meta_.epoch() != stream_epoch) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("shard ", options_.shard_id, ": fenced: the replica adopted epoch ",
+                     meta_.epoch(), ", the records come from the leader of epoch ", stream_epoch));
+  }
   auto ws = engine_->NewWriteSet();
   storage::ShardMeta meta = meta_;
+  std::map<uint64_t, uint64_t> new_epochs;
   std::vector<std::pair<std::string, std::string>> touched;
   for (const std::string& one : encoded) {
     DASH_ASSIGN_OR_RETURN(storage::LogRecord record, storage::DecodeLogRecord(one));
@@ -502,33 +778,153 @@ absl::Status ShardReplica::ApplyEncodedRecords(const std::vector<std::string>& e
                                                         " is older than the last record's epoch ",
                                                         meta.last_epoch()));
     }
-    std::vector<std::string> claims;
-    DASH_RETURN_IF_ERROR(
-        ApplyBatch(payload, CommitPoint{record.epoch, record.lsn, record.commit_time_micros},
-                   ws.get(), &claims));
+    if (stream_epoch != 0 && record.epoch > stream_epoch) {
+      return absl::FailedPreconditionError(absl::StrCat("log record epoch ", record.epoch,
+                                                        " is newer than its leader's ",
+                                                        stream_epoch));
+    }
+    UndoCapture undo(ws.get());
+    if (!payload.epoch_start()) {
+      std::vector<std::string> claims;
+      DASH_RETURN_IF_ERROR(
+          ApplyBatch(payload, CommitPoint{record.epoch, record.lsn, record.commit_time_micros},
+                     &undo, &claims));
+      DASH_RETURN_IF_ERROR(undo.status());
+      for (auto& c : claims) touched.emplace_back(payload.tenant(), std::move(c));
+    }
+    ws->Put(Family::kUndo, keys::Log(record.lsn), undo.Encoded());
     ws->Put(Family::kLog, keys::Log(record.lsn), one);
+    const uint64_t known_last_epoch =
+        new_epochs.empty() ? (epochs_.empty() ? 0 : epochs_.rbegin()->first)
+                           : new_epochs.rbegin()->first;
+    if (known_last_epoch < record.epoch) {
+      new_epochs[record.epoch] = record.lsn;
+      ws->Put(Family::kMeta, keys::EpochStart(record.epoch), keys::EncodeU64(record.lsn));
+    }
     meta.set_epoch(std::max(meta.epoch(), record.epoch));
     meta.set_last_epoch(record.epoch);
     meta.set_last_lsn(record.lsn);
     meta.set_last_commit_time_micros(
         std::max(meta.last_commit_time_micros(), record.commit_time_micros));
-    for (auto& c : claims) touched.emplace_back(payload.tenant(), std::move(c));
+  }
+  {
+    absl::MutexLock a(&ack_mu_);
+    meta.set_commit_lsn(std::min(commit_lsn_, meta.last_lsn()));
   }
   ws->Put(Family::kMeta, keys::kShardMetaKey, meta.SerializeAsString());
   DASH_RETURN_IF_ERROR(engine_->Commit(*ws, options_.sync));
   if (log_start_lsn_ == 0) log_start_lsn_ = meta_.last_lsn() + 1;
   meta_ = meta;
-  {
-    absl::MutexLock l(&mu_);
-    state_.epoch = meta.epoch();
-    state_.last_epoch = meta.last_epoch();
-    state_.last_lsn = meta.last_lsn();
-    state_.log_start_lsn = log_start_lsn_;
-  }
+  epochs_.insert(new_epochs.begin(), new_epochs.end());
+  PublishMeta();
+  // A standalone replica replaying records is its own majority.
+  ReleaseCommitted();
   if (role_.epoch < meta.epoch()) role_.epoch = meta.epoch();
   MaybeTruncateLog();
+  MaybeDropUndo();
   RefreshCaches(touched);
+  std::set<std::string> tenants;
+  for (const auto& t : touched) tenants.insert(t.first);
+  QueueView(meta.last_lsn(), std::move(tenants));
   return absl::OkStatus();
+}
+
+absl::Status ShardReplica::TruncateLogAfter(uint64_t lsn) {
+  absl::MutexLock wl(&write_mu_);
+  const uint64_t last = meta_.last_lsn();
+  if (lsn >= last) return absl::OkStatus();
+  if (role_.leader) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("shard ", options_.shard_id, ": a leader's log is not truncated"));
+  }
+  uint64_t commit = 0;
+  {
+    absl::MutexLock a(&ack_mu_);
+    commit = commit_lsn_;
+  }
+  if (lsn < commit) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("shard ", options_.shard_id, ": truncating the log after lsn ", lsn,
+                     " would remove committed records (committed up to ", commit,
+                     "); the replica needs a snapshot"));
+  }
+  auto ws = engine_->NewWriteSet();
+  std::vector<std::pair<std::string, std::string>> touched;
+  // Newest first: the oldest before-image of a key is the one that stays.
+  for (uint64_t l = last; l > lsn; --l) {
+    DASH_ASSIGN_OR_RETURN(auto raw, ws->Get(Family::kUndo, keys::Log(l)));
+    if (!raw.has_value()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("shard ", options_.shard_id, ": no undo record for lsn ", l,
+                       "; the replica needs a snapshot"));
+    }
+    DASH_ASSIGN_OR_RETURN(storage::UndoRecord undo, Parse<storage::UndoRecord>(*raw, "undo"));
+    for (const storage::UndoEntry& e : undo.entries()) {
+      std::optional<Family> f = FamilyByName(e.family());
+      if (!f.has_value()) return absl::DataLossError("undo record names an unknown family");
+      if (e.existed()) {
+        ws->Put(*f, e.key(), e.value());
+      } else {
+        ws->Delete(*f, e.key());
+      }
+    }
+    ClaimsOfUndo(undo, &touched);
+    ws->Delete(Family::kUndo, keys::Log(l));
+    ws->Delete(Family::kLog, keys::Log(l));
+  }
+  std::map<uint64_t, uint64_t> epochs = epochs_;
+  for (auto it = epochs.begin(); it != epochs.end();) {
+    if (it->second > lsn) {
+      ws->Delete(Family::kMeta, keys::EpochStart(it->first));
+      it = epochs.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  storage::ShardMeta meta = meta_;
+  meta.set_last_lsn(lsn);
+  meta.set_last_epoch(lsn == 0 || epochs.empty() ? 0 : epochs.rbegin()->first);
+  ws->Put(Family::kMeta, keys::kShardMetaKey, meta.SerializeAsString());
+  DASH_RETURN_IF_ERROR(engine_->Commit(*ws, /*sync=*/true));
+  LOG(WARNING) << "shard " << options_.shard_id << ": truncated the log after lsn " << lsn
+               << " (removed " << last - lsn << " records of a diverged suffix)";
+  meta_ = meta;
+  epochs_ = std::move(epochs);
+  if (log_start_lsn_ > lsn) log_start_lsn_ = 0;
+  PublishMeta();
+  {
+    absl::MutexLock v(&view_mu_);
+    while (!queued_views_.empty() && queued_views_.back().lsn >= lsn) queued_views_.pop_back();
+  }
+  RefreshCaches(touched);
+  std::set<std::string> tenants;
+  for (const auto& t : touched) tenants.insert(t.first);
+  QueueView(lsn, std::move(tenants));
+  return absl::OkStatus();
+}
+
+std::map<uint64_t, uint64_t> ShardReplica::EpochHistory() const {
+  absl::MutexLock wl(&write_mu_);
+  return epochs_;
+}
+
+std::pair<uint64_t, uint64_t> ShardReplica::EpochEndOffset(uint64_t requested_epoch) const {
+  absl::MutexLock wl(&write_mu_);
+  auto next = epochs_.upper_bound(requested_epoch);  // First epoch > requested.
+  if (next == epochs_.begin()) return {0, 0};
+  auto found = std::prev(next);
+  const uint64_t end = next == epochs_.end() ? meta_.last_lsn() : next->second - 1;
+  return {found->first, end};
+}
+
+uint64_t ShardReplica::DivergencePoint(uint64_t leader_epoch, uint64_t leader_end_lsn) const {
+  absl::MutexLock wl(&write_mu_);
+  if (leader_epoch == 0) return 0;
+  // This replica's end of leader_epoch: just before its first later epoch.
+  uint64_t own_end = meta_.last_lsn();
+  auto later = epochs_.upper_bound(leader_epoch);
+  if (later != epochs_.end()) own_end = later->second - 1;
+  return std::min(own_end, leader_end_lsn);
 }
 
 absl::StatusOr<std::pair<uint64_t, uint64_t>> ShardReplica::CreateCheckpoint(
@@ -568,6 +964,59 @@ absl::StatusOr<StateChecksum> ShardReplica::Checksum() const {
   return out;
 }
 
+absl::Status ShardReplica::PersistEpoch(uint64_t epoch) {
+  if (epoch <= meta_.epoch()) return absl::OkStatus();
+  // Persisted before acting on it: after a restart the replica still refuses
+  // callers of older epochs.
+  storage::ShardMeta meta = meta_;
+  meta.set_epoch(epoch);
+  auto ws = engine_->NewWriteSet();
+  ws->Put(Family::kMeta, keys::kShardMetaKey, meta.SerializeAsString());
+  DASH_RETURN_IF_ERROR(engine_->Commit(*ws, /*sync=*/true));
+  meta_ = meta;
+  PublishMeta();
+  return absl::OkStatus();
+}
+
+absl::Status ShardReplica::WriteEpochStart() {
+  const uint64_t lsn = meta_.last_lsn() + 1;
+  const uint64_t epoch = meta_.epoch();
+  storage::LogPayload payload;
+  payload.set_epoch_start(true);
+  storage::LogRecord record;
+  record.epoch = epoch;
+  record.lsn = lsn;
+  record.commit_time_micros =
+      std::max(options_.clock->NowMicros(), meta_.last_commit_time_micros());
+  record.payload = payload.SerializeAsString();
+  const std::string encoded = storage::EncodeLogRecord(record);
+  storage::ShardMeta meta = meta_;
+  meta.set_last_lsn(lsn);
+  meta.set_last_epoch(epoch);
+  meta.set_last_commit_time_micros(record.commit_time_micros);
+  {
+    absl::MutexLock a(&ack_mu_);
+    meta.set_commit_lsn(commit_lsn_);
+  }
+  auto ws = engine_->NewWriteSet();
+  ws->Put(Family::kLog, keys::Log(lsn), encoded);
+  ws->Put(Family::kUndo, keys::Log(lsn), storage::UndoRecord().SerializeAsString());
+  ws->Put(Family::kMeta, keys::EpochStart(epoch), keys::EncodeU64(lsn));
+  ws->Put(Family::kMeta, keys::kShardMetaKey, meta.SerializeAsString());
+  DASH_RETURN_IF_ERROR(engine_->Commit(*ws, /*sync=*/true));
+  if (log_start_lsn_ == 0) log_start_lsn_ = lsn;
+  meta_ = meta;
+  epochs_[epoch] = lsn;
+  {
+    absl::MutexLock a(&ack_mu_);
+    log_bytes_ += encoded.size();
+    marks_.push_back(GroupMark{lsn, log_bytes_, absl::Now()});
+  }
+  PublishMeta();
+  QueueView(lsn, {});
+  return absl::OkStatus();
+}
+
 absl::Status ShardReplica::AdoptRole(const Role& role) {
   absl::MutexLock wl(&write_mu_);
   if (role.epoch < meta_.epoch()) {
@@ -575,16 +1024,10 @@ absl::Status ShardReplica::AdoptRole(const Role& role) {
                                                       role.epoch, " is older than the adopted ",
                                                       meta_.epoch()));
   }
-  if (role.epoch > meta_.epoch()) {
-    // Persisted before acting on it: after a restart the replica still
-    // refuses callers of older epochs.
-    storage::ShardMeta meta = meta_;
-    meta.set_epoch(role.epoch);
-    auto ws = engine_->NewWriteSet();
-    ws->Put(Family::kMeta, keys::kShardMetaKey, meta.SerializeAsString());
-    DASH_RETURN_IF_ERROR(engine_->Commit(*ws, /*sync=*/true));
-    meta_ = meta;
-  }
+  DASH_RETURN_IF_ERROR(PersistEpoch(role.epoch));
+  // A leader's log holds a record of its epoch before anything counts toward
+  // its commit LSN (and the epoch history records where the epoch starts).
+  if (role.leader && meta_.last_epoch() < role.epoch) DASH_RETURN_IF_ERROR(WriteEpochStart());
   const bool changed = role.leader != role_.leader || role.epoch != role_.epoch ||
                        role.writes_paused != role_.writes_paused ||
                        role.leader_node_id != role_.leader_node_id;
@@ -599,10 +1042,17 @@ absl::Status ShardReplica::AdoptRole(const Role& role) {
       if (n != role.self_node_id) quorum_nodes_.push_back(n);
     }
     quorum_ = role.replicas.size() <= 1 ? 1 : role.replicas.size() / 2 + 1;
+    leading_ = role.leader;
+    if (role.leader) {
+      auto start = epochs_.find(role.epoch);
+      epoch_start_lsn_ = start == epochs_.end() ? meta_.last_lsn() + 1 : start->second;
+    }
     if (gained_leadership) {
-      // Positions reported to an earlier leadership are not evidence for this one.
+      // Positions reported to an earlier leadership are not evidence for this
+      // one. The commit LSN learned as a follower stays: it was committed.
       acked_.clear();
-      commit_lsn_ = 0;
+      marks_.clear();
+      marks_.push_back(GroupMark{meta_.last_lsn(), log_bytes_, absl::Now()});
     }
   }
   if (lost_leadership) {
@@ -610,6 +1060,8 @@ absl::Status ShardReplica::AdoptRole(const Role& role) {
         "shard ", options_.shard_id, ": this replica stopped leading (epoch ", role.epoch,
         ") before a majority acknowledged the write; its outcome is unknown: retry with the "
         "same idempotency key")));
+  } else if (role.leader) {
+    ReleaseCommitted();
   }
   if (changed) {
     LOG(INFO) << "shard " << options_.shard_id << ": "
@@ -628,6 +1080,122 @@ absl::Status ShardReplica::AdoptRole(const Role& role) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<ReplicaState> ShardReplica::Fence(uint64_t epoch) {
+  {
+    absl::MutexLock wl(&write_mu_);
+    if (epoch < meta_.epoch()) {
+      return absl::FailedPreconditionError(absl::StrCat("shard ", options_.shard_id,
+                                                        ": cannot fence epoch ", epoch,
+                                                        ": the replica adopted epoch ",
+                                                        meta_.epoch()));
+    }
+    DASH_RETURN_IF_ERROR(PersistEpoch(epoch));
+    if (epoch > role_.epoch) {
+      const bool was_leader = role_.leader;
+      role_.epoch = epoch;
+      role_.leader = false;
+      role_.writes_paused = false;
+      role_.leader_node_id.clear();
+      role_.leader_address.clear();
+      {
+        absl::MutexLock a(&ack_mu_);
+        leading_ = false;
+      }
+      if (was_leader) {
+        LOG(WARNING) << "shard " << options_.shard_id << ": fenced at epoch " << epoch
+                     << ": no longer leading";
+        ReleaseCommitted(absl::UnavailableError(absl::StrCat(
+            "shard ", options_.shard_id, ": this replica was fenced (epoch ", epoch,
+            ") before a majority acknowledged the write; its outcome is unknown: retry with "
+            "the same idempotency key")));
+      }
+      absl::MutexLock l(&mu_);
+      state_.leader = false;
+      state_.writes_paused = false;
+      state_.leader_node_id.clear();
+      state_.leader_address.clear();
+    }
+  }
+  return State();
+}
+
+void ShardReplica::SetLeaseUntil(absl::Time until) {
+  absl::MutexLock a(&ack_mu_);
+  lease_until_ = std::max(lease_until_, until);
+}
+
+absl::Status ShardReplica::CheckLeaderRead() const {
+  if (!options_.managed) return absl::OkStatus();
+  const ReplicaState state = State();
+  v1::RoutingHint h;
+  h.set_shard(options_.shard_id);
+  h.set_current_epoch(state.epoch);
+  h.set_leader_node_id(state.leader_node_id);
+  h.set_leader_address(state.leader_address);
+  if (!state.leader) {
+    absl::Status st = absl::FailedPreconditionError(absl::StrCat(
+        "shard ", options_.shard_id, ": LEADER_ONLY read at a replica that does not lead"));
+    SetRoutingHint(st, h);
+    return st;
+  }
+  if (state.writes_paused) {
+    absl::Status st = absl::UnavailableError(absl::StrCat(
+        "shard ", options_.shard_id, ": leadership transfer in progress; retry"));
+    SetRoutingHint(st, h);
+    return st;
+  }
+  absl::MutexLock a(&ack_mu_);
+  if (commit_lsn_ < epoch_start_lsn_) {
+    // Until its own epoch's first record is committed, a new leader may not
+    // know of every acknowledged write of the previous one.
+    absl::Status st = absl::UnavailableError(absl::StrCat(
+        "shard ", options_.shard_id, ": the new leader has not yet committed its epoch; retry"));
+    SetRoutingHint(st, h);
+    return st;
+  }
+  if (absl::Now() >= lease_until_) {
+    absl::Status st = absl::UnavailableError(absl::StrCat(
+        "shard ", options_.shard_id,
+        ": the leader's lease has run out (the control plane has not confirmed it lately); "
+        "LEADER_ONLY reads wait for it; retry"));
+    SetRoutingHint(st, h);
+    return st;
+  }
+  return absl::OkStatus();
+}
+
+std::vector<FollowerLag> ShardReplica::FollowerLags() const {
+  std::vector<FollowerLag> out;
+  absl::MutexLock a(&ack_mu_);
+  if (!leading_) return out;
+  const absl::Time now = absl::Now();
+  for (const std::string& n : quorum_nodes_) {
+    FollowerLag lag;
+    lag.node_id = n;
+    auto it = acked_.find(n);
+    lag.acked_lsn = it == acked_.end() ? 0 : std::min(it->second, durable_lsn_);
+    lag.lag_records = durable_lsn_ - lag.acked_lsn;
+    if (lag.lag_records > 0) {
+      // The first group holding a record the follower lacks.
+      auto mark = std::lower_bound(
+          marks_.begin(), marks_.end(), lag.acked_lsn + 1,
+          [](const GroupMark& m, uint64_t lsn) { return m.lsn < lsn; });
+      if (mark == marks_.end()) {
+        lag.lag_seconds = 0;
+      } else {
+        lag.lag_seconds = absl::ToDoubleSeconds(now - mark->at);
+        // Bytes of the records after the acked one (whole groups).
+        const uint64_t before = mark == marks_.begin() ? 0 : std::prev(mark)->bytes;
+        lag.lag_bytes = log_bytes_ - std::min(log_bytes_, before);
+      }
+    }
+    lag.in_sync = lag.lag_records <= options_.in_sync_max_lag_records &&
+                  lag.lag_seconds <= absl::ToDoubleSeconds(options_.in_sync_max_lag);
+    out.push_back(std::move(lag));
+  }
+  return out;
+}
+
 absl::Status ShardReplica::CheckEpoch(uint64_t expected_epoch) const {
   absl::MutexLock l(&mu_);
   if (expected_epoch == 0 || expected_epoch == state_.epoch) return absl::OkStatus();
@@ -643,15 +1211,19 @@ absl::Status ShardReplica::CheckEpoch(uint64_t expected_epoch) const {
   return st;
 }
 
-uint64_t ShardReplica::WaitForLsn(uint64_t lsn, absl::Duration timeout) const {
+uint64_t ShardReplica::WaitForLsn(uint64_t lsn, absl::Duration timeout,
+                                  uint64_t commit_lsn) const {
   struct Arg {
     const ShardReplica* replica;
     uint64_t lsn;
-  } arg{this, lsn};
+    uint64_t commit_lsn;
+  } arg{this, lsn, commit_lsn};
   absl::MutexLock l(&mu_);
   mu_.AwaitWithTimeout(absl::Condition(
                            +[](Arg* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                             return a->replica->state_.last_lsn >= a->lsn || a->replica->stopping_;
+                             return a->replica->state_.last_lsn >= a->lsn ||
+                                    a->replica->state_.commit_lsn > a->commit_lsn ||
+                                    a->replica->stopping_;
                            },
                            &arg),
                        timeout);
@@ -702,7 +1274,7 @@ absl::StatusOr<v1::ClaimRecord> ShardReplica::ReadRecord(const storage::Reader& 
 
 absl::StatusOr<v1::GetClaimResponse> ShardReplica::GetClaim(absl::string_view tenant,
                                                             absl::string_view claim_id) const {
-  auto snapshot = engine_->NewSnapshot();
+  DASH_ASSIGN_OR_RETURN(auto snapshot, ReadView());
   DASH_ASSIGN_OR_RETURN(auto raw, snapshot->Get(Family::kClaims, keys::Claim(tenant, claim_id)));
   if (!raw.has_value()) {
     return absl::NotFoundError(
@@ -718,7 +1290,7 @@ absl::StatusOr<v1::GetClaimResponse> ShardReplica::GetClaim(absl::string_view te
 
 absl::StatusOr<index::CorpusStats> ShardReplica::LexicalStats(
     absl::string_view tenant, const std::vector<std::string>& terms) const {
-  auto snapshot = engine_->NewSnapshot();
+  DASH_ASSIGN_OR_RETURN(auto snapshot, ReadView());
   return index::ReadStats(*snapshot, tenant, terms);
 }
 
@@ -856,7 +1428,7 @@ absl::StatusOr<LegResult> ShardReplica::RunLegs(absl::string_view tenant,
   const std::string tenant_s(tenant);
   // The generation is read before the snapshot (see PrefilterCache).
   const uint64_t generation = filter_cache_.Generation(tenant_s);
-  auto snapshot = engine_->NewSnapshot();
+  DASH_ASSIGN_OR_RETURN(auto snapshot, ReadView());
   LegResult result;
   std::shared_ptr<const index::IdSet> allowed;
   if (!index::IsEmpty(request.filter) || request.support_only) {
@@ -898,7 +1470,7 @@ absl::StatusOr<LegResult> ShardReplica::RunLegs(absl::string_view tenant,
 absl::StatusOr<v1::QueryHit> ShardReplica::FetchHit(absl::string_view tenant,
                                                     absl::string_view claim_id,
                                                     const FetchOptions& options) const {
-  auto snapshot = engine_->NewSnapshot();
+  DASH_ASSIGN_OR_RETURN(auto snapshot, ReadView());
   DASH_ASSIGN_OR_RETURN(auto raw, snapshot->Get(Family::kClaims, keys::Claim(tenant, claim_id)));
   if (!raw.has_value())
     return absl::NotFoundError(absl::StrCat("claim \"", claim_id, "\" is gone"));
@@ -971,7 +1543,7 @@ absl::StatusOr<v1::QueryHit> ShardReplica::FetchHit(absl::string_view tenant,
 absl::StatusOr<ListPage> ShardReplica::ListClaims(absl::string_view tenant,
                                                   absl::string_view start_after, size_t limit,
                                                   bool include_evidence) const {
-  auto snapshot = engine_->NewSnapshot();
+  DASH_ASSIGN_OR_RETURN(auto snapshot, ReadView());
   const std::string prefix = keys::TenantPrefix(tenant);
   // The smallest key after <tenant>\0<start_after>: ids contain no NUL.
   std::string start;

@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -55,6 +56,15 @@ struct ReplicaOptions {
   // A write not held by a majority within this time is answered UNAVAILABLE
   // (its outcome unknown: retry with the same idempotency key).
   absl::Duration commit_timeout = absl::Seconds(5);
+  // The weaker, explicit `leader` ack mode: a leader answers a write once it
+  // holds it durably itself, without waiting for a majority. A write so
+  // acknowledged is lost if the leader dies before a follower has it. Reads
+  // still see only majority-committed state.
+  bool ack_leader_only = false;
+  // A leader counts a follower in sync while it lacks at most this many
+  // records and its oldest missing record is at most this old.
+  uint64_t in_sync_max_lag_records = 10000;
+  absl::Duration in_sync_max_lag = absl::Seconds(2);
   storage::EngineOptions engine;
   Clock* clock = Clock::Real();
 };
@@ -119,7 +129,11 @@ struct ReplicaState {
   uint64_t last_epoch = 0;  // Epoch of the last log record.
   uint64_t last_lsn = 0;
   uint64_t log_start_lsn = 0;  // 0 when the log is empty.
-  uint64_t commit_lsn = 0;     // Held by a majority (a leader's view).
+  uint64_t commit_lsn = 0;     // Known to be held by a majority.
+  // Reads see the state as of this LSN: the newest committed one this
+  // replica holds. 0 with readable false while it waits to learn it.
+  uint64_t read_lsn = 0;
+  bool readable = true;
   bool leader = true;
   bool writes_paused = false;
   std::string leader_node_id;
@@ -133,6 +147,16 @@ struct StateChecksum {
   uint64_t last_epoch = 0;
   std::string sha256;  // Hex.
   uint64_t keys = 0;
+};
+
+// How far a follower trails its leader (the leader's view).
+struct FollowerLag {
+  std::string node_id;
+  uint64_t acked_lsn = 0;
+  uint64_t lag_records = 0;
+  uint64_t lag_bytes = 0;
+  double lag_seconds = 0;  // Age of the oldest record it lacks.
+  bool in_sync = false;
 };
 
 struct ListPage {
@@ -202,8 +226,40 @@ class ShardReplica {
   // A follower holds this replica's log durably up to `durable_lsn` (leader
   // side of majority commit). Acknowledges the writes a majority now holds.
   void OnFollowerAck(const std::string& follower, uint64_t durable_lsn);
-  // Waits until last_lsn >= lsn or the timeout passes; returns last_lsn.
-  uint64_t WaitForLsn(uint64_t lsn, absl::Duration timeout) const;
+  // Waits until last_lsn >= lsn, or commit_lsn moves past `commit_lsn`, or
+  // the timeout passes; returns last_lsn.
+  uint64_t WaitForLsn(uint64_t lsn, absl::Duration timeout,
+                      uint64_t commit_lsn = UINT64_MAX) const;
+  // A follower learns its leader's commit LSN: reads may now see state up to
+  // min(commit_lsn, last_lsn).
+  void OnLeaderCommit(uint64_t commit_lsn);
+  // The leader's view of each follower (empty on a follower).
+  std::vector<FollowerLag> FollowerLags() const;
+
+  // Fencing: adopts and persists `epoch` (refusing an older one) without a
+  // leader, so that nothing of an older epoch is applied or acknowledged any
+  // more. Returns the state after it.
+  absl::StatusOr<ReplicaState> Fence(uint64_t epoch);
+
+  // Leadership lease (managed replicas): LEADER_ONLY reads are served until
+  // `until`. A replica that is not leader, or whose lease ran out, refuses
+  // them (FAILED_PRECONDITION / UNAVAILABLE).
+  void SetLeaseUntil(absl::Time until);
+  absl::Status CheckLeaderRead() const;
+
+  // Epoch history: epoch -> LSN of its first record in this replica's log.
+  std::map<uint64_t, uint64_t> EpochHistory() const;
+  // Leader side of divergence repair (KIP-279): the largest epoch <=
+  // `requested_epoch` in this replica's history and the LSN of its last
+  // record here; (0, 0) when there is none.
+  std::pair<uint64_t, uint64_t> EpochEndOffset(uint64_t requested_epoch) const;
+  // Follower side: the LSN to truncate this replica's log to, given the
+  // leader's answer for this replica's last epoch.
+  uint64_t DivergencePoint(uint64_t leader_epoch, uint64_t leader_end_lsn) const;
+  // Removes the log records after `lsn` and undoes their state changes, as
+  // one atomic commit. FAILED_PRECONDITION if that would remove a record
+  // known to be committed, or one whose undo is gone (a snapshot is needed).
+  absl::Status TruncateLogAfter(uint64_t lsn);
 
   // Reads the encoded log record at `lsn`. NOT_FOUND if retention removed it
   // or it was never written.
@@ -216,8 +272,11 @@ class ShardReplica {
   // the adopted one advances the adopted epoch.
   absl::Status ApplyEncodedRecord(absl::string_view encoded);
   // Applies consecutive records as one atomic storage commit (one sync): how
-  // a follower keeps up with a leader that group-commits. All or none.
-  absl::Status ApplyEncodedRecords(const std::vector<std::string>& encoded);
+  // a follower keeps up with a leader that group-commits. All or none. With
+  // `stream_epoch` (a follower pulling from the leader of that epoch),
+  // FAILED_PRECONDITION once the replica adopted another epoch (fenced).
+  absl::Status ApplyEncodedRecords(const std::vector<std::string>& encoded,
+                                   uint64_t stream_epoch = 0);
 
   // Writes a consistent copy of the whole replica (state, log, metadata) into
   // `dir`, which must not exist, between two commits. Returns the replica's
@@ -254,6 +313,23 @@ class ShardReplica {
   // After a commit: refreshes the caches for the claims it touched.
   void RefreshCaches(const std::vector<std::pair<std::string, std::string>>& touched);
   index::VectorIndex* VectorsFor(const std::string& tenant) const;
+  // The view reads use (state as of the newest committed LSN held);
+  // UNAVAILABLE while none is known.
+  absl::StatusOr<std::shared_ptr<const storage::Reader>> ReadView() const;
+  // After a storage commit that moved the log end to `lsn`: queues a view of
+  // it, made readable once committed. Touched tenants' filter caches are
+  // invalidated when it becomes readable.
+  void QueueView(uint64_t lsn, std::set<std::string> tenants);
+  // Makes the newest queued view at or below the commit LSN readable.
+  void AdvanceReadView();
+  // Drops undo records of committed LSNs (amortized).
+  void MaybeDropUndo() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Persists `epoch` in the metadata if newer.
+  absl::Status PersistEpoch(uint64_t epoch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Appends the epoch_start record of a leader's new epoch.
+  absl::Status WriteEpochStart() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Publishes meta_ and log_start_lsn_ to state_ and the ack bookkeeping.
+  void PublishMeta() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
 
   // Constant after construction.
   const ReplicaOptions options_;
@@ -265,6 +341,8 @@ class ShardReplica {
   storage::ShardMeta meta_ ABSL_GUARDED_BY(write_mu_);  // As last committed.
   uint64_t log_start_lsn_ ABSL_GUARDED_BY(write_mu_) = 0;
   Role role_ ABSL_GUARDED_BY(write_mu_);
+  std::map<uint64_t, uint64_t> epochs_ ABSL_GUARDED_BY(write_mu_);  // Epoch history.
+  uint64_t undo_dropped_to_ ABSL_GUARDED_BY(write_mu_) = 0;  // Undo <= this is gone.
 
   mutable absl::Mutex mu_;
   std::deque<Pending> pending_ ABSL_GUARDED_BY(mu_);
@@ -293,6 +371,33 @@ class ShardReplica {
   size_t quorum_ ABSL_GUARDED_BY(ack_mu_) = 1;                      // Replicas needed.
   uint64_t durable_lsn_ ABSL_GUARDED_BY(ack_mu_) = 0;               // This replica's.
   uint64_t commit_lsn_ ABSL_GUARDED_BY(ack_mu_) = 0;
+  bool leading_ ABSL_GUARDED_BY(ack_mu_) = false;
+  // A leader counts acknowledgements toward commit_lsn_ only at or after its
+  // epoch's first record (Raft's rule: never commit an older epoch's records
+  // by counting replicas).
+  uint64_t epoch_start_lsn_ ABSL_GUARDED_BY(ack_mu_) = 0;
+  absl::Time lease_until_ ABSL_GUARDED_BY(ack_mu_) = absl::InfinitePast();
+  // Per commit group of a leader: its last LSN, the log bytes up to it and
+  // when it was written; for followers' lag in bytes and seconds.
+  struct GroupMark {
+    uint64_t lsn;
+    uint64_t bytes;
+    absl::Time at;
+  };
+  std::deque<GroupMark> marks_ ABSL_GUARDED_BY(ack_mu_);
+  uint64_t log_bytes_ ABSL_GUARDED_BY(ack_mu_) = 0;
+
+  // Read views: storage snapshots at log ends not yet known committed, and
+  // the readable one.
+  struct View {
+    uint64_t lsn;
+    std::shared_ptr<const storage::Reader> reader;
+    std::set<std::string> tenants;
+  };
+  mutable absl::Mutex view_mu_ ABSL_ACQUIRED_AFTER(ack_mu_);
+  std::deque<View> queued_views_ ABSL_GUARDED_BY(view_mu_);
+  std::shared_ptr<const storage::Reader> read_view_ ABSL_GUARDED_BY(view_mu_);
+  uint64_t read_view_lsn_ ABSL_GUARDED_BY(view_mu_) = 0;
 
   std::thread commit_thread_;
 };

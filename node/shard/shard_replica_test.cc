@@ -13,6 +13,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/shard/test_util.h"
+#include "node/storage/log_record.h"
+#include "node/storage/records.pb.h"
 
 namespace dash::shard {
 namespace {
@@ -501,9 +503,10 @@ TEST_F(ShardReplicaTest, PausedWritesAreRetryableAndLeaveTheLogAlone) {
   role.replicas = {"a"};
   role.writes_paused = true;
   ASSERT_TRUE(replica_->AdoptRole(role).ok());
+  const uint64_t before = replica_->State().last_lsn;  // The epoch_start record.
   auto r = replica_->WriteAndWait(ClaimBatch("acme", "c1"));
   EXPECT_TRUE(absl::IsUnavailable(r.status())) << r.status();
-  EXPECT_EQ(replica_->State().last_lsn, 0u);
+  EXPECT_EQ(replica_->State().last_lsn, before);
   role.writes_paused = false;
   ASSERT_TRUE(replica_->AdoptRole(role).ok());
   MustWrite(ClaimBatch("acme", "c1"));
@@ -519,18 +522,19 @@ TEST_F(ShardReplicaTest, ALeaderAnswersOnceAMajorityHoldsTheWrite) {
     answered = true;
     done.Notify();
   });
-  // Durable here, but one replica of three is not a majority.
-  ASSERT_EQ(replica_->WaitForLsn(1, absl::Seconds(5)), 1u);
+  // LSN 1 is the leader's epoch_start record. Durable here, but one replica
+  // of three is not a majority.
+  ASSERT_EQ(replica_->WaitForLsn(2, absl::Seconds(5)), 2u);
   absl::SleepFor(absl::Milliseconds(200));
   EXPECT_FALSE(answered) << "acknowledged before a follower held it";
-  replica_->OnFollowerAck("x", 1);  // Not a replica of the shard: does not count.
+  replica_->OnFollowerAck("x", 2);  // Not a replica of the shard: does not count.
   absl::SleepFor(absl::Milliseconds(50));
   EXPECT_FALSE(answered);
-  replica_->OnFollowerAck("b", 1);
+  replica_->OnFollowerAck("b", 2);
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(5)));
   ASSERT_TRUE(result.ok()) << result.status();
-  EXPECT_EQ(result->token.lsn(), 1u);
-  EXPECT_EQ(replica_->State().commit_lsn, 1u);
+  EXPECT_EQ(result->token.lsn(), 2u);
+  EXPECT_EQ(replica_->State().commit_lsn, 2u);
 }
 
 TEST_F(ShardReplicaTest, AWriteNoMajorityAcknowledgesFailsAsOutcomeUnknown) {
@@ -551,7 +555,7 @@ TEST_F(ShardReplicaTest, LosingLeadershipFailsTheWritesStillWaitingForAMajority)
     result = std::move(r);
     done.Notify();
   });
-  ASSERT_EQ(replica_->WaitForLsn(1, absl::Seconds(5)), 1u);
+  ASSERT_EQ(replica_->WaitForLsn(2, absl::Seconds(5)), 2u);
   Role follower;
   follower.leader = false;
   follower.epoch = 2;
@@ -582,6 +586,9 @@ TEST_F(ShardReplicaTest, AFollowerAppliesTheLeadersRecordsInOneCommit) {
   EXPECT_EQ((*follower)->State().last_lsn, 0u);
   ASSERT_TRUE((*follower)->ApplyEncodedRecords(records).ok());
   EXPECT_EQ((*follower)->State().last_lsn, 5u);
+  // Held, but not yet known committed: reads do not see it.
+  EXPECT_EQ(Dump("acme", follower->get()), "");
+  (*follower)->OnLeaderCommit(5);
   EXPECT_EQ(Dump("acme", follower->get()), Dump("acme"));
   // Same LSN, same state: the digests agree (what `dashctl verify` compares)...
   auto leader_sum = replica_->Checksum();
@@ -602,6 +609,316 @@ TEST_F(ShardReplicaTest, AFollowerAppliesTheLeadersRecordsInOneCommit) {
   EXPECT_TRUE(absl::IsFailedPrecondition(w.status())) << w.status();
   follower->reset();
   std::filesystem::remove_all(fo.dir);
+}
+
+// --- Epochs, committed reads, divergence repair, fencing, leases, lag.
+
+// An encoded log record; `epoch_start` records change no state.
+std::string Record(uint64_t epoch, uint64_t lsn, const v1::WriteRequest* batch = nullptr) {
+  storage::LogPayload p;
+  if (batch == nullptr) {
+    p.set_epoch_start(true);
+  } else {
+    p.set_tenant(batch->tenant());
+    *p.mutable_ops() = batch->ops();
+  }
+  storage::LogRecord r;
+  r.epoch = epoch;
+  r.lsn = lsn;
+  r.commit_time_micros = 1000 + lsn;
+  r.payload = p.SerializeAsString();
+  return storage::EncodeLogRecord(r);
+}
+
+class ManagedReplicaTest : public ShardReplicaTest {
+ protected:
+  // A second, managed replica in its own directory.
+  std::unique_ptr<ShardReplica> OpenManaged(const std::string& name,
+                                            ReplicaOptions o = ReplicaOptions()) {
+    o.dir = dir_.string() + "-" + name;
+    o.managed = true;
+    extra_dirs_.push_back(o.dir);
+    auto r = ShardReplica::Open(o);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? std::move(*r) : nullptr;
+  }
+  void TearDown() override {
+    ShardReplicaTest::TearDown();
+    for (const auto& d : extra_dirs_) std::filesystem::remove_all(d);
+  }
+  std::vector<std::string> extra_dirs_;
+};
+
+Role FollowerOf(uint64_t epoch) {
+  Role role;
+  role.leader = false;
+  role.epoch = epoch;
+  role.leader_node_id = "b";
+  role.self_node_id = "a";
+  role.replicas = {"a", "b", "c"};
+  return role;
+}
+
+TEST_F(ManagedReplicaTest, EachLeadershipStartsWithARecordOfItsEpochInTheHistory) {
+  auto r = OpenManaged("r");
+  Role role = LeaderOf3(2);
+  role.replicas = {"a"};  // Its own majority: commits at once.
+  ASSERT_TRUE(r->AdoptRole(role).ok());
+  EXPECT_EQ(r->State().last_lsn, 1u);
+  EXPECT_EQ(r->State().last_epoch, 2u);
+  ASSERT_TRUE(r->WriteAndWait(ClaimBatch("acme", "c1")).ok());
+  role.epoch = 3;
+  ASSERT_TRUE(r->AdoptRole(role).ok());
+  EXPECT_EQ(r->State().last_lsn, 3u);
+  ASSERT_TRUE(r->AdoptRole(role).ok());  // Same epoch again: no second record.
+  EXPECT_EQ(r->State().last_lsn, 3u);
+  const std::map<uint64_t, uint64_t> history = {{2, 1}, {3, 3}};
+  EXPECT_EQ(r->EpochHistory(), history);
+  // The last LSN of the largest epoch <= the one asked for.
+  EXPECT_EQ(r->EpochEndOffset(2), std::make_pair(uint64_t{2}, uint64_t{2}));
+  EXPECT_EQ(r->EpochEndOffset(3), std::make_pair(uint64_t{3}, uint64_t{3}));
+  EXPECT_EQ(r->EpochEndOffset(9), std::make_pair(uint64_t{3}, uint64_t{3}));
+  EXPECT_EQ(r->EpochEndOffset(1), std::make_pair(uint64_t{0}, uint64_t{0}));
+  // Followers' copies of the records carry the same history.
+  auto f = OpenManaged("f");
+  ASSERT_TRUE(f->AdoptRole(FollowerOf(3)).ok());
+  std::vector<std::string> records;
+  for (uint64_t lsn = 1; lsn <= 3; ++lsn) records.push_back(*r->ReadLogRecord(lsn));
+  ASSERT_TRUE(f->ApplyEncodedRecords(records, 3).ok());
+  EXPECT_EQ(f->EpochHistory(), history);
+  // And it survives a restart.
+  r.reset();
+  ReplicaOptions o;
+  o.dir = dir_.string() + "-r";
+  o.managed = true;
+  auto reopened = ShardReplica::Open(o);
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ((*reopened)->EpochHistory(), history);
+}
+
+TEST_F(ManagedReplicaTest, ALeaderCommitsOnlyFromItsOwnEpochsFirstRecord) {
+  // Three records of epoch 1, written by the fixture's standalone leader.
+  for (int i = 0; i < 3; ++i) MustWrite(ClaimBatch("acme", "c" + std::to_string(i)));
+  auto r = OpenManaged("r");
+  ASSERT_TRUE(r->AdoptRole(FollowerOf(1)).ok());
+  std::vector<std::string> records;
+  for (uint64_t lsn = 1; lsn <= 3; ++lsn) records.push_back(*replica_->ReadLogRecord(lsn));
+  ASSERT_TRUE(r->ApplyEncodedRecords(records, 1).ok());
+  // Promoted at epoch 2: its epoch_start record is LSN 4.
+  ASSERT_TRUE(r->AdoptRole(LeaderOf3(2)).ok());
+  EXPECT_EQ(r->State().last_lsn, 4u);
+  // A majority holding LSN 3 does not commit it (Raft's figure 8: an older
+  // epoch's records are committed only by a record of the leader's own).
+  r->OnFollowerAck("b", 3);
+  EXPECT_EQ(r->State().commit_lsn, 0u);
+  EXPECT_TRUE(absl::IsUnavailable(r->CheckLeaderRead())) << "reads wait for the epoch to commit";
+  r->OnFollowerAck("b", 4);
+  EXPECT_EQ(r->State().commit_lsn, 4u);
+  EXPECT_EQ(r->State().read_lsn, 4u);
+  EXPECT_TRUE(r->GetClaim("acme", "c2").ok());
+}
+
+TEST_F(ManagedReplicaTest, FollowersServeOnlyCommittedStateAcrossRestarts) {
+  for (int i = 0; i < 5; ++i) MustWrite(ClaimBatch("acme", "c" + std::to_string(i)));
+  std::vector<std::string> records;
+  for (uint64_t lsn = 1; lsn <= 5; ++lsn) records.push_back(*replica_->ReadLogRecord(lsn));
+  auto f = OpenManaged("f");
+  ASSERT_TRUE(f->AdoptRole(FollowerOf(1)).ok());
+  // Views are per applied batch: 1-3, then 4-5.
+  ASSERT_TRUE(f->ApplyEncodedRecords({records.begin(), records.begin() + 3}, 1).ok());
+  ASSERT_TRUE(f->ApplyEncodedRecords({records.begin() + 3, records.end()}, 1).ok());
+  EXPECT_TRUE(absl::IsNotFound(f->GetClaim("acme", "c0").status()));
+  f->OnLeaderCommit(3);
+  EXPECT_TRUE(f->GetClaim("acme", "c2").ok());
+  EXPECT_TRUE(absl::IsNotFound(f->GetClaim("acme", "c3").status()));
+  auto got = f->GetClaim("acme", "c0");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->read_at().lsn(), 3u) << "the token names the state read";
+  // The leader's commit may run ahead of what the follower holds.
+  f->OnLeaderCommit(100);
+  EXPECT_EQ(f->State().commit_lsn, 5u);
+  EXPECT_TRUE(f->GetClaim("acme", "c4").ok());
+
+  // Restarted holding records beyond the commit LSN it had persisted: no
+  // reads until the leader confirms them.
+  auto g = OpenManaged("g");
+  ASSERT_TRUE(g->ApplyEncodedRecords(records, 0).ok());
+  g.reset();
+  ReplicaOptions o;
+  o.dir = dir_.string() + "-g";
+  o.managed = true;
+  auto reopened = ShardReplica::Open(o);
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_FALSE((*reopened)->State().readable);
+  EXPECT_TRUE(absl::IsUnavailable((*reopened)->GetClaim("acme", "c0").status()));
+  (*reopened)->OnLeaderCommit(5);
+  EXPECT_TRUE((*reopened)->GetClaim("acme", "c0").ok());
+}
+
+TEST_F(ManagedReplicaTest, TruncatingADivergedSuffixRestoresTheStateBeforeIt) {
+  // Records 1-3, then a suffix that overwrites, adds and deletes claims.
+  MustWrite(ClaimBatch("acme", "c0"));
+  MustWrite(ClaimBatch("acme", "c1"));
+  v1::WriteRequest edge;
+  edge.set_tenant("acme");
+  *edge.add_ops() = EdgeOp("c0", "c1");
+  MustWrite(edge);
+  v1::WriteRequest rewrite = ClaimBatch("acme", "c1", 2);
+  rewrite.mutable_ops(0)->mutable_claim()->set_text("a rewritten claim about glaciers");
+  MustWrite(rewrite);
+  MustWrite(ClaimBatch("acme", "c2"));
+  v1::WriteRequest del;
+  del.set_tenant("acme");
+  *del.add_ops() = DeleteOp("c0");
+  MustWrite(del);
+  std::vector<std::string> records;
+  for (uint64_t lsn = 1; lsn <= 6; ++lsn) records.push_back(*replica_->ReadLogRecord(lsn));
+
+  auto reference = OpenManaged("ref");  // Holds only records 1-3.
+  ASSERT_TRUE(reference->ApplyEncodedRecords({records.begin(), records.begin() + 3}, 0).ok());
+  auto f = OpenManaged("f");
+  ASSERT_TRUE(f->AdoptRole(FollowerOf(1)).ok());
+  ASSERT_TRUE(f->ApplyEncodedRecords(records, 1).ok());
+  f->OnLeaderCommit(2);
+  auto before = f->Checksum();
+  ASSERT_TRUE(before.ok());
+  ASSERT_NE(before->sha256, reference->Checksum()->sha256);
+
+  // Below the commit LSN nothing may go.
+  EXPECT_TRUE(absl::IsFailedPrecondition(f->TruncateLogAfter(1)));
+  EXPECT_EQ(f->State().last_lsn, 6u);
+  ASSERT_TRUE(f->TruncateLogAfter(3).ok());
+  EXPECT_EQ(f->State().last_lsn, 3u);
+  EXPECT_EQ(f->State().last_epoch, 1u);
+  EXPECT_TRUE(absl::IsNotFound(f->ReadLogRecord(4).status()));
+  auto after = f->Checksum();
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->sha256, reference->Checksum()->sha256) << "state, indexes included, as at 3";
+  EXPECT_EQ(after->keys, reference->Checksum()->keys);
+  // The lexical index forgot the rewritten text.
+  f->OnLeaderCommit(3);
+  index::CorpusStats stats;
+  stats.docs = 2;
+  stats.total_length = 10;
+  EXPECT_TRUE(Lexical(*f, "acme", {"glacier"}, stats, 5).empty());
+  // And it continues from 3 with other records.
+  ASSERT_TRUE(f->ApplyEncodedRecords({records[3]}, 1).ok());
+  EXPECT_EQ(f->State().last_lsn, 4u);
+}
+
+TEST_F(ManagedReplicaTest, DivergencePointFollowsTheLeaderEpochRule) {
+  // Follower: epoch 1 at LSNs 1-9, epoch 3 at 10-12 (no-op records).
+  // Leader:   epoch 1 at 1-7,     epoch 2 at 8-11, epoch 4 from 12.
+  auto f = OpenManaged("f");
+  auto l = OpenManaged("l");
+  std::vector<std::string> fr, lr;
+  for (uint64_t lsn = 1; lsn <= 12; ++lsn) fr.push_back(Record(lsn < 10 ? 1 : 3, lsn));
+  for (uint64_t lsn = 1; lsn <= 12; ++lsn) {
+    lr.push_back(Record(lsn < 8 ? 1 : (lsn < 12 ? 2 : 4), lsn));
+  }
+  ASSERT_TRUE(f->ApplyEncodedRecords(fr, 0).ok());
+  ASSERT_TRUE(l->ApplyEncodedRecords(lr, 0).ok());
+  ASSERT_TRUE(f->AdoptRole(FollowerOf(4)).ok());
+  // Round 1: the leader's largest epoch <= 3 is 2, ending at 11; the
+  // follower's epoch 2 (none: its epoch 1) ends before its epoch 3, at 9.
+  auto [e1, end1] = l->EpochEndOffset(f->State().last_epoch);
+  EXPECT_EQ(e1, 2u);
+  EXPECT_EQ(end1, 11u);
+  EXPECT_EQ(f->DivergencePoint(e1, end1), 9u);
+  ASSERT_TRUE(f->TruncateLogAfter(9).ok());
+  EXPECT_EQ(f->State().last_epoch, 1u);
+  // Round 2: epoch 1 ends at 7 on the leader.
+  auto [e2, end2] = l->EpochEndOffset(f->State().last_epoch);
+  EXPECT_EQ(e2, 1u);
+  EXPECT_EQ(end2, 7u);
+  EXPECT_EQ(f->DivergencePoint(e2, end2), 7u);
+  ASSERT_TRUE(f->TruncateLogAfter(7).ok());
+  const std::map<uint64_t, uint64_t> history = {{1, 1}};
+  EXPECT_EQ(f->EpochHistory(), history);
+  // Now the leader's records 8-12 follow.
+  ASSERT_TRUE(f->ApplyEncodedRecords({lr.begin() + 7, lr.end()}, 4).ok());
+  EXPECT_EQ(f->State().last_lsn, 12u);
+  EXPECT_EQ(f->EpochHistory(), l->EpochHistory());
+}
+
+TEST_F(ManagedReplicaTest, FencingDeposesALeaderAndRefusesItsRecords) {
+  auto r = OpenManaged("r");
+  ASSERT_TRUE(r->AdoptRole(LeaderOf3(1)).ok());
+  absl::StatusOr<WriteResult> result;
+  absl::Notification done;
+  r->Write(ClaimBatch("acme", "c1"), [&](absl::StatusOr<WriteResult> w) {
+    result = std::move(w);
+    done.Notify();
+  });
+  ASSERT_EQ(r->WaitForLsn(2, absl::Seconds(5)), 2u);
+  auto fenced = r->Fence(2);
+  ASSERT_TRUE(fenced.ok()) << fenced.status();
+  EXPECT_EQ(fenced->epoch, 2u);
+  EXPECT_EQ(fenced->last_lsn, 2u);
+  EXPECT_FALSE(fenced->leader);
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  EXPECT_TRUE(absl::IsUnavailable(result.status())) << result.status();
+  EXPECT_TRUE(absl::IsFailedPrecondition(r->WriteAndWait(ClaimBatch("acme", "c2")).status()));
+  // A follower fenced at 2 applies nothing more from the leader of epoch 1.
+  auto f = OpenManaged("f");
+  ASSERT_TRUE(f->AdoptRole(FollowerOf(1)).ok());
+  ASSERT_TRUE(f->Fence(2).ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(f->ApplyEncodedRecords({Record(1, 1)}, 1)));
+  EXPECT_EQ(f->State().last_lsn, 0u);
+  EXPECT_TRUE(absl::IsFailedPrecondition(f->Fence(1).status())) << "epochs never go back";
+}
+
+TEST_F(ManagedReplicaTest, LeaderOnlyReadsNeedALease) {
+  auto r = OpenManaged("r");
+  Role role = LeaderOf3(1);
+  role.replicas = {"a"};
+  ASSERT_TRUE(r->AdoptRole(role).ok());
+  EXPECT_TRUE(absl::IsUnavailable(r->CheckLeaderRead())) << "no lease yet";
+  r->SetLeaseUntil(absl::Now() + absl::Milliseconds(100));
+  EXPECT_TRUE(r->CheckLeaderRead().ok());
+  absl::SleepFor(absl::Milliseconds(150));
+  EXPECT_TRUE(absl::IsUnavailable(r->CheckLeaderRead())) << "the lease ran out";
+  r->SetLeaseUntil(absl::Now() + absl::Seconds(30));
+  EXPECT_TRUE(r->CheckLeaderRead().ok());
+  ASSERT_TRUE(r->AdoptRole(FollowerOf(2)).ok());
+  absl::Status st = r->CheckLeaderRead();
+  EXPECT_TRUE(absl::IsFailedPrecondition(st)) << st;
+  ASSERT_TRUE(GetRoutingHint(st).has_value());
+  EXPECT_EQ(GetRoutingHint(st)->leader_node_id(), "b");
+  // A standalone replica always leads.
+  EXPECT_TRUE(replica_->CheckLeaderRead().ok());
+}
+
+TEST_F(ManagedReplicaTest, TheLeaderReportsEachFollowersLag) {
+  ReplicaOptions o;
+  o.in_sync_max_lag_records = 2;
+  o.commit_timeout = absl::Seconds(30);
+  auto r = OpenManaged("r", o);
+  ASSERT_TRUE(r->AdoptRole(LeaderOf3(1)).ok());
+  for (int i = 0; i < 4; ++i) {
+    r->Write(ClaimBatch("acme", "c" + std::to_string(i)), [](absl::StatusOr<WriteResult>) {});
+  }
+  ASSERT_EQ(r->WaitForLsn(5, absl::Seconds(5)), 5u);
+  r->OnFollowerAck("b", 5);
+  absl::SleepFor(absl::Milliseconds(20));
+  auto lags = r->FollowerLags();
+  ASSERT_EQ(lags.size(), 2u);
+  EXPECT_EQ(lags[0].node_id, "b");
+  EXPECT_EQ(lags[0].lag_records, 0u);
+  EXPECT_EQ(lags[0].lag_bytes, 0u);
+  EXPECT_EQ(lags[0].lag_seconds, 0);
+  EXPECT_TRUE(lags[0].in_sync);
+  EXPECT_EQ(lags[1].node_id, "c");
+  EXPECT_EQ(lags[1].acked_lsn, 0u);
+  EXPECT_EQ(lags[1].lag_records, 5u);
+  EXPECT_GT(lags[1].lag_bytes, 100u);
+  EXPECT_GT(lags[1].lag_seconds, 0.01);
+  EXPECT_FALSE(lags[1].in_sync) << "5 records behind, bound 2";
+  r->OnFollowerAck("c", 4);
+  lags = r->FollowerLags();
+  EXPECT_EQ(lags[1].lag_records, 1u);
+  EXPECT_TRUE(lags[1].in_sync);
+  EXPECT_TRUE(OpenManaged("f")->FollowerLags().empty()) << "a follower reports none";
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "node/storage/keys.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace dash::storage::keys {
@@ -23,6 +24,16 @@ bool ParseLog(absl::string_view key, uint64_t* lsn) {
   for (char c : key) v = (v << 8) | static_cast<uint8_t>(c);
   *lsn = v;
   return true;
+}
+
+std::string EncodeU64(uint64_t v) { return Log(v); }
+bool DecodeU64(absl::string_view bytes, uint64_t* v) { return ParseLog(bytes, v); }
+
+std::string EpochStart(uint64_t epoch) { return absl::StrCat(kEpochPrefix, Log(epoch)); }
+
+bool ParseEpochStart(absl::string_view key, uint64_t* epoch) {
+  if (!absl::StartsWith(key, kEpochPrefix)) return false;
+  return ParseLog(key.substr(sizeof(kEpochPrefix) - 1), epoch);
 }
 
 std::string Tenant(absl::string_view tenant) { return std::string(tenant); }

@@ -21,6 +21,14 @@ std::string Log(uint64_t lsn);
 // Returns false when `key` is not a log key.
 bool ParseLog(absl::string_view key, uint64_t* lsn);
 
+// Epoch history, in the meta family: "epoch/" + 8-byte big-endian epoch ->
+// 8-byte big-endian LSN of the epoch's first record in this replica's log.
+inline constexpr char kEpochPrefix[] = "epoch/";
+std::string EpochStart(uint64_t epoch);
+bool ParseEpochStart(absl::string_view key, uint64_t* epoch);
+std::string EncodeU64(uint64_t v);
+bool DecodeU64(absl::string_view bytes, uint64_t* v);
+
 std::string Tenant(absl::string_view tenant);  // tenants
 // Prefix of all of a tenant's claims / evidence / edges: <tenant> \0.
 std::string TenantPrefix(absl::string_view tenant);
