@@ -21,12 +21,19 @@ DEFINE_uint32(replication_factor, 3,
 DEFINE_uint32(failure_timeout_ms, 750, "A node silent for longer than this is UNHEALTHY.");
 DEFINE_uint32(tick_ms, 50, "Interval of the health / in-sync / failover ticker.");
 DEFINE_uint64(in_sync_max_lag_records, 1000,
-              "A follower trailing its leader by more records than this is out of sync.");
+              "A follower trailing its leader by more records than this is out of sync (only "
+              "for leaders that do not report their followers' lag themselves).");
+DEFINE_uint32(lease_ms, 500,
+              "Leadership lease granted to healthy nodes in heartbeat answers; must be below "
+              "--failure_timeout_ms (default when not given: 2/3 of it); 0: no leases.");
+DEFINE_uint32(fence_timeout_ms, 500,
+              "Deadline of the FenceShard calls made to the replicas before a leader changes.");
 
 int main(int argc, char** argv) {
   gflags::SetUsageMessage(
       "dash-controlplane --data_dir=DIR [--listen=HOST:PORT] [--shard_count=N] "
-      "[--replication_factor=N] [--failure_timeout_ms=MS]");
+      "[--replication_factor=N] [--failure_timeout_ms=MS] [--lease_ms=MS] "
+      "[--fence_timeout_ms=MS]");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
@@ -42,12 +49,26 @@ int main(int argc, char** argv) {
             "--failure_timeout_ms must be > 0\n");
     return 2;
   }
+  if (FLAGS_fence_timeout_ms == 0) {
+    fprintf(stderr, "dash-controlplane: --fence_timeout_ms must be > 0\n");
+    return 2;
+  }
   dash::controlplane::ManagerOptions options;
   options.shard_count = FLAGS_shard_count;
   options.replication_factor = FLAGS_replication_factor;
   options.failure_timeout = absl::Milliseconds(FLAGS_failure_timeout_ms);
   options.tick = absl::Milliseconds(FLAGS_tick_ms);
   options.in_sync_max_lag_records = FLAGS_in_sync_max_lag_records;
+  options.lease = gflags::GetCommandLineFlagInfoOrDie("lease_ms").is_default
+                      ? dash::controlplane::DefaultLease(options.failure_timeout)
+                      : absl::Milliseconds(FLAGS_lease_ms);
+  options.fence_timeout = absl::Milliseconds(FLAGS_fence_timeout_ms);
+  if (absl::Status lease =
+          dash::controlplane::ValidateLease(options.lease, options.failure_timeout);
+      !lease.ok()) {
+    fprintf(stderr, "dash-controlplane: --%s\n", std::string(lease.message()).c_str());
+    return 2;
+  }
 
   // Block the stop signals in every thread; one thread waits for them.
   sigset_t stop_signals;

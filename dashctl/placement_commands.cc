@@ -2,6 +2,9 @@
 // (dash.v1.ControlPlane, proto/dash/v1/placement.proto) for operators.
 //
 //   placement show | placement watch [--count N] [--after-version V]
+//     (per replica: role, in-sync flag, last LSN and a follower's lag in
+//     records, bytes and seconds; with --json the Placement proto, whose
+//     ReplicaEntry carries in_sync and lag)
 //   nodes
 //   failover --shard N [--epoch E]
 //   promote --shard N --node ID [--accept-data-loss] [--epoch E]
@@ -68,10 +71,22 @@ const char* HealthName(v1::NodeHealth h) {
   }
 }
 
-// "n2(F,in-sync,lsn=118)": role, sync state, last LSN, and markers for an
+// "lag=12r/3400B/0.2s": how far a follower trails its leader, as the leader
+// last reported it (records, bytes, seconds); "lag=?" when it reported none
+// (an older node).
+std::string LagText(const v1::ReplicaEntry& r) {
+  if (!r.has_lag()) return "lag=?";
+  char seconds[32];
+  snprintf(seconds, sizeof(seconds), "%.1fs", r.lag().lag_seconds());
+  return absl::StrCat("lag=", r.lag().lag_records(), "r/", r.lag().lag_bytes(), "B/", seconds);
+}
+
+// "n2(F,in-sync,lsn=118,lag=2r/310B/0.1s)": role, sync state (a leader is in
+// sync by definition), last LSN, a follower's lag, and markers for an
 // unhealthy node, a transfer target and a replica being moved away.
 std::string ReplicaCell(const v1::ShardEntry& s, const v1::ReplicaEntry& r) {
   std::vector<std::string> parts;
+  const bool follower = r.role() == v1::REPLICA_ROLE_FOLLOWER;
   switch (r.role()) {
     case v1::REPLICA_ROLE_LEADER:
       parts.push_back("L");
@@ -85,6 +100,7 @@ std::string ReplicaCell(const v1::ShardEntry& s, const v1::ReplicaEntry& r) {
       break;
   }
   parts.push_back(absl::StrCat("lsn=", r.last_lsn()));
+  if (follower) parts.push_back(LagText(r));
   if (r.health() == v1::NODE_HEALTH_UNHEALTHY) parts.push_back("unhealthy");
   if (!s.transfer_to().empty() && r.node_id() == s.transfer_to()) {
     parts.push_back("transfer-target");

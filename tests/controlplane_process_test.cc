@@ -1,6 +1,7 @@
 // Multi-process tests of dash-controlplane: the real binary, with this test
-// process playing the nodes (RegisterNode + Heartbeat from threads), so that
-// failures, flapping and restarts are driven exactly.
+// process playing the nodes (RegisterNode + Heartbeat from threads, and a
+// small NodeAdmin server per node answering FenceShard), so that failures,
+// flapping, fencing and restarts are driven exactly.
 #include <signal.h>
 
 #include <algorithm>
@@ -17,10 +18,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "dash/v1/node.grpc.pb.h"
 #include "dash/v1/placement.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
 #include "tests/harness/process.h"
 
@@ -38,21 +42,38 @@ std::chrono::system_clock::time_point Deadline(absl::Duration d) {
   return std::chrono::system_clock::now() + std::chrono::microseconds(absl::ToInt64Microseconds(d));
 }
 
-// A node as the control plane sees it: registers, then every 50 ms reads the
+// How a fake node answers NodeAdmin.FenceShard.
+enum class FenceMode {
+  kAnswer,  // Adopts the epoch (unless it adopted a newer one) and answers its log end.
+  kRefuse,  // FAILED_PRECONDITION.
+  kHang,    // Never answers (the control plane's deadline ends the call).
+};
+
+// A node as the control plane sees it: registers with the address of its own
+// small gRPC server (NodeAdmin.FenceShard only), then every 50 ms reads the
 // placement (adopting each shard's epoch) and heartbeats a report for every
-// replica the table gives it, at the LSNs the test sets.
-class FakeNode {
+// replica the table gives it, at the LSNs the test sets. A fenced replica
+// reports the fenced epoch (as a follower) until the table catches up.
+class FakeNode final : public v1::NodeAdmin::Service {
  public:
   FakeNode(std::string id, std::shared_ptr<grpc::Channel> channel)
       : id_(std::move(id)), channel_(std::move(channel)) {}
-  ~FakeNode() {
+  ~FakeNode() override {
     stop_ = true;
     if (thread_.joinable()) thread_.join();
+    if (server_ != nullptr) server_->Shutdown(Deadline(absl::Seconds(1)));
   }
 
   const std::string& id() const { return id_; }
 
   void Start() {
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(this);
+    server_ = builder.BuildAndStart();
+    ASSERT_TRUE(server_ != nullptr && port > 0) << id_ << ": cannot serve";
+    address_ = absl::StrCat("127.0.0.1:", port);
     thread_ = std::thread([this] {
       while (!stop_) {
         if (!silent_) BeatOnce();
@@ -61,8 +82,13 @@ class FakeNode {
       }
     });
   }
-  // A silent node sends nothing (as if it died or was partitioned).
+  // A silent node sends nothing and answers no fence (as if it died or was
+  // partitioned).
   void SetSilent(bool silent) { silent_ = silent; }
+  void SetFenceMode(FenceMode mode) {
+    absl::MutexLock lock(&mu_);
+    fence_mode_ = mode;
+  }
   void SetLsn(uint32_t shard, uint64_t lsn) {
     absl::MutexLock lock(&mu_);
     lsn_[shard] = lsn;
@@ -76,6 +102,46 @@ class FakeNode {
   void WaitRounds(int n) {
     const int target = beats_ + n;
     while (beats_ < target) absl::SleepFor(absl::Milliseconds(10));
+  }
+  // The epochs of the FenceShard calls received for `shard`, answered or not.
+  std::vector<uint64_t> FenceEpochs(uint32_t shard) {
+    absl::MutexLock lock(&mu_);
+    std::vector<uint64_t> out;
+    for (const auto& [s, epoch] : fence_calls_) {
+      if (s == shard) out.push_back(epoch);
+    }
+    return out;
+  }
+  uint32_t last_lease_ms() const { return last_lease_ms_; }
+
+  grpc::Status FenceShard(grpc::ServerContext* ctx, const v1::FenceShardRequest* request,
+                          v1::FenceShardResponse* response) override {
+    FenceMode mode;
+    {
+      absl::MutexLock lock(&mu_);
+      fence_calls_.emplace_back(request->shard(), request->epoch());
+      mode = fence_mode_;
+    }
+    if (silent_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, id_ + " is down");
+    if (mode == FenceMode::kRefuse) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, id_ + " refuses");
+    }
+    if (mode == FenceMode::kHang) {
+      while (!ctx->IsCancelled() && !stop_) absl::SleepFor(absl::Milliseconds(5));
+      return grpc::Status(grpc::StatusCode::CANCELLED, "gave up");
+    }
+    absl::MutexLock lock(&mu_);
+    uint64_t& adopted = adopted_[request->shard()];
+    if (request->epoch() < adopted) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          absl::StrCat("adopted epoch ", adopted, " already"));
+    }
+    adopted = request->epoch();
+    response->set_shard(request->shard());
+    response->set_epoch(adopted);
+    response->set_last_epoch(1);
+    response->set_last_lsn(lsn_[request->shard()]);
+    return grpc::Status::OK;
   }
 
  private:
@@ -93,7 +159,7 @@ class FakeNode {
       ctx.set_deadline(Deadline(absl::Milliseconds(500)));
       v1::RegisterNodeRequest request;
       request.set_node_id(id_);
-      request.set_address("127.0.0.1:1" + id_.substr(1));
+      request.set_address(address_);
       v1::RegisterNodeResponse response;
       registered_ = stub->RegisterNode(&ctx, request, &response).ok();
       if (!registered_) return;
@@ -106,32 +172,46 @@ class FakeNode {
     }
     v1::HeartbeatRequest request;
     request.set_node_id(id_);
-    for (const v1::ShardEntry& shard : placement.shards()) {
-      for (const v1::ReplicaEntry& replica : shard.replicas()) {
-        if (replica.node_id() != id_) continue;
-        v1::ReplicaReport* report = request.add_replicas();
-        report->set_shard(shard.shard());
-        report->set_epoch(shard.epoch());
-        report->set_role(replica.role());
-        report->set_last_epoch(1);
-        report->set_last_lsn(lsns[shard.shard()]);
-        report->set_writes_paused(shard.leader_node_id() == id_ && !shard.transfer_to().empty());
+    {
+      absl::MutexLock lock(&mu_);
+      for (const v1::ShardEntry& shard : placement.shards()) {
+        for (const v1::ReplicaEntry& replica : shard.replicas()) {
+          if (replica.node_id() != id_) continue;
+          uint64_t& adopted = adopted_[shard.shard()];
+          adopted = std::max(adopted, shard.epoch());
+          const bool current = adopted == shard.epoch();
+          v1::ReplicaReport* report = request.add_replicas();
+          report->set_shard(shard.shard());
+          report->set_epoch(adopted);
+          report->set_role(current ? replica.role() : v1::REPLICA_ROLE_FOLLOWER);
+          report->set_last_epoch(1);
+          report->set_last_lsn(lsns[shard.shard()]);
+          report->set_writes_paused(current && shard.leader_node_id() == id_ &&
+                                    !shard.transfer_to().empty());
+        }
       }
     }
     grpc::ClientContext ctx;
     ctx.set_deadline(Deadline(absl::Milliseconds(500)));
     v1::HeartbeatResponse response;
     grpc::Status status = stub->Heartbeat(&ctx, request, &response);
+    if (status.ok()) last_lease_ms_ = response.lease_ms();
     if (status.error_code() == grpc::StatusCode::NOT_FOUND) registered_ = false;
   }
 
   const std::string id_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;  // Of server_; set before the thread starts.
   absl::Mutex mu_;
   std::shared_ptr<grpc::Channel> channel_ ABSL_GUARDED_BY(mu_);
   std::map<uint32_t, uint64_t> lsn_ ABSL_GUARDED_BY(mu_);
+  std::map<uint32_t, uint64_t> adopted_ ABSL_GUARDED_BY(mu_);
+  FenceMode fence_mode_ ABSL_GUARDED_BY(mu_) = FenceMode::kAnswer;
+  std::vector<std::pair<uint32_t, uint64_t>> fence_calls_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> stop_{false};
   std::atomic<bool> silent_{false};
   std::atomic<int> beats_{0};
+  std::atomic<uint32_t> last_lease_ms_{0};
   bool registered_ = false;  // Only the node's thread touches it.
   std::thread thread_;
 };
@@ -148,7 +228,7 @@ class ControlPlaneProcessTest : public ::testing::Test {
     ASSERT_TRUE(started.ok()) << started;
     for (int i = 1; i <= count; ++i) {
       nodes_.push_back(std::make_unique<FakeNode>(absl::StrCat("n", i), cp_->channel()));
-      nodes_.back()->Start();
+      ASSERT_NO_FATAL_FAILURE(nodes_.back()->Start());
     }
     ASSERT_TRUE(PollUntil([&] { return Placement().created(); }, kWait, "cluster creation").ok());
   }
@@ -537,7 +617,7 @@ TEST_F(ControlPlaneProcessTest, WatchDeliversIncreasingVersions) {
                   .ok());
   for (int i = 1; i <= 3; ++i) {
     nodes_.push_back(std::make_unique<FakeNode>(absl::StrCat("n", i), cp_->channel()));
-    nodes_.back()->Start();
+    ASSERT_NO_FATAL_FAILURE(nodes_.back()->Start());
   }
   ASSERT_TRUE(PollUntil([&] { return Placement().created(); }, kWait, "creation").ok());
   node(1).SetSilent(true);
@@ -618,6 +698,94 @@ TEST_F(ControlPlaneProcessTest, TransferTimesOutWhenTargetDoesNotCatchUp) {
   EXPECT_EQ(Shard(p, 0).leader_node_id(), "n1");
   EXPECT_EQ(Shard(p, 0).epoch(), 1u);
   EXPECT_GE(p.version(), version + 2) << "transfer_to set, then cleared: two versions";
+}
+
+TEST_F(ControlPlaneProcessTest, AReplicaThatIsNotFencedIsNotPromotedAndTooFewFencedPromoteNobody) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster(3));
+  // Shard 0: leader n1; n3 holds the most of the followers.
+  node(1).SetLsn(0, 100);
+  node(2).SetLsn(0, 90);
+  node(3).SetLsn(0, 95);
+  ASSERT_TRUE(WaitReported(0, {{"n1", 100}, {"n2", 90}, {"n3", 95}}).ok());
+  node(3).SetFenceMode(FenceMode::kRefuse);
+  node(1).SetSilent(true);
+  ASSERT_TRUE(PollUntil([&] { return !Healthy(Placement(), "n1"); }, kWait, "n1 unhealthy").ok());
+  // n2 alone is fenced: 1 of the 2 needed. Nobody is promoted (not n2, which
+  // may lack writes n1 and n3 acknowledged): writes fail closed.
+  ASSERT_TRUE(PollUntil([&] { return LogCount("not fenced: n3: FAILED_PRECONDITION") > 0; }, kWait,
+                        "the refused fence in the log")
+                  .ok());
+  node(3).SetFenceMode(FenceMode::kHang);  // Now it does not answer at all.
+  ASSERT_TRUE(PollUntil([&] { return LogCount("not fenced: n3: DEADLINE_EXCEEDED") > 0; }, kWait,
+                        "the unanswered fence in the log")
+                  .ok());
+  node(2).WaitRounds(5);
+  v1::Placement p = Placement();
+  EXPECT_EQ(Shard(p, 0).leader_node_id(), "n1");
+  EXPECT_EQ(Shard(p, 0).epoch(), 1u);
+  EXPECT_FALSE(Replica(p, 0, "n2")->in_sync()) << "fenced at epoch 2, refusing n1";
+  EXPECT_THAT(node(2).FenceEpochs(0), ::testing::Contains(2u));
+
+  // Once n3 answers, the one holding the most leads, at the fenced epoch.
+  node(3).SetFenceMode(FenceMode::kAnswer);
+  ASSERT_TRUE(PollUntil([&] { return Shard(Placement(), 0).leader_node_id() != "n1"; }, kWait,
+                        "failover once n3 answers")
+                  .ok());
+  p = Placement();
+  EXPECT_EQ(Shard(p, 0).leader_node_id(), "n3");
+  EXPECT_EQ(Shard(p, 0).epoch(), 2u);
+  EXPECT_THAT(node(3).FenceEpochs(0), ::testing::Each(Shard(p, 0).epoch()))
+      << "the fence epoch is the shard's new epoch";
+  EXPECT_THAT(node(1).FenceEpochs(0), ::testing::Contains(2u)) << "the old leader too";
+}
+
+TEST_F(ControlPlaneProcessTest, ManualFailoverWithTooFewFencedIsUnavailableAndTheLeaderResumes) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster(3));
+  ASSERT_TRUE(WaitReported(0, {{"n1", 0}, {"n2", 0}, {"n3", 0}}).ok());
+  node(3).SetFenceMode(FenceMode::kRefuse);
+  absl::StatusOr<v1::PlacementChange> refused = Failover(0);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("only 1 of 3 replicas fenced at epoch 2, 2 needed (not fenced: n3: "
+                        "FAILED_PRECONDITION)"));
+  absl::StatusOr<v1::PlacementChange> promote = Promote(0, "n3", 0);
+  EXPECT_EQ(promote.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(promote.status().message()), HasSubstr("n3 did not answer the fence"));
+  // n1 and n2 were fenced at the next epoch though nobody was promoted: the
+  // shard moves to that epoch with its healthy leader, and everyone follows
+  // again. (The promote may have fenced once more, after a first repair.)
+  ASSERT_TRUE(PollUntil(
+                  [&] {
+                    v1::Placement p = Placement();
+                    return Shard(p, 0).epoch() >= 2 && Replica(p, 0, "n2")->in_sync() &&
+                           Replica(p, 0, "n3")->in_sync();
+                  },
+                  kWait, "the epoch repaired")
+                  .ok());
+  EXPECT_EQ(Shard(Placement(), 0).leader_node_id(), "n1");
+  EXPECT_GE(LogCount("shard 0: epoch 1 -> 2, leader n1 kept ("), 1);
+}
+
+TEST_F(ControlPlaneProcessTest, HealthyNodesGetALeaseShorterThanTheFailureTimeout) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster(3));  // --failure_timeout_ms=600.
+  ASSERT_TRUE(
+      PollUntil([&] { return node(1).last_lease_ms() == 400; }, kWait, "the default lease").ok());
+  node(1).SetSilent(true);
+  ASSERT_TRUE(PollUntil([&] { return !Healthy(Placement(), "n1"); }, kWait, "n1 unhealthy").ok());
+  EXPECT_EQ(node(2).last_lease_ms(), 400u);
+
+  // A lease as long as the failure timeout is refused at start.
+  const std::string err = dir_.Sub("refused.err");
+  testing::CommandResult refused =
+      testing::RunCommand(testing::BinaryPath("controlplane/dash-controlplane"),
+                          {"--data_dir=" + dir_.Sub("refused"), "--listen=127.0.0.1:0",
+                           "--failure_timeout_ms=600", "--lease_ms=600"},
+                          "", err);
+  EXPECT_EQ(refused.exit_code, 2);
+  std::ifstream in(err);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_THAT(text.str(), HasSubstr("--lease_ms: 600 must be below failure_timeout_ms (600)"));
 }
 
 }  // namespace

@@ -16,10 +16,13 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "dash/v1/node.grpc.pb.h"
 #include "dash/v1/placement.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
 #include "tests/harness/process.h"
 
@@ -34,7 +37,10 @@ constexpr uint64_t kDefaultLsn = 100;
 
 // Shard nodes played by the test: registers them, then heartbeats every
 // 100 ms for each, reporting every replica the current placement gives the
-// node (its role and the shard's epoch) with the LSN the test set.
+// node (its role and the shard's epoch) with the LSN the test set; a leader
+// also reports its followers' lag (in sync within 1000 records). Each node
+// answers NodeAdmin.FenceShard (which failover and promote send first) on its
+// own port with that LSN.
 class FakeNodes {
  public:
   FakeNodes(std::shared_ptr<grpc::Channel> channel, std::vector<std::string> ids)
@@ -46,13 +52,21 @@ class FakeNodes {
     }
     cv_.notify_all();
     if (thread_.joinable()) thread_.join();
+    for (auto& server : servers_) server->Shutdown();
   }
 
   absl::Status RegisterAll() {
     for (size_t i = 0; i < ids_.size(); ++i) {
+      fencers_.push_back(std::make_unique<FenceService>(this, ids_[i]));
+      grpc::ServerBuilder builder;
+      int port = 0;
+      builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+      builder.RegisterService(fencers_.back().get());
+      servers_.push_back(builder.BuildAndStart());
+      if (servers_.back() == nullptr || port == 0) return absl::InternalError("cannot serve");
       v1::RegisterNodeRequest req;
       req.set_node_id(ids_[i]);
-      req.set_address(absl::StrCat("127.0.0.1:", 17001 + i));  // Never dialled.
+      req.set_address(absl::StrCat("127.0.0.1:", port));
       v1::RegisterNodeResponse resp;
       grpc::ClientContext ctx;
       grpc::Status st = stub_->RegisterNode(&ctx, req, &resp);
@@ -80,6 +94,24 @@ class FakeNodes {
   }
 
  private:
+  // A node's NodeAdmin.FenceShard: adopts any epoch, answers its LSN.
+  class FenceService final : public v1::NodeAdmin::Service {
+   public:
+    FenceService(FakeNodes* nodes, std::string id) : nodes_(nodes), id_(std::move(id)) {}
+    grpc::Status FenceShard(grpc::ServerContext* ctx, const v1::FenceShardRequest* request,
+                            v1::FenceShardResponse* response) override {
+      response->set_shard(request->shard());
+      response->set_epoch(request->epoch());
+      response->set_last_epoch(1);
+      response->set_last_lsn(nodes_->Lsn(id_, request->shard()));
+      return grpc::Status::OK;
+    }
+
+   private:
+    FakeNodes* const nodes_;
+    const std::string id_;
+  };
+
   uint64_t Lsn(const std::string& node, uint32_t shard) {
     std::lock_guard<std::mutex> l(mu_);
     auto it = lsn_.find({node, shard});
@@ -106,6 +138,20 @@ class FakeNodes {
           rep->set_last_epoch(s.epoch());
           rep->set_last_lsn(Lsn(id, s.shard()));
           rep->set_writes_paused(r.role() == v1::REPLICA_ROLE_LEADER && !s.transfer_to().empty());
+          if (r.role() != v1::REPLICA_ROLE_LEADER) continue;
+          for (const auto& other : s.replicas()) {
+            if (other.node_id() == id) continue;
+            const uint64_t mine = Lsn(id, s.shard());
+            const uint64_t theirs = Lsn(other.node_id(), s.shard());
+            const uint64_t behind = mine > theirs ? mine - theirs : 0;
+            v1::FollowerLag* lag = rep->add_followers();
+            lag->set_node_id(other.node_id());
+            lag->set_acked_lsn(theirs);
+            lag->set_lag_records(behind);
+            lag->set_lag_bytes(behind * 100);
+            lag->set_lag_seconds(behind > 0 ? 0.5 : 0.0);
+            lag->set_in_sync(behind <= 1000);
+          }
         }
       }
       grpc::ClientContext ctx;
@@ -117,6 +163,8 @@ class FakeNodes {
 
   const std::unique_ptr<v1::ControlPlane::Stub> stub_;
   const std::vector<std::string> ids_;
+  std::vector<std::unique_ptr<FenceService>> fencers_;  // Outlive servers_.
+  std::vector<std::unique_ptr<grpc::Server>> servers_;
   std::thread thread_;
 
   std::mutex mu_;  // Guards the fields below.
@@ -252,8 +300,56 @@ TEST_F(DashctlPlacementTest, ShowNamesEachShardsLeader) {
     const auto& s = want.shards(i);
     EXPECT_THAT(lines[2 + i], ::testing::StartsWith(absl::StrCat(s.shard(), " ")));
     EXPECT_THAT(lines[2 + i], HasSubstr(absl::StrCat(s.leader_node_id(), "(L,lsn=100)")));
-    EXPECT_THAT(lines[2 + i], HasSubstr(absl::StrCat(Follower(s), "(F,in-sync,lsn=100)")));
+    EXPECT_THAT(lines[2 + i],
+                HasSubstr(absl::StrCat(Follower(s), "(F,in-sync,lsn=100,lag=0r/0B/0.0s)")));
   }
+}
+
+TEST_F(DashctlPlacementTest, ShowPrintsEachFollowersInSyncFlagAndLag) {
+  const v1::ShardEntry s = Placement().shards(0);
+  const std::string leader = s.leader_node_id();
+  const std::string follower = Follower(s);
+  nodes_->SetLsn(leader, 0, 130);  // The follower trails by 30 records (in sync).
+  ASSERT_TRUE(WaitFor(
+                  [&](const v1::Placement& p) {
+                    const auto* f = Replica(p.shards(0), follower);
+                    return f != nullptr && f->lag().lag_records() == 30;
+                  },
+                  "the leader's lag report")
+                  .ok());
+  auto human = Ctl({"placement", "show"});
+  ASSERT_EQ(human.exit_code, 0);
+  EXPECT_THAT(human.out,
+              HasSubstr(absl::StrCat(follower, "(F,in-sync,lsn=100,lag=30r/3000B/0.5s)")))
+      << human.out;
+
+  auto json = Ctl({"placement", "show", "--json"});
+  ASSERT_EQ(json.exit_code, 0);
+  EXPECT_THAT(json.out, HasSubstr("\"in_sync\""));
+  EXPECT_THAT(json.out, HasSubstr("\"lag_records\""));
+  EXPECT_THAT(json.out, HasSubstr("\"lag_bytes\""));
+  EXPECT_THAT(json.out, HasSubstr("\"lag_seconds\""));
+  v1::Placement got;
+  ASSERT_TRUE(ParseJson(json.out, &got)) << json.out;
+  const v1::ReplicaEntry* f = Replica(got.shards(0), follower);
+  ASSERT_NE(f, nullptr);
+  EXPECT_TRUE(f->in_sync());
+  EXPECT_EQ(f->lag().lag_records(), 30u);
+  EXPECT_EQ(f->lag().lag_bytes(), 3000u);
+  EXPECT_DOUBLE_EQ(f->lag().lag_seconds(), 0.5);
+
+  // Out of sync by the leader's verdict: shown as behind.
+  nodes_->SetLsn(leader, 0, 1200);
+  ASSERT_TRUE(WaitFor(
+                  [&](const v1::Placement& p) {
+                    const auto* r = Replica(p.shards(0), follower);
+                    return r != nullptr && !r->in_sync();
+                  },
+                  "the follower out of sync")
+                  .ok());
+  human = Ctl({"placement", "show"});
+  EXPECT_THAT(human.out, HasSubstr(absl::StrCat(follower, "(F,behind,lsn=100,lag=1100r/")))
+      << human.out;
 }
 
 TEST_F(DashctlPlacementTest, NodesListsEveryNodeHealthy) {

@@ -113,6 +113,7 @@ std::string ChangeLeader(ShardEntry* shard, const std::string& new_leader, const
     if (replica.node_id() == new_leader) {
       replica.set_role(v1::REPLICA_ROLE_LEADER);
       replica.set_in_sync(true);
+      replica.clear_lag();  // A leader trails nobody.
     } else {
       replica.set_role(v1::REPLICA_ROLE_FOLLOWER);
     }
@@ -218,16 +219,131 @@ absl::Status ValidateNodeId(const std::string& node_id) {
   return CheckNodeIdField("node_id", node_id);
 }
 
+namespace {
+
+// A failover candidate and the log end it is judged by.
+struct Candidate {
+  std::string node_id;
+  uint64_t last_epoch = 0;
+  uint64_t last_lsn = 0;
+};
+
+// The candidate with the highest (last_epoch, last_lsn); among equal maxima a
+// non-draining node, then the smallest node id, whatever the listing order.
+// REQUIRES: !candidates.empty().
+const Candidate& Highest(const Placement& placement, const std::vector<Candidate>& candidates) {
+  size_t best = 0;
+  for (size_t i = 1; i < candidates.size(); ++i) {
+    const Candidate& c = candidates[i];
+    const Candidate& b = candidates[best];
+    const auto key = std::make_tuple(c.last_epoch, c.last_lsn);
+    const auto best_key = std::make_tuple(b.last_epoch, b.last_lsn);
+    if (key != best_key) {
+      if (key > best_key) best = i;
+      continue;
+    }
+    const bool draining = IsDraining(placement, c.node_id);
+    const bool best_draining = IsDraining(placement, b.node_id);
+    if (draining != best_draining) {
+      if (!draining) best = i;
+      continue;
+    }
+    if (c.node_id < b.node_id) best = i;
+  }
+  return candidates[best];
+}
+
+// The smallest number of replicas of an n-replica shard that intersects every
+// majority (n/2 + 1) of it.
+size_t IntersectingCount(size_t n) { return n - (n / 2 + 1) + 1; }
+
+// "n3: DEADLINE_EXCEEDED" for each replica other than `leader` not fenced OK
+// (not asked: "not asked").
+std::vector<std::string> NotFenced(const ShardEntry& shard, const ShardFence& fence,
+                                   const std::string& leader) {
+  std::vector<std::string> out;
+  for (const ReplicaEntry& replica : shard.replicas()) {
+    if (replica.node_id() == leader) continue;
+    auto it = fence.replicas.find(replica.node_id());
+    if (it == fence.replicas.end()) {
+      out.push_back(absl::StrCat(replica.node_id(), ": not asked"));
+    } else if (!it->second.status.ok()) {
+      out.push_back(absl::StrCat(replica.node_id(), ": ",
+                                 absl::StatusCodeToString(it->second.status.code())));
+    }
+  }
+  return out;
+}
+
+absl::Status CheckFenceEpoch(const ShardEntry& shard, const ShardFence& fence) {
+  if (fence.epoch != shard.epoch() + 1) {
+    return absl::AbortedError(absl::StrCat("shard ", shard.shard(), ": fenced at epoch ",
+                                           fence.epoch, " but the shard is now at epoch ",
+                                           shard.epoch(), "; fence again"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ChooseFencedLeader(const Placement& placement, const ShardEntry& shard,
+                                               const ReportMap& reports, const ShardFence& fence) {
+  DASH_RETURN_IF_ERROR(CheckFenceEpoch(shard, fence));
+  const std::string& leader = shard.leader_node_id();
+  const size_t n = static_cast<size_t>(shard.replicas_size());
+  const size_t needed = IntersectingCount(n);
+  std::vector<Candidate> members;
+  std::vector<std::string> not_counted = NotFenced(shard, fence, leader);
+  for (const ReplicaEntry& replica : shard.replicas()) {
+    if (replica.node_id() == leader) continue;
+    auto answer = fence.replicas.find(replica.node_id());
+    if (answer == fence.replicas.end() || !answer->second.status.ok()) continue;
+    std::string why;
+    auto report = reports.find({shard.shard(), replica.node_id()});
+    if (!IsHealthy(placement, replica.node_id())) {
+      why = "unhealthy";
+    } else if (report == reports.end()) {
+      why = "no report";
+    } else if (report->second.diverged()) {
+      why = "diverged";
+    }
+    if (!why.empty()) {
+      not_counted.push_back(absl::StrCat(replica.node_id(), ": fenced but ", why));
+      continue;
+    }
+    members.push_back({replica.node_id(), answer->second.last_epoch, answer->second.last_lsn});
+  }
+  if (members.empty() || members.size() < needed) {
+    std::sort(not_counted.begin(), not_counted.end());
+    std::string reason =
+        absl::StrCat("shard ", shard.shard(), ": only ", members.size(), " of ", n,
+                     " replicas fenced at epoch ", fence.epoch, ", ", needed, " needed");
+    if (!not_counted.empty()) {
+      absl::StrAppend(&reason, " (not fenced: ", absl::StrJoin(not_counted, ", "), ")");
+    }
+    return absl::UnavailableError(reason);
+  }
+  return Highest(placement, members).node_id;
+}
+
+std::vector<uint32_t> ShardsToFailOver(const Placement& placement, const ReportMap& reports) {
+  std::vector<uint32_t> out;
+  if (!placement.created()) return out;
+  for (const ShardEntry& shard : placement.shards()) {
+    if (shard.leader_node_id().empty() || IsHealthy(placement, shard.leader_node_id())) continue;
+    if (ChooseFailoverLeader(placement, shard, reports).ok()) out.push_back(shard.shard());
+  }
+  return out;
+}
+
 absl::StatusOr<std::string> ChooseFailoverLeader(const Placement& placement,
                                                  const ShardEntry& shard,
                                                  const ReportMap& reports) {
   const std::string& leader = shard.leader_node_id();
   const size_t n = static_cast<size_t>(shard.replicas_size());
-  const size_t quorum = n / 2 + 1;
   // The smallest set that intersects every majority of n.
-  const size_t needed = n - quorum + 1;
-  std::vector<const v1::ReplicaReport*> electorate;  // Parallel to `members`.
-  std::vector<const ReplicaEntry*> members;
+  const size_t needed = IntersectingCount(n);
+  std::vector<Candidate> members;
   std::vector<std::string> not_counted;  // Healthy replicas left out, and why.
   for (const ReplicaEntry& replica : shard.replicas()) {
     if (replica.node_id() == leader) continue;
@@ -238,15 +354,15 @@ absl::StatusOr<std::string> ChooseFailoverLeader(const Placement& placement,
       why = "no report";
     } else if (it->second.diverged()) {
       why = "diverged";
-    } else if (it->second.epoch() != shard.epoch()) {
+    } else if (it->second.epoch() < shard.epoch()) {
+      // (A newer epoch was adopted from a fencing that promoted nobody.)
       why = absl::StrCat("epoch ", shard.epoch(), " not yet adopted (at ", it->second.epoch(), ")");
     }
     if (!why.empty()) {
       not_counted.push_back(absl::StrCat(replica.node_id(), ": ", why));
       continue;
     }
-    members.push_back(&replica);
-    electorate.push_back(&it->second);
+    members.push_back({replica.node_id(), it->second.last_epoch(), it->second.last_lsn()});
   }
   if (members.empty() || members.size() < needed) {
     std::string reason = absl::StrCat("shard ", shard.shard(), ": only ", members.size(), " of ", n,
@@ -262,26 +378,7 @@ absl::StatusOr<std::string> ChooseFailoverLeader(const Placement& placement,
                     "--accept-data-loss`");
     return absl::FailedPreconditionError(reason);
   }
-  // Highest reported (last_epoch, last_lsn); among equal maxima a
-  // non-draining node, then the smallest node id, whatever the listing order.
-  size_t best = 0;
-  for (size_t i = 1; i < members.size(); ++i) {
-    const auto key = std::make_tuple(electorate[i]->last_epoch(), electorate[i]->last_lsn());
-    const auto best_key =
-        std::make_tuple(electorate[best]->last_epoch(), electorate[best]->last_lsn());
-    if (key != best_key) {
-      if (key > best_key) best = i;
-      continue;
-    }
-    const bool draining = IsDraining(placement, members[i]->node_id());
-    const bool best_draining = IsDraining(placement, members[best]->node_id());
-    if (draining != best_draining) {
-      if (!draining) best = i;
-      continue;
-    }
-    if (members[i]->node_id() < members[best]->node_id()) best = i;
-  }
-  return members[best]->node_id();
+  return Highest(placement, members).node_id;
 }
 
 std::optional<std::string> ChooseTransferTarget(const Placement& placement, const ShardEntry& shard,
@@ -420,11 +517,47 @@ PlacementChange PlanTick(const Placement& placement, const TickInput& input) {
     }
   }
 
+  // (a') Epoch repair. Fencing a shard at epoch + 1 that then promoted
+  // nobody (too few answered, the leader came back, the operator's call was
+  // refused) leaves the fenced replicas refusing the leader's older epoch.
+  // With the leader healthy the shard moves to the newest adopted epoch,
+  // leader unchanged: nobody ever led at that epoch (the fencer would have
+  // published it), so the leader may take it up.
+  for (ShardEntry& shard : *after->mutable_shards()) {
+    const std::string& leader = shard.leader_node_id();
+    if (leader.empty() || !IsHealthy(*after, leader) || input.fencing.count(shard.shard()) > 0) {
+      continue;
+    }
+    uint64_t newest = shard.epoch();
+    std::vector<std::string> fenced;
+    for (const ReplicaEntry& replica : shard.replicas()) {
+      auto it = reports.find({shard.shard(), replica.node_id()});
+      if (it == reports.end() || it->second.epoch() <= shard.epoch()) continue;
+      newest = std::max(newest, it->second.epoch());
+      fenced.push_back(replica.node_id());
+    }
+    if (newest == shard.epoch()) continue;
+    change.add_summary(absl::StrCat(
+        "shard ", shard.shard(), ": epoch ", shard.epoch(), " -> ", newest, ", leader ", leader,
+        " kept (", absl::StrJoin(fenced, ","), " fenced by a failover that promoted nobody)"));
+    shard.set_epoch(newest);
+    shard.clear_transfer_to();
+    change.add_shards_changed(shard.shard());
+  }
+
   // (b) In-sync flags of followers.
   for (ShardEntry& shard : *after->mutable_shards()) {
     const ReplicaEntry* leader = FindReplica(shard, shard.leader_node_id());
     const uint64_t leader_lsn = leader != nullptr ? leader->last_lsn() : 0;
     const uint64_t leader_last_epoch = leader != nullptr ? leader->last_epoch() : 0;
+    // A leader that reports followers decides which are in sync (its own
+    // bounds on lag in records and seconds); one that reports none (an older
+    // node) leaves it to the LSN rule.
+    const v1::ReplicaReport* leader_report = nullptr;
+    if (leader != nullptr) {
+      auto it = reports.find({shard.shard(), leader->node_id()});
+      if (it != reports.end() && it->second.followers_size() > 0) leader_report = &it->second;
+    }
     for (ReplicaEntry& replica : *shard.mutable_replicas()) {
       if (replica.node_id() == shard.leader_node_id()) continue;  // The leader stays in sync.
       bool decided = true;
@@ -444,9 +577,12 @@ PlacementChange PlanTick(const Placement& placement, const TickInput& input) {
           const v1::ReplicaReport& report = it->second;
           if (report.diverged()) {
             why_out = "diverged";
-          } else if (report.epoch() != shard.epoch()) {
+          } else if (report.epoch() < shard.epoch()) {
             why_out =
                 absl::StrCat("epoch ", shard.epoch(), " not yet adopted (at ", report.epoch(), ")");
+          } else if (report.epoch() > shard.epoch()) {
+            why_out = absl::StrCat("fenced at epoch ", report.epoch(), ", above the shard's ",
+                                   shard.epoch());
           } else if (report.last_lsn() > leader_lsn) {
             // Judged only against a leader report newer than the follower's,
             // when the order is known: the leader's log only grows.
@@ -467,6 +603,18 @@ PlacementChange PlanTick(const Placement& placement, const TickInput& input) {
             // Same LSN, another record (LSN 0: no record, nothing to differ).
             why_out = absl::StrCat("last epoch ", report.last_epoch(), " at the leader's LSN, ",
                                    "leader's ", leader_last_epoch, ": diverged");
+          } else if (leader_report != nullptr) {
+            const v1::FollowerLag* lag = nullptr;
+            for (const v1::FollowerLag& f : leader_report->followers()) {
+              if (f.node_id() == replica.node_id()) lag = &f;
+            }
+            if (lag == nullptr) {
+              why_out = absl::StrCat("not among leader ", leader->node_id(), "'s followers");
+            } else if (!lag->in_sync()) {
+              why_out = absl::StrCat("leader ", leader->node_id(), " reports lag ",
+                                     lag->lag_records(), " records, ", lag->lag_bytes(), " bytes, ",
+                                     absl::SixDigits(lag->lag_seconds()), " s");
+            }
           } else if (leader_lsn - report.last_lsn() > input.in_sync_max_lag_records) {
             why_out = absl::StrCat("lag ", leader_lsn - report.last_lsn(), " > ",
                                    input.in_sync_max_lag_records);
@@ -486,11 +634,18 @@ PlacementChange PlanTick(const Placement& placement, const TickInput& input) {
   }
 
   // (c) Automatic failover: only to a replica that holds every acknowledged
-  // write (see ChooseFailoverLeader).
+  // write, decided on the answers of a fencing (see ChooseFencedLeader).
   for (ShardEntry& shard : *after->mutable_shards()) {
     const std::string leader = shard.leader_node_id();
     if (leader.empty() || IsHealthy(*after, leader)) continue;
-    absl::StatusOr<std::string> candidate = ChooseFailoverLeader(*after, shard, reports);
+    absl::StatusOr<std::string> candidate =
+        absl::FailedPreconditionError("not fenced");  // The caller fences first.
+    if (input.fences != nullptr) {
+      auto fence = input.fences->find(shard.shard());
+      if (fence != input.fences->end()) {
+        candidate = ChooseFencedLeader(*after, shard, reports, fence->second);
+      }
+    }
     if (!candidate.ok()) {
       // The leader stays: writes fail closed while it is unhealthy, and it
       // simply leads again if it comes back. A transfer cannot finish now.
@@ -560,12 +715,14 @@ PlacementChange PlanTick(const Placement& placement, const TickInput& input) {
 }
 
 absl::StatusOr<PlacementChange> PlanFailover(const Placement& placement, const ReportMap& reports,
-                                             const v1::FailoverRequest& request) {
+                                             const v1::FailoverRequest& request,
+                                             const ShardFence* fence) {
   DASH_RETURN_IF_ERROR(CheckShard(placement, request.shard(), request.expected_epoch()));
   const ShardEntry& shard = *FindShard(placement, request.shard());
   const std::string leader = shard.leader_node_id();
   DASH_ASSIGN_OR_RETURN(const std::string candidate,
-                        ChooseFailoverLeader(placement, shard, reports));
+                        fence == nullptr ? ChooseFailoverLeader(placement, shard, reports)
+                                         : ChooseFencedLeader(placement, shard, reports, *fence));
   PlacementChange change;
   *change.mutable_placement() = placement;
   ShardEntry* entry = MutableShard(change.mutable_placement(), request.shard());
@@ -603,41 +760,73 @@ absl::StatusOr<ReplicaOf> FindReplicaOf(const Placement& placement, uint32_t sha
 }  // namespace
 
 absl::StatusOr<PlacementChange> PlanPromote(const Placement& placement,
-                                            const v1::PromoteRequest& request) {
+                                            const v1::PromoteRequest& request,
+                                            const ShardFence* fence) {
   DASH_ASSIGN_OR_RETURN(
       const ReplicaOf found,
       FindReplicaOf(placement, request.shard(), request.expected_epoch(), request.node_id()));
   const ShardEntry& shard = *found.shard;
-  const ReplicaEntry* target = found.replica;
   DASH_RETURN_IF_ERROR(CheckUsable(placement, request.node_id()));
   if (shard.leader_node_id() == request.node_id()) {
     return NoChange(placement, absl::StrCat("shard ", request.shard(), ": ", request.node_id(),
                                             " is already leader"));
   }
-  // The highest LSN any other replica reported; ties go to the smallest id.
-  const ReplicaEntry* highest = nullptr;
-  for (const ReplicaEntry& replica : shard.replicas()) {
-    if (replica.node_id() == request.node_id()) continue;
-    if (highest == nullptr || replica.last_lsn() > highest->last_lsn() ||
-        (replica.last_lsn() == highest->last_lsn() && replica.node_id() < highest->node_id())) {
-      highest = &replica;
+  const std::string& old_leader = shard.leader_node_id();
+  // Each replica's last LSN: its fence answer when it gave one (fresher),
+  // else what it last reported.
+  std::map<std::string, uint64_t> lsn;
+  for (const ReplicaEntry& replica : shard.replicas()) lsn[replica.node_id()] = replica.last_lsn();
+  std::vector<std::string> not_fenced;  // Set only when too few were fenced.
+  if (fence != nullptr) {
+    DASH_RETURN_IF_ERROR(CheckFenceEpoch(shard, *fence));
+    auto target = fence->replicas.find(request.node_id());
+    if (target == fence->replicas.end() || !target->second.status.ok()) {
+      return absl::UnavailableError(absl::StrCat(
+          "shard ", request.shard(), ": ", request.node_id(), " did not answer the fence at epoch ",
+          fence->epoch,
+          target == fence->replicas.end()
+              ? std::string()
+              : absl::StrCat(" (", absl::StatusCodeToString(target->second.status.code()), ")"),
+          "; not promoted"));
+    }
+    size_t fenced = 0;
+    for (const auto& [node_id, answer] : fence->replicas) {
+      if (!answer.status.ok() || FindReplica(shard, node_id) == nullptr) continue;
+      lsn[node_id] = answer.last_lsn;
+      if (node_id != old_leader) ++fenced;
+    }
+    const size_t needed = IntersectingCount(static_cast<size_t>(shard.replicas_size()));
+    if (fenced < needed) {
+      not_fenced = NotFenced(shard, *fence, old_leader);
+      if (!request.accept_data_loss()) {
+        return absl::UnavailableError(absl::StrCat(
+            "shard ", request.shard(), ": only ", fenced, " of ", shard.replicas_size(),
+            " replicas fenced at epoch ", fence->epoch, ", ", needed, " needed (not fenced: ",
+            absl::StrJoin(not_fenced, ", "), "); a majority may still acknowledge writes of ",
+            old_leader, ": pass accept_data_loss to promote anyway"));
+      }
     }
   }
+  const uint64_t target_lsn = lsn[request.node_id()];
+  // The highest LSN of any other replica; ties go to the smallest id.
+  std::string highest;
+  for (const auto& [node_id, last_lsn] : lsn) {
+    if (node_id == request.node_id()) continue;
+    if (highest.empty() || last_lsn > lsn[highest]) highest = node_id;
+  }
   PlacementChange change;
-  if (highest != nullptr && highest->last_lsn() > target->last_lsn()) {
+  if (!highest.empty() && lsn[highest] > target_lsn) {
     if (!request.accept_data_loss()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("promoting ", request.node_id(), " would discard LSNs (", target->last_lsn(),
-                       ", ", highest->last_lsn(), "] reported by ", highest->node_id(),
-                       "; pass accept_data_loss to promote anyway"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "promoting ", request.node_id(), " would discard LSNs (", target_lsn, ", ", lsn[highest],
+          "] reported by ", highest, "; pass accept_data_loss to promote anyway"));
     }
     v1::LostRange* lost = change.add_lost();
     lost->set_shard(request.shard());
-    lost->set_from_lsn(target->last_lsn());
-    lost->set_to_lsn(highest->last_lsn());
-    lost->set_reported_by(highest->node_id());
+    lost->set_from_lsn(target_lsn);
+    lost->set_to_lsn(lsn[highest]);
+    lost->set_reported_by(highest);
   }
-  const uint64_t target_lsn = target->last_lsn();
   *change.mutable_placement() = placement;
   ShardEntry* entry = MutableShard(change.mutable_placement(), request.shard());
   std::string why = "promote";
@@ -646,9 +835,15 @@ absl::StatusOr<PlacementChange> PlanPromote(const Placement& placement,
                        change.lost(0).to_lsn(), "]");
   }
   change.add_summary(ChangeLeader(entry, request.node_id(), why));
+  if (!not_fenced.empty()) {
+    change.add_summary(absl::StrCat("shard ", request.shard(), ": too few fenced at epoch ",
+                                    fence->epoch, "; not fenced: ", absl::StrJoin(not_fenced, ", "),
+                                    " (accepted: they may still acknowledge writes of ", old_leader,
+                                    " until they see this placement)"));
+  }
   for (ReplicaEntry& replica : *entry->mutable_replicas()) {
     // A replica holding records the new leader lacks has diverged from it.
-    if (replica.node_id() != request.node_id() && replica.last_lsn() > target_lsn) {
+    if (replica.node_id() != request.node_id() && lsn[replica.node_id()] > target_lsn) {
       replica.set_in_sync(false);
     }
   }

@@ -25,6 +25,7 @@
 #include <set>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -43,21 +44,55 @@ v1::Placement NewPlacement(uint32_t shard_count, uint32_t replication_factor);
 // INVALID_ARGUMENT unless `node_id` is 1-64 characters of [A-Za-z0-9_.-].
 absl::Status ValidateNodeId(const std::string& node_id);
 
-// The replica that failover (automatic or the Failover RPC) promotes. Writes
+// What one replica answered to NodeAdmin.FenceShard.
+struct FenceOutcome {
+  absl::Status status;      // OK: the replica adopted the fenced epoch.
+  uint64_t last_epoch = 0;  // Its log end when it answered (OK only).
+  uint64_t last_lsn = 0;
+};
+// One fencing round of a shard, at `epoch` (the shard's epoch + 1 when it was
+// fenced), with each asked replica's answer; a replica not listed was not asked.
+struct ShardFence {
+  uint64_t epoch = 0;
+  std::map<std::string, FenceOutcome> replicas;
+};
+using FenceMap = std::map<uint32_t, ShardFence>;
+
+// The check failover starts with, on the latest reports alone (it decides
+// nothing by itself: a new leader is chosen by ChooseFencedLeader). Writes
 // are acknowledged once a majority (n/2 + 1 of the shard's n replicas) holds
 // them, so the choice is made among the electorate: the replicas other than
 // the current leader whose node is healthy and whose latest report exists, is
-// not diverged and has adopted the shard's epoch. With at least
-// n - (n/2 + 1) + 1 members the electorate intersects every majority, and its
-// member with the highest reported (last_epoch, last_lsn) holds every
-// acknowledged write: that one is chosen (among equal maxima a non-draining
-// node, then the smallest node_id). In-sync flags play no part.
-// FAILED_PRECONDITION when the electorate is too small, with the reason
-// ("shard 0: only 1 of 3 replicas reachable; promoting could lose
-// acknowledged writes: ...").
+// not diverged and has adopted the shard's epoch (or a newer one: a fencing
+// that promoted nobody). With at least n - (n/2 + 1) + 1 members the
+// electorate intersects every majority, and its member with the highest
+// reported (last_epoch, last_lsn) holds every acknowledged write: that one is
+// returned (among equal maxima a non-draining node, then the smallest
+// node_id). In-sync flags play no part. FAILED_PRECONDITION when the
+// electorate is too small, with the reason ("shard 0: only 1 of 3 replicas
+// reachable; promoting could lose acknowledged writes: ...").
 absl::StatusOr<std::string> ChooseFailoverLeader(const v1::Placement& placement,
                                                  const v1::ShardEntry& shard,
                                                  const ReportMap& reports);
+
+// The new leader of a failover, chosen on fence answers (fresher than
+// reports): the electorate is the replicas other than the leader that
+// answered the fence OK, whose node is healthy and whose latest report exists
+// and is not diverged. Once fenced they acknowledge nothing of the old leader,
+// so with at least n - (n/2 + 1) + 1 of them no majority can still
+// acknowledge its writes and the one with the highest answered (last_epoch,
+// last_lsn) holds every acknowledged write; ties as in ChooseFailoverLeader.
+// ABORTED when `fence` is not at the shard's epoch + 1 (the shard changed:
+// fence again); UNAVAILABLE when too few were fenced, naming the replicas that
+// did not answer ("shard 0: only 1 of 3 replicas fenced at epoch 2, 2
+// needed (not fenced: n3: DEADLINE_EXCEEDED)").
+absl::StatusOr<std::string> ChooseFencedLeader(const v1::Placement& placement,
+                                               const v1::ShardEntry& shard,
+                                               const ReportMap& reports, const ShardFence& fence);
+
+// Shards of `placement` whose leader's node is unhealthy and which
+// ChooseFailoverLeader would fail over: the ones the ticker fences.
+std::vector<uint32_t> ShardsToFailOver(const v1::Placement& placement, const ReportMap& reports);
 
 // The follower a planned transfer (DrainNode) hands leadership to: among
 // followers whose node is healthy and not draining, whose in_sync flag is set
@@ -96,14 +131,27 @@ struct TickInput {
   // kept. Without it, it is judged against whatever the leader last reported.
   const ReportOrder* report_order = nullptr;
   uint64_t in_sync_max_lag_records = 1000;
+  // Fence answers per shard (not owned; may be null). Automatic failover
+  // happens only for a shard fenced at its epoch + 1 (ChooseFencedLeader).
+  const FenceMap* fences = nullptr;
+  // Shards being fenced right now by another caller: their epoch is not
+  // repaired (see PlanTick).
+  std::set<uint32_t> fencing;
 };
 
 // One ticker step, all changes in one version: (a) node and replica health,
-// (b) follower in_sync flags (out of sync: node unhealthy, no report, report
-// diverged, shard epoch not adopted, last_lsn above the leader's or equal to
-// it (above 0) in another last_epoch, or lag above the bound; the summary
-// line says which), (c) automatic failover of shards whose leader's node is unhealthy
-// (ChooseFailoverLeader; refused: the leader stays), (d) completion of replica
+// (a') epoch repair: a shard with a healthy leader, not in input.fencing, one
+// of whose replicas reports an epoch above the shard's (fenced by a failover
+// that then promoted nobody, so it refuses the leader's older epoch) moves to
+// that epoch with the same leader, (b) follower in_sync flags (out of sync:
+// node unhealthy, no report, report diverged, shard epoch not adopted or
+// fenced past, last_lsn above the leader's or equal to it (above 0) in
+// another last_epoch; then, when the leader's latest report lists followers,
+// the leader's own verdict (not listed, or listed out of sync: out of sync),
+// else lag above in_sync_max_lag_records; the summary line says which),
+// (c) automatic failover of shards whose leader's node is unhealthy and that
+// input.fences holds a fencing for (ChooseFencedLeader; otherwise the leader
+// stays), (d) completion of replica
 // moves: the moving_from replica is removed once it does not lead and the
 // moving_to replica is in sync (a table without moving_to: every other
 // follower is healthy and in sync), (e) cluster creation (PlanCreation) if
@@ -112,17 +160,27 @@ v1::PlacementChange PlanTick(const v1::Placement& placement, const TickInput& in
 
 // Replaces the leader with ChooseFailoverLeader's choice, whatever the
 // leader's health (FAILED_PRECONDITION with its reason when it refuses). The
-// old leader becomes an out-of-sync follower.
+// old leader becomes an out-of-sync follower. Without `fence` this is the
+// check made before fencing (the control plane never commits it); with it the
+// leader is ChooseFencedLeader's choice (its errors).
 absl::StatusOr<v1::PlacementChange> PlanFailover(const v1::Placement& placement,
                                                  const ReportMap& reports,
-                                                 const v1::FailoverRequest& request);
+                                                 const v1::FailoverRequest& request,
+                                                 const ShardFence* fence = nullptr);
 
 // Makes the replica the leader; refused (FAILED_PRECONDITION) when another
-// replica reported a higher last_lsn unless accept_data_loss, in which case
-// `lost` reports the range. Promoting the current leader changes nothing.
-// NOT_FOUND when the node is not a replica of the shard.
+// replica has a higher last_lsn unless accept_data_loss, in which case `lost`
+// reports the range. Promoting the current leader changes nothing. NOT_FOUND
+// when the node is not a replica of the shard. Without `fence` this is the
+// check made before fencing, on reported positions. With it: ABORTED when
+// `fence` is not at the shard's epoch + 1; UNAVAILABLE when the target did not
+// answer the fence OK, or (unless accept_data_loss) fewer than
+// n - (n/2 + 1) + 1 replicas other than the old leader did, naming those that
+// did not; positions are the fence answers where there are some, else the
+// reported ones.
 absl::StatusOr<v1::PlacementChange> PlanPromote(const v1::Placement& placement,
-                                                const v1::PromoteRequest& request);
+                                                const v1::PromoteRequest& request,
+                                                const ShardFence* fence = nullptr);
 
 // Step 1 of a planned transfer: sets transfer_to (no epoch bump). Promoting
 // the current leader changes nothing. NOT_FOUND when the node is not a

@@ -107,6 +107,23 @@ ReportMap ReportsFromTable(const v1::Placement& p) {
   return reports;
 }
 
+// A fencing of every shard at its epoch + 1 that every replica answered with
+// the position `reports` show (the table's when it has no report).
+FenceMap FenceAll(const v1::Placement& p, const ReportMap& reports) {
+  FenceMap fences;
+  for (const auto& shard : p.shards()) {
+    ShardFence& fence = fences[shard.shard()];
+    fence.epoch = shard.epoch() + 1;
+    for (const auto& r : shard.replicas()) {
+      FenceOutcome& answer = fence.replicas[r.node_id()];
+      auto it = reports.find({shard.shard(), r.node_id()});
+      answer.last_epoch = it != reports.end() ? it->second.last_epoch() : r.last_epoch();
+      answer.last_lsn = it != reports.end() ? it->second.last_lsn() : r.last_lsn();
+    }
+  }
+  return fences;
+}
+
 void SetDraining(v1::Placement* p, const std::string& node) {
   for (auto& n : *p->mutable_nodes()) {
     if (n.node_id() == node) n.set_draining(true);
@@ -303,6 +320,11 @@ TEST(PlannerTest, TickFailsOverToHighestLsnFollower) {
   const ReportMap reports = ReportsFromTable(p);
   TickInput input = AllAlive(p, &reports);
   input.alive["n1"] = false;
+  EXPECT_EQ(PlanTick(p, input).placement().shards(0).leader_node_id(), "n1")
+      << "nothing fails over before it was fenced";
+  EXPECT_THAT(ShardsToFailOver(PlanTick(p, input).placement(), reports), ElementsAre(0u));
+  const FenceMap fences = FenceAll(p, reports);
+  input.fences = &fences;
   v1::PlacementChange change = PlanTick(p, input);
   const v1::Placement& after = change.placement();
   EXPECT_EQ(after.version(), p.version() + 1);
@@ -318,7 +340,8 @@ TEST(PlannerTest, TickFailsOverToHighestLsnFollower) {
   EXPECT_THAT(change.summary(),
               ::testing::Contains(HasSubstr("shard 0: leader n1 -> n3, epoch 1 -> 2")));
 
-  // The next tick with the same inputs changes nothing.
+  // The next tick with the same inputs changes nothing (the fencing was for
+  // epoch 2, now the shard's own).
   v1::PlacementChange again = PlanTick(after, input);
   EXPECT_EQ(again.placement().version(), after.version());
 }
@@ -334,6 +357,8 @@ TEST(PlannerTest, TickLeaderAloneLostPromotesHigherLsnFollowerOverTheInSyncOne) 
   const ReportMap reports = ReportsFromTable(p);
   TickInput input = AllAlive(p, &reports);  // Nobody heard yet: flags kept.
   input.alive["n1"] = false;
+  const FenceMap fences = FenceAll(p, reports);
+  input.fences = &fences;
   v1::PlacementChange change = PlanTick(p, input);
   v1::Placement after = change.placement();
   EXPECT_EQ(after.shards(0).leader_node_id(), "n3")
@@ -393,6 +418,8 @@ TEST(PlannerTest, TickFiveReplicasToleratesTwoLossesNotThree) {
   TickInput input = AllAlive(p, &reports);
   input.alive["n1"] = false;
   input.alive["n2"] = false;
+  const FenceMap fences = FenceAll(p, reports);  // Even if n2 answered: it is unhealthy.
+  input.fences = &fences;
   v1::PlacementChange change = PlanTick(p, input);
   EXPECT_EQ(change.placement().shards(0).leader_node_id(), "n3")
       << "n3, n4, n5 meet every majority of 5";
@@ -497,6 +524,8 @@ TEST(PlannerTest, DeterministicTickAndPromote) {
   const ReportMap reports = ReportsFromTable(p);
   TickInput input = AllAlive(p, &reports);
   input.alive["n2"] = false;
+  const FenceMap fences = FenceAll(p, reports);
+  input.fences = &fences;
   const std::string first = Deterministic(PlanTick(p, input));
   EXPECT_FALSE(PlanTick(p, input).shards_changed().empty()) << "something fails over";
   for (int i = 0; i < 100; ++i) {
@@ -803,6 +832,300 @@ TEST(PlannerTest, FailoverRequiresAnElectorateThatMeetsEveryMajority) {
   EXPECT_EQ(done->placement().shards(0).epoch(), 2u);
   v1::Placement after = done->placement();
   EXPECT_FALSE(Replica(&after, 0, "n1")->in_sync());
+}
+
+// ---- Fencing ----
+
+FenceOutcome Answered(uint64_t last_epoch, uint64_t last_lsn) {
+  FenceOutcome answer;
+  answer.last_epoch = last_epoch;
+  answer.last_lsn = last_lsn;
+  return answer;
+}
+
+FenceOutcome Failed(absl::Status status) {
+  FenceOutcome answer;
+  answer.status = std::move(status);
+  return answer;
+}
+
+TEST(PlannerTest, FencedFailoverChoosesByTheFenceAnswersNotTheReports) {
+  v1::Placement p = Cluster(4, 1, 4);  // Leader n1; followers n2..n4.
+  SetPosition(&p, 0, "n2", 1, 100);    // Reported positions...
+  SetPosition(&p, 0, "n3", 1, 90);
+  SetPosition(&p, 0, "n4", 1, 80);
+  SetHealth(&p, "n1", v1::NODE_HEALTH_UNHEALTHY);
+  const ReportMap reports = ReportsFromTable(p);
+  EXPECT_EQ(ChooseFailoverLeader(p, p.shards(0), reports).value_or(""), "n2");
+  ShardFence fence;  // ...and the fresher answers.
+  fence.epoch = 2;
+  fence.replicas["n1"] = Failed(absl::UnavailableError("down"));
+  fence.replicas["n2"] = Answered(1, 100);
+  fence.replicas["n3"] = Answered(1, 120);
+  fence.replicas["n4"] = Answered(1, 80);
+  EXPECT_EQ(ChooseFencedLeader(p, p.shards(0), reports, fence).value_or(""), "n3");
+  fence.replicas["n4"] = Answered(2, 1);  // A newer epoch wins over any LSN.
+  EXPECT_EQ(ChooseFencedLeader(p, p.shards(0), reports, fence).value_or(""), "n4");
+
+  // Ties as before: a non-draining node, then the smallest node id.
+  for (const char* n : {"n2", "n3", "n4"}) fence.replicas[n] = Answered(1, 50);
+  EXPECT_EQ(ChooseFencedLeader(p, p.shards(0), reports, fence).value_or(""), "n2");
+  SetDraining(&p, "n2");
+  EXPECT_EQ(ChooseFencedLeader(p, p.shards(0), reports, fence).value_or(""), "n3");
+
+  // The failover itself, by the fenced choice.
+  v1::FailoverRequest request;
+  request.set_shard(0);
+  fence.replicas["n4"] = Answered(1, 51);
+  auto done = PlanFailover(p, reports, request, &fence);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->placement().shards(0).leader_node_id(), "n4");
+  EXPECT_EQ(done->placement().shards(0).epoch(), fence.epoch) << "the fenced epoch";
+}
+
+TEST(PlannerTest, FencedFailoverNeedsEnoughFencedReplicasBesidesTheLeader) {
+  v1::Placement p = Cluster(3, 1, 3);  // Leader n1; followers n2, n3.
+  SetPosition(&p, 0, "n2", 1, 100);
+  SetPosition(&p, 0, "n3", 1, 90);
+  SetHealth(&p, "n1", v1::NODE_HEALTH_UNHEALTHY);
+  const ReportMap reports = ReportsFromTable(p);
+  ShardFence fence;
+  fence.epoch = 2;
+  fence.replicas["n1"] = Answered(1, 130);  // The old leader does not count.
+  fence.replicas["n2"] = Answered(1, 100);
+  fence.replicas["n3"] = Failed(absl::DeadlineExceededError("no answer"));
+  absl::StatusOr<std::string> refused = ChooseFencedLeader(p, p.shards(0), reports, fence);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(refused.status().message(),
+            "shard 0: only 1 of 3 replicas fenced at epoch 2, 2 needed (not fenced: n3: "
+            "DEADLINE_EXCEEDED)");
+  fence.replicas["n3"] = Failed(absl::FailedPreconditionError("newer epoch"));
+  EXPECT_THAT(std::string(ChooseFencedLeader(p, p.shards(0), reports, fence).status().message()),
+              HasSubstr("n3: FAILED_PRECONDITION"));
+  fence.replicas.erase("n3");
+  EXPECT_THAT(std::string(ChooseFencedLeader(p, p.shards(0), reports, fence).status().message()),
+              HasSubstr("n3: not asked"));
+
+  // The ticker keeps the leader (writes fail closed) until enough answer.
+  fence.replicas["n3"] = Failed(absl::DeadlineExceededError("no answer"));
+  const FenceMap fences = {{0, fence}};
+  TickInput input = AllAlive(p, &reports);
+  input.alive["n1"] = false;
+  input.fences = &fences;
+  v1::PlacementChange kept = PlanTick(p, input);
+  EXPECT_EQ(kept.placement().shards(0).leader_node_id(), "n1");
+  EXPECT_EQ(kept.placement().shards(0).epoch(), 1u);
+  FenceMap answered = fences;
+  answered[0].replicas["n3"] = Answered(1, 90);
+  input.fences = &answered;
+  v1::PlacementChange moved = PlanTick(p, input);
+  EXPECT_EQ(moved.placement().shards(0).leader_node_id(), "n2");
+  EXPECT_EQ(moved.placement().shards(0).epoch(), 2u);
+
+  // Fenced but unhealthy, diverged or unreported: not counted.
+  ReportMap diverged = reports;
+  diverged[{0, "n3"}].set_diverged(true);
+  EXPECT_THAT(
+      std::string(ChooseFencedLeader(p, p.shards(0), diverged, answered[0]).status().message()),
+      HasSubstr("n3: fenced but diverged"));
+  v1::Placement sick = p;
+  SetHealth(&sick, "n3", v1::NODE_HEALTH_UNHEALTHY);
+  EXPECT_THAT(
+      std::string(
+          ChooseFencedLeader(sick, sick.shards(0), reports, answered[0]).status().message()),
+      HasSubstr("n3: fenced but unhealthy"));
+
+  // Five replicas: three of the four followers.
+  v1::Placement five = Cluster(5, 1, 5);
+  SetHealth(&five, "n1", v1::NODE_HEALTH_UNHEALTHY);
+  const ReportMap five_reports = ReportsFromTable(five);
+  ShardFence five_fence;
+  five_fence.epoch = 2;
+  for (const char* n : {"n1", "n2", "n3"}) five_fence.replicas[n] = Answered(1, 7);
+  for (const char* n : {"n4", "n5"}) five_fence.replicas[n] = Failed(absl::UnavailableError("x"));
+  EXPECT_EQ(ChooseFencedLeader(five, five.shards(0), five_reports, five_fence).status().code(),
+            absl::StatusCode::kUnavailable);
+  five_fence.replicas["n5"] = Answered(1, 7);
+  EXPECT_EQ(ChooseFencedLeader(five, five.shards(0), five_reports, five_fence).value_or(""), "n2");
+}
+
+TEST(PlannerTest, FenceAnswersForAnotherEpochAreAborted) {
+  v1::Placement p = Cluster(3, 1, 3);
+  SetHealth(&p, "n1", v1::NODE_HEALTH_UNHEALTHY);
+  const ReportMap reports = ReportsFromTable(p);
+  FenceMap fences = FenceAll(p, reports);
+  Shard(&p, 0)->set_epoch(2);  // The shard changed while it was fenced.
+  absl::StatusOr<std::string> stale = ChooseFencedLeader(p, p.shards(0), reports, fences[0]);
+  EXPECT_EQ(stale.status().code(), absl::StatusCode::kAborted);
+  v1::FailoverRequest request;
+  request.set_shard(0);
+  EXPECT_EQ(PlanFailover(p, reports, request, &fences[0]).status().code(),
+            absl::StatusCode::kAborted);
+  TickInput input = AllAlive(p, &reports);
+  input.alive["n1"] = false;
+  input.fences = &fences;
+  EXPECT_EQ(PlanTick(p, input).placement().shards(0).leader_node_id(), "n1");
+}
+
+TEST(PlannerTest, FencedPromoteNeedsTheTargetAndEnoughFenced) {
+  v1::Placement p = Cluster(3, 1, 3);  // Leader n1 at 135; n2 120, n3 130 reported.
+  SetPosition(&p, 0, "n1", 1, 135);
+  SetPosition(&p, 0, "n2", 1, 120);
+  SetPosition(&p, 0, "n3", 1, 130);
+  v1::PromoteRequest promote;
+  promote.set_shard(0);
+  promote.set_node_id("n2");
+  ShardFence fence;
+  fence.epoch = 2;
+  fence.replicas["n1"] = Answered(1, 135);
+  fence.replicas["n2"] = Failed(absl::DeadlineExceededError("slow"));
+  fence.replicas["n3"] = Answered(1, 130);
+  auto not_target = PlanPromote(p, promote, &fence);
+  EXPECT_EQ(not_target.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(not_target.status().message(),
+            "shard 0: n2 did not answer the fence at epoch 2 (DEADLINE_EXCEEDED); not promoted");
+  promote.set_accept_data_loss(true);
+  EXPECT_EQ(PlanPromote(p, promote, &fence).status().code(), absl::StatusCode::kUnavailable)
+      << "the target must be fenced, whatever the operator accepts";
+
+  // Target fenced, the other follower not: a majority (n1 + n3) may still
+  // acknowledge n1's writes.
+  promote.set_accept_data_loss(false);
+  fence.replicas["n2"] = Answered(1, 135);  // Caught up since it last reported.
+  fence.replicas["n3"] = Failed(absl::UnavailableError("down"));
+  auto too_few = PlanPromote(p, promote, &fence);
+  EXPECT_EQ(too_few.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(too_few.status().message(),
+            "shard 0: only 1 of 3 replicas fenced at epoch 2, 2 needed (not fenced: n3: "
+            "UNAVAILABLE); a majority may still acknowledge writes of n1: pass accept_data_loss "
+            "to promote anyway");
+  promote.set_accept_data_loss(true);
+  auto accepted = PlanPromote(p, promote, &fence);
+  ASSERT_TRUE(accepted.ok()) << accepted.status();
+  EXPECT_EQ(accepted->placement().shards(0).leader_node_id(), "n2");
+  EXPECT_EQ(accepted->placement().shards(0).epoch(), 2u);
+  EXPECT_EQ(accepted->lost_size(), 0) << "n2's fence answer (135) is what counts, not its report";
+  EXPECT_THAT(accepted->summary(), ::testing::Contains(HasSubstr("not fenced: n3: UNAVAILABLE")));
+
+  // Enough fenced: the fresher positions decide about data loss.
+  promote.set_accept_data_loss(false);
+  fence.replicas["n3"] = Answered(1, 136);
+  auto loses = PlanPromote(p, promote, &fence);
+  EXPECT_EQ(loses.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(loses.status().message()),
+              HasSubstr("would discard LSNs (135, 136] reported by n3"));
+  fence.replicas["n3"] = Answered(1, 135);
+  auto promoted = PlanPromote(p, promote, &fence);
+  ASSERT_TRUE(promoted.ok()) << promoted.status();
+  EXPECT_EQ(promoted->placement().shards(0).leader_node_id(), "n2");
+
+  fence.epoch = 3;
+  EXPECT_EQ(PlanPromote(p, promote, &fence).status().code(), absl::StatusCode::kAborted);
+}
+
+TEST(PlannerTest, AFencingThatPromotedNobodyIsRepairedWhileTheLeaderIsHealthy) {
+  v1::Placement p = Cluster(3, 1, 3);  // Leader n1 at epoch 1.
+  ReportMap reports = ReportsFromTable(p);
+  reports[{0, "n2"}].set_epoch(2);  // Fenced at 2; nobody was promoted.
+  TickInput input = AllAlive(p, &reports);
+  input.heard = {"n1", "n2", "n3"};
+  input.fencing = {0};  // Still being fenced: not yet.
+  EXPECT_EQ(PlanTick(p, input).placement().shards(0).epoch(), 1u);
+  input.fencing.clear();
+  v1::PlacementChange repaired = PlanTick(p, input);
+  EXPECT_EQ(repaired.placement().shards(0).epoch(), 2u);
+  EXPECT_EQ(repaired.placement().shards(0).leader_node_id(), "n1");
+  EXPECT_THAT(repaired.shards_changed(), ElementsAre(0u));
+  EXPECT_THAT(repaired.summary(),
+              ::testing::Contains("shard 0: epoch 1 -> 2, leader n1 kept (n2 fenced by a failover "
+                                  "that promoted nobody)"));
+  // With the leader unhealthy it is failover's business; the fenced replica
+  // still counts for it.
+  input.alive["n1"] = false;
+  v1::PlacementChange unhealthy = PlanTick(p, input);
+  EXPECT_EQ(unhealthy.placement().shards(0).epoch(), 1u);
+  EXPECT_THAT(ShardsToFailOver(unhealthy.placement(), reports), ElementsAre(0u));
+  // Meanwhile the fenced follower is out of sync, saying why.
+  v1::Placement out = unhealthy.placement();
+  EXPECT_FALSE(Replica(&out, 0, "n2")->in_sync());
+  EXPECT_THAT(unhealthy.summary(),
+              ::testing::Contains(HasSubstr("n2 out of sync: fenced at epoch 2, above the "
+                                            "shard's 1")));
+}
+
+v1::FollowerLag Lag(const std::string& node, uint64_t records, bool in_sync) {
+  v1::FollowerLag lag;
+  lag.set_node_id(node);
+  lag.set_lag_records(records);
+  lag.set_lag_bytes(records * 100);
+  lag.set_lag_seconds(records / 10.0);
+  lag.set_in_sync(in_sync);
+  return lag;
+}
+
+TEST(PlannerTest, InSyncFollowsTheLeadersVerdictWhenItReportsFollowers) {
+  v1::Placement p = Cluster(4, 1, 4);  // Leader n1; followers n2, n3, n4.
+  SetPosition(&p, 0, "n1", 1, 5000);
+  ReportMap reports;
+  reports[{0, "n1"}] = Report(0, 1, 5000);
+  reports[{0, "n1"}].set_role(v1::REPLICA_ROLE_LEADER);
+  reports[{0, "n2"}] = Report(0, 1, 4990);
+  reports[{0, "n3"}] = Report(0, 1, 4999);
+  reports[{0, "n4"}] = Report(0, 1, 5000);
+  TickInput input = AllAlive(p, &reports);
+  input.heard = {"n1", "n2", "n3", "n4"};
+  // Without followers in the leader's report (an older node): the LSN rule,
+  // by which all three are in sync.
+  v1::Placement after = PlanTick(p, input).placement();
+  EXPECT_EQ(after.version(), p.version());
+  for (const char* n : {"n2", "n3", "n4"}) EXPECT_TRUE(Replica(&after, 0, n)->in_sync()) << n;
+
+  // The leader's own bounds: n2 in sync, n3 lagging by its measure (records
+  // or seconds), n4 not among its followers.
+  *reports[{0, "n1"}].add_followers() = Lag("n2", 10, true);
+  *reports[{0, "n1"}].add_followers() = Lag("n3", 1, false);
+  v1::PlacementChange change = PlanTick(p, input);
+  after = change.placement();
+  EXPECT_EQ(after.version(), p.version() + 1) << "in-sync flips are published";
+  EXPECT_TRUE(Replica(&after, 0, "n2")->in_sync());
+  EXPECT_FALSE(Replica(&after, 0, "n3")->in_sync());
+  EXPECT_FALSE(Replica(&after, 0, "n4")->in_sync());
+  EXPECT_THAT(change.summary(),
+              ::testing::IsSupersetOf(
+                  {HasSubstr("n3 out of sync: leader n1 reports lag 1 records, 100 bytes, 0.1 s"),
+                   HasSubstr("n4 out of sync: not among leader n1's followers")}));
+
+  // The leader's verdict does not override the other conditions.
+  reports[{0, "n2"}].set_diverged(true);
+  v1::Placement diverged = PlanTick(after, input).placement();
+  EXPECT_FALSE(Replica(&diverged, 0, "n2")->in_sync());
+  reports[{0, "n2"}].set_diverged(false);
+
+  // Lag numbers changing alone publish nothing; a flip does.
+  for (auto& lag : *reports[{0, "n1"}].mutable_followers()) {
+    lag.set_lag_records(lag.lag_records() + 7);
+    lag.set_lag_seconds(lag.lag_seconds() + 1.5);
+  }
+  EXPECT_EQ(PlanTick(after, input).placement().version(), after.version());
+  reports[{0, "n1"}].mutable_followers(1)->set_in_sync(true);
+  v1::Placement flipped = PlanTick(after, input).placement();
+  EXPECT_EQ(flipped.version(), after.version() + 1);
+  EXPECT_TRUE(Replica(&flipped, 0, "n3")->in_sync());
+}
+
+TEST(PlannerTest, ANewLeaderCarriesNoLag) {
+  v1::Placement p = Cluster(3, 1, 3);
+  *Replica(&p, 0, "n2")->mutable_lag() = Lag("n2", 4, true);
+  SetHealth(&p, "n1", v1::NODE_HEALTH_UNHEALTHY);
+  const ReportMap reports = ReportsFromTable(p);
+  FenceMap fences = FenceAll(p, reports);
+  v1::FailoverRequest request;
+  request.set_shard(0);
+  auto done = PlanFailover(p, reports, request, &fences[0]);
+  ASSERT_TRUE(done.ok()) << done.status();
+  v1::Placement after = done->placement();
+  ASSERT_EQ(after.shards(0).leader_node_id(), "n2");
+  EXPECT_FALSE(Replica(&after, 0, "n2")->has_lag());
 }
 
 }  // namespace

@@ -11,18 +11,60 @@
 namespace dash::controlplane {
 namespace {
 
+// How often an operator's leader change fences again when the shard keeps
+// changing under it.
+constexpr int kMaxFenceAttempts = 3;
+
 void SetTimestamp(int64_t micros, google::protobuf::Timestamp* ts) {
   ts->set_seconds(micros / 1000000);
   ts->set_nanos(static_cast<int32_t>((micros % 1000000) * 1000));
 }
 
+// "n1 ok (1, 100), n2 DEADLINE_EXCEEDED" for the log.
+std::string DescribeFence(const ShardFence& fence) {
+  std::vector<std::string> parts;
+  for (const auto& [node_id, answer] : fence.replicas) {
+    if (answer.status.ok()) {
+      parts.push_back(
+          absl::StrCat(node_id, " ok (", answer.last_epoch, ", ", answer.last_lsn, ")"));
+    } else {
+      parts.push_back(absl::StrCat(node_id, " ", answer.status.ToString()));
+    }
+  }
+  return absl::StrJoin(parts, ", ");
+}
+
+bool Fenced(const ShardFence& fence, const std::string& node_id) {
+  auto it = fence.replicas.find(node_id);
+  return it != fence.replicas.end() && it->second.status.ok();
+}
+
 }  // namespace
+
+absl::Duration DefaultLease(absl::Duration failure_timeout) { return failure_timeout * 2 / 3; }
+
+absl::Status ValidateLease(absl::Duration lease, absl::Duration failure_timeout) {
+  if (lease < absl::ZeroDuration()) return absl::InvalidArgumentError("lease_ms: must be >= 0");
+  if (lease >= failure_timeout) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "lease_ms: ", absl::ToInt64Milliseconds(lease), " must be below failure_timeout_ms (",
+        absl::ToInt64Milliseconds(failure_timeout),
+        "): a deposed leader could still serve reads on its lease after another replica is "
+        "promoted"));
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::unique_ptr<PlacementManager>> PlacementManager::Open(
     std::unique_ptr<PlacementStore> store, const ManagerOptions& options) {
   if (options.shard_count == 0) return absl::InvalidArgumentError("shard_count: must be > 0");
   if (options.replication_factor == 0) {
     return absl::InvalidArgumentError("replication_factor: must be > 0");
+  }
+  DASH_RETURN_IF_ERROR(ValidateLease(options.lease, options.failure_timeout));
+  if (options.fencer == nullptr) return absl::InvalidArgumentError("fencer: required");
+  if (options.fence_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("fence_timeout_ms: must be > 0");
   }
   DASH_ASSIGN_OR_RETURN(std::optional<v1::Placement> stored, store->Load());
   v1::Placement placement;
@@ -151,14 +193,21 @@ absl::StatusOr<v1::RegisterNodeResponse> PlacementManager::RegisterNode(
   // if it had died (when the other replicas can elect safely); it then
   // follows and catches up. Decided before the answer, so the node's first
   // placement already shows it.
+  //
+  // The leases of the earlier process died with it. The failover is fenced
+  // like any other (the lock is released meanwhile).
+  lease_granted_.erase(request.node_id());
   if (known && current_.created()) {
     const v1::Placement snapshot = current_;  // CommitPlan replaces current_.
     for (const v1::ShardEntry& shard : snapshot.shards()) {
       if (shard.leader_node_id() != request.node_id()) continue;
       v1::FailoverRequest failover;
       failover.set_shard(shard.shard());
+      failover.set_expected_epoch(shard.epoch());
       absl::StatusOr<v1::PlacementChange> moved =
-          CommitPlan(PlanFailover(current_, reports_, failover));
+          FencedChangeLocked(shard.shard(), [&](const ShardFence* fence) {
+            return PlanFailover(current_, reports_, failover, fence);
+          });
       if (!moved.ok()) {
         LOG(WARNING) << "shard " << shard.shard() << ": leader " << request.node_id()
                      << " restarted; it keeps leading: " << moved.status().message();
@@ -189,6 +238,20 @@ absl::StatusOr<v1::HeartbeatResponse> PlacementManager::Heartbeat(
     return absl::NotFoundError(
         absl::StrCat("node_id: \"", node_id, "\" is not registered; register again"));
   }
+  // The lease. The node is healthy as of this heartbeat (it was just heard;
+  // the table follows at the next tick). What must not get one: a node still
+  // acting as leader of a shard the table has given another node (failed over
+  // while it was away, and it has not seen that yet), and the leader of a
+  // shard being fenced (its leadership may be moving away).
+  bool lease = options_.lease > absl::ZeroDuration();
+  for (const v1::ReplicaReport& report : request.replicas()) {
+    if (report.role() != v1::REPLICA_ROLE_LEADER) continue;
+    const v1::ShardEntry* shard = FindShard(current_, report.shard());
+    if (shard == nullptr || shard->leader_node_id() != node_id) lease = false;
+  }
+  for (const auto& [shard, old_leader] : fencing_) {
+    if (old_leader == node_id) lease = false;
+  }
   detector_.Heard(node_id);
   heard_.insert(node_id);
   SetTimestamp(options_.wall_clock->NowMicros(), node->mutable_last_heartbeat());
@@ -208,19 +271,39 @@ absl::StatusOr<v1::HeartbeatResponse> PlacementManager::Heartbeat(
     const auto key = std::make_pair(report.shard(), node_id);
     reports_[key] = report;
     report_seq_[key] = seq;
-    // Informational: no new version for reported positions.
+    // Informational: no new version for reported positions, nor for the lag
+    // the shard's leader sees of each follower (its in-sync verdicts are
+    // applied by the ticker, which does publish flips).
     for (v1::ShardEntry& shard : *current_.mutable_shards()) {
       if (shard.shard() != report.shard()) continue;
+      const bool leads =
+          shard.leader_node_id() == node_id && report.role() == v1::REPLICA_ROLE_LEADER;
       for (v1::ReplicaEntry& replica : *shard.mutable_replicas()) {
-        if (replica.node_id() != node_id) continue;
-        replica.set_last_epoch(report.last_epoch());
-        replica.set_last_lsn(report.last_lsn());
+        if (replica.node_id() == node_id) {
+          replica.set_last_epoch(report.last_epoch());
+          replica.set_last_lsn(report.last_lsn());
+          continue;
+        }
+        if (!leads) continue;
+        const v1::FollowerLag* lag = nullptr;
+        for (const v1::FollowerLag& f : report.followers()) {
+          if (f.node_id() == replica.node_id()) lag = &f;
+        }
+        if (lag != nullptr) {
+          *replica.mutable_lag() = *lag;
+        } else {
+          replica.clear_lag();
+        }
       }
     }
   }
   changed_.SignalAll();  // Transfers wait for reports.
   v1::HeartbeatResponse response;
   response.set_placement_version(current_.version());
+  if (lease) {
+    lease_granted_[node_id] = options_.monotonic_clock->NowMicros();
+    response.set_lease_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.lease)));
+  }
   return response;
 }
 
@@ -251,13 +334,109 @@ std::optional<v1::Placement> PlacementManager::WaitForNewer(uint64_t after_versi
 absl::StatusOr<v1::PlacementChange> PlacementManager::Failover(const v1::FailoverRequest& request) {
   absl::MutexLock lock(&mu_);
   DASH_RETURN_IF_ERROR(CheckRunning());
-  return CommitPlan(PlanFailover(current_, reports_, request));
+  return FencedChangeLocked(request.shard(), [&](const ShardFence* fence) {
+    return PlanFailover(current_, reports_, request, fence);
+  });
 }
 
 absl::StatusOr<v1::PlacementChange> PlacementManager::Promote(const v1::PromoteRequest& request) {
   absl::MutexLock lock(&mu_);
   DASH_RETURN_IF_ERROR(CheckRunning());
-  return CommitPlan(PlanPromote(current_, request));
+  return FencedChangeLocked(request.shard(), [&](const ShardFence* fence) {
+    return PlanPromote(current_, request, fence);
+  });
+}
+
+absl::StatusOr<v1::PlacementChange> PlacementManager::FencedChangeLocked(uint32_t shard_id,
+                                                                         const FencedPlan& plan) {
+  for (int attempt = 1;; ++attempt) {
+    // One fencing per shard at a time: a second caller waits for the first
+    // to finish, then checks again on the table it left.
+    while (!shutdown_ && fencing_.count(shard_id) > 0) changed_.Wait(&mu_);
+    DASH_RETURN_IF_ERROR(CheckRunning());
+    // The checks that need no fencing (range, expected_epoch, the reported
+    // electorate, data loss by the reports); no change: done.
+    DASH_ASSIGN_OR_RETURN(v1::PlacementChange check, plan(nullptr));
+    if (check.placement().version() == current_.version()) return CommitPlan(std::move(check));
+    const std::string old_leader = FindShard(current_, shard_id)->leader_node_id();
+    fencing_[shard_id] = old_leader;
+    FenceMap fences = FenceLocked({shard_id});
+    const ShardFence& fence = fences[shard_id];
+    // A deposed leader that was not fenced may serve reads on its lease until
+    // it runs out (it gets no new one while fencing_ names it).
+    if (!Fenced(fence, old_leader)) AwaitLeaseExpiry(old_leader);
+    // Planned again on the table as it is now: the answers count only if the
+    // shard is still at the epoch they were given for (every leader or
+    // replica-set change bumps it), else ABORTED and fence again.
+    absl::StatusOr<v1::PlacementChange> change = plan(&fence);
+    absl::Status status = CheckRunning();
+    if (status.ok() && change.ok()) status = Commit(&*change);
+    fencing_.erase(shard_id);
+    changed_.SignalAll();
+    DASH_RETURN_IF_ERROR(status);
+    if (absl::IsAborted(change.status()) && attempt < kMaxFenceAttempts) continue;
+    if (!change.ok()) {
+      LOG(WARNING) << "shard " << shard_id << ": not changing the leader after fencing at epoch "
+                   << fence.epoch << " (" << DescribeFence(fence)
+                   << "): " << change.status().message();
+    }
+    return change;
+  }
+}
+
+FenceMap PlacementManager::FenceLocked(const std::vector<uint32_t>& shards) {
+  std::vector<FenceCall> calls;
+  FenceMap fences;
+  for (uint32_t shard_id : shards) {
+    const v1::ShardEntry* shard = FindShard(current_, shard_id);
+    if (shard == nullptr) continue;
+    fences[shard_id].epoch = shard->epoch() + 1;
+    for (const v1::ReplicaEntry& replica : shard->replicas()) {
+      const v1::NodeEntry* node = FindNode(current_, replica.node_id());
+      calls.push_back(FenceCall{shard_id, shard->epoch() + 1, replica.node_id(),
+                                node != nullptr ? node->address() : std::string()});
+    }
+  }
+  Fencer* fencer = options_.fencer;
+  mu_.Unlock();
+  std::vector<absl::StatusOr<v1::FenceShardResponse>> answers =
+      fencer->Fence(calls, options_.fence_timeout);
+  mu_.Lock();
+  for (size_t i = 0; i < calls.size(); ++i) {
+    FenceOutcome& outcome = fences[calls[i].shard].replicas[calls[i].node_id];
+    if (i >= answers.size()) {
+      outcome.status = absl::InternalError("the fencer gave no answer");
+    } else if (!answers[i].ok()) {
+      outcome.status = answers[i].status();
+    } else if (answers[i]->epoch() != 0 && answers[i]->epoch() != calls[i].epoch) {
+      outcome.status = absl::FailedPreconditionError(
+          absl::StrCat("adopted epoch ", answers[i]->epoch(), ", not ", calls[i].epoch));
+    } else {
+      outcome.last_epoch = answers[i]->last_epoch();
+      outcome.last_lsn = answers[i]->last_lsn();
+    }
+  }
+  for (const auto& [shard_id, fence] : fences) {
+    VLOG(1) << "shard " << shard_id << ": fenced at epoch " << fence.epoch << ": "
+            << DescribeFence(fence);
+  }
+  return fences;
+}
+
+bool PlacementManager::LeaseExpired(const std::string& node_id) {
+  auto it = lease_granted_.find(node_id);
+  if (it == lease_granted_.end()) return true;
+  return options_.monotonic_clock->NowMicros() >=
+         it->second + absl::ToInt64Microseconds(options_.lease);
+}
+
+void PlacementManager::AwaitLeaseExpiry(const std::string& node_id) {
+  // A lease never outlasts options_.lease of real time either, whatever the
+  // injected clock says.
+  const absl::Time cap = absl::Now() + options_.lease;
+  while (!shutdown_ && !LeaseExpired(node_id)) {
+    if (changed_.WaitWithDeadline(&mu_, cap)) break;
+  }
 }
 
 absl::StatusOr<v1::PlacementChange> PlacementManager::AddReplica(
@@ -422,9 +601,7 @@ absl::StatusOr<v1::PlacementChange> PlacementManager::DrainNode(
   return result;
 }
 
-void PlacementManager::Tick() {
-  absl::MutexLock lock(&mu_);
-  if (shutdown_) return;
+TickInput PlacementManager::TickInputLocked() {
   TickInput input;
   for (const v1::NodeEntry& node : current_.nodes()) {
     input.alive[node.node_id()] = detector_.Alive(node.node_id());
@@ -433,7 +610,47 @@ void PlacementManager::Tick() {
   input.report_order = &report_seq_;
   input.heard = heard_;
   input.in_sync_max_lag_records = options_.in_sync_max_lag_records;
+  for (const auto& [shard, old_leader] : fencing_) input.fencing.insert(shard);
+  return input;
+}
+
+void PlacementManager::Tick() {
+  absl::MutexLock lock(&mu_);
+  if (shutdown_) return;
+  TickInput input = TickInputLocked();
   v1::PlacementChange change = PlanTick(current_, input);
+  // Shards whose leader this step finds unhealthy and whose reports allow a
+  // failover: fence them, then plan the step again with the answers.
+  std::vector<uint32_t> to_fence;
+  for (uint32_t shard : ShardsToFailOver(change.placement(), reports_)) {
+    if (fencing_.count(shard) == 0) to_fence.push_back(shard);
+  }
+  FenceMap fences;
+  if (!to_fence.empty()) {
+    for (uint32_t shard : to_fence) {
+      const v1::ShardEntry* entry = FindShard(current_, shard);
+      fencing_[shard] = entry != nullptr ? entry->leader_node_id() : std::string();
+    }
+    fences = FenceLocked(to_fence);
+    for (uint32_t shard : to_fence) fencing_.erase(shard);
+    changed_.SignalAll();
+    if (shutdown_) return;
+    // The leader is silent for longer than the failure timeout and got no
+    // lease while it was being fenced away, so its lease has run out; an
+    // unfenced leader still on a lease would make this unsafe, so check.
+    for (auto it = fences.begin(); it != fences.end();) {
+      const v1::ShardEntry* shard = FindShard(current_, it->first);
+      const std::string leader = shard != nullptr ? shard->leader_node_id() : std::string();
+      if (!Fenced(it->second, leader) && !LeaseExpired(leader)) {
+        it = fences.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    input = TickInputLocked();
+    input.fences = &fences;
+    change = PlanTick(current_, input);
+  }
   absl::Status status = Commit(&change);
   if (!status.ok()) {
     LOG(ERROR) << "tick: cannot persist placement v" << change.placement().version() << ": "
@@ -447,6 +664,10 @@ void PlacementManager::Tick() {
     const bool stuck = leader != nullptr && leader->health() != v1::NODE_HEALTH_HEALTHY;
     if (stuck) {
       absl::StatusOr<std::string> choice = ChooseFailoverLeader(current_, shard, reports_);
+      auto fence = fences.find(shard.shard());
+      if (choice.ok() && fence != fences.end()) {
+        choice = ChooseFencedLeader(current_, shard, reports_, fence->second);
+      }
       const std::string reason = choice.ok() ? std::string("no failover possible")
                                              : std::string(choice.status().message());
       auto [it, inserted] = stuck_shards_.emplace(shard.shard(), reason);

@@ -11,12 +11,20 @@
 // the current table, (4) announced to watchers and returned to the caller. A
 // failed persist leaves the current table unchanged.
 //
+// Leader changes after a failure or by an operator (automatic failover,
+// Failover, Promote, a leader registering again) are fenced first: the
+// shard's replicas are sent FenceShard at epoch + 1 through the Fencer, with
+// the lock released, and the change is then planned again on the table as it
+// is, from their answers (README.md, "Fencing").
+//
 // Thread-safety: thread-safe. One mutex guards all state; operations are
-// serialized under it, and waits (transfers, watchers) release it.
+// serialized under it, and waits (transfers, watchers, fencing RPCs) release
+// it.
 #ifndef DASH_CONTROLPLANE_PLACEMENT_PLACEMENT_MANAGER_H_
 #define DASH_CONTROLPLANE_PLACEMENT_PLACEMENT_MANAGER_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -24,6 +32,7 @@
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -33,6 +42,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "controlplane/failover/planner.h"
+#include "controlplane/fencing/fencer.h"
 #include "controlplane/health/failure_detector.h"
 #include "controlplane/placement/store.h"
 #include "dash/v1/placement.pb.h"
@@ -48,6 +58,13 @@ struct ManagerOptions {
   absl::Duration failure_timeout = absl::Milliseconds(750);
   absl::Duration tick = absl::Milliseconds(50);
   uint64_t in_sync_max_lag_records = 1000;
+  // The leadership lease granted in heartbeat answers (lease_ms); zero: none.
+  // Must be shorter than failure_timeout (ValidateLease).
+  absl::Duration lease = absl::Milliseconds(500);
+  // Deadline of the FenceShard calls made before a leader changes.
+  absl::Duration fence_timeout = absl::Milliseconds(500);
+  // Sends FenceShard; not owned; required.
+  Fencer* fencer = nullptr;
   absl::Duration default_transfer_timeout = absl::Seconds(5);
   // Failure detection and timeouts (monotonic); not owned.
   const Clock* monotonic_clock = MonotonicClock();
@@ -57,12 +74,20 @@ struct ManagerOptions {
   bool run_ticker = true;
 };
 
+// The default lease: two thirds of the failure timeout.
+absl::Duration DefaultLease(absl::Duration failure_timeout);
+// INVALID_ARGUMENT unless 0 <= lease < failure_timeout: a node leads on its
+// lease for `lease` after it sent a heartbeat, and the control plane promotes
+// another replica only `failure_timeout` after it received the last one.
+absl::Status ValidateLease(absl::Duration lease, absl::Duration failure_timeout);
+
 class PlacementManager {
  public:
   // Loads the table from `store` (or creates and persists a fresh one). Every
   // node the stored table calls healthy counts as heard now, so a restart
   // grants one failure timeout of grace before anything fails over. A
   // transfer that was in progress is abandoned (its caller is gone).
+  // INVALID_ARGUMENT for bad options (ValidateLease, no fencer, ...).
   static absl::StatusOr<std::unique_ptr<PlacementManager>> Open(
       std::unique_ptr<PlacementStore> store, const ManagerOptions& options);
 
@@ -76,14 +101,25 @@ class PlacementManager {
 
   absl::StatusOr<v1::RegisterNodeResponse> RegisterNode(const v1::RegisterNodeRequest& request);
   // NOT_FOUND for a node that is not registered (it should register again).
+  // The answer grants options.lease (lease_ms) to the node, healthy as of this
+  // heartbeat, unless one of its reports claims leadership of a shard the
+  // table gives another node or a shard it leads is being fenced (then 0). A
+  // leader's report refreshes its followers' ReplicaEntry.lag in memory (no
+  // new version).
   absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request);
 
+  // The current table, with the latest reported positions and lag.
   v1::Placement GetPlacement();
   v1::ListNodesResponse ListNodes();
   // The current table as soon as its version exceeds `after_version`, waiting
   // at most `max_wait`; nullopt on timeout or shutdown.
   std::optional<v1::Placement> WaitForNewer(uint64_t after_version, absl::Duration max_wait);
 
+  // Fenced (see the class comment): the planner's FAILED_PRECONDITION before
+  // anything is fenced; UNAVAILABLE naming the replicas that did not answer
+  // when too few were fenced; ABORTED if the shard kept changing while it was
+  // fenced. Blocks for up to about options.fence_timeout, plus the old
+  // leader's remaining lease when it was not fenced itself.
   absl::StatusOr<v1::PlacementChange> Failover(const v1::FailoverRequest& request);
   absl::StatusOr<v1::PlacementChange> Promote(const v1::PromoteRequest& request);
   // Blocks (without holding the lock) until the transfer completes, times out
@@ -96,7 +132,9 @@ class PlacementManager {
   absl::StatusOr<v1::PlacementChange> RemoveReplica(const v1::RemoveReplicaRequest& request);
   absl::StatusOr<v1::PlacementChange> MoveReplica(const v1::MoveReplicaRequest& request);
 
-  // One ticker step (health, in-sync flags, failover, moves). The ticker
+  // One ticker step (health, in-sync flags, failover, moves). Shards to fail
+  // over are fenced first (the lock is released meanwhile), then the step is
+  // planned again with the answers and committed as one version. The ticker
   // thread calls it every options.tick; public for tests.
   void Tick();
 
@@ -119,6 +157,24 @@ class PlacementManager {
   // A report of (shard, node) that arrived with a heartbeat after `after_seq`.
   const v1::ReplicaReport* FreshReport(uint32_t shard, const std::string& node_id,
                                        uint64_t after_seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  TickInput TickInputLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Fencing. A plan of a leader change: without a fence, the check made
+  // before fencing; with one, the change itself (see PlanFailover).
+  using FencedPlan = std::function<absl::StatusOr<v1::PlacementChange>(const ShardFence* fence)>;
+  // Checks, fences `shard`, waits out the old leader's lease if it was not
+  // fenced, plans with the answers on the current table and commits; fences
+  // again (up to 3 times) when the plan says ABORTED.
+  absl::StatusOr<v1::PlacementChange> FencedChangeLocked(uint32_t shard, const FencedPlan& plan)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sends FenceShard at epoch + 1 to every replica of each shard (the leader
+  // too, best effort), releasing mu_ while the calls run. REQUIRES: the
+  // shards are reserved in fencing_ by the caller.
+  FenceMap FenceLocked(const std::vector<uint32_t>& shards) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether the last lease granted to `node_id` has run out.
+  bool LeaseExpired(const std::string& node_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Waits (releasing mu_) until LeaseExpired(node_id) or shutdown.
+  void AwaitLeaseExpiry(const std::string& node_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void TickerLoop();
 
   // Constant after construction.
@@ -142,6 +198,13 @@ class PlacementManager {
   // Shards whose unhealthy leader could not be replaced, and the reason
   // logged (logged again only when it changes).
   std::map<uint32_t, std::string> stuck_shards_ ABSL_GUARDED_BY(mu_);
+  // Shards being fenced (the calls run without mu_; one fencing per shard at
+  // a time), with the leader each had then: that node gets no lease until
+  // the fencing ends.
+  std::map<uint32_t, std::string> fencing_ ABSL_GUARDED_BY(mu_);
+  // When each node was last granted a lease (options_.monotonic_clock): its
+  // lease has run out options_.lease later.
+  std::map<std::string, int64_t> lease_granted_ ABSL_GUARDED_BY(mu_);
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
 
   absl::Notification stop_ticker_;

@@ -1,9 +1,13 @@
 #include "controlplane/placement/placement_manager.h"
 
 #include <atomic>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
@@ -51,15 +55,79 @@ class MemoryStore final : public PlacementStore {
   Disk* disk_;
 };
 
+// Answers FenceShard for the nodes: OK with the LSN the test set (last epoch
+// 1), or the error the test set for a node. Records every call.
+class FakeFencer final : public Fencer {
+ public:
+  std::vector<absl::StatusOr<v1::FenceShardResponse>> Fence(const std::vector<FenceCall>& calls,
+                                                            absl::Duration timeout) override {
+    std::function<void()> during;
+    {
+      absl::MutexLock lock(&mu_);
+      during = during_;
+    }
+    if (during) during();  // The manager's lock is not held here.
+    absl::MutexLock lock(&mu_);
+    std::vector<absl::StatusOr<v1::FenceShardResponse>> out;
+    for (const FenceCall& call : calls) {
+      calls_.push_back(call);
+      auto error = errors_.find(call.node_id);
+      if (error != errors_.end()) {
+        out.push_back(error->second);
+        continue;
+      }
+      v1::FenceShardResponse response;
+      response.set_shard(call.shard);
+      response.set_epoch(call.epoch);
+      response.set_last_epoch(1);
+      response.set_last_lsn(lsn_[{call.shard, call.node_id}]);
+      out.push_back(response);
+    }
+    return out;
+  }
+  void Fail(const std::string& node, absl::Status status) {
+    absl::MutexLock lock(&mu_);
+    errors_[node] = std::move(status);
+  }
+  void Heal(const std::string& node) {
+    absl::MutexLock lock(&mu_);
+    errors_.erase(node);
+  }
+  void SetLsn(uint32_t shard, const std::string& node, uint64_t lsn) {
+    absl::MutexLock lock(&mu_);
+    lsn_[{shard, node}] = lsn;
+  }
+  std::vector<FenceCall> calls() {
+    absl::MutexLock lock(&mu_);
+    return calls_;
+  }
+  // Runs `during` in every Fence() call, before answering.
+  void SetDuring(std::function<void()> during) {
+    absl::MutexLock lock(&mu_);
+    during_ = std::move(during);
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::function<void()> during_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, absl::Status> errors_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<uint32_t, std::string>, uint64_t> lsn_ ABSL_GUARDED_BY(mu_);
+  std::vector<FenceCall> calls_ ABSL_GUARDED_BY(mu_);
+};
+
 class PlacementManagerTest : public ::testing::Test {
  protected:
-  std::unique_ptr<PlacementManager> Open() {
+  ManagerOptions Options() {
     ManagerOptions options;
     options.shard_count = 2;
     options.replication_factor = 3;
     options.monotonic_clock = &clock_;
     options.run_ticker = false;
-    auto manager = PlacementManager::Open(std::make_unique<MemoryStore>(&disk_), options);
+    options.fencer = &fencer_;
+    return options;
+  }
+  std::unique_ptr<PlacementManager> Open() {
+    auto manager = PlacementManager::Open(std::make_unique<MemoryStore>(&disk_), Options());
     EXPECT_TRUE(manager.ok()) << manager.status();
     return std::move(*manager);
   }
@@ -94,6 +162,7 @@ class PlacementManagerTest : public ::testing::Test {
 
   FakeClock clock_;
   Disk disk_;
+  FakeFencer fencer_;
 };
 
 TEST_F(PlacementManagerTest, CreatesClusterAndPersistsBeforePublishing) {
@@ -271,6 +340,231 @@ TEST_F(PlacementManagerTest, ShutdownWakesWatchers) {
   absl::SleepFor(absl::Milliseconds(20));
   m->Shutdown();
   watcher.join();
+}
+
+TEST_F(PlacementManagerTest, LeaseMustBeShorterThanTheFailureTimeout) {
+  EXPECT_EQ(DefaultLease(absl::Milliseconds(750)), absl::Milliseconds(500));
+  EXPECT_TRUE(ValidateLease(absl::Milliseconds(500), absl::Milliseconds(750)).ok());
+  EXPECT_TRUE(ValidateLease(absl::ZeroDuration(), absl::Milliseconds(750)).ok()) << "no leases";
+  absl::Status equal = ValidateLease(absl::Milliseconds(750), absl::Milliseconds(750));
+  EXPECT_EQ(equal.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(equal.message()),
+              ::testing::StartsWith("lease_ms: 750 must be below failure_timeout_ms (750)"));
+  ManagerOptions options = Options();
+  options.lease = absl::Milliseconds(800);
+  auto refused = PlacementManager::Open(std::make_unique<MemoryStore>(&disk_), options);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  options = Options();
+  options.fencer = nullptr;
+  EXPECT_EQ(PlacementManager::Open(std::make_unique<MemoryStore>(&disk_), options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(PlacementManagerTest, HeartbeatsOfHealthyNodesGrantTheLease) {
+  auto m = Open();
+  for (auto* n : {"n1", "n2", "n3"}) Register(m.get(), n);
+  v1::HeartbeatRequest beat;
+  beat.set_node_id("n2");
+  auto answer = m->Heartbeat(beat);
+  ASSERT_TRUE(answer.ok());
+  EXPECT_EQ(answer->lease_ms(), 500u);
+
+  // A node heard again is healthy as of that heartbeat (the table follows
+  // at the next tick): a lease for what it leads.
+  clock_.Advance(absl::Seconds(1));
+  m->Tick();
+  ASSERT_EQ(m->GetPlacement().nodes(1).health(), v1::NODE_HEALTH_UNHEALTHY);
+  v1::ReplicaReport* led = beat.add_replicas();
+  led->set_shard(1);  // Led by n2.
+  led->set_epoch(1);
+  led->set_role(v1::REPLICA_ROLE_LEADER);
+  answer = m->Heartbeat(beat);
+  ASSERT_TRUE(answer.ok());
+  EXPECT_EQ(answer->lease_ms(), 500u);
+
+  // A node that still believes it leads a shard the table gave away gets none.
+  v1::ReplicaReport* deposed = beat.add_replicas();
+  deposed->set_shard(0);  // Led by n1.
+  deposed->set_epoch(1);
+  deposed->set_role(v1::REPLICA_ROLE_LEADER);
+  EXPECT_EQ(m->Heartbeat(beat)->lease_ms(), 0u);
+
+  // Nor does the leader of a shard being fenced, while it is (the others do).
+  uint32_t leader_lease = 1;
+  uint32_t other_lease = 0;
+  // A heartbeat reporting what the table gives the node, at its epochs.
+  auto full_beat = [&](const std::string& node) {
+    v1::HeartbeatRequest request;
+    request.set_node_id(node);
+    const v1::Placement p = m->GetPlacement();
+    for (const auto& shard : p.shards()) {
+      for (const auto& r : shard.replicas()) {
+        if (r.node_id() != node) continue;
+        v1::ReplicaReport* report = request.add_replicas();
+        report->set_shard(shard.shard());
+        report->set_epoch(shard.epoch());
+        report->set_role(r.role());
+        report->set_last_epoch(1);
+      }
+    }
+    return m->Heartbeat(request)->lease_ms();
+  };
+  fencer_.SetDuring([&] {
+    leader_lease = full_beat("n1");
+    other_lease = full_beat("n3");
+  });
+  v1::FailoverRequest failover;
+  failover.set_shard(0);  // Led by n1.
+  for (auto* n : {"n1", "n2", "n3"}) Beat(m.get(), n, 0);
+  m->Tick();
+  ASSERT_TRUE(m->Failover(failover).ok());
+  EXPECT_EQ(leader_lease, 0u);
+  EXPECT_EQ(other_lease, 500u);
+  fencer_.SetDuring(nullptr);
+  EXPECT_EQ(full_beat("n1"), 500u) << "a follower of shard 0 now, and told so";
+}
+
+TEST_F(PlacementManagerTest, LeaderReportsDecideInSyncAndLagIsServedFromMemory) {
+  auto m = Open();
+  for (auto* n : {"n1", "n2", "n3"}) Register(m.get(), n);
+  // n1 leads shard 0 (followers n2, n3).
+  auto leader_beat = [&](uint64_t n3_lag, bool n3_in_sync) {
+    v1::HeartbeatRequest request;
+    request.set_node_id("n1");
+    for (uint32_t shard : {0u, 1u}) {
+      v1::ReplicaReport* report = request.add_replicas();
+      report->set_shard(shard);
+      report->set_epoch(1);
+      report->set_role(shard == 0 ? v1::REPLICA_ROLE_LEADER : v1::REPLICA_ROLE_FOLLOWER);
+      report->set_last_epoch(1);
+      report->set_last_lsn(100);
+      if (shard != 0) continue;
+      v1::FollowerLag* n2 = report->add_followers();
+      n2->set_node_id("n2");
+      n2->set_acked_lsn(100);
+      n2->set_in_sync(true);
+      v1::FollowerLag* n3 = report->add_followers();
+      n3->set_node_id("n3");
+      n3->set_acked_lsn(100 - n3_lag);
+      n3->set_lag_records(n3_lag);
+      n3->set_lag_bytes(n3_lag * 64);
+      n3->set_lag_seconds(n3_lag / 100.0);
+      n3->set_in_sync(n3_in_sync);
+    }
+    ASSERT_TRUE(m->Heartbeat(request).ok());
+  };
+  Beat(m.get(), "n2", 100);
+  Beat(m.get(), "n3", 90);
+  leader_beat(10, true);
+  m->Tick();
+  const uint64_t version = m->GetPlacement().version();
+  v1::Placement p = m->GetPlacement();
+  ASSERT_EQ(p.shards(0).replicas(2).node_id(), "n3");
+  EXPECT_TRUE(p.shards(0).replicas(2).in_sync());
+  EXPECT_EQ(p.shards(0).replicas(2).lag().lag_records(), 10u);
+  EXPECT_EQ(p.shards(0).replicas(2).lag().lag_bytes(), 640u);
+  EXPECT_FALSE(p.shards(0).replicas(0).has_lag()) << "the leader trails nobody";
+
+  // New lag numbers: visible at once, no new version.
+  leader_beat(20, true);
+  m->Tick();
+  p = m->GetPlacement();
+  EXPECT_EQ(p.version(), version);
+  EXPECT_EQ(p.shards(0).replicas(2).lag().lag_records(), 20u);
+  EXPECT_DOUBLE_EQ(p.shards(0).replicas(2).lag().lag_seconds(), 0.2);
+  EXPECT_EQ(m->ListNodes().placement_version(), version);
+
+  // The leader's verdict flips: persisted and published before it is served.
+  const int saves = disk_.saves;
+  leader_beat(30, false);
+  m->Tick();
+  p = m->GetPlacement();
+  EXPECT_EQ(p.version(), version + 1);
+  EXPECT_FALSE(p.shards(0).replicas(2).in_sync());
+  EXPECT_EQ(disk_.saves, saves + 1);
+  EXPECT_FALSE(disk_.table->shards(0).replicas(2).in_sync());
+  EXPECT_EQ(disk_.table->shards(0).replicas(2).lag().lag_records(), 30u);
+}
+
+TEST_F(PlacementManagerTest, FailoverFencesTheNextEpochAndChoosesByTheAnswers) {
+  auto m = Open();
+  for (auto* n : {"n1", "n2", "n3"}) Register(m.get(), n);
+  for (auto* n : {"n1", "n2", "n3"}) Beat(m.get(), n, 50);
+  fencer_.SetLsn(0, "n2", 60);  // Fresher than the reports (50).
+  fencer_.SetLsn(0, "n3", 70);
+  v1::FailoverRequest request;
+  request.set_shard(0);
+  fencer_.Fail("n3", absl::DeadlineExceededError("no answer"));
+  auto refused = m->Failover(request);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("not fenced: n3: DEADLINE"));
+  EXPECT_EQ(m->GetPlacement().shards(0).leader_node_id(), "n1");
+  std::vector<FenceCall> calls = fencer_.calls();
+  ASSERT_EQ(calls.size(), 3u) << "every replica, the leader too";
+  for (const FenceCall& call : calls) {
+    EXPECT_EQ(call.shard, 0u);
+    EXPECT_EQ(call.epoch, 2u);
+    EXPECT_EQ(call.address, call.node_id + ":1");
+  }
+
+  fencer_.Heal("n3");
+  auto done = m->Failover(request);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->placement().shards(0).leader_node_id(), "n3") << "by the answers";
+  EXPECT_EQ(done->placement().shards(0).epoch(), 2u);
+  EXPECT_EQ(fencer_.calls().back().epoch, 2u) << "the fence epoch is the new epoch";
+}
+
+TEST_F(PlacementManagerTest, PromoteOfAnUnfencedTargetIsRefused) {
+  auto m = Open();
+  for (auto* n : {"n1", "n2", "n3"}) Register(m.get(), n);
+  for (auto* n : {"n1", "n2", "n3"}) {
+    Beat(m.get(), n, 50);
+    fencer_.SetLsn(0, n, 50);
+  }
+  fencer_.Fail("n2", absl::UnavailableError("down"));
+  v1::PromoteRequest promote;
+  promote.set_shard(0);
+  promote.set_node_id("n2");
+  auto refused = m->Promote(promote);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("n2 did not answer the fence"));
+  EXPECT_EQ(m->GetPlacement().shards(0).leader_node_id(), "n1");
+  promote.set_node_id("n3");
+  fencer_.Fail("n1", absl::UnavailableError("down"));  // The old leader: best effort.
+  auto promoted = m->Promote(promote);
+  EXPECT_EQ(promoted.status().code(), absl::StatusCode::kUnavailable)
+      << "n3 alone is too few of 3: " << promoted.status();
+  fencer_.Heal("n2");
+  promoted = m->Promote(promote);
+  ASSERT_TRUE(promoted.ok()) << promoted.status();
+  EXPECT_EQ(promoted->placement().shards(0).leader_node_id(), "n3");
+}
+
+TEST_F(PlacementManagerTest, AutomaticFailoverWaitsUntilEnoughReplicasAreFenced) {
+  auto m = Open();
+  for (auto* n : {"n1", "n2", "n3"}) Register(m.get(), n);
+  for (auto* n : {"n1", "n2", "n3"}) Beat(m.get(), n, 5);
+  m->Tick();
+  fencer_.Fail("n1", absl::UnavailableError("dead"));
+  fencer_.Fail("n3", absl::DeadlineExceededError("partitioned"));
+  for (int i = 0; i < 8; ++i) {  // n1 goes silent.
+    clock_.Advance(absl::Milliseconds(200));
+    Beat(m.get(), "n2", 5);
+    Beat(m.get(), "n3", 5);
+    m->Tick();
+  }
+  v1::Placement p = m->GetPlacement();
+  EXPECT_EQ(p.nodes(0).health(), v1::NODE_HEALTH_UNHEALTHY);
+  EXPECT_EQ(p.shards(0).leader_node_id(), "n1") << "writes fail closed";
+  EXPECT_EQ(p.shards(0).epoch(), 1u);
+  EXPECT_FALSE(fencer_.calls().empty());
+  fencer_.Heal("n3");
+  m->Tick();
+  p = m->GetPlacement();
+  EXPECT_EQ(p.shards(0).leader_node_id(), "n2");
+  EXPECT_EQ(p.shards(0).epoch(), 2u);
+  EXPECT_EQ(fencer_.calls().back().epoch, 2u);
 }
 
 }  // namespace

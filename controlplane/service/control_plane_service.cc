@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
+#include "controlplane/fencing/grpc_fencer.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/server_builder.h"
 
@@ -111,8 +112,12 @@ grpc::Status ControlPlaneService::MoveReplica(grpc::ServerContext* ctx,
 }
 
 absl::StatusOr<std::unique_ptr<ControlPlaneServer>> ControlPlaneServer::Start(
-    const ManagerOptions& options, const std::string& data_dir, const std::string& listen_address) {
+    ManagerOptions options, const std::string& data_dir, const std::string& listen_address) {
   auto server = std::unique_ptr<ControlPlaneServer>(new ControlPlaneServer());
+  if (options.fencer == nullptr) {
+    server->fencer_ = NewGrpcFencer();
+    options.fencer = server->fencer_.get();
+  }
   DASH_ASSIGN_OR_RETURN(std::unique_ptr<PlacementStore> store, OpenRocksPlacementStore(data_dir));
   DASH_ASSIGN_OR_RETURN(server->manager_, PlacementManager::Open(std::move(store), options));
   server->service_ = std::make_unique<ControlPlaneService>(server->manager_.get());

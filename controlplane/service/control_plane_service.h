@@ -16,6 +16,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "controlplane/fencing/fencer.h"
 #include "controlplane/placement/placement_manager.h"
 #include "dash/v1/placement.grpc.pb.h"
 #include "grpcpp/server.h"
@@ -60,9 +61,9 @@ class ControlPlaneService final : public v1::ControlPlane::Service {
 // server on `listen_address` ("host:port"; port 0 picks a free port).
 class ControlPlaneServer {
  public:
+  // Without options.fencer the server fences over gRPC (NewGrpcFencer).
   static absl::StatusOr<std::unique_ptr<ControlPlaneServer>> Start(
-      const ManagerOptions& options, const std::string& data_dir,
-      const std::string& listen_address);
+      ManagerOptions options, const std::string& data_dir, const std::string& listen_address);
   // Shutdown() and Wait().
   ~ControlPlaneServer();
 
@@ -77,6 +78,7 @@ class ControlPlaneServer {
  private:
   ControlPlaneServer() = default;
 
+  std::unique_ptr<Fencer> fencer_;  // Outlives manager_ (declared first).
   std::unique_ptr<PlacementManager> manager_;
   std::unique_ptr<ControlPlaneService> service_;
   std::unique_ptr<grpc::Server> server_;

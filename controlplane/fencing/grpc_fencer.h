@@ -1,0 +1,20 @@
+// The gRPC Fencer: asynchronous unary FenceShard calls on one completion
+// queue per Fence() call, over one channel per node address, kept for the
+// fencer's lifetime (a node that comes back is reconnected to within about a
+// second: the channels' reconnect backoff is capped).
+//
+// Thread-safety: thread-safe.
+#ifndef DASH_CONTROLPLANE_FENCING_GRPC_FENCER_H_
+#define DASH_CONTROLPLANE_FENCING_GRPC_FENCER_H_
+
+#include <memory>
+
+#include "controlplane/fencing/fencer.h"
+
+namespace dash::controlplane {
+
+std::unique_ptr<Fencer> NewGrpcFencer();
+
+}  // namespace dash::controlplane
+
+#endif  // DASH_CONTROLPLANE_FENCING_GRPC_FENCER_H_
