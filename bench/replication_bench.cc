@@ -4,15 +4,27 @@
 //      node (one replica per shard) vs. a 3-node cluster through its router
 //      (RF 3, a write acknowledged once a majority holds it).
 //   2. Catch-up: a cluster node replaced with an empty disk, timed until every
-//      replica it hosts is in sync and within --caught_up_lag records.
+//      replica it hosts is within --caught_up_lag records of its leader. With
+//      --retention smaller than the shards' logs, from a snapshot.
+//   3. Replication lag under steady load: --lag_rate batches per second for
+//      --lag_seconds through the router, one claim each; every follower is
+//      polled every 2 ms, and a record's lag is the time from its
+//      acknowledgement to the client until the follower holds it (0 if it
+//      held it first, as a majority member does).
 //
 //   build/bench/replication_bench [--claims=20000] [--clients=8] [--batch=10]
+//                                 [--retention=N] [--lag_rate=200] [--lag_seconds=10]
 //   (DASH_BIN_ROOT defaults to build/)
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <algorithm>
+#include <fstream>
 #include <map>
+#include <mutex>
+#include <sstream>
+#include <tuple>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -29,6 +41,9 @@ DEFINE_int32(clients, 8, "Concurrent writers.");
 DEFINE_int32(batch, 10, "Claims per write batch (one shard per batch).");
 DEFINE_int32(caught_up_lag, 0, "Records behind its leader a replaced replica may be.");
 DEFINE_string(dir, "/tmp/dash-replication-bench", "Where the processes keep data.");
+DEFINE_int64(retention, 0, "Log records each cluster replica keeps (0: the node's default).");
+DEFINE_int32(lag_rate, 200, "Batches per second for the replication lag measurement.");
+DEFINE_int32(lag_seconds, 10, "Duration of the replication lag measurement.");
 
 namespace {
 
@@ -89,6 +104,103 @@ double Ingest(const std::shared_ptr<grpc::Channel>& channel, const std::string& 
   return FLAGS_claims / absl::ToDoubleSeconds(absl::Now() - start);
 }
 
+// The replicas' last LSNs per shard, asked of the node itself.
+std::map<uint32_t, uint64_t> Lsns(dash::testing::LocalCluster& cluster, const std::string& node) {
+  std::map<uint32_t, uint64_t> out;
+  auto admin = dash::v1::NodeAdmin::NewStub(cluster.node(node).channel());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  dash::v1::NodeInfo info;
+  if (admin->GetNodeInfo(&ctx, dash::v1::GetNodeInfoRequest(), &info).ok()) {
+    for (const auto& r : info.replicas()) out[r.shard()] = r.last_lsn();
+  }
+  return out;
+}
+
+struct LagResult {
+  size_t samples = 0;
+  double p50_ms = 0, p99_ms = 0, max_ms = 0;
+};
+
+// Steady load through the router; per (follower, record): time from the
+// client's acknowledgement until the follower holds the record.
+LagResult MeasureLag(dash::testing::LocalCluster& cluster) {
+  absl::StatusOr<dash::v1::Placement> placement = cluster.Placement();
+  if (!placement.ok()) return {};
+  std::map<uint32_t, std::vector<std::string>> followers;
+  for (const auto& e : placement->shards()) {
+    for (const auto& r : e.replicas()) {
+      if (r.node_id() != e.leader_node_id()) followers[e.shard()].push_back(r.node_id());
+    }
+  }
+  std::mutex mu;
+  std::map<std::pair<uint32_t, uint64_t>, absl::Time> acked_at;  // (shard, lsn)
+  // First time each follower was seen holding each (shard, lsn).
+  std::map<std::tuple<std::string, uint32_t, uint64_t>, absl::Time> held_at;
+  std::atomic<bool> stop{false};
+  std::thread poller([&] {
+    std::map<std::pair<std::string, uint32_t>, uint64_t> seen;
+    while (!stop) {
+      for (const std::string& n : cluster.node_ids()) {
+        const std::map<uint32_t, uint64_t> lsns = Lsns(cluster, n);
+        const absl::Time now = absl::Now();
+        std::lock_guard<std::mutex> l(mu);
+        for (const auto& [shard, lsn] : lsns) {
+          uint64_t& prev = seen[{n, shard}];
+          if (prev == 0) prev = lsn;  // Start from what it held before.
+          for (uint64_t x = prev + 1; x <= lsn; ++x) held_at[{n, shard, x}] = now;
+          prev = std::max(prev, lsn);
+        }
+      }
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+  });
+  auto stub = dash::v1::Data::NewStub(cluster.router().channel());
+  const absl::Duration period = absl::Seconds(1) / FLAGS_lag_rate;
+  const absl::Time start = absl::Now();
+  for (int i = 0; absl::Now() - start < absl::Seconds(FLAGS_lag_seconds); ++i) {
+    const absl::Time due = start + period * i;
+    if (absl::Now() < due) absl::SleepFor(due - absl::Now());
+    dash::v1::WriteRequest req;
+    req.set_tenant("lag");
+    const std::string id = absl::StrCat("lag", i);
+    req.add_ops()->mutable_claim()->set_claim_id(id);
+    req.mutable_ops(0)->mutable_claim()->set_text("steady load");
+    dash::v1::Evidence* ev = req.add_ops()->mutable_evidence();
+    ev->set_claim_id(id);
+    ev->set_evidence_id("e");
+    ev->set_stance(dash::v1::STANCE_SUPPORTS);
+    ev->mutable_citation()->set_source_uri("https://example.org/lag");
+    ev->mutable_citation()->set_quote("steady");
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    dash::v1::WriteResponse resp;
+    if (stub->Write(&ctx, req, &resp).ok()) {
+      std::lock_guard<std::mutex> l(mu);
+      acked_at[{resp.token().shard(), resp.token().lsn()}] = absl::Now();
+    }
+  }
+  absl::SleepFor(absl::Seconds(2));  // Let the followers finish.
+  stop = true;
+  poller.join();
+  std::vector<double> lags;
+  for (const auto& [key, at] : acked_at) {
+    for (const std::string& f : followers[key.first]) {
+      auto it = held_at.find({f, key.first, key.second});
+      if (it == held_at.end()) continue;
+      lags.push_back(std::max(0.0, absl::ToDoubleMilliseconds(it->second - at)));
+    }
+  }
+  LagResult r;
+  r.samples = lags.size();
+  if (lags.empty()) return r;
+  std::sort(lags.begin(), lags.end());
+  r.p50_ms = lags[lags.size() / 2];
+  r.p99_ms = lags[std::min(lags.size() - 1, lags.size() * 99 / 100)];
+  r.max_ms = lags.back();
+  return r;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -109,6 +221,9 @@ int main(int argc, char** argv) {
   // 1b. The cluster: RF 3, majority commit, through the router.
   dash::testing::ClusterOptions options;
   options.shard_count = kShards;
+  if (FLAGS_retention > 0) {
+    options.node_args.push_back(absl::StrCat("--log_retention_records=", FLAGS_retention));
+  }
   dash::testing::LocalCluster cluster(FLAGS_dir + "/cluster", options);
   if (absl::Status st = cluster.Start(); !st.ok()) {
     fprintf(stderr, "replication_bench: %s\n", st.ToString().c_str());
@@ -116,6 +231,9 @@ int main(int argc, char** argv) {
   }
   const double replicated = Ingest(cluster.router().channel(), "bench");
   if (single < 0 || replicated < 0) return 1;
+
+  // 3 first, on the loaded cluster with all its replicas.
+  const LagResult lag = MeasureLag(cluster);
 
   // 2. Catch-up of a replaced node (empty disk) from the leaders' logs.
   const absl::Time replaced = absl::Now();
@@ -125,17 +243,7 @@ int main(int argc, char** argv) {
   }
   // Asked of the nodes themselves: the control plane's table may still show
   // the old process's positions for a moment after the restart.
-  auto lsns = [&](const std::string& node) {
-    std::map<uint32_t, uint64_t> out;
-    auto admin = dash::v1::NodeAdmin::NewStub(cluster.node(node).channel());
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-    dash::v1::NodeInfo info;
-    if (admin->GetNodeInfo(&ctx, dash::v1::GetNodeInfoRequest(), &info).ok()) {
-      for (const auto& r : info.replicas()) out[r.shard()] = r.last_lsn();
-    }
-    return out;
-  };
+  auto lsns = [&](const std::string& node) { return Lsns(cluster, node); };
   std::map<uint32_t, uint64_t> target;  // Highest LSN per shard on the other nodes.
   for (const std::string& n : {"n1", "n2"}) {
     for (const auto& [shard, lsn] : lsns(n)) target[shard] = std::max(target[shard], lsn);
@@ -161,10 +269,23 @@ int main(int argc, char** argv) {
   printf("  RF 3, majority commit, via the router: %8.0f claims/s  (ratio %.2f)\n", replicated,
          replicated / single);
   if (caught_up.ok()) {
+    // How it caught up: the node logs each snapshot it installs.
+    std::ifstream log(cluster.node("n3").log_path());
+    std::stringstream text;
+    text << log.rdbuf();
+    size_t snapshots = 0;
+    for (size_t at = 0; (at = text.str().find("installed a snapshot", at)) != std::string::npos;
+         ++at) {
+      ++snapshots;
+    }
     printf(
         "  replaced node (empty disk) caught up with its 4 replicas in %.1f s "
-        "(%d claims, %.0f claims/s)\n",
-        catch_up_s, FLAGS_claims, FLAGS_claims / catch_up_s);
+        "(%d claims, %.0f claims/s; %zu of them from a snapshot)\n",
+        catch_up_s, FLAGS_claims, FLAGS_claims / catch_up_s, snapshots);
+    printf(
+        "  replication lag at %d batches/s for %d s: p50 %.1f ms, p99 %.1f ms, max %.1f ms "
+        "(%zu follower-records)\n",
+        FLAGS_lag_rate, FLAGS_lag_seconds, lag.p50_ms, lag.p99_ms, lag.max_ms, lag.samples);
   } else {
     printf("  replaced node did not catch up: %s\n", caught_up.ToString().c_str());
     return 1;

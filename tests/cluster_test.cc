@@ -9,6 +9,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
@@ -59,6 +60,35 @@ class ClusterTest : public ::testing::Test {
     grpc::Status st = router_->GetClaim(&ctx, req, &resp);
     if (!st.ok()) return FromGrpcStatus(st, &ctx);
     return resp;
+  }
+
+  // Get, retried while it fails (a follower learns a just-acknowledged
+  // write's commit from its leader a moment later; a leader's lease comes
+  // back with its next heartbeat).
+  absl::StatusOr<v1::GetClaimResponse> GetEventually(const std::string& id,
+                                                     v1::ReadPreference pref) {
+    absl::StatusOr<v1::GetClaimResponse> r;
+    testing::PollUntil(
+        [&] {
+          r = Get(id, pref);
+          return r.ok();
+        },
+        absl::Seconds(10), "a read of " + id);
+    return r;
+  }
+
+  // Get, retried while UNAVAILABLE (a new leader serves LEADER_ONLY reads once
+  // its epoch is committed and its lease granted): NOT_FOUND stays an answer.
+  absl::StatusOr<v1::GetClaimResponse> GetSettled(const std::string& id,
+                                                  v1::ReadPreference pref) {
+    absl::StatusOr<v1::GetClaimResponse> r;
+    testing::PollUntil(
+        [&] {
+          r = Get(id, pref);
+          return !absl::IsUnavailable(r.status());
+        },
+        absl::Seconds(10), "a settled read of " + id);
+    return r;
   }
 
   // A claim id of `shard`, distinct per `n`.
@@ -127,11 +157,11 @@ TEST_F(ClusterTest, WritesReachFollowersAndEachReadPreferencePicksItsReplica) {
   for (const std::string& id : ids) {
     const uint32_t shard = ShardOf("acme", id, kShards);
     const std::string leader = testing::LocalCluster::LeaderOf(p, shard);
-    auto r = Get(id, v1::READ_PREFERENCE_LEADER_ONLY);
+    auto r = GetEventually(id, v1::READ_PREFERENCE_LEADER_ONLY);
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(r->read_at().served_by(), leader);
     EXPECT_EQ(r->record().evidence_size(), 2);
-    r = Get(id, v1::READ_PREFERENCE_FOLLOWER_PREFERRED);
+    r = GetEventually(id, v1::READ_PREFERENCE_FOLLOWER_PREFERRED);
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_NE(r->read_at().served_by(), leader) << "an in-sync follower exists";
     EXPECT_EQ(r->record().evidence_size(), 2) << "the follower holds the replicated claim";
@@ -139,7 +169,7 @@ TEST_F(ClusterTest, WritesReachFollowersAndEachReadPreferencePicksItsReplica) {
   }
   std::set<std::string> served;
   for (int i = 0; i < 12; ++i) {
-    auto r = Get(ids[0], v1::READ_PREFERENCE_ANY_HEALTHY);
+    auto r = GetEventually(ids[0], v1::READ_PREFERENCE_ANY_HEALTHY);
     ASSERT_TRUE(r.ok()) << r.status();
     served.insert(r->read_at().served_by());
   }
@@ -162,9 +192,19 @@ TEST_F(ClusterTest, WritesReachFollowersAndEachReadPreferencePicksItsReplica) {
                           {"--controlplane=" + cluster_->controlplane().address(), "verify"}, "",
                           dir_.Sub("verify.err"));
   EXPECT_EQ(verify.exit_code, 0) << verify.out;
+  // Five writes per shard, after the leader's epoch_start record(s).
   for (uint32_t s = 0; s < kShards; ++s) {
-    EXPECT_THAT(verify.out, HasSubstr(absl::StrCat("shard ", s, ": lsn 5: 3 replicas agree")))
-        << verify.out;
+    const size_t at = verify.out.find(absl::StrCat("shard ", s, ": lsn "));
+    ASSERT_NE(at, std::string::npos) << verify.out;
+    const std::string line = verify.out.substr(at, verify.out.find('\n', at) - at);
+    EXPECT_THAT(line, HasSubstr(": 3 replicas agree")) << verify.out;
+    uint64_t lsn = 0;
+    ASSERT_TRUE(absl::SimpleAtoi(line.substr(line.find("lsn ") + 4,
+                                             line.find(':', line.find("lsn ")) -
+                                                 line.find("lsn ") - 4),
+                                 &lsn))
+        << line;
+    EXPECT_GE(lsn, 6u) << line;
   }
 }
 
@@ -259,7 +299,7 @@ TEST_F(ClusterTest, WritesFailClosedWhileAShardHasNoHealthyLeader) {
                   absl::Seconds(10), "a write to succeed")
                   .ok())
       << again.status();
-  auto r = Get(id, v1::READ_PREFERENCE_LEADER_ONLY);
+  auto r = GetEventually(id, v1::READ_PREFERENCE_LEADER_ONLY);
   ASSERT_TRUE(r.ok()) << r.status();
 }
 
@@ -267,14 +307,24 @@ TEST_F(ClusterTest, RouterAndNodesServeOnWhileTheControlPlaneIsDown) {
   ASSERT_NO_FATAL_FAILURE(StartCluster());
   const v1::Placement before = Placement();
   cluster_->controlplane().Kill();
+  // Past every leader's lease: no control plane confirms them any more.
+  absl::SleepFor(absl::Milliseconds(1500));
+  std::vector<std::string> ids;
   for (int n = 0; n < 10; ++n) {
-    const std::string id = IdOnShard(n % kShards, n);
-    auto w = Write(ClaimBatch("acme", id));
-    ASSERT_TRUE(w.ok()) << w.status();
-    auto r = Get(id, v1::READ_PREFERENCE_LEADER_ONLY);
+    ids.push_back(IdOnShard(n % kShards, n));
+    auto w = Write(ClaimBatch("acme", ids.back()));
+    ASSERT_TRUE(w.ok()) << w.status() << ": writes need a majority, not the control plane";
+    auto r = GetEventually(ids.back(), v1::READ_PREFERENCE_FOLLOWER_PREFERRED);
     ASSERT_TRUE(r.ok()) << r.status();
   }
+  // Linearizable reads need a lease the control plane grants: they fail
+  // closed (retryable) rather than risk a deposed leader answering.
+  auto leader_read = Get(ids[0], v1::READ_PREFERENCE_LEADER_ONLY);
+  ASSERT_TRUE(absl::IsUnavailable(leader_read.status())) << leader_read.status();
+  EXPECT_THAT(leader_read.status().message(), HasSubstr("lease"));
   ASSERT_TRUE(cluster_->controlplane().Start().ok());
+  auto back = GetEventually(ids[0], v1::READ_PREFERENCE_LEADER_ONLY);
+  EXPECT_TRUE(back.ok()) << back.status();
   const v1::Placement after = Placement();
   EXPECT_GE(after.version(), before.version());
   for (uint32_t s = 0; s < kShards; ++s) {
@@ -360,7 +410,7 @@ TEST_F(ClusterTest, SigkillOfALeaderUnderWriteLoadWritesResumeThroughTheRouter) 
   // follower holding the most.
   int lost = 0;
   for (const Ack& a : acked) {
-    auto r = Get(a.id, v1::READ_PREFERENCE_LEADER_ONLY);
+    auto r = GetSettled(a.id, v1::READ_PREFERENCE_LEADER_ONLY);
     if (r.ok()) continue;
     ASSERT_TRUE(absl::IsNotFound(r.status())) << r.status();
     ++lost;
@@ -428,7 +478,7 @@ class ClusterOpsTest : public ClusterTest {
   void ExpectAllReadable(const std::vector<std::string>& ids) {
     int lost = 0;
     for (const std::string& id : ids) {
-      auto r = Get(id, v1::READ_PREFERENCE_LEADER_ONLY);
+      auto r = GetSettled(id, v1::READ_PREFERENCE_LEADER_ONLY);
       if (!r.ok()) {
         ++lost;
         ADD_FAILURE() << "acknowledged claim " << id << ": " << r.status();
@@ -512,7 +562,7 @@ TEST_F(ClusterOpsTest, MovedReplicaCatchesUpOnTheNewNodeAndLeavesTheOld) {
   std::set<std::string> served;
   for (const std::string& id : ids) {
     for (int i = 0; i < 3; ++i) {
-      auto r = Get(id, v1::READ_PREFERENCE_ANY_HEALTHY);
+      auto r = GetEventually(id, v1::READ_PREFERENCE_ANY_HEALTHY);
       ASSERT_TRUE(r.ok()) << r.status();
       EXPECT_EQ(r->record().evidence_size(), 2);
       served.insert(r->read_at().served_by());
@@ -634,12 +684,18 @@ TEST_F(ClusterOpsTest, LeaderAndFollowerLostTogetherWaitForAnOperatorsPromote) {
   auto w = Write(ClaimBatch("acme", IdOnShard(0, 100)));
   EXPECT_TRUE(absl::IsUnavailable(w.status())) << w.status();
 
-  // The operator decides. The survivor reported every LSN the others did, so
-  // nothing known is lost and no --accept-data-loss is needed.
+  // The operator decides. One replica of three cannot be fenced into a
+  // majority, so a plain promote is refused (unavailable: the others did not
+  // answer the fence)...
   const std::string dashctl = testing::BinaryPath("dashctl/dashctl");
   const std::string cp = "--controlplane=" + cluster_->controlplane().address();
   testing::CommandResult r = testing::RunCommand(
       dashctl, {cp, "promote", "--shard=0", "--node=" + followers[1]}, "", dir_.Sub("promote.err"));
+  EXPECT_EQ(r.exit_code, 3) << r.out;
+  // ...and the operator accepts that writes only the dead replicas held may be lost.
+  r = testing::RunCommand(dashctl,
+                          {cp, "promote", "--shard=0", "--node=" + followers[1], "--accept-data-loss"},
+                          "", dir_.Sub("promote.err"));
   EXPECT_EQ(r.exit_code, 0) << r.out;
   v1::Placement after = Placement();
   EXPECT_EQ(testing::LocalCluster::LeaderOf(after, 0), followers[1]);
