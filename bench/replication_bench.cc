@@ -274,7 +274,7 @@ int main(int argc, char** argv) {
     std::stringstream text;
     text << log.rdbuf();
     size_t snapshots = 0;
-    for (size_t at = 0; (at = text.str().find("installed a snapshot", at)) != std::string::npos;
+    for (size_t at = 0; (at = text.str().find("bytes received)", at)) != std::string::npos;
          ++at) {
       ++snapshots;
     }
