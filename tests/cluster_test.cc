@@ -4,6 +4,7 @@
 #include "tests/harness/cluster.h"
 
 #include <atomic>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
@@ -331,6 +332,79 @@ TEST_F(ClusterTest, RouterAndNodesServeOnWhileTheControlPlaneIsDown) {
     EXPECT_EQ(after.shards(s).epoch(), before.shards(s).epoch()) << "no failover happened";
     EXPECT_EQ(after.shards(s).leader_node_id(), before.shards(s).leader_node_id());
   }
+}
+
+// Bounded divergence: a follower whose replication is cut (by the node's
+// fault hook; it still heartbeats) falls behind, its leader calls it out of
+// sync once its oldest missing record is older than the bound, the control
+// plane records that, follower reads stop going to it, and it rejoins once
+// caught up.
+TEST_F(ClusterTest, ALaggingFollowerLeavesTheInSyncSetAndRejoinsWhenCaughtUp) {
+  testing::ClusterOptions options;
+  options.node_args = {"--fault_injection", "--in_sync_max_lag_ms=600"};
+  ASSERT_NO_FATAL_FAILURE(StartCluster(options));
+  const v1::Placement p = Placement();
+  const std::string leader = testing::LocalCluster::LeaderOf(p, 0);
+  std::vector<std::string> followers;
+  for (const auto& r : p.shards(0).replicas()) {
+    if (r.node_id() != leader) followers.push_back(r.node_id());
+  }
+  ASSERT_EQ(followers.size(), 2u);
+  const std::string cut = followers[0];
+  const std::string other = followers[1];
+  auto entry_of = [](const v1::Placement& pl, const std::string& node) {
+    for (const auto& r : pl.shards(0).replicas()) {
+      if (r.node_id() == node) return r;
+    }
+    return v1::ReplicaEntry();
+  };
+  auto set_faults = [&](const std::string& text) {
+    std::ofstream out(cluster_->node(cut).dir() + "/data/FAULTS", std::ios::trunc);
+    out << text << "\n";
+  };
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> written{0};
+  std::thread writer([&] {
+    for (int n = 0; !stop; ++n) {
+      if (Write(ClaimBatch("acme", IdOnShard(0, 1000 + n))).ok()) ++written;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+  });
+  set_faults("no_replication");
+  absl::Status out_of_sync = cluster_->WaitForPlacement(
+      [&](const v1::Placement& pl) {
+        const v1::ReplicaEntry e = entry_of(pl, cut);
+        return !e.in_sync() && e.lag().lag_records() > 0 && e.lag().lag_seconds() > 0.6;
+      },
+      absl::Seconds(15), "the cut follower to be recorded out of sync");
+  EXPECT_TRUE(out_of_sync.ok()) << out_of_sync;
+  const v1::ReplicaEntry behind = entry_of(Placement(), cut);
+  EXPECT_GT(behind.lag().lag_bytes(), 0u);
+  EXPECT_TRUE(entry_of(Placement(), other).in_sync()) << "the other follower keeps up";
+  absl::SleepFor(absl::Milliseconds(300));  // The router's watch delivers the table.
+  // Follower reads of shard 0 now all go to the follower that keeps up.
+  for (int i = 0; i < 6; ++i) {
+    auto r = GetEventually(IdOnShard(0, 1000), v1::READ_PREFERENCE_FOLLOWER_PREFERRED);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->read_at().served_by(), other);
+  }
+  // dashctl shows it behind, with its lag.
+  testing::CommandResult show = testing::RunCommand(
+      testing::BinaryPath("dashctl/dashctl"),
+      {"--controlplane=" + cluster_->controlplane().address(), "placement", "show"}, "",
+      dir_.Sub("show.err"));
+  EXPECT_EQ(show.exit_code, 0);
+  EXPECT_THAT(show.out, HasSubstr(cut + "(F,behind,")) << show.out;
+
+  set_faults("");
+  absl::Status back = cluster_->WaitForPlacement(
+      [&](const v1::Placement& pl) { return entry_of(pl, cut).in_sync(); }, absl::Seconds(15),
+      "the follower to rejoin the in-sync set");
+  EXPECT_TRUE(back.ok()) << back;
+  stop = true;
+  writer.join();
+  EXPECT_GT(written.load(), 20) << "writes went on with a majority";
 }
 
 // The acceptance test of failover: a client write load through the router, the

@@ -5,7 +5,9 @@
 // While the file holds the word "isolate", this node's peer traffic fails
 // with UNAVAILABLE in both directions: log shipping (serving and pulling),
 // snapshots, the control plane (registration, heartbeats, placement watch,
-// fencing). Client-facing services (Data, ShardQuery, NodeAdmin reads) stay
+// fencing). The word "no_replication" cuts only log shipping and snapshots:
+// the node stays in touch with the control plane while its replicas fall
+// behind. Client-facing services (Data, ShardQuery, NodeAdmin reads) stay
 // up: it models a partition with clients on this node's side, so a deposed
 // leader keeps taking writes it can never commit. The file is re-read when
 // its modification time changes, at most every 20 ms. Thread-safe.
@@ -33,37 +35,52 @@ class FaultHook {
     h.path_ = path;
   }
 
-  static bool Isolated() {
-    FaultHook& h = Get();
-    absl::MutexLock l(&h.mu_);
-    if (h.path_.empty()) return false;
-    const absl::Time now = absl::Now();
-    if (now - h.checked_ < absl::Milliseconds(20)) return h.isolated_;
-    h.checked_ = now;
-    struct stat st;
-    if (stat(h.path_.c_str(), &st) != 0) {
-      h.isolated_ = false;
-      h.mtime_ns_ = -1;
-      return false;
-    }
-    const long long mtime_ns = static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL +
-                               st.st_mtim.tv_nsec + static_cast<long long>(st.st_size);
-    if (mtime_ns == h.mtime_ns_) return h.isolated_;
-    h.mtime_ns_ = mtime_ns;
-    std::ifstream in(h.path_);
-    std::stringstream text;
-    text << in.rdbuf();
-    h.isolated_ = text.str().find("isolate") != std::string::npos;
-    return h.isolated_;
-  }
+  // Cut off from everything ("isolate").
+  static bool Isolated() { return Read() & kIsolate; }
+  // Log shipping and snapshots cut ("isolate" or "no_replication").
+  static bool ReplicationCut() { return Read() != 0; }
 
-  // UNAVAILABLE while isolated, else OK: for the peer-facing call sites.
+  // UNAVAILABLE while isolated, else OK: for the control-plane-facing sites.
   static absl::Status CheckPeerTraffic() {
     if (!Isolated()) return absl::OkStatus();
     return absl::UnavailableError("fault injection: this node is isolated from its peers");
   }
+  // UNAVAILABLE while replication is cut: for log shipping and snapshots.
+  static absl::Status CheckReplicationTraffic() {
+    if (!ReplicationCut()) return absl::OkStatus();
+    return absl::UnavailableError("fault injection: this node's replication traffic is cut");
+  }
 
  private:
+  static constexpr int kIsolate = 1;
+  static constexpr int kNoReplication = 2;
+
+  // The current faults, as bits.
+  static int Read() {
+    FaultHook& h = Get();
+    absl::MutexLock l(&h.mu_);
+    if (h.path_.empty()) return 0;
+    const absl::Time now = absl::Now();
+    if (now - h.checked_ < absl::Milliseconds(20)) return h.faults_;
+    h.checked_ = now;
+    struct stat st;
+    if (stat(h.path_.c_str(), &st) != 0) {
+      h.faults_ = 0;
+      h.mtime_ns_ = -1;
+      return 0;
+    }
+    const long long mtime_ns = static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL +
+                               st.st_mtim.tv_nsec + static_cast<long long>(st.st_size);
+    if (mtime_ns == h.mtime_ns_) return h.faults_;
+    h.mtime_ns_ = mtime_ns;
+    std::ifstream in(h.path_);
+    std::stringstream text;
+    text << in.rdbuf();
+    h.faults_ = (text.str().find("isolate") != std::string::npos ? kIsolate : 0) |
+                (text.str().find("no_replication") != std::string::npos ? kNoReplication : 0);
+    return h.faults_;
+  }
+
   static FaultHook& Get() {
     static FaultHook* hook = new FaultHook();
     return *hook;
@@ -71,7 +88,7 @@ class FaultHook {
 
   absl::Mutex mu_;
   std::string path_ ABSL_GUARDED_BY(mu_);
-  bool isolated_ ABSL_GUARDED_BY(mu_) = false;
+  int faults_ ABSL_GUARDED_BY(mu_) = 0;
   long long mtime_ns_ ABSL_GUARDED_BY(mu_) = -1;
   absl::Time checked_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };

@@ -114,8 +114,8 @@ void LogFollower::Run() {
     std::shared_ptr<shard::ShardReplica> replica = host_->replica(shard_);
     absl::Status applied = absl::OkStatus();
     absl::Status finished = absl::OkStatus();
-    if (FaultHook::Isolated()) {
-      finished = FaultHook::CheckPeerTraffic();
+    if (FaultHook::ReplicationCut()) {
+      finished = FaultHook::CheckReplicationTraffic();
       backoff = absl::Milliseconds(50);
     } else if (replica == nullptr || replica->State().epoch != role_.epoch) {
       // Gone, or fenced at a newer epoch: nothing to pull until the
@@ -139,7 +139,7 @@ void LogFollower::Run() {
       auto reader = stub->PullLog(&ctx, request);
       v1::PullLogResponse response;
       while (reader->Read(&response)) {
-        if (FaultHook::Isolated()) {
+        if (FaultHook::ReplicationCut()) {
           ctx.TryCancel();
           break;
         }

@@ -13,7 +13,7 @@ constexpr size_t kMaxBytesPerMessage = 4 << 20;
 
 grpc::Status LogServer::PullLog(grpc::ServerContext* ctx, const v1::PullLogRequest* request,
                                 grpc::ServerWriter<v1::PullLogResponse>* writer) {
-  if (absl::Status cut = FaultHook::CheckPeerTraffic(); !cut.ok()) return ToGrpcStatus(cut);
+  if (absl::Status cut = FaultHook::CheckReplicationTraffic(); !cut.ok()) return ToGrpcStatus(cut);
   const uint32_t shard = request->shard();
   std::shared_ptr<shard::ShardReplica> r = host_->replica(shard);
   if (r == nullptr) {
@@ -57,7 +57,7 @@ grpc::Status LogServer::PullLog(grpc::ServerContext* ctx, const v1::PullLogReque
   uint64_t next = prev + 1;
   uint64_t sent_commit = UINT64_MAX;
   while (!ctx->IsCancelled() && !stopping_) {
-    if (absl::Status cut = FaultHook::CheckPeerTraffic(); !cut.ok()) return ToGrpcStatus(cut);
+    if (absl::Status cut = FaultHook::CheckReplicationTraffic(); !cut.ok()) return ToGrpcStatus(cut);
     state = r->State();
     if (!state.leader || state.epoch != request->epoch() || host_->replica(shard) != r) {
       return ToGrpcStatus(absl::FailedPreconditionError(
@@ -107,7 +107,7 @@ grpc::Status LogServer::PullLog(grpc::ServerContext* ctx, const v1::PullLogReque
 
 grpc::Status LogServer::AckLog(grpc::ServerContext* ctx, const v1::AckLogRequest* request,
                                v1::AckLogResponse* response) {
-  if (absl::Status cut = FaultHook::CheckPeerTraffic(); !cut.ok()) return ToGrpcStatus(cut);
+  if (absl::Status cut = FaultHook::CheckReplicationTraffic(); !cut.ok()) return ToGrpcStatus(cut);
   std::shared_ptr<shard::ShardReplica> r = host_->replica(request->shard());
   if (r == nullptr || !r->State().leader) {
     return ToGrpcStatus(absl::FailedPreconditionError(absl::StrCat(
@@ -123,7 +123,7 @@ grpc::Status LogServer::AckLog(grpc::ServerContext* ctx, const v1::AckLogRequest
 grpc::Status LogServer::EpochEndOffset(grpc::ServerContext* ctx,
                                        const v1::EpochEndOffsetRequest* request,
                                        v1::EpochEndOffsetResponse* response) {
-  if (absl::Status cut = FaultHook::CheckPeerTraffic(); !cut.ok()) return ToGrpcStatus(cut);
+  if (absl::Status cut = FaultHook::CheckReplicationTraffic(); !cut.ok()) return ToGrpcStatus(cut);
   std::shared_ptr<shard::ShardReplica> r = host_->replica(request->shard());
   if (r == nullptr || !r->State().leader) {
     return ToGrpcStatus(absl::FailedPreconditionError(absl::StrCat(

@@ -31,7 +31,7 @@ absl::StatusOr<std::unique_ptr<SnapshotServer>> SnapshotServer::Create(
 grpc::Status SnapshotServer::CreateSnapshot(grpc::ServerContext* ctx,
                                             const v1::CreateSnapshotRequest* request,
                                             v1::SnapshotManifest* response) {
-  if (absl::Status cut = FaultHook::CheckPeerTraffic(); !cut.ok()) return ToGrpcStatus(cut);
+  if (absl::Status cut = FaultHook::CheckReplicationTraffic(); !cut.ok()) return ToGrpcStatus(cut);
   absl::StatusOr<v1::SnapshotManifest> manifest =
       store_->Create(request->shard(), request->epoch(), request->follower_node_id());
   if (!manifest.ok()) return ToGrpcStatus(manifest.status(), ctx);
@@ -42,7 +42,7 @@ grpc::Status SnapshotServer::CreateSnapshot(grpc::ServerContext* ctx,
 grpc::Status SnapshotServer::FetchSnapshotFile(grpc::ServerContext* ctx,
                                                const v1::FetchSnapshotFileRequest* request,
                                                grpc::ServerWriter<v1::SnapshotChunk>* writer) {
-  if (absl::Status cut = FaultHook::CheckPeerTraffic(); !cut.ok()) return ToGrpcStatus(cut);
+  if (absl::Status cut = FaultHook::CheckReplicationTraffic(); !cut.ok()) return ToGrpcStatus(cut);
   absl::StatusOr<std::unique_ptr<SnapshotStore::FileReader>> reader = store_->OpenFile(
       request->snapshot_id(), request->shard(), request->name(), request->offset());
   if (!reader.ok()) return ToGrpcStatus(reader.status(), ctx);
@@ -54,7 +54,7 @@ grpc::Status SnapshotServer::FetchSnapshotFile(grpc::ServerContext* ctx,
       return ToGrpcStatus(stopping_ ? absl::UnavailableError("the node is shutting down")
                                     : absl::CancelledError("the follower cancelled"));
     }
-    if (absl::Status cut = FaultHook::CheckPeerTraffic(); !cut.ok()) return ToGrpcStatus(cut);
+    if (absl::Status cut = FaultHook::CheckReplicationTraffic(); !cut.ok()) return ToGrpcStatus(cut);
     absl::StatusOr<std::string> data = (*reader)->Read(offset, n);
     if (!data.ok()) return ToGrpcStatus(data.status());
     v1::SnapshotChunk chunk;
@@ -71,7 +71,7 @@ grpc::Status SnapshotServer::FetchSnapshotFile(grpc::ServerContext* ctx,
 grpc::Status SnapshotServer::ReleaseSnapshot(grpc::ServerContext* ctx,
                                              const v1::ReleaseSnapshotRequest* request,
                                              v1::ReleaseSnapshotResponse* response) {
-  if (absl::Status cut = FaultHook::CheckPeerTraffic(); !cut.ok()) return ToGrpcStatus(cut);
+  if (absl::Status cut = FaultHook::CheckReplicationTraffic(); !cut.ok()) return ToGrpcStatus(cut);
   return ToGrpcStatus(store_->Release(request->snapshot_id(), request->shard()), ctx);
 }
 
