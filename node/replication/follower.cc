@@ -74,6 +74,12 @@ absl::Status LogFollower::Repair(v1::Replication::Stub& stub) {
 }
 
 absl::Status LogFollower::CatchUpFromSnapshot(v1::Snapshots::Stub& stub) {
+  {
+    std::shared_ptr<shard::ShardReplica> replica = host_->replica(shard_);
+    if (replica == nullptr || replica->State().epoch != role_.epoch) {
+      return absl::FailedPreconditionError("the replica left this epoch (fenced)");
+    }
+  }
   SnapshotFetchProgress progress;
   SnapshotFetchOptions options;
   options.shard = shard_;

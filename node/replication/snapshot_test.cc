@@ -648,6 +648,24 @@ class InstallTest : public SnapshotTest {
   }
 };
 
+// A replica fenced at a newer epoch while it copied a snapshot of an older
+// leader keeps that epoch: the installed copy must not acknowledge the
+// deposed leader again.
+TEST_F(InstallTest, TheInstalledReplicaKeepsTheEpochItWasFencedAt) {
+  const std::string staging = Stage();
+  const uint64_t leader_epoch = leader_->replica(0)->State().epoch;
+  auto fenced = follower_->replica(0)->Fence(leader_epoch + 5);
+  ASSERT_TRUE(fenced.ok()) << fenced.status();
+  auto installed = follower_->InstallSnapshot(0, staging);
+  ASSERT_TRUE(installed.ok()) << installed.status();
+  EXPECT_TRUE((*installed)->GetClaim("t", "c7").ok()) << "the snapshot's data";
+  EXPECT_EQ((*installed)->State().epoch, leader_epoch + 5);
+  shard::Role old_role;
+  old_role.leader = false;
+  old_role.epoch = leader_epoch;
+  EXPECT_EQ((*installed)->AdoptRole(old_role).code(), absl::StatusCode::kFailedPrecondition);
+}
+
 TEST_F(InstallTest, WaitsForTheReplicaToBeReleased) {
   const std::string staging = Stage();
   std::shared_ptr<shard::ShardReplica> held = follower_->replica(0);

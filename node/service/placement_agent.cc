@@ -215,11 +215,6 @@ void PlacementAgent::Apply(const v1::Placement& placement) {
     for (const auto& rep : entry.replicas()) member = member || rep.node_id() == options_.node_id;
     if (!member) continue;
     mine.insert(entry.shard());
-    absl::StatusOr<std::shared_ptr<shard::ShardReplica>> r = host_->AddReplica(entry.shard());
-    if (!r.ok()) {
-      LOG(ERROR) << "shard " << entry.shard() << ": cannot open the replica: " << r.status();
-      continue;
-    }
     shard::Role role;
     role.epoch = entry.epoch();
     role.leader = entry.leader_node_id() == options_.node_id;
@@ -228,28 +223,36 @@ void PlacementAgent::Apply(const v1::Placement& placement) {
     role.writes_paused = role.leader && !entry.transfer_to().empty();
     role.self_node_id = options_.node_id;
     for (const auto& rep : entry.replicas()) role.replicas.push_back(rep.node_id());
+    // Stop a follower that no longer fits before taking a reference to the
+    // replica: pulling must end before the role changes (no record may
+    // arrive after it), and a follower installing a snapshot waits until it
+    // holds the replica's last reference.
     auto follower = followers_.find(entry.shard());
-    if (role.leader || role.leader_node_id.empty()) {
-      // Stop pulling before leading: no record may arrive after the role
-      // changes.
-      if (follower != followers_.end()) stop_follower(entry.shard());
+    if (follower != followers_.end() &&
+        (role.leader || role.leader_node_id.empty() || follower->second->epoch() != role.epoch ||
+         follower->second->leader_address() != role.leader_address)) {
+      stop_follower(entry.shard());
+    }
+    absl::StatusOr<std::shared_ptr<shard::ShardReplica>> r = host_->AddReplica(entry.shard());
+    if (!r.ok()) {
+      LOG(ERROR) << "shard " << entry.shard() << ": cannot open the replica: " << r.status();
+      continue;
     }
     absl::Status adopted = (*r)->AdoptRole(role);
     if (!adopted.ok()) {
       LOG(WARNING) << "shard " << entry.shard() << ": " << adopted;
       continue;
     }
-    if (!role.leader && !role.leader_node_id.empty()) {
-      follower = followers_.find(entry.shard());
-      if (follower == followers_.end() || follower->second->epoch() != role.epoch ||
-          follower->second->leader_address() != role.leader_address) {
-        if (follower != followers_.end()) stop_follower(entry.shard());
-        followers_[entry.shard()] =
-            std::make_shared<replication::LogFollower>(host_, entry.shard(), role);
-      }
+    r->reset();  // Before a new follower may install a snapshot in its place.
+    if (!role.leader && !role.leader_node_id.empty() &&
+        followers_.find(entry.shard()) == followers_.end()) {
+      followers_[entry.shard()] =
+          std::make_shared<replication::LogFollower>(host_, entry.shard(), role);
     }
   }
-  for (const auto& [shard, r] : host_->replicas()) {
+  std::vector<uint32_t> hosted;  // Ids only: RemoveReplica waits for the last reference.
+  for (const auto& [shard, r] : host_->replicas()) hosted.push_back(shard);
+  for (uint32_t shard : hosted) {
     if (mine.count(shard) > 0) continue;
     stop_follower(shard);
     LOG(INFO) << "shard " << shard << ": no longer assigned to this node (placement version "

@@ -161,6 +161,10 @@ absl::StatusOr<std::shared_ptr<ShardReplica>> ShardHost::InstallSnapshot(
     }
   }
   const bool was_hosted = old != nullptr;
+  // The epoch the old replica adopted (perhaps fenced while the snapshot was
+  // copied): the new one must not forget it, or it could acknowledge a
+  // deposed leader again.
+  uint64_t old_epoch = 0;
   if (was_hosted) {
     const absl::Time deadline = absl::Now() + wait;
     while (old.use_count() > 1 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
@@ -171,6 +175,7 @@ absl::StatusOr<std::shared_ptr<ShardReplica>> ShardHost::InstallSnapshot(
           absl::StrCat("shard ", shard, ": the replica is still in use after ",
                        absl::FormatDuration(wait), "; not replaced"));
     }
+    old_epoch = old->State().epoch;
     old.reset();
   }
   auto reopen_old = [&](absl::Status why) -> absl::Status {
@@ -228,6 +233,13 @@ absl::StatusOr<std::shared_ptr<ShardReplica>> ShardHost::InstallSnapshot(
       if (!aside.empty()) fs::rename(aside, dir, ec);
     }
     return reopen_old(installed.status());
+  }
+  if ((*installed)->State().epoch < old_epoch) {
+    absl::StatusOr<ReplicaState> fenced = (*installed)->Fence(old_epoch);
+    if (!fenced.ok()) {
+      LOG(ERROR) << "shard " << shard << ": cannot keep epoch " << old_epoch << ": "
+                 << fenced.status();
+    }
   }
   if (!aside.empty()) {
     fs::remove_all(aside, ec);

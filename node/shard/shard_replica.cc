@@ -892,13 +892,18 @@ absl::Status ShardReplica::TruncateLogAfter(uint64_t lsn) {
   epochs_ = std::move(epochs);
   if (log_start_lsn_ > lsn) log_start_lsn_ = 0;
   PublishMeta();
-  {
-    absl::MutexLock v(&view_mu_);
-    while (!queued_views_.empty() && queued_views_.back().lsn >= lsn) queued_views_.pop_back();
-  }
-  RefreshCaches(touched);
   std::set<std::string> tenants;
   for (const auto& t : touched) tenants.insert(t.first);
+  {
+    // The dropped views also covered kept records: their tenants' filter
+    // caches must be invalidated when the new view becomes readable.
+    absl::MutexLock v(&view_mu_);
+    while (!queued_views_.empty() && queued_views_.back().lsn >= lsn) {
+      tenants.insert(queued_views_.back().tenants.begin(), queued_views_.back().tenants.end());
+      queued_views_.pop_back();
+    }
+  }
+  RefreshCaches(touched);
   QueueView(lsn, std::move(tenants));
   return absl::OkStatus();
 }
@@ -1144,16 +1149,27 @@ absl::Status ShardReplica::CheckLeaderRead() const {
     SetRoutingHint(st, h);
     return st;
   }
-  absl::MutexLock a(&ack_mu_);
-  if (commit_lsn_ < epoch_start_lsn_) {
-    // Until its own epoch's first record is committed, a new leader may not
-    // know of every acknowledged write of the previous one.
+  uint64_t epoch_start = 0;
+  absl::Time lease_until;
+  {
+    absl::MutexLock a(&ack_mu_);
+    epoch_start = epoch_start_lsn_;
+    lease_until = lease_until_;
+  }
+  uint64_t readable = 0;
+  {
+    absl::MutexLock v(&view_mu_);
+    readable = read_view_ == nullptr ? 0 : read_view_lsn_;
+  }
+  if (readable < epoch_start) {
+    // Until its own epoch's first record is committed and readable, a new
+    // leader's reads may miss writes the previous one acknowledged.
     absl::Status st = absl::UnavailableError(absl::StrCat(
         "shard ", options_.shard_id, ": the new leader has not yet committed its epoch; retry"));
     SetRoutingHint(st, h);
     return st;
   }
-  if (absl::Now() >= lease_until_) {
+  if (absl::Now() >= lease_until) {
     absl::Status st = absl::UnavailableError(absl::StrCat(
         "shard ", options_.shard_id,
         ": the leader's lease has run out (the control plane has not confirmed it lately); "

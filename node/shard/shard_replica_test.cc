@@ -806,6 +806,35 @@ TEST_F(ManagedReplicaTest, TruncatingADivergedSuffixRestoresTheStateBeforeIt) {
   EXPECT_EQ(f->State().last_lsn, 4u);
 }
 
+// A truncation inside an applied batch keeps part of that batch: the
+// filter caches of every tenant the batch touched are stale, not only the
+// undone records' tenants.
+TEST_F(ManagedReplicaTest, TruncationInvalidatesFilterCachesOfTheKeptRecordsToo) {
+  MustWrite(ClaimBatch("ta", "a1"));
+  MustWrite(ClaimBatch("ta", "a2"));
+  MustWrite(ClaimBatch("tb", "b1"));
+  std::vector<std::string> records;
+  for (uint64_t lsn = 1; lsn <= 3; ++lsn) records.push_back(*replica_->ReadLogRecord(lsn));
+  auto f = OpenManaged("f");
+  ASSERT_TRUE(f->AdoptRole(FollowerOf(1)).ok());
+  ASSERT_TRUE(f->ApplyEncodedRecords(records, 1).ok());  // One view, at 3.
+  LegRequest req;
+  req.terms = {"claim"};
+  req.support_only = true;  // Goes through the prefilter cache.
+  req.depth = 10;
+  req.stats.docs = 2;
+  req.stats.total_length = 10;
+  req.stats.df["claim"] = 2;
+  auto before = f->RunLegs("ta", req);
+  ASSERT_TRUE(before.ok()) << before.status();
+  EXPECT_TRUE(before->lexical.empty()) << "nothing committed yet";
+  ASSERT_TRUE(f->TruncateLogAfter(2).ok());  // Undoes tb's record only.
+  f->OnLeaderCommit(2);
+  auto after = f->RunLegs("ta", req);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->lexical.size(), 2u) << "the cached empty set of ta must not survive";
+}
+
 TEST_F(ManagedReplicaTest, DivergencePointFollowsTheLeaderEpochRule) {
   // Follower: epoch 1 at LSNs 1-9, epoch 3 at 10-12 (no-op records).
   // Leader:   epoch 1 at 1-7,     epoch 2 at 8-11, epoch 4 from 12.
