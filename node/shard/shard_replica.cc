@@ -583,11 +583,11 @@ void ShardReplica::ReleaseCommitted(absl::Status fail_all) {
     commit_lsn = commit_lsn_;
     const absl::Time expired = absl::Now() - options_.commit_timeout;
     for (auto it = waiting_.begin(); it != waiting_.end();) {
-      if (!fail_all.ok()) {
-        ready.emplace_back(std::move(it->done), fail_all);
-      } else if (it->lsn <= commit_lsn_ ||
-                 (options_.ack_leader_only && it->lsn <= durable_lsn_)) {
+      if (it->lsn <= commit_lsn_ || (options_.ack_leader_only && it->lsn <= durable_lsn_)) {
+        // Committed: acknowledged even when leadership is being lost.
         ready.emplace_back(std::move(it->done), std::move(it->result));
+      } else if (!fail_all.ok()) {
+        ready.emplace_back(std::move(it->done), fail_all);
       } else if (it->since < expired) {
         ready.emplace_back(
             std::move(it->done),
@@ -606,7 +606,7 @@ void ShardReplica::ReleaseCommitted(absl::Status fail_all) {
   }
   {
     absl::MutexLock l(&mu_);
-    state_.commit_lsn = commit_lsn;
+    state_.commit_lsn = std::max(state_.commit_lsn, commit_lsn);
   }
   // Readable before answered: a client reads its acknowledged write.
   AdvanceReadView();
@@ -624,7 +624,7 @@ void ShardReplica::OnLeaderCommit(uint64_t commit_lsn) {
   }
   {
     absl::MutexLock l(&mu_);
-    state_.commit_lsn = now_committed;
+    state_.commit_lsn = std::max(state_.commit_lsn, now_committed);
   }
   AdvanceReadView();
 }
@@ -671,7 +671,7 @@ void ShardReplica::AdvanceReadView() {
   // view is stored under an outdated generation.
   for (const auto& tenant : invalidate) filter_cache_.Invalidate(tenant);
   absl::MutexLock l(&mu_);
-  state_.read_lsn = read_lsn;
+  state_.read_lsn = std::max(state_.read_lsn, read_lsn);
   state_.readable = true;
 }
 
