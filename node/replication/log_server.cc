@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "common/status_macros.h"
 #include "node/replication/fault_hook.h"
 #include "node/storage/log_record.h"
 
@@ -11,22 +12,29 @@ constexpr size_t kMaxRecordsPerMessage = 256;
 constexpr size_t kMaxBytesPerMessage = 4 << 20;
 }  // namespace
 
-grpc::Status LogServer::PullLog(grpc::ServerContext* ctx, const v1::PullLogRequest* request,
-                                grpc::ServerWriter<v1::PullLogResponse>* writer) {
-  if (absl::Status cut = FaultHook::CheckReplicationTraffic(); !cut.ok()) return ToGrpcStatus(cut);
-  const uint32_t shard = request->shard();
+absl::StatusOr<std::shared_ptr<shard::ShardReplica>> LogServer::LeaderAt(uint32_t shard,
+                                                                          uint64_t epoch) const {
+  DASH_RETURN_IF_ERROR(FaultHook::CheckReplicationTraffic());
   std::shared_ptr<shard::ShardReplica> r = host_->replica(shard);
   if (r == nullptr) {
-    return ToGrpcStatus(absl::FailedPreconditionError(
-        absl::StrCat("shard ", shard, " is not hosted on node ", host_->node_id())));
+    return absl::FailedPreconditionError(
+        absl::StrCat("shard ", shard, " is not hosted on node ", host_->node_id()));
   }
+  if (!r->State().leader) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("shard ", shard, ": node ", host_->node_id(), " does not lead it"));
+  }
+  DASH_RETURN_IF_ERROR(r->CheckEpoch(epoch));
+  return r;
+}
+
+grpc::Status LogServer::PullLog(grpc::ServerContext* ctx, const v1::PullLogRequest* request,
+                                grpc::ServerWriter<v1::PullLogResponse>* writer) {
+  const uint32_t shard = request->shard();
+  absl::StatusOr<std::shared_ptr<shard::ShardReplica>> leader = LeaderAt(shard, request->epoch());
+  if (!leader.ok()) return ToGrpcStatus(leader.status(), ctx);
+  const std::shared_ptr<shard::ShardReplica> r = *std::move(leader);
   shard::ReplicaState state = r->State();
-  if (!state.leader) {
-    return ToGrpcStatus(absl::FailedPreconditionError(
-        absl::StrCat("shard ", shard, ": node ", host_->node_id(), " does not lead it")));
-  }
-  absl::Status epoch_ok = r->CheckEpoch(request->epoch());
-  if (!epoch_ok.ok()) return ToGrpcStatus(epoch_ok, ctx);
 
   // Log matching: the follower's last record must be the leader's record at
   // the same LSN (same epoch); otherwise their logs diverged.
@@ -107,31 +115,21 @@ grpc::Status LogServer::PullLog(grpc::ServerContext* ctx, const v1::PullLogReque
 
 grpc::Status LogServer::AckLog(grpc::ServerContext* ctx, const v1::AckLogRequest* request,
                                v1::AckLogResponse* response) {
-  if (absl::Status cut = FaultHook::CheckReplicationTraffic(); !cut.ok()) return ToGrpcStatus(cut);
-  std::shared_ptr<shard::ShardReplica> r = host_->replica(request->shard());
-  if (r == nullptr || !r->State().leader) {
-    return ToGrpcStatus(absl::FailedPreconditionError(absl::StrCat(
-        "shard ", request->shard(), ": node ", host_->node_id(), " does not lead it")));
-  }
-  absl::Status epoch_ok = r->CheckEpoch(request->epoch());
-  if (!epoch_ok.ok()) return ToGrpcStatus(epoch_ok, ctx);
-  r->OnFollowerAck(request->follower_node_id(), request->durable_lsn());
-  response->set_commit_lsn(r->State().commit_lsn);
+  absl::StatusOr<std::shared_ptr<shard::ShardReplica>> r =
+      LeaderAt(request->shard(), request->epoch());
+  if (!r.ok()) return ToGrpcStatus(r.status(), ctx);
+  (*r)->OnFollowerAck(request->follower_node_id(), request->durable_lsn());
+  response->set_commit_lsn((*r)->State().commit_lsn);
   return grpc::Status::OK;
 }
 
 grpc::Status LogServer::EpochEndOffset(grpc::ServerContext* ctx,
                                        const v1::EpochEndOffsetRequest* request,
                                        v1::EpochEndOffsetResponse* response) {
-  if (absl::Status cut = FaultHook::CheckReplicationTraffic(); !cut.ok()) return ToGrpcStatus(cut);
-  std::shared_ptr<shard::ShardReplica> r = host_->replica(request->shard());
-  if (r == nullptr || !r->State().leader) {
-    return ToGrpcStatus(absl::FailedPreconditionError(absl::StrCat(
-        "shard ", request->shard(), ": node ", host_->node_id(), " does not lead it")));
-  }
-  absl::Status epoch_ok = r->CheckEpoch(request->epoch());
-  if (!epoch_ok.ok()) return ToGrpcStatus(epoch_ok, ctx);
-  const auto [epoch, end_lsn] = r->EpochEndOffset(request->requested_epoch());
+  absl::StatusOr<std::shared_ptr<shard::ShardReplica>> r =
+      LeaderAt(request->shard(), request->epoch());
+  if (!r.ok()) return ToGrpcStatus(r.status(), ctx);
+  const auto [epoch, end_lsn] = (*r)->EpochEndOffset(request->requested_epoch());
   response->set_epoch(epoch);
   response->set_end_lsn(end_lsn);
   return grpc::Status::OK;

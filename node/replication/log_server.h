@@ -34,6 +34,11 @@ class LogServer final : public v1::Replication::Service {
   void Stop() { stopping_ = true; }
 
  private:
+  // The hosted replica of `shard` if it leads at the caller's `epoch` (and
+  // replication traffic is not cut); FAILED_PRECONDITION otherwise.
+  absl::StatusOr<std::shared_ptr<shard::ShardReplica>> LeaderAt(uint32_t shard,
+                                                                uint64_t epoch) const;
+
   shard::ShardHost* const host_;
   RateLimiter* const limiter_;
   std::atomic<bool> stopping_{false};

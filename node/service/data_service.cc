@@ -83,20 +83,6 @@ grpc::Status NodeAdminService::GetNodeInfo(grpc::ServerContext* ctx,
                                            const v1::GetNodeInfoRequest* request,
                                            v1::NodeInfo* response) {
   *response = host_->Info();
-  for (v1::ReplicaInfo& info : *response->mutable_replicas()) {
-    std::shared_ptr<shard::ShardReplica> r = host_->replica(info.shard());
-    if (r == nullptr) continue;
-    info.set_commit_lsn(r->State().commit_lsn);
-    for (const shard::FollowerLag& lag : r->FollowerLags()) {
-      v1::FollowerLag* out = info.add_followers();
-      out->set_node_id(lag.node_id);
-      out->set_acked_lsn(lag.acked_lsn);
-      out->set_lag_records(lag.lag_records);
-      out->set_lag_bytes(lag.lag_bytes);
-      out->set_lag_seconds(lag.lag_seconds);
-      out->set_in_sync(lag.in_sync);
-    }
-  }
   return grpc::Status::OK;
 }
 

@@ -7,6 +7,7 @@
 #include "glog/logging.h"
 #include "grpcpp/create_channel.h"
 #include "node/replication/fault_hook.h"
+#include "node/shard/query_codec.h"
 
 namespace dash::service {
 namespace {
@@ -122,13 +123,7 @@ void PlacementAgent::HeartbeatLoop() {
       rep->set_writes_paused(s.leader && s.writes_paused);
       rep->set_commit_lsn(s.commit_lsn);
       for (const shard::FollowerLag& lag : r->FollowerLags()) {
-        v1::FollowerLag* out = rep->add_followers();
-        out->set_node_id(lag.node_id);
-        out->set_acked_lsn(lag.acked_lsn);
-        out->set_lag_records(lag.lag_records);
-        out->set_lag_bytes(lag.lag_bytes);
-        out->set_lag_seconds(lag.lag_seconds);
-        out->set_in_sync(lag.in_sync);
+        *rep->add_followers() = shard::ToProto(lag);
       }
     }
     v1::HeartbeatResponse resp;

@@ -2,6 +2,17 @@
 
 namespace dash::shard {
 
+v1::FollowerLag ToProto(const FollowerLag& lag) {
+  v1::FollowerLag out;
+  out.set_node_id(lag.node_id);
+  out.set_acked_lsn(lag.acked_lsn);
+  out.set_lag_records(lag.lag_records);
+  out.set_lag_bytes(lag.lag_bytes);
+  out.set_lag_seconds(lag.lag_seconds);
+  out.set_in_sync(lag.in_sync);
+  return out;
+}
+
 v1::CorpusStatsProto ToProto(const index::CorpusStats& stats) {
   v1::CorpusStatsProto p;
   p.set_docs(stats.docs);

@@ -10,6 +10,9 @@
 namespace dash::shard {
 
 v1::CorpusStatsProto ToProto(const index::CorpusStats& stats);
+
+// A leader's view of one follower, as heartbeats and NodeInfo carry it.
+v1::FollowerLag ToProto(const FollowerLag& lag);
 index::CorpusStats FromProto(const v1::CorpusStatsProto& proto);
 
 // Fills the leg fields of `out` (tenant, shard and epoch are the caller's).

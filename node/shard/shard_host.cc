@@ -22,6 +22,7 @@
 #include "node/index/analyzer.h"
 #include "node/index/filter.h"
 #include "node/shard/batch_validator.h"
+#include "node/shard/query_codec.h"
 #include "node/shard/query_runner.h"
 
 namespace dash::shard {
@@ -349,6 +350,8 @@ v1::NodeInfo ShardHost::Info() const {
     ri->set_leader_node_id(s.leader_node_id);
     ri->set_last_lsn(s.last_lsn);
     ri->set_log_start_lsn(s.log_start_lsn);
+    ri->set_commit_lsn(s.commit_lsn);
+    for (const FollowerLag& lag : r->FollowerLags()) *ri->add_followers() = ToProto(lag);
     const index::PrefilterCacheStats c = r->FilterCacheStats();
     ri->mutable_filter_cache()->set_hits(c.hits);
     ri->mutable_filter_cache()->set_misses(c.misses);

@@ -151,6 +151,22 @@ absl::StatusOr<std::map<uint64_t, uint64_t>> EpochsFromLog(const storage::Reader
   return epochs;
 }
 
+std::set<std::string> TenantsOf(const std::vector<std::pair<std::string, std::string>>& claims) {
+  std::set<std::string> tenants;
+  for (const auto& c : claims) tenants.insert(c.first);
+  return tenants;
+}
+
+// Where a refused caller should go: the shard's epoch and leader as `s` has them.
+v1::RoutingHint HintOf(uint32_t shard, const ReplicaState& s) {
+  v1::RoutingHint h;
+  h.set_shard(shard);
+  h.set_current_epoch(s.epoch);
+  h.set_leader_node_id(s.leader_node_id);
+  h.set_leader_address(s.leader_address);
+  return h;
+}
+
 // The claims (tenant, id) an undo record's claim keys name.
 void ClaimsOfUndo(const storage::UndoRecord& undo,
                   std::vector<std::pair<std::string, std::string>>* out) {
@@ -544,9 +560,7 @@ void ShardReplica::CommitGroup(std::vector<Pending> group) {
     MaybeTruncateLog();
     MaybeDropUndo();
     RefreshCaches(touched);
-    std::set<std::string> tenants;
-    for (const auto& t : touched) tenants.insert(t.first);
-    QueueView(meta_.last_lsn(), std::move(tenants));
+    QueueView(meta_.last_lsn(), TenantsOf(touched));
   }
   if (!committed.ok()) {
     for (Staged& s : staged) s.done(committed);
@@ -823,9 +837,7 @@ absl::Status ShardReplica::ApplyEncodedRecords(const std::vector<std::string>& e
   MaybeTruncateLog();
   MaybeDropUndo();
   RefreshCaches(touched);
-  std::set<std::string> tenants;
-  for (const auto& t : touched) tenants.insert(t.first);
-  QueueView(meta.last_lsn(), std::move(tenants));
+  QueueView(meta.last_lsn(), TenantsOf(touched));
   return absl::OkStatus();
 }
 
@@ -892,8 +904,7 @@ absl::Status ShardReplica::TruncateLogAfter(uint64_t lsn) {
   epochs_ = std::move(epochs);
   if (log_start_lsn_ > lsn) log_start_lsn_ = 0;
   PublishMeta();
-  std::set<std::string> tenants;
-  for (const auto& t : touched) tenants.insert(t.first);
+  std::set<std::string> tenants = TenantsOf(touched);
   {
     // The dropped views also covered kept records: their tenants' filter
     // caches must be invalidated when the new view becomes readable.
@@ -1132,11 +1143,7 @@ void ShardReplica::SetLeaseUntil(absl::Time until) {
 absl::Status ShardReplica::CheckLeaderRead() const {
   if (!options_.managed) return absl::OkStatus();
   const ReplicaState state = State();
-  v1::RoutingHint h;
-  h.set_shard(options_.shard_id);
-  h.set_current_epoch(state.epoch);
-  h.set_leader_node_id(state.leader_node_id);
-  h.set_leader_address(state.leader_address);
+  const v1::RoutingHint h = HintOf(options_.shard_id, state);
   if (!state.leader) {
     absl::Status st = absl::FailedPreconditionError(absl::StrCat(
         "shard ", options_.shard_id, ": LEADER_ONLY read at a replica that does not lead"));
@@ -1218,12 +1225,7 @@ absl::Status ShardReplica::CheckEpoch(uint64_t expected_epoch) const {
   absl::Status st = absl::FailedPreconditionError(
       absl::StrCat("shard ", options_.shard_id, ": expected epoch ", expected_epoch,
                    ", this replica is at epoch ", state_.epoch));
-  v1::RoutingHint h;
-  h.set_shard(options_.shard_id);
-  h.set_current_epoch(state_.epoch);
-  h.set_leader_node_id(state_.leader_node_id);
-  h.set_leader_address(state_.leader_address);
-  SetRoutingHint(st, h);
+  SetRoutingHint(st, HintOf(options_.shard_id, state_));
   return st;
 }
 
