@@ -918,6 +918,23 @@ TEST_F(ManagedReplicaTest, LeaderOnlyReadsNeedALease) {
   EXPECT_TRUE(replica_->CheckLeaderRead().ok());
 }
 
+// The explicit weaker mode: answered on the leader's own durability, while
+// reads still see only what a majority holds.
+TEST_F(ManagedReplicaTest, LeaderAckModeAnswersBeforeAMajorityButReadsWaitForIt) {
+  ReplicaOptions o;
+  o.ack_leader_only = true;
+  auto r = OpenManaged("r", o);
+  ASSERT_TRUE(r->AdoptRole(LeaderOf3(1)).ok());
+  auto w = r->WriteAndWait(ClaimBatch("acme", "c1"));  // No follower ever acks.
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(w->token.lsn(), 2u);
+  EXPECT_EQ(r->State().commit_lsn, 0u);
+  EXPECT_TRUE(absl::IsNotFound(r->GetClaim("acme", "c1").status()));
+  r->OnFollowerAck("b", 2);
+  EXPECT_TRUE(r->GetClaim("acme", "c1").ok());
+  // The default waits for the majority (see ALeaderAnswersOnceAMajorityHoldsTheWrite).
+}
+
 TEST_F(ManagedReplicaTest, TheLeaderReportsEachFollowersLag) {
   ReplicaOptions o;
   o.in_sync_max_lag_records = 2;
