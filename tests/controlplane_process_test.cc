@@ -268,7 +268,9 @@ class ControlPlaneProcessTest : public ::testing::Test {
           if (p.shards_size() <= static_cast<int>(shard)) return false;
           for (const auto& [id, lsn] : lsns) {
             const v1::ReplicaEntry* r = Replica(p, shard, id);
-            if (r == nullptr || r->last_lsn() != lsn) return false;
+            // The fake nodes report last_epoch 1: 0 means no report yet, and
+            // an LSN of 0 alone would not tell.
+            if (r == nullptr || r->last_epoch() == 0 || r->last_lsn() != lsn) return false;
             if (in_sync && !r->in_sync()) return false;
           }
           return true;
