@@ -17,8 +17,9 @@
 
 namespace dash::shard {
 
-// One replica of one shard as a query sees it. Implementations must be
-// callable from the thread running the query.
+// One replica of one shard as a query sees it. RunQuery calls the targets of
+// different shards at the same time, from threads of its own (one call per
+// target at a time), so implementations must be callable from any thread.
 class ShardTarget {
  public:
   virtual ~ShardTarget() = default;

@@ -5,10 +5,12 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/hashing.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "node/shard/query_runner.h"
 #include "node/shard/shard_host.h"
 #include "node/shard/test_util.h"
 #include "node/storage/keys.h"
@@ -330,6 +332,125 @@ TEST_F(QueryTest, EvidenceIsVerifiedAgainstItsStoredHash) {
   ASSERT_EQ(r.hits(0).integrity_errors_size(), 1);
   EXPECT_THAT(r.hits(0).integrity_errors(0), ::testing::HasSubstr("a-e0"));
   EXPECT_EQ(r.hits(0).read_at().shard(), shard);
+}
+
+// Holds every Stats and Legs call until `expected` calls are inside at once
+// (or `wait` passes): a runner that asked one shard after another would
+// time out on every phase instead of meeting.
+class Rendezvous {
+ public:
+  Rendezvous(int expected, absl::Duration wait) : expected_(expected), wait_(wait) {}
+  void Arrive() {
+    absl::MutexLock l(&mu_);
+    const int generation = generation_;
+    if (++waiting_ == expected_) {
+      waiting_ = 0;
+      ++generation_;
+      ++met_;
+      return;
+    }
+    struct Arg {
+      const Rendezvous* r;
+      int generation;
+    } arg{this, generation};
+    if (!mu_.AwaitWithTimeout(absl::Condition(
+                                  +[](Arg* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                                    return a->r->generation_ != a->generation;
+                                  },
+                                  &arg),
+                              wait_)) {
+      --waiting_;
+      ++timeouts_;
+    }
+  }
+  int met() const {
+    absl::MutexLock l(&mu_);
+    return met_;
+  }
+  int timeouts() const {
+    absl::MutexLock l(&mu_);
+    return timeouts_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  const int expected_;
+  const absl::Duration wait_;
+  int waiting_ ABSL_GUARDED_BY(mu_) = 0;
+  int generation_ ABSL_GUARDED_BY(mu_) = 0;
+  int met_ ABSL_GUARDED_BY(mu_) = 0;
+  int timeouts_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// A local replica behind a rendezvous, optionally failing every call.
+class MeetingTarget : public ShardTarget {
+ public:
+  MeetingTarget(const ShardReplica* replica, Rendezvous* rendezvous, absl::Status fail)
+      : local_(replica), rendezvous_(rendezvous), fail_(std::move(fail)) {}
+  absl::StatusOr<index::CorpusStats> Stats(absl::string_view tenant,
+                                           const std::vector<std::string>& terms) override {
+    rendezvous_->Arrive();
+    if (!fail_.ok()) return fail_;
+    return local_.Stats(tenant, terms);
+  }
+  absl::StatusOr<LegResult> Legs(absl::string_view tenant, const LegRequest& request) override {
+    rendezvous_->Arrive();
+    if (!fail_.ok()) return fail_;
+    return local_.Legs(tenant, request);
+  }
+  absl::StatusOr<std::map<std::string, v1::QueryHit>> Fetch(
+      absl::string_view tenant, const std::vector<std::string>& ids,
+      const FetchOptions& options) override {
+    return local_.Fetch(tenant, ids, options);
+  }
+
+ private:
+  LocalShardTarget local_;
+  Rendezvous* rendezvous_;
+  const absl::Status fail_;
+};
+
+TEST_F(QueryTest, ShardsAreAskedAtOnceAndRankAsWhenAskedOneByOne) {
+  for (int i = 0; i < 40; ++i) {
+    Put(absl::StrCat("c", i), i % 3 == 0 ? "sea ice sea level" : "sea level rise", 2000 + i);
+  }
+  const v1::QueryResponse expected = Query(Text("sea ice", 10));
+  ASSERT_EQ(expected.hits_size(), 10);
+
+  Rendezvous rendezvous(4, absl::Seconds(5));
+  std::vector<std::unique_ptr<MeetingTarget>> owned;
+  std::map<uint32_t, ShardTarget*> targets;
+  for (uint32_t s = 0; s < 4; ++s) {
+    owned.push_back(
+        std::make_unique<MeetingTarget>(host_->replica(s).get(), &rendezvous, absl::OkStatus()));
+    targets[s] = owned.back().get();
+  }
+  absl::StatusOr<v1::QueryResponse> r = RunQuery(Text("sea ice", 10), targets, 4);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(rendezvous.timeouts(), 0) << "a shard was asked while another had not answered";
+  EXPECT_EQ(rendezvous.met(), 2) << "statistics, then legs: all four shards at once each time";
+  ASSERT_EQ(Ids(*r), Ids(expected));
+  for (int i = 0; i < r->hits_size(); ++i) {
+    EXPECT_DOUBLE_EQ(r->hits(i).score(), expected.hits(i).score()) << i;
+  }
+}
+
+TEST_F(QueryTest, WhenSeveralShardsFailTheLowestShardsErrorIsReturned) {
+  Put("c1", "sea ice", 2000);
+  Rendezvous rendezvous(4, absl::Seconds(5));
+  std::vector<std::unique_ptr<MeetingTarget>> owned;
+  std::map<uint32_t, ShardTarget*> targets;
+  for (uint32_t s = 0; s < 4; ++s) {
+    absl::Status fail = s == 1 || s == 3
+                            ? absl::UnavailableError(absl::StrCat("shard ", s, " is down"))
+                            : absl::OkStatus();
+    owned.push_back(
+        std::make_unique<MeetingTarget>(host_->replica(s).get(), &rendezvous, std::move(fail)));
+    targets[s] = owned.back().get();
+  }
+  absl::StatusOr<v1::QueryResponse> r = RunQuery(Text("sea ice", 10), targets, 4);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(r.status().message(), "shard 1 is down");
 }
 
 }  // namespace
