@@ -54,6 +54,10 @@ DEFINE_uint64(in_sync_max_lag_records, 10000,
               "and its oldest missing record is at most --in_sync_max_lag_ms old.");
 DEFINE_uint32(in_sync_max_lag_ms, 2000,
               "See --in_sync_max_lag_records (milliseconds).");
+DEFINE_uint64(idempotency_ttl_s, 86400,
+              "Seconds an idempotency key is remembered after its batch committed: a retry "
+              "with the key within this time gets the original commit token, a later one "
+              "applies the batch again. 0 remembers keys forever (they are never removed).");
 DEFINE_bool(fault_injection, false,
             "Tests only: watch <data_dir>/FAULTS; while it says \"isolate\", this node's "
             "traffic with its peers and the control plane fails (see fault_hook.h).");
@@ -86,6 +90,9 @@ int main(int argc, char** argv) {
   options.replica.commit_timeout = absl::Milliseconds(FLAGS_commit_timeout_ms);
   options.replica.in_sync_max_lag_records = FLAGS_in_sync_max_lag_records;
   options.replica.in_sync_max_lag = absl::Milliseconds(FLAGS_in_sync_max_lag_ms);
+  options.replica.idempotency_ttl = FLAGS_idempotency_ttl_s == 0
+                                        ? absl::InfiniteDuration()
+                                        : absl::Seconds(FLAGS_idempotency_ttl_s);
   if (FLAGS_ack == "leader") {
     options.replica.ack_leader_only = true;
   } else if (FLAGS_ack != "majority") {

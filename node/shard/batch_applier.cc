@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <map>
+#include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -99,6 +101,8 @@ class Applier {
       rec.set_commit_time_micros(at_.commit_time_micros);
       ws_->Put(Family::kIdempotency, keys::Idempotency(tenant_, p_.idempotency_key()),
                DeterministicSerialize(rec));
+      ws_->Put(Family::kMeta, keys::IdempotencyExpiry(at_.commit_time_micros, at_.lsn),
+               keys::Idempotency(tenant_, p_.idempotency_key()));
     }
     ws_->Put(Family::kTenants, keys::Tenant(tenant_), DeterministicSerialize(tenant_state_));
     return absl::OkStatus();
@@ -272,10 +276,60 @@ class Applier {
 
 }  // namespace
 
+namespace {
+
+absl::Status ExpireIdempotency(int64_t before_micros, size_t max, storage::WriteSet* ws) {
+  std::vector<std::pair<std::string, std::string>> expired;  // Queue key, record key.
+  // Queue keys only ever grow (commit times never go back within a log and
+  // the cut-off is below the committing record's time), so every key before
+  // the last one removed is gone: start there.
+  DASH_ASSIGN_OR_RETURN(std::optional<std::string> cursor,
+                        ws->Get(Family::kMeta, keys::kIdempotencyExpiryCursorKey));
+  std::unique_ptr<storage::Cursor> c = ws->Scan(Family::kMeta, keys::kIdempotencyExpiryPrefix,
+                                                cursor.value_or(std::string()));
+  for (; c->Valid() && expired.size() < max; c->Next()) {
+    int64_t micros = 0;
+    uint64_t lsn = 0;
+    if (!keys::ParseIdempotencyExpiry(c->key(), &micros, &lsn)) {
+      return absl::DataLossError("malformed idempotency expiry key in the meta family");
+    }
+    if (micros >= before_micros) break;
+    expired.emplace_back(std::string(c->key()), std::string(c->value()));
+  }
+  DASH_RETURN_IF_ERROR(c->status());
+  c.reset();
+  for (const auto& [queue_key, record_key] : expired) {
+    int64_t micros = 0;
+    uint64_t lsn = 0;
+    keys::ParseIdempotencyExpiry(queue_key, &micros, &lsn);
+    DASH_ASSIGN_OR_RETURN(std::optional<std::string> value,
+                          ws->Get(Family::kIdempotency, record_key));
+    if (value.has_value()) {
+      storage::IdempotencyRecord rec;
+      if (!rec.ParseFromString(*value)) {
+        return absl::DataLossError("malformed idempotency record");
+      }
+      // The key may have been used again since (a later record, queued later).
+      if (rec.lsn() == lsn) ws->Delete(Family::kIdempotency, record_key);
+    }
+    ws->Delete(Family::kMeta, queue_key);
+  }
+  if (!expired.empty()) {
+    ws->Put(Family::kMeta, keys::kIdempotencyExpiryCursorKey, expired.back().first);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status ApplyBatch(const storage::LogPayload& payload, const CommitPoint& at,
                         storage::WriteSet* ws, std::vector<std::string>* touched) {
   Applier applier(payload, at, ws);
   DASH_RETURN_IF_ERROR(applier.Run());
+  if (payload.idempotency_expire_before_micros() > 0) {
+    DASH_RETURN_IF_ERROR(ExpireIdempotency(payload.idempotency_expire_before_micros(),
+                                           kMaxIdempotencyExpiriesPerRecord, ws));
+  }
   if (touched != nullptr) applier.AppendTouched(touched);
   return absl::OkStatus();
 }

@@ -25,9 +25,14 @@ struct CommitPoint {
   int64_t commit_time_micros = 0;
 };
 
+// Idempotency records removed by one log record at most (see
+// LogPayload.idempotency_expire_before_micros): enough to drain a backlog,
+// since each record queues at most one.
+inline constexpr size_t kMaxIdempotencyExpiriesPerRecord = 64;
+
 // Stages in `ws` every state change of `payload` committed at `at`: claims,
-// evidence, edges (and their reverse index), tenant counters and the
-// idempotency record. Does not write the log record or shard metadata.
+// evidence, edges (and their reverse index), tenant counters, the
+// idempotency record with its expiry-queue key, and the expiry of old ones. Does not write the log record or shard metadata.
 // On error `ws` may hold partial changes: the caller rolls back to a save point.
 // When `touched` is non-null, the ids of the claims the batch wrote, gave
 // evidence to or deleted are appended to it (for the in-memory caches the

@@ -494,6 +494,10 @@ void ShardReplica::CommitGroup(std::vector<Pending> group) {
     payload.set_idempotency_key(req.idempotency_key());
     payload.set_request_digest(p.digest);
     payload.set_vector_metric(req.vector_metric());
+    if (options_.idempotency_ttl > absl::ZeroDuration()) {
+      const int64_t ttl = absl::ToInt64Microseconds(options_.idempotency_ttl);
+      if (commit_micros > ttl) payload.set_idempotency_expire_before_micros(commit_micros - ttl);
+    }
 
     ws->SetSavePoint();
     std::vector<std::string> claims;

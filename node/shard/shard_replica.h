@@ -65,6 +65,11 @@ struct ReplicaOptions {
   // records and its oldest missing record is at most this old.
   uint64_t in_sync_max_lag_records = 10000;
   absl::Duration in_sync_max_lag = absl::Seconds(2);
+  // An idempotency key is remembered for at least this long after its batch
+  // committed; a retry after that applies the batch again. Each new record
+  // removes a few expired ones (see LogPayload.idempotency_expire_before_micros).
+  // InfiniteDuration (or zero) remembers keys forever.
+  absl::Duration idempotency_ttl = absl::Hours(24);
   storage::EngineOptions engine;
   Clock* clock = Clock::Real();
 };

@@ -809,6 +809,85 @@ TEST_F(ManagedReplicaTest, TruncatingADivergedSuffixRestoresTheStateBeforeIt) {
 // A truncation inside an applied batch keeps part of that batch: the
 // filter caches of every tenant the batch touched are stale, not only the
 // undone records' tenants.
+TEST_F(ManagedReplicaTest, IdempotencyKeysExpireAfterTheTtlAlikeOnEveryReplica) {
+  ManualClock clock(1'700'000'000'000'000);
+  options_.clock = &clock;
+  options_.idempotency_ttl = absl::Hours(1);
+  Reopen();
+  v1::WriteRequest k1 = ClaimBatch("acme", "c1");
+  k1.set_idempotency_key("k1");
+  v1::WriteRequest k2 = ClaimBatch("acme", "c2");
+  k2.set_idempotency_key("k2");
+  EXPECT_EQ(MustWrite(k1).token.lsn(), 1u);  // At t0.
+  clock.Advance(absl::Minutes(30));
+  EXPECT_EQ(MustWrite(k2).token.lsn(), 2u);  // At t0 + 30 min.
+  EXPECT_TRUE(MustWrite(k1).replayed) << "30 minutes old: remembered";
+  clock.Advance(absl::Minutes(31));
+  // The next record (at t0 + 61 min) removes what committed before t0 + 1 min.
+  EXPECT_EQ(MustWrite(ClaimBatch("acme", "c3")).token.lsn(), 3u);
+  const WriteResult again = MustWrite(k1);
+  EXPECT_FALSE(again.replayed) << "k1 expired: the batch is applied again";
+  EXPECT_EQ(again.token.lsn(), 4u);
+  EXPECT_TRUE(MustWrite(k2).replayed) << "31 minutes old: remembered";
+  EXPECT_TRUE(MustWrite(k1).replayed) << "remembered again from its new commit";
+
+  std::vector<std::string> records;
+  for (uint64_t lsn = 1; lsn <= 4; ++lsn) records.push_back(*replica_->ReadLogRecord(lsn));
+  // A follower with other settings (the default TTL, the real clock) removes
+  // exactly what the leader did: the cut-off is in the records.
+  auto f = OpenManaged("f");
+  ASSERT_TRUE(f->AdoptRole(FollowerOf(1)).ok());
+  ASSERT_TRUE(f->ApplyEncodedRecords(records, 1).ok());
+  auto leader_sum = replica_->Checksum();
+  auto follower_sum = f->Checksum();
+  ASSERT_TRUE(leader_sum.ok() && follower_sum.ok());
+  EXPECT_EQ(follower_sum->sha256, leader_sum->sha256);
+  EXPECT_EQ(follower_sum->keys, leader_sum->keys);
+
+  // Truncating the record that removed k1 brings k1's first record back.
+  auto reference = OpenManaged("ref");  // Holds records 1-2 only.
+  ASSERT_TRUE(reference->ApplyEncodedRecords({records.begin(), records.begin() + 2}, 0).ok());
+  ASSERT_TRUE(f->TruncateLogAfter(2).ok());
+  EXPECT_EQ(f->Checksum()->sha256, reference->Checksum()->sha256);
+
+  // With no TTL (InfiniteDuration) nothing is ever removed.
+  options_.idempotency_ttl = absl::InfiniteDuration();
+  Reopen();
+  clock.Advance(absl::Hours(1000));
+  MustWrite(ClaimBatch("acme", "c4"));
+  EXPECT_TRUE(MustWrite(k2).replayed);
+}
+
+TEST_F(ShardReplicaTest, ABacklogOfExpiredIdempotencyKeysDrains64PerRecord) {
+  ManualClock clock(1'700'000'000'000'000);
+  options_.clock = &clock;
+  options_.idempotency_ttl = absl::Hours(1);
+  Reopen();
+  auto keys = [&] { return replica_->Checksum()->keys; };
+  MustWrite(ClaimBatch("acme", "plain0"));  // Creates the tenant and its common terms.
+  uint64_t before = keys();
+  MustWrite(ClaimBatch("acme", "plain00"));
+  const uint64_t plain = keys() - before;  // Keys of one batch without an idempotency key.
+  for (int i = 0; i < 100; ++i) {
+    v1::WriteRequest req = ClaimBatch("acme", absl::StrCat("c", i));
+    req.set_idempotency_key(absl::StrCat("k", i));
+    MustWrite(req);
+    clock.Advance(absl::Seconds(1));
+  }
+  clock.Advance(absl::Hours(2));
+  for (const uint64_t expired : {64u, 36u, 0u}) {
+    before = keys();
+    MustWrite(ClaimBatch("acme", absl::StrCat("plain", expired + 1)));
+    EXPECT_EQ(keys() + expired, before + plain) << expired << " idempotency records removed";
+  }
+  for (int i = 0; i < 100; i += 33) {
+    v1::WriteRequest req = ClaimBatch("acme", absl::StrCat("c", i));
+    req.set_idempotency_key(absl::StrCat("k", i));
+    EXPECT_FALSE(MustWrite(req).replayed) << i;
+    EXPECT_TRUE(MustWrite(req).replayed) << i;
+  }
+}
+
 TEST_F(ManagedReplicaTest, TruncationInvalidatesFilterCachesOfTheKeptRecordsToo) {
   MustWrite(ClaimBatch("ta", "a1"));
   MustWrite(ClaimBatch("ta", "a2"));

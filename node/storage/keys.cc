@@ -1,5 +1,7 @@
 #include "node/storage/keys.h"
 
+#include <algorithm>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
@@ -34,6 +36,22 @@ std::string EpochStart(uint64_t epoch) { return absl::StrCat(kEpochPrefix, Log(e
 bool ParseEpochStart(absl::string_view key, uint64_t* epoch) {
   if (!absl::StartsWith(key, kEpochPrefix)) return false;
   return ParseLog(key.substr(sizeof(kEpochPrefix) - 1), epoch);
+}
+
+std::string IdempotencyExpiry(int64_t commit_time_micros, uint64_t lsn) {
+  return absl::StrCat(kIdempotencyExpiryPrefix,
+                      Log(static_cast<uint64_t>(std::max<int64_t>(commit_time_micros, 0))),
+                      Log(lsn));
+}
+
+bool ParseIdempotencyExpiry(absl::string_view key, int64_t* commit_time_micros, uint64_t* lsn) {
+  if (!absl::StartsWith(key, kIdempotencyExpiryPrefix)) return false;
+  key.remove_prefix(sizeof(kIdempotencyExpiryPrefix) - 1);
+  if (key.size() != 16) return false;
+  uint64_t micros = 0;
+  if (!ParseLog(key.substr(0, 8), &micros) || !ParseLog(key.substr(8), lsn)) return false;
+  *commit_time_micros = static_cast<int64_t>(micros);
+  return true;
 }
 
 std::string Tenant(absl::string_view tenant) { return std::string(tenant); }

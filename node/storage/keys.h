@@ -26,6 +26,17 @@ bool ParseLog(absl::string_view key, uint64_t* lsn);
 inline constexpr char kEpochPrefix[] = "epoch/";
 std::string EpochStart(uint64_t epoch);
 bool ParseEpochStart(absl::string_view key, uint64_t* epoch);
+
+// Idempotency expiry queue, in the meta family: "idem-exp/" + 8-byte
+// big-endian commit time (microseconds) + 8-byte big-endian LSN of the record
+// that wrote an idempotency record -> that record's idempotency key
+// (Idempotency(tenant, key)). Byte order is commit-time order.
+inline constexpr char kIdempotencyExpiryPrefix[] = "idem-exp/";
+// The last queue key removed (every key before it is gone too): scans of the
+// queue start there instead of walking the tombstones of removed keys.
+inline constexpr char kIdempotencyExpiryCursorKey[] = "idem-exp-cursor";
+std::string IdempotencyExpiry(int64_t commit_time_micros, uint64_t lsn);
+bool ParseIdempotencyExpiry(absl::string_view key, int64_t* commit_time_micros, uint64_t* lsn);
 std::string EncodeU64(uint64_t v);
 bool DecodeU64(absl::string_view bytes, uint64_t* v);
 

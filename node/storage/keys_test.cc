@@ -37,5 +37,19 @@ TEST(KeysTest, EdgeInSuffixRoundTrips) {
   EXPECT_EQ(relation, 4);
 }
 
+TEST(KeysTest, IdempotencyExpiryKeysSortByCommitTimeThenLsnAndRoundTrip) {
+  EXPECT_LT(IdempotencyExpiry(5, 900), IdempotencyExpiry(6, 1));
+  EXPECT_LT(IdempotencyExpiry(6, 1), IdempotencyExpiry(6, 2));
+  EXPECT_LT(IdempotencyExpiry(255, 1), IdempotencyExpiry(256, 1));
+  int64_t micros = 0;
+  uint64_t lsn = 0;
+  ASSERT_TRUE(ParseIdempotencyExpiry(IdempotencyExpiry(1'700'000'000'000'000, 42), &micros, &lsn));
+  EXPECT_EQ(micros, 1'700'000'000'000'000);
+  EXPECT_EQ(lsn, 42u);
+  EXPECT_FALSE(ParseIdempotencyExpiry(EpochStart(3), &micros, &lsn));
+  EXPECT_FALSE(ParseIdempotencyExpiry(std::string(kIdempotencyExpiryPrefix) + "short", &micros,
+                                      &lsn));
+}
+
 }  // namespace
 }  // namespace dash::storage::keys
