@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/hashing.h"
+#include "common/parallel.h"
 #include "common/status_macros.h"
 #include "dash/v1/node.grpc.pb.h"
 #include "node/shard/batch_validator.h"
@@ -263,21 +264,34 @@ grpc::Status RouterService::ListClaims(grpc::ServerContext* ctx,
       return absl::InvalidArgumentError(absl::StrCat(
           "shard: ", request->shard(), " is not below the shard count ", p.shard_count()));
     }
-    std::vector<v1::ClaimRecord> merged;
-    bool more = false;
+    std::vector<Route> routes;
     for (const v1::ShardEntry& entry : p.shards()) {
       if (request->has_shard() && request->shard() != entry.shard()) continue;
       DASH_ASSIGN_OR_RETURN(Route route,
                             ChooseReplica(p, entry, request->read_preference(), spread));
-      v1::ListClaimsRequest forwarded = *request;
-      forwarded.set_page_size(static_cast<uint32_t>(limit));
-      forwarded.set_shard(entry.shard());
-      forwarded.set_expected_epoch(route.epoch);
-      v1::ListClaimsResponse page;
-      auto stub = v1::Data::NewStub(placement_->Channel(route.address));
-      grpc::ClientContext call;
-      call.set_deadline(Deadline(ctx));
-      DASH_RETURN_IF_ERROR(FromGrpcStatus(stub->ListClaims(&call, forwarded, &page), &call));
+      routes.push_back(std::move(route));
+    }
+    // Every shard's page at once; merged in shard order, and a failure names
+    // the lowest failing shard.
+    const auto deadline = Deadline(ctx);
+    auto pages = RunAtOnce<v1::ListClaimsResponse>(
+        routes.size(), [&](size_t i) -> absl::StatusOr<v1::ListClaimsResponse> {
+          v1::ListClaimsRequest forwarded = *request;
+          forwarded.set_page_size(static_cast<uint32_t>(limit));
+          forwarded.set_shard(routes[i].shard);
+          forwarded.set_expected_epoch(routes[i].epoch);
+          v1::ListClaimsResponse page;
+          auto stub = v1::Data::NewStub(placement_->Channel(routes[i].address));
+          grpc::ClientContext call;
+          call.set_deadline(deadline);
+          DASH_RETURN_IF_ERROR(FromGrpcStatus(stub->ListClaims(&call, forwarded, &page), &call));
+          return page;
+        });
+    std::vector<v1::ClaimRecord> merged;
+    bool more = false;
+    for (auto& result : pages) {
+      DASH_RETURN_IF_ERROR(result.status());
+      v1::ListClaimsResponse& page = *result;
       more = more || !page.next_page_token().empty();
       for (auto& rec : *page.mutable_records()) merged.push_back(std::move(rec));
       for (auto& t : *page.mutable_read_at()) *response->add_read_at() = std::move(t);

@@ -3,12 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
-#include <thread>
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "common/fusion.h"
 #include "common/hashing.h"
+#include "common/parallel.h"
 #include "common/status_macros.h"
 #include "common/text.h"
 #include "node/index/analyzer.h"
@@ -29,22 +29,6 @@ absl::Status Bad(absl::string_view field, absl::string_view what) {
 absl::Status CheckNonNegative(const char* field, double v) {
   if (!(v >= 0) || !std::isfinite(v)) return Bad(field, "must be a finite number >= 0");
   return absl::OkStatus();
-}
-
-// Calls fn(0) .. fn(n - 1) at once, each on its own thread but the first (on
-// the caller's), and returns their results in order: a query waits for its
-// slowest shard instead of the sum of them all.
-template <typename T, typename Fn>
-std::vector<absl::StatusOr<T>> ForEachAtOnce(size_t n, Fn fn) {
-  std::vector<absl::StatusOr<T>> results(n, absl::UnknownError("not run"));
-  std::vector<std::thread> threads;
-  threads.reserve(n > 0 ? n - 1 : 0);
-  for (size_t i = 1; i < n; ++i) {
-    threads.emplace_back([&results, &fn, i] { results[i] = fn(i); });
-  }
-  if (n > 0) results[0] = fn(0);
-  for (std::thread& t : threads) t.join();
-  return results;
 }
 
 // The request's parameters with defaults applied.
@@ -163,7 +147,7 @@ absl::StatusOr<v1::QueryResponse> RunQuery(const v1::QueryRequest& request,
   std::vector<ShardTarget*> targets;
   for (const auto& [id, target] : shards) targets.push_back(target);
   if (!legs.terms.empty()) {
-    auto stats = ForEachAtOnce<index::CorpusStats>(
+    auto stats = RunAtOnce<index::CorpusStats>(
         targets.size(), [&](size_t i) { return targets[i]->Stats(request.tenant(), legs.terms); });
     for (auto& s : stats) {
       DASH_RETURN_IF_ERROR(s.status());
@@ -173,7 +157,7 @@ absl::StatusOr<v1::QueryResponse> RunQuery(const v1::QueryRequest& request,
   // --- Phase 2: each shard's legs, merged per leg, then fused once.
   v1::QueryResponse response;
   std::vector<fusion::Candidate> lexical, vector;
-  auto leg_results = ForEachAtOnce<LegResult>(
+  auto leg_results = RunAtOnce<LegResult>(
       targets.size(), [&](size_t i) { return targets[i]->Legs(request.tenant(), legs); });
   for (auto& result : leg_results) {
     DASH_RETURN_IF_ERROR(result.status());
@@ -223,7 +207,7 @@ absl::StatusOr<v1::QueryResponse> RunQuery(const v1::QueryRequest& request,
       auto it = shards.find(shard);
       if (it != shards.end()) asks.emplace_back(it->second, &ids);
     }
-    auto answers = ForEachAtOnce<std::map<std::string, v1::QueryHit>>(asks.size(), [&](size_t i) {
+    auto answers = RunAtOnce<std::map<std::string, v1::QueryHit>>(asks.size(), [&](size_t i) {
       return asks[i].first->Fetch(request.tenant(), *asks[i].second, fetch);
     });
     std::map<std::string, v1::QueryHit> fetched;
