@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <memory>
+#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -177,38 +179,138 @@ absl::StatusOr<std::vector<ScoredClaim>> SearchBm25(
   for (const auto& t : terms) ++qtf[t];
   const double avgdl =
       std::max(1.0, static_cast<double>(stats.total_length) / static_cast<double>(stats.docs));
-  absl::flat_hash_map<std::string, double> scores;
+  const double n = static_cast<double>(stats.docs);
+
+  // MaxScore (Turtle & Flood 1995), document at a time over the posting
+  // lists, which are in claim-id order. A term adds at most
+  // q * idf * (k1 + 1) to a claim's score whatever its tf and length. With
+  // the lists ordered by that bound, the longest prefix of lists whose bounds
+  // sum below the current k-th best score is "non-essential": a claim found
+  // only in those cannot enter the top k, so only the other lists are walked
+  // and the non-essential ones are probed (point reads) for the claims they
+  // yield, while the claim can still make it. The result is exactly the
+  // exhaustive ranking, scores summed in the same term order.
+  struct List {
+    size_t slot = 0;  // Position of the term in qtf order: the summation order.
+    double weight = 0;  // q * idf.
+    double bound = 0;   // weight * (k1 + 1).
+    std::string prefix;
+    std::unique_ptr<storage::Cursor> cursor;  // Null once non-essential.
+  };
+  std::vector<List> lists;
+  size_t slot = 0;
   for (const auto& [term, q] : qtf) {
     auto it = stats.df.find(term);
     const double df = it == stats.df.end() ? 0 : static_cast<double>(it->second);
-    if (df == 0) continue;
-    const double n = static_cast<double>(stats.docs);
-    const double idf = std::log(1.0 + (n - df + 0.5) / (df + 0.5));
-    const std::string prefix = PostingPrefix(tenant, term);
-    auto cursor = r.Scan(Family::kPostings, prefix);
-    for (; cursor->Valid(); cursor->Next()) {
-      uint32_t tf = 0, dl = 0;
-      if (!ParseFixed32Pair(cursor->value(), &tf, &dl)) {
-        return absl::DataLossError("malformed posting");
-      }
-      const absl::string_view id = keys::Suffix(cursor->key(), prefix);
-      if (allowed != nullptr && !allowed->contains(id)) continue;
-      const double norm = params.k1 * (1.0 - params.b + params.b * dl / avgdl);
-      scores[std::string(id)] += q * idf * (tf * (params.k1 + 1.0)) / (tf + norm);
+    if (df > 0) {
+      List list;
+      list.slot = slot;
+      const double idf = std::log(1.0 + (n - df + 0.5) / (df + 0.5));
+      list.weight = q * idf;
+      list.bound = list.weight * (params.k1 + 1.0);
+      list.prefix = PostingPrefix(tenant, term);
+      lists.push_back(std::move(list));
     }
-    DASH_RETURN_IF_ERROR(cursor->status());
+    ++slot;
   }
-  out.reserve(scores.size());
-  for (auto& [id, score] : scores) out.push_back({id, score});
+  if (lists.empty()) return out;
+  std::sort(lists.begin(), lists.end(), [](const List& a, const List& b) {
+    return a.bound != b.bound ? a.bound < b.bound : a.slot < b.slot;
+  });
+  // prefix_bound[i]: the most lists 0..i together can add (with a margin for
+  // rounding, since scores are summed in another order).
+  std::vector<double> prefix_bound(lists.size());
+  double sum = 0;
+  for (size_t i = 0; i < lists.size(); ++i) {
+    sum += lists[i].bound;
+    prefix_bound[i] = sum * (1 + 1e-9);
+  }
+  for (List& list : lists) list.cursor = r.Scan(Family::kPostings, list.prefix);
+
+  auto contribution = [&](const List& list, absl::string_view posting,
+                          double* out_value) -> absl::Status {
+    uint32_t tf = 0, dl = 0;
+    if (!ParseFixed32Pair(posting, &tf, &dl)) return absl::DataLossError("malformed posting");
+    const double norm = params.k1 * (1.0 - params.b + params.b * dl / avgdl);
+    *out_value = list.weight * (tf * (params.k1 + 1.0)) / (tf + norm);
+    return absl::OkStatus();
+  };
   auto better = [](const ScoredClaim& a, const ScoredClaim& b) {
     return a.score != b.score ? a.score > b.score : a.claim_id < b.claim_id;
   };
-  if (out.size() > k) {
-    std::partial_sort(out.begin(), out.begin() + k, out.end(), better);
-    out.resize(k);
-  } else {
-    std::sort(out.begin(), out.end(), better);
+  // The best k so far, worst first (a heap under `better`).
+  std::vector<ScoredClaim> top;
+  size_t essential = 0;  // Lists [0, essential) are non-essential.
+  std::vector<double> parts(qtf.size());
+  std::vector<bool> present(qtf.size());
+  std::string doc;
+  for (;;) {
+    // The smallest claim id under an essential list's cursor.
+    bool any = false;
+    for (size_t i = essential; i < lists.size(); ++i) {
+      storage::Cursor& c = *lists[i].cursor;
+      if (!c.Valid()) {
+        DASH_RETURN_IF_ERROR(c.status());
+        continue;
+      }
+      const absl::string_view id = keys::Suffix(c.key(), lists[i].prefix);
+      if (!any || id < doc) doc.assign(id.data(), id.size());
+      any = true;
+    }
+    if (!any) break;
+    std::fill(present.begin(), present.end(), false);
+    double partial = 0;
+    for (size_t i = essential; i < lists.size(); ++i) {
+      storage::Cursor& c = *lists[i].cursor;
+      if (!c.Valid() || keys::Suffix(c.key(), lists[i].prefix) != doc) continue;
+      DASH_RETURN_IF_ERROR(contribution(lists[i], c.value(), &parts[lists[i].slot]));
+      present[lists[i].slot] = true;
+      partial += parts[lists[i].slot];
+      c.Next();
+    }
+    if (allowed != nullptr && !allowed->contains(doc)) continue;
+    const bool full = top.size() == k;
+    const double threshold = full ? top.front().score : 0;
+    // Probe the non-essential lists, highest bound first, while the claim
+    // can still reach the k-th best.
+    bool pruned = false;
+    for (size_t i = essential; i-- > 0;) {
+      if (full && (partial + prefix_bound[i]) * (1 + 1e-9) < threshold) {
+        pruned = true;
+        break;
+      }
+      DASH_ASSIGN_OR_RETURN(std::optional<std::string> posting,
+                            r.Get(Family::kPostings, absl::StrCat(lists[i].prefix, doc)));
+      if (!posting.has_value()) continue;
+      DASH_RETURN_IF_ERROR(contribution(lists[i], *posting, &parts[lists[i].slot]));
+      present[lists[i].slot] = true;
+      partial += parts[lists[i].slot];
+    }
+    if (pruned) continue;
+    ScoredClaim candidate{doc, 0};
+    for (size_t t = 0; t < parts.size(); ++t) {
+      if (present[t]) candidate.score += parts[t];
+    }
+    if (!full) {
+      top.push_back(std::move(candidate));
+      std::push_heap(top.begin(), top.end(), better);
+    } else if (better(candidate, top.front())) {
+      std::pop_heap(top.begin(), top.end(), better);
+      top.back() = std::move(candidate);
+      std::push_heap(top.begin(), top.end(), better);
+    } else {
+      continue;
+    }
+    if (top.size() == k) {
+      // Lists whose bounds together stay below the k-th best drop out.
+      while (essential < lists.size() && prefix_bound[essential] < top.front().score) {
+        lists[essential].cursor.reset();
+        ++essential;
+      }
+    }
   }
+  out = std::move(top);
+  std::sort(out.begin(), out.end(), better);
   return out;
 }
 

@@ -71,7 +71,8 @@ struct ScoredClaim {
 // The top `k` claims of `tenant` for the analyzed query `terms`, by BM25 with
 // `stats` as the corpus statistics; ties broken by claim_id ascending. With
 // `allowed`, only those claims are candidates (the filter applies before
-// ranking, so k come back whenever k allowed claims match).
+// ranking, so k come back whenever k allowed claims match). Exactly the
+// ranking of scoring every posting, found with MaxScore pruning (see the .cc).
 absl::StatusOr<std::vector<ScoredClaim>> SearchBm25(
     const storage::Reader& r, absl::string_view tenant, const std::vector<std::string>& terms,
     size_t k, const Bm25Params& params, const CorpusStats& stats,
