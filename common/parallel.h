@@ -4,6 +4,7 @@
 #define DASH_COMMON_PARALLEL_H_
 
 #include <cstddef>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -22,7 +23,11 @@ std::vector<absl::StatusOr<T>> RunAtOnce(size_t n, Fn&& fn) {
   std::vector<std::thread> threads;
   threads.reserve(n > 0 ? n - 1 : 0);
   for (size_t i = 1; i < n; ++i) {
-    threads.emplace_back([&results, &fn, i] { results[i] = fn(i); });
+    try {
+      threads.emplace_back([&results, &fn, i] { results[i] = fn(i); });
+    } catch (const std::system_error&) {
+      results[i] = fn(i);  // No thread to be had: on the caller's, then.
+    }
   }
   if (n > 0) results[0] = fn(0);
   for (std::thread& t : threads) t.join();

@@ -226,6 +226,10 @@ absl::StatusOr<std::vector<ScoredClaim>> SearchBm25(
     prefix_bound[i] = sum * (1 + 1e-9);
   }
   for (List& list : lists) list.cursor = r.Scan(Family::kPostings, list.prefix);
+  // The bounds hold for k1 >= 0, b in [0, 1] and positive weights (df at most
+  // the document count); with other parameters nothing is pruned.
+  bool prune = params.k1 >= 0 && params.b >= 0 && params.b <= 1;
+  for (const List& list : lists) prune = prune && list.weight > 0 && std::isfinite(list.bound);
 
   auto contribution = [&](const List& list, absl::string_view posting,
                           double* out_value) -> absl::Status {
@@ -275,7 +279,7 @@ absl::StatusOr<std::vector<ScoredClaim>> SearchBm25(
     // can still reach the k-th best.
     bool pruned = false;
     for (size_t i = essential; i-- > 0;) {
-      if (full && (partial + prefix_bound[i]) * (1 + 1e-9) < threshold) {
+      if (prune && full && (partial + prefix_bound[i]) * (1 + 1e-9) < threshold) {
         pruned = true;
         break;
       }
@@ -301,7 +305,7 @@ absl::StatusOr<std::vector<ScoredClaim>> SearchBm25(
     } else {
       continue;
     }
-    if (top.size() == k) {
+    if (prune && top.size() == k) {
       // Lists whose bounds together stay below the k-th best drop out.
       while (essential < lists.size() && prefix_bound[essential] < top.front().score) {
         lists[essential].cursor.reset();

@@ -160,12 +160,21 @@ TEST_F(LexicalIndexTest, PrunedSearchRanksExactlyAsScoringEveryPosting) {
       stats->total_length *= 3;
       for (auto& [term, df] : stats->df) df = df * 3 + 1;
     }
+    if (q % 23 == 3) {  // A document frequency above the document count: idf <= 0.
+      stats->df[terms.front()] = stats->docs * 4;
+    }
+    Bm25Params params;  // The defaults, or the ends of the accepted ranges.
+    if (q % 3 == 1) params.k1 = 0;
+    if (q % 3 == 2) {
+      params.k1 = 2.5;
+      params.b = 1;
+    }
     for (const size_t k : {1u, 3u, 10u, 50u, 1000u}) {
       for (const bool filtered : {false, true}) {
         const auto* filter = filtered ? &allowed : nullptr;
-        auto got = SearchBm25(*snap, "t", terms, k, Bm25Params(), *stats, filter);
+        auto got = SearchBm25(*snap, "t", terms, k, params, *stats, filter);
         ASSERT_TRUE(got.ok()) << got.status();
-        const auto want = Exhaustive(*snap, terms, k, Bm25Params(), *stats, filter);
+        const auto want = Exhaustive(*snap, terms, k, params, *stats, filter);
         ASSERT_EQ(Ids(*got), Ids(want)) << "query " << q << " k " << k << " filtered " << filtered;
         for (size_t i = 0; i < want.size(); ++i) {
           ASSERT_EQ((*got)[i].score, want[i].score) << "query " << q << " rank " << i;

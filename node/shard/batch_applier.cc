@@ -101,8 +101,12 @@ class Applier {
       rec.set_commit_time_micros(at_.commit_time_micros);
       ws_->Put(Family::kIdempotency, keys::Idempotency(tenant_, p_.idempotency_key()),
                DeterministicSerialize(rec));
-      ws_->Put(Family::kMeta, keys::IdempotencyExpiry(at_.commit_time_micros, at_.lsn),
-               keys::Idempotency(tenant_, p_.idempotency_key()));
+      // Queued only when the record says keys expire, so that every replica
+      // queues the same keys whatever its own version or settings.
+      if (p_.idempotency_expire_before_micros() > 0) {
+        ws_->Put(Family::kMeta, keys::IdempotencyExpiry(at_.commit_time_micros, at_.lsn),
+                 keys::Idempotency(tenant_, p_.idempotency_key()));
+      }
     }
     ws_->Put(Family::kTenants, keys::Tenant(tenant_), DeterministicSerialize(tenant_state_));
     return absl::OkStatus();
@@ -327,8 +331,10 @@ absl::Status ApplyBatch(const storage::LogPayload& payload, const CommitPoint& a
   Applier applier(payload, at, ws);
   DASH_RETURN_IF_ERROR(applier.Run());
   if (payload.idempotency_expire_before_micros() > 0) {
-    DASH_RETURN_IF_ERROR(ExpireIdempotency(payload.idempotency_expire_before_micros(),
-                                           kMaxIdempotencyExpiriesPerRecord, ws));
+    // Never the record's own key, whatever the cut-off says.
+    const int64_t before =
+        std::min(payload.idempotency_expire_before_micros(), at.commit_time_micros);
+    DASH_RETURN_IF_ERROR(ExpireIdempotency(before, kMaxIdempotencyExpiriesPerRecord, ws));
   }
   if (touched != nullptr) applier.AppendTouched(touched);
   return absl::OkStatus();

@@ -27,7 +27,8 @@ struct CommitPoint {
 
 // Idempotency records removed by one log record at most (see
 // LogPayload.idempotency_expire_before_micros): enough to drain a backlog,
-// since each record queues at most one.
+// since each record queues at most one. Part of the log's meaning: every
+// replica must apply the same number, so changing it is a format change.
 inline constexpr size_t kMaxIdempotencyExpiriesPerRecord = 64;
 
 // Stages in `ws` every state change of `payload` committed at `at`: claims,

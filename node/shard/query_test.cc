@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "common/hashing.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
@@ -385,12 +386,16 @@ class Rendezvous {
 // A local replica behind a rendezvous, optionally failing every call.
 class MeetingTarget : public ShardTarget {
  public:
-  MeetingTarget(const ShardReplica* replica, Rendezvous* rendezvous, absl::Status fail)
-      : local_(replica), rendezvous_(rendezvous), fail_(std::move(fail)) {}
+  MeetingTarget(const ShardReplica* replica, Rendezvous* rendezvous, absl::Status fail,
+                absl::Duration fail_after = absl::ZeroDuration())
+      : local_(replica), rendezvous_(rendezvous), fail_(std::move(fail)), fail_after_(fail_after) {}
   absl::StatusOr<index::CorpusStats> Stats(absl::string_view tenant,
                                            const std::vector<std::string>& terms) override {
     rendezvous_->Arrive();
-    if (!fail_.ok()) return fail_;
+    if (!fail_.ok()) {
+      absl::SleepFor(fail_after_);
+      return fail_;
+    }
     return local_.Stats(tenant, terms);
   }
   absl::StatusOr<LegResult> Legs(absl::string_view tenant, const LegRequest& request) override {
@@ -408,15 +413,23 @@ class MeetingTarget : public ShardTarget {
   LocalShardTarget local_;
   Rendezvous* rendezvous_;
   const absl::Status fail_;
+  const absl::Duration fail_after_;
 };
 
-TEST_F(QueryTest, ShardsAreAskedAtOnceAndRankAsWhenAskedOneByOne) {
-  for (int i = 0; i < 40; ++i) {
-    Put(absl::StrCat("c", i), i % 3 == 0 ? "sea ice sea level" : "sea level rise", 2000 + i);
-  }
+TEST_F(QueryTest, ShardsAreAskedAtOnceAndRankAsASingleShard) {
+  auto put_all = [&] {
+    for (int i = 0; i < 40; ++i) {
+      Put(absl::StrCat("c", i), i % 3 == 0 ? "sea ice sea level" : "sea level rise", 2000 + i);
+    }
+  };
+  // The reference: one shard, so one target and nothing concurrent.
+  Open(1);
+  put_all();
   const v1::QueryResponse expected = Query(Text("sea ice", 10));
   ASSERT_EQ(expected.hits_size(), 10);
 
+  Open(4);
+  put_all();
   Rendezvous rendezvous(4, absl::Seconds(5));
   std::vector<std::unique_ptr<MeetingTarget>> owned;
   std::map<uint32_t, ShardTarget*> targets;
@@ -444,8 +457,10 @@ TEST_F(QueryTest, WhenSeveralShardsFailTheLowestShardsErrorIsReturned) {
     absl::Status fail = s == 1 || s == 3
                             ? absl::UnavailableError(absl::StrCat("shard ", s, " is down"))
                             : absl::OkStatus();
-    owned.push_back(
-        std::make_unique<MeetingTarget>(host_->replica(s).get(), &rendezvous, std::move(fail)));
+    // Shard 1 answers last: the error reported is not the first to arrive.
+    owned.push_back(std::make_unique<MeetingTarget>(
+        host_->replica(s).get(), &rendezvous, std::move(fail),
+        s == 1 ? absl::Milliseconds(300) : absl::ZeroDuration()));
     targets[s] = owned.back().get();
   }
   absl::StatusOr<v1::QueryResponse> r = RunQuery(Text("sea ice", 10), targets, 4);

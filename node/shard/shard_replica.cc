@@ -900,6 +900,18 @@ absl::Status ShardReplica::TruncateLogAfter(uint64_t lsn) {
   storage::ShardMeta meta = meta_;
   meta.set_last_lsn(lsn);
   meta.set_last_epoch(lsn == 0 || epochs.empty() ? 0 : epochs.rbegin()->first);
+  // The commit time goes back with the log: a removed suffix written by a
+  // leader whose clock ran ahead must not carry its time into this replica's
+  // own records if it leads later (nor move its idempotency cut-off forward).
+  if (lsn == 0) {
+    meta.set_last_commit_time_micros(0);
+  } else {
+    DASH_ASSIGN_OR_RETURN(auto kept, ws->Get(Family::kLog, keys::Log(lsn)));
+    if (kept.has_value()) {
+      DASH_ASSIGN_OR_RETURN(storage::LogRecord record, storage::DecodeLogRecord(*kept));
+      meta.set_last_commit_time_micros(record.commit_time_micros);
+    }
+  }
   ws->Put(Family::kMeta, keys::kShardMetaKey, meta.SerializeAsString());
   DASH_RETURN_IF_ERROR(engine_->Commit(*ws, /*sync=*/true));
   LOG(WARNING) << "shard " << options_.shard_id << ": truncated the log after lsn " << lsn
@@ -968,7 +980,18 @@ absl::StatusOr<StateChecksum> ShardReplica::Checksum() const {
   Sha256Hasher hasher;
   // The log (whose retained range depends on when each replica truncated) and
   // the metadata (the adopted epoch) are left out: they may differ between
-  // replicas holding the same data.
+  // replicas holding the same data. The idempotency expiry queue and its
+  // cursor, which are replicated state, are in.
+  {
+    hasher.UpdateField("idempotency-expiry");
+    auto cursor = snapshot->Scan(Family::kMeta, keys::kIdempotencyExpiryStatePrefix);
+    for (; cursor->Valid(); cursor->Next()) {
+      hasher.UpdateField(cursor->key());
+      hasher.UpdateField(cursor->value());
+      ++out.keys;
+    }
+    DASH_RETURN_IF_ERROR(cursor->status());
+  }
   for (int f = static_cast<int>(Family::kTenants); f < static_cast<int>(Family::kCount); ++f) {
     const Family family = static_cast<Family>(f);
     hasher.UpdateField(storage::FamilyName(family));

@@ -70,6 +70,8 @@ class ShardReplicaTest : public ::testing::Test {
     return out;
   }
 
+  // Declared before the replicas that may be given it, so it outlives them.
+  ManualClock clock_{1'700'000'000'000'000};
   std::filesystem::path dir_;
   ReplicaOptions options_;
   std::unique_ptr<ShardReplica> replica_;
@@ -806,23 +808,20 @@ TEST_F(ManagedReplicaTest, TruncatingADivergedSuffixRestoresTheStateBeforeIt) {
   EXPECT_EQ(f->State().last_lsn, 4u);
 }
 
-// A truncation inside an applied batch keeps part of that batch: the
-// filter caches of every tenant the batch touched are stale, not only the
-// undone records' tenants.
 TEST_F(ManagedReplicaTest, IdempotencyKeysExpireAfterTheTtlAlikeOnEveryReplica) {
-  ManualClock clock(1'700'000'000'000'000);
-  options_.clock = &clock;
+  options_.clock = &clock_;
   options_.idempotency_ttl = absl::Hours(1);
   Reopen();
+  const int64_t t0 = clock_.NowMicros();
   v1::WriteRequest k1 = ClaimBatch("acme", "c1");
   k1.set_idempotency_key("k1");
   v1::WriteRequest k2 = ClaimBatch("acme", "c2");
   k2.set_idempotency_key("k2");
   EXPECT_EQ(MustWrite(k1).token.lsn(), 1u);  // At t0.
-  clock.Advance(absl::Minutes(30));
+  clock_.Advance(absl::Minutes(30));
   EXPECT_EQ(MustWrite(k2).token.lsn(), 2u);  // At t0 + 30 min.
   EXPECT_TRUE(MustWrite(k1).replayed) << "30 minutes old: remembered";
-  clock.Advance(absl::Minutes(31));
+  clock_.Advance(absl::Minutes(31));
   // The next record (at t0 + 61 min) removes what committed before t0 + 1 min.
   EXPECT_EQ(MustWrite(ClaimBatch("acme", "c3")).token.lsn(), 3u);
   const WriteResult again = MustWrite(k1);
@@ -833,36 +832,58 @@ TEST_F(ManagedReplicaTest, IdempotencyKeysExpireAfterTheTtlAlikeOnEveryReplica) 
 
   std::vector<std::string> records;
   for (uint64_t lsn = 1; lsn <= 4; ++lsn) records.push_back(*replica_->ReadLogRecord(lsn));
-  // A follower with other settings (the default TTL, the real clock) removes
-  // exactly what the leader did: the cut-off is in the records.
-  auto f = OpenManaged("f");
+  // A follower with other settings (no TTL, its own clock at t0 + 30 min + 1 s)
+  // queues and removes exactly what the leader did: it is all in the records.
+  ManualClock follower_clock(t0 + absl::ToInt64Microseconds(absl::Minutes(30) + absl::Seconds(1)));
+  ReplicaOptions fo;
+  fo.clock = &follower_clock;
+  fo.idempotency_ttl = absl::InfiniteDuration();
+  auto f = OpenManaged("f", fo);
   ASSERT_TRUE(f->AdoptRole(FollowerOf(1)).ok());
   ASSERT_TRUE(f->ApplyEncodedRecords(records, 1).ok());
   auto leader_sum = replica_->Checksum();
   auto follower_sum = f->Checksum();
   ASSERT_TRUE(leader_sum.ok() && follower_sum.ok());
-  EXPECT_EQ(follower_sum->sha256, leader_sum->sha256);
+  EXPECT_EQ(follower_sum->sha256, leader_sum->sha256) << "expiry queue and cursor included";
   EXPECT_EQ(follower_sum->keys, leader_sum->keys);
 
-  // Truncating the record that removed k1 brings k1's first record back.
+  // Truncating the record that removed k1 brings back k1's first record, its
+  // place in the queue, and the commit time of record 2.
   auto reference = OpenManaged("ref");  // Holds records 1-2 only.
   ASSERT_TRUE(reference->ApplyEncodedRecords({records.begin(), records.begin() + 2}, 0).ok());
   ASSERT_TRUE(f->TruncateLogAfter(2).ok());
   EXPECT_EQ(f->Checksum()->sha256, reference->Checksum()->sha256);
+  // Leading now, it stamps its own time, not that of the records it removed.
+  Role lead = LeaderOf3(2);
+  lead.replicas = {"a"};
+  ASSERT_TRUE(f->AdoptRole(lead).ok());
+  auto w = f->WriteAndWait(ClaimBatch("acme", "c5"));
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(w->commit_time_micros, follower_clock.NowMicros());
+  // And the same records applied again give the leader's state again.
+  auto g = OpenManaged("g");
+  ASSERT_TRUE(g->ApplyEncodedRecords({records.begin(), records.begin() + 2}, 0).ok());
+  ASSERT_TRUE(g->TruncateLogAfter(1).ok());
+  ASSERT_TRUE(g->ApplyEncodedRecords({records.begin() + 1, records.end()}, 0).ok());
+  EXPECT_EQ(g->Checksum()->sha256, leader_sum->sha256);
 
-  // With no TTL (InfiniteDuration) nothing is ever removed.
+  // With no TTL nothing is queued and nothing is ever removed.
   options_.idempotency_ttl = absl::InfiniteDuration();
   Reopen();
-  clock.Advance(absl::Hours(1000));
-  MustWrite(ClaimBatch("acme", "c4"));
+  v1::WriteRequest k6 = ClaimBatch("acme", "c6");
+  k6.set_idempotency_key("k6");
+  MustWrite(k6);
+  clock_.Advance(absl::Hours(1000));
+  MustWrite(ClaimBatch("acme", "c7"));
   EXPECT_TRUE(MustWrite(k2).replayed);
+  EXPECT_TRUE(MustWrite(k6).replayed);
 }
 
 TEST_F(ShardReplicaTest, ABacklogOfExpiredIdempotencyKeysDrains64PerRecord) {
-  ManualClock clock(1'700'000'000'000'000);
-  options_.clock = &clock;
+  options_.clock = &clock_;
   options_.idempotency_ttl = absl::Hours(1);
   Reopen();
+  // Checksum counts every key: tenant data plus the expiry queue and cursor.
   auto keys = [&] { return replica_->Checksum()->keys; };
   MustWrite(ClaimBatch("acme", "plain0"));  // Creates the tenant and its common terms.
   uint64_t before = keys();
@@ -871,14 +892,18 @@ TEST_F(ShardReplicaTest, ABacklogOfExpiredIdempotencyKeysDrains64PerRecord) {
   for (int i = 0; i < 100; ++i) {
     v1::WriteRequest req = ClaimBatch("acme", absl::StrCat("c", i));
     req.set_idempotency_key(absl::StrCat("k", i));
+    before = keys();
     MustWrite(req);
-    clock.Advance(absl::Seconds(1));
+    EXPECT_EQ(keys(), before + plain + 2) << "the idempotency record and its queue key";
+    clock_.Advance(absl::Seconds(1));
   }
-  clock.Advance(absl::Hours(2));
-  for (const uint64_t expired : {64u, 36u, 0u}) {
+  clock_.Advance(absl::Hours(2));
+  // Each removal takes the idempotency record and its queue key; the first
+  // also creates the cursor.
+  for (const auto& [expired, cursor] : {std::pair{64u, 1u}, {36u, 0u}, {0u, 0u}}) {
     before = keys();
     MustWrite(ClaimBatch("acme", absl::StrCat("plain", expired + 1)));
-    EXPECT_EQ(keys() + expired, before + plain) << expired << " idempotency records removed";
+    EXPECT_EQ(keys() + 2 * expired, before + plain + cursor) << expired << " keys removed";
   }
   for (int i = 0; i < 100; i += 33) {
     v1::WriteRequest req = ClaimBatch("acme", absl::StrCat("c", i));
@@ -888,6 +913,9 @@ TEST_F(ShardReplicaTest, ABacklogOfExpiredIdempotencyKeysDrains64PerRecord) {
   }
 }
 
+// A truncation inside an applied batch keeps part of that batch: the
+// filter caches of every tenant the batch touched are stale, not only the
+// undone records' tenants.
 TEST_F(ManagedReplicaTest, TruncationInvalidatesFilterCachesOfTheKeptRecordsToo) {
   MustWrite(ClaimBatch("ta", "a1"));
   MustWrite(ClaimBatch("ta", "a2"));

@@ -35,6 +35,8 @@ inline constexpr char kIdempotencyExpiryPrefix[] = "idem-exp/";
 // The last queue key removed (every key before it is gone too): scans of the
 // queue start there instead of walking the tombstones of removed keys.
 inline constexpr char kIdempotencyExpiryCursorKey[] = "idem-exp-cursor";
+// The prefix of both: the expiry state a replica checksum covers.
+inline constexpr char kIdempotencyExpiryStatePrefix[] = "idem-exp";
 std::string IdempotencyExpiry(int64_t commit_time_micros, uint64_t lsn);
 bool ParseIdempotencyExpiry(absl::string_view key, int64_t* commit_time_micros, uint64_t* lsn);
 std::string EncodeU64(uint64_t v);
