@@ -142,6 +142,10 @@ class PlacementManagerTest : public ::testing::Test {
   // A heartbeat reporting every replica the node hosts, at the shard's epoch.
   static void Beat(PlacementManager* m, const std::string& node, uint64_t lsn,
                    bool paused = false) {
+    ASSERT_TRUE(m->Heartbeat(BeatRequest(m, node, lsn, paused)).ok());
+  }
+  static v1::HeartbeatRequest BeatRequest(PlacementManager* m, const std::string& node,
+                                          uint64_t lsn, bool paused = false) {
     v1::Placement p = m->GetPlacement();
     v1::HeartbeatRequest request;
     request.set_node_id(node);
@@ -157,7 +161,7 @@ class PlacementManagerTest : public ::testing::Test {
         report->set_writes_paused(paused && shard.transfer_to() != "");
       }
     }
-    ASSERT_TRUE(m->Heartbeat(request).ok());
+    return request;
   }
 
   FakeClock clock_;
@@ -394,20 +398,7 @@ TEST_F(PlacementManagerTest, HeartbeatsOfHealthyNodesGrantTheLease) {
   uint32_t other_lease = 0;
   // A heartbeat reporting what the table gives the node, at its epochs.
   auto full_beat = [&](const std::string& node) {
-    v1::HeartbeatRequest request;
-    request.set_node_id(node);
-    const v1::Placement p = m->GetPlacement();
-    for (const auto& shard : p.shards()) {
-      for (const auto& r : shard.replicas()) {
-        if (r.node_id() != node) continue;
-        v1::ReplicaReport* report = request.add_replicas();
-        report->set_shard(shard.shard());
-        report->set_epoch(shard.epoch());
-        report->set_role(r.role());
-        report->set_last_epoch(1);
-      }
-    }
-    return m->Heartbeat(request)->lease_ms();
+    return m->Heartbeat(BeatRequest(m.get(), node, 0))->lease_ms();
   };
   fencer_.SetDuring([&] {
     leader_lease = full_beat("n1");

@@ -191,7 +191,7 @@ absl::StatusOr<std::vector<ScoredClaim>> SearchBm25(
   // yield, while the claim can still make it. The result is exactly the
   // exhaustive ranking, scores summed in the same term order.
   struct List {
-    size_t slot = 0;  // Position of the term in qtf order: the summation order.
+    size_t slot = 0;    // Position of the term in qtf order: the summation order.
     double weight = 0;  // q * idf.
     double bound = 0;   // weight * (k1 + 1).
     std::string prefix;

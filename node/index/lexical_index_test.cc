@@ -5,8 +5,8 @@
 #include <map>
 #include <random>
 
-#include "gmock/gmock.h"
 #include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/index/analyzer.h"
 #include "node/storage/keys.h"

@@ -13,19 +13,9 @@ constexpr size_t kMaxBytesPerMessage = 4 << 20;
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<shard::ShardReplica>> LogServer::LeaderAt(uint32_t shard,
-                                                                          uint64_t epoch) const {
+                                                                         uint64_t epoch) const {
   DASH_RETURN_IF_ERROR(FaultHook::CheckReplicationTraffic());
-  std::shared_ptr<shard::ShardReplica> r = host_->replica(shard);
-  if (r == nullptr) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("shard ", shard, " is not hosted on node ", host_->node_id()));
-  }
-  if (!r->State().leader) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("shard ", shard, ": node ", host_->node_id(), " does not lead it"));
-  }
-  DASH_RETURN_IF_ERROR(r->CheckEpoch(epoch));
-  return r;
+  return host_->ReplicaAt(shard, epoch, /*must_lead=*/true);
 }
 
 grpc::Status LogServer::PullLog(grpc::ServerContext* ctx, const v1::PullLogRequest* request,
@@ -65,7 +55,8 @@ grpc::Status LogServer::PullLog(grpc::ServerContext* ctx, const v1::PullLogReque
   uint64_t next = prev + 1;
   uint64_t sent_commit = UINT64_MAX;
   while (!ctx->IsCancelled() && !stopping_) {
-    if (absl::Status cut = FaultHook::CheckReplicationTraffic(); !cut.ok()) return ToGrpcStatus(cut);
+    if (absl::Status cut = FaultHook::CheckReplicationTraffic(); !cut.ok())
+      return ToGrpcStatus(cut);
     state = r->State();
     if (!state.leader || state.epoch != request->epoch() || host_->replica(shard) != r) {
       return ToGrpcStatus(absl::FailedPreconditionError(

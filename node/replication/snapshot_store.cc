@@ -140,16 +140,8 @@ absl::Status SnapshotStore::MakeRoom(uint32_t shard, const std::string& follower
 
 absl::StatusOr<v1::SnapshotManifest> SnapshotStore::Create(uint32_t shard, uint64_t epoch,
                                                            const std::string& follower) {
-  std::shared_ptr<shard::ShardReplica> replica = host_->replica(shard);
-  if (replica == nullptr) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("shard ", shard, " is not hosted on node ", host_->node_id()));
-  }
-  if (!replica->State().leader) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("shard ", shard, ": node ", host_->node_id(), " does not lead it"));
-  }
-  DASH_RETURN_IF_ERROR(replica->CheckEpoch(epoch));
+  DASH_ASSIGN_OR_RETURN(std::shared_ptr<shard::ShardReplica> replica,
+                        host_->ReplicaAt(shard, epoch, /*must_lead=*/true));
 
   std::vector<std::shared_ptr<Snapshot>> doomed;
   absl::Status room;

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/clock.h"
 #include "common/grpc_status.h"
 #include "common/hashing.h"
 #include "common/rate_limiter.h"
@@ -35,15 +36,6 @@ using ::testing::StartsWith;
 constexpr size_t kChunk = 64 << 10;
 constexpr int kBatches = 30;
 constexpr int kClaimsPerBatch = 100;
-
-class FakeClock final : public Clock {
- public:
-  int64_t NowMicros() const override { return now_; }
-  void Advance(absl::Duration d) { now_ += absl::ToInt64Microseconds(d); }
-
- private:
-  std::atomic<int64_t> now_{1000000000};
-};
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -200,7 +192,7 @@ class SnapshotTest : public ::testing::Test {
   }
 
   std::string root_;
-  FakeClock clock_;
+  ManualClock clock_{1000000000};
   std::unique_ptr<shard::ShardHost> leader_;
   std::unique_ptr<shard::ShardHost> follower_;
   std::unique_ptr<SnapshotServer> snapshot_server_;

@@ -3,9 +3,9 @@
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/hashing.h"
+#include "google/protobuf/util/time_util.h"
 #include "node/replication/fault_hook.h"
 #include "node/shard/batch_validator.h"
-#include "google/protobuf/util/time_util.h"
 
 namespace dash::service {
 namespace {
@@ -45,9 +45,9 @@ grpc::Status DataService::GetClaim(grpc::ServerContext* ctx, const v1::GetClaimR
   absl::Status valid = shard::ValidateTenant(request->tenant(), "tenant");
   if (valid.ok()) valid = shard::ValidateId(request->claim_id(), "claim_id");
   if (valid.ok()) {
-    valid = CheckLeaderRead(
-        *host_, ShardOf(request->tenant(), request->claim_id(), host_->shard_count()),
-        request->read_preference());
+    valid = CheckLeaderRead(*host_,
+                            ShardOf(request->tenant(), request->claim_id(), host_->shard_count()),
+                            request->read_preference());
   }
   if (!valid.ok()) return ToGrpcStatus(valid, ctx);
   absl::StatusOr<v1::GetClaimResponse> result = host_->GetClaim(*request);
@@ -61,8 +61,7 @@ grpc::Status DataService::ListClaims(grpc::ServerContext* ctx, const v1::ListCla
   // Without a shard the listing covers whatever this node hosts: a node-local
   // view, not a leader read of the cluster.
   if (request->has_shard()) {
-    absl::Status leader_ok =
-        CheckLeaderRead(*host_, request->shard(), request->read_preference());
+    absl::Status leader_ok = CheckLeaderRead(*host_, request->shard(), request->read_preference());
     if (!leader_ok.ok()) return ToGrpcStatus(leader_ok, ctx);
   }
   absl::StatusOr<v1::ListClaimsResponse> result = host_->ListClaims(*request);
@@ -92,11 +91,9 @@ grpc::Status NodeAdminService::FenceShard(grpc::ServerContext* ctx,
   if (absl::Status cut = replication::FaultHook::CheckPeerTraffic(); !cut.ok()) {
     return ToGrpcStatus(cut);
   }
-  std::shared_ptr<shard::ShardReplica> r = host_->replica(request->shard());
-  if (r == nullptr) {
-    return ToGrpcStatus(absl::FailedPreconditionError(
-        absl::StrCat("shard ", request->shard(), " is not hosted on node ", host_->node_id())));
-  }
+  absl::StatusOr<std::shared_ptr<shard::ShardReplica>> hosted = host_->ReplicaAt(request->shard());
+  if (!hosted.ok()) return ToGrpcStatus(hosted.status(), ctx);
+  std::shared_ptr<shard::ShardReplica> r = *std::move(hosted);
   if (request->epoch() == 0) {
     return ToGrpcStatus(absl::InvalidArgumentError("epoch: must be set"));
   }
@@ -112,11 +109,9 @@ grpc::Status NodeAdminService::FenceShard(grpc::ServerContext* ctx,
 grpc::Status NodeAdminService::GetReplicaChecksum(grpc::ServerContext* ctx,
                                                   const v1::ReplicaChecksumRequest* request,
                                                   v1::ReplicaChecksum* response) {
-  std::shared_ptr<shard::ShardReplica> r = host_->replica(request->shard());
-  if (r == nullptr) {
-    return ToGrpcStatus(absl::FailedPreconditionError(
-        absl::StrCat("shard ", request->shard(), " is not hosted on node ", host_->node_id())));
-  }
+  absl::StatusOr<std::shared_ptr<shard::ShardReplica>> hosted = host_->ReplicaAt(request->shard());
+  if (!hosted.ok()) return ToGrpcStatus(hosted.status(), ctx);
+  std::shared_ptr<shard::ShardReplica> r = *std::move(hosted);
   absl::StatusOr<shard::StateChecksum> sum = r->Checksum();
   if (!sum.ok()) return ToGrpcStatus(sum.status(), ctx);
   response->set_shard(request->shard());

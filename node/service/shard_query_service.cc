@@ -10,12 +10,7 @@ namespace dash::service {
 
 absl::StatusOr<std::shared_ptr<shard::ShardReplica>> ShardQueryService::Target(
     uint32_t shard, uint64_t epoch, bool leader_read) const {
-  std::shared_ptr<shard::ShardReplica> r = host_->replica(shard);
-  if (r == nullptr) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("shard ", shard, " is not hosted on node ", host_->node_id()));
-  }
-  DASH_RETURN_IF_ERROR(r->CheckEpoch(epoch));
+  DASH_ASSIGN_OR_RETURN(std::shared_ptr<shard::ShardReplica> r, host_->ReplicaAt(shard, epoch));
   if (leader_read) DASH_RETURN_IF_ERROR(r->CheckLeaderRead());
   return r;
 }

@@ -289,8 +289,8 @@ absl::Status ExpireIdempotency(int64_t before_micros, size_t max, storage::Write
   // the last one removed is gone: start there.
   DASH_ASSIGN_OR_RETURN(std::optional<std::string> cursor,
                         ws->Get(Family::kMeta, keys::kIdempotencyExpiryCursorKey));
-  std::unique_ptr<storage::Cursor> c = ws->Scan(Family::kMeta, keys::kIdempotencyExpiryPrefix,
-                                                cursor.value_or(std::string()));
+  std::unique_ptr<storage::Cursor> c =
+      ws->Scan(Family::kMeta, keys::kIdempotencyExpiryPrefix, cursor.value_or(std::string()));
   for (; c->Valid() && expired.size() < max; c->Next()) {
     int64_t micros = 0;
     uint64_t lsn = 0;

@@ -403,9 +403,9 @@ class MeetingTarget : public ShardTarget {
     if (!fail_.ok()) return fail_;
     return local_.Legs(tenant, request);
   }
-  absl::StatusOr<std::map<std::string, v1::QueryHit>> Fetch(
-      absl::string_view tenant, const std::vector<std::string>& ids,
-      const FetchOptions& options) override {
+  absl::StatusOr<std::map<std::string, v1::QueryHit>> Fetch(absl::string_view tenant,
+                                                            const std::vector<std::string>& ids,
+                                                            const FetchOptions& options) override {
     return local_.Fetch(tenant, ids, options);
   }
 
@@ -458,9 +458,9 @@ TEST_F(QueryTest, WhenSeveralShardsFailTheLowestShardsErrorIsReturned) {
                             ? absl::UnavailableError(absl::StrCat("shard ", s, " is down"))
                             : absl::OkStatus();
     // Shard 1 answers last: the error reported is not the first to arrive.
-    owned.push_back(std::make_unique<MeetingTarget>(
-        host_->replica(s).get(), &rendezvous, std::move(fail),
-        s == 1 ? absl::Milliseconds(300) : absl::ZeroDuration()));
+    owned.push_back(
+        std::make_unique<MeetingTarget>(host_->replica(s).get(), &rendezvous, std::move(fail),
+                                        s == 1 ? absl::Milliseconds(300) : absl::ZeroDuration()));
     targets[s] = owned.back().get();
   }
   absl::StatusOr<v1::QueryResponse> r = RunQuery(Text("sea ice", 10), targets, 4);

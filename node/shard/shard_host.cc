@@ -79,6 +79,18 @@ std::shared_ptr<ShardReplica> ShardHost::replica(uint32_t shard) const {
   return it == replicas_.end() ? nullptr : it->second;
 }
 
+absl::StatusOr<std::shared_ptr<ShardReplica>> ShardHost::ReplicaAt(uint32_t shard, uint64_t epoch,
+                                                                   bool must_lead) const {
+  std::shared_ptr<ShardReplica> r = replica(shard);
+  if (r == nullptr) return NotHosted(shard);
+  if (must_lead && !r->State().leader) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("shard ", shard, ": node ", options_.node_id, " does not lead it"));
+  }
+  DASH_RETURN_IF_ERROR(r->CheckEpoch(epoch));
+  return r;
+}
+
 std::map<uint32_t, std::shared_ptr<ShardReplica>> ShardHost::replicas() const {
   absl::MutexLock l(&mu_);
   return replicas_;

@@ -48,6 +48,11 @@ class ShardHost {
 
   // nullptr when `shard` is not hosted here.
   std::shared_ptr<ShardReplica> replica(uint32_t shard) const;
+  // The replica of `shard` for a caller at routing epoch `epoch` (0: any):
+  // FAILED_PRECONDITION when the shard is not hosted here, when the epochs
+  // differ (with a RoutingHint), or, with `must_lead`, when it does not lead.
+  absl::StatusOr<std::shared_ptr<ShardReplica>> ReplicaAt(uint32_t shard, uint64_t epoch = 0,
+                                                          bool must_lead = false) const;
   // The hosted replicas, by shard.
   std::map<uint32_t, std::shared_ptr<ShardReplica>> replicas() const;
 

@@ -651,13 +651,11 @@ class ManagedReplicaTest : public ShardReplicaTest {
   std::vector<std::string> extra_dirs_;
 };
 
+// Replica "a" following "b" among a, b, c.
 Role FollowerOf(uint64_t epoch) {
-  Role role;
+  Role role = LeaderOf3(epoch);
   role.leader = false;
-  role.epoch = epoch;
   role.leader_node_id = "b";
-  role.self_node_id = "a";
-  role.replicas = {"a", "b", "c"};
   return role;
 }
 
