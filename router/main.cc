@@ -2,6 +2,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -19,6 +20,12 @@ DEFINE_string(controlplane, "127.0.0.1:7000", "host:port of dash-controlplane.")
 DEFINE_string(listen, "127.0.0.1:7100", "gRPC listen address host:port; port 0 picks a free port.");
 DEFINE_string(port_file, "", "If set, the bound port is written here once the router serves.");
 DEFINE_uint32(rpc_timeout_ms, 10000, "Deadline of each call to a node, in milliseconds.");
+DEFINE_uint32(max_read_attempts, 3,
+              "Replicas a FOLLOWER_PREFERRED or ANY_HEALTHY read tries per shard before it fails "
+              "(LEADER_ONLY reads and writes try the leader only).");
+DEFINE_uint32(breaker_ms, 2000,
+              "After a replica fails a read, reads try it last for this long (until the control "
+              "plane marks its node unhealthy, or it serves again).");
 
 int main(int argc, char** argv) {
   gflags::SetUsageMessage("dash-router --controlplane=HOST:PORT [--listen=HOST:PORT]");
@@ -36,6 +43,8 @@ int main(int argc, char** argv) {
   placement.Start();
   dash::router::RouterOptions options;
   options.rpc_timeout = absl::Milliseconds(FLAGS_rpc_timeout_ms);
+  options.max_read_attempts = static_cast<int>(std::max<uint32_t>(FLAGS_max_read_attempts, 1));
+  options.breaker_open_for = absl::Milliseconds(FLAGS_breaker_ms);
   dash::router::RouterService service(&placement, options);
   dash::router::RouterAdminService admin(&placement);
 

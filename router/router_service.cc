@@ -1,6 +1,8 @@
 #include "router/router_service.h"
 
 #include <algorithm>
+#include <atomic>
+#include <functional>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -19,42 +21,6 @@ namespace {
 constexpr uint32_t kDefaultPageSize = 100;
 constexpr uint32_t kMaxPageSize = 1000;
 
-const v1::NodeEntry* FindNode(const v1::Placement& p, const std::string& id) {
-  for (const auto& n : p.nodes()) {
-    if (n.node_id() == id) return &n;
-  }
-  return nullptr;
-}
-
-bool Healthy(const v1::Placement& p, const std::string& id) {
-  const v1::NodeEntry* n = FindNode(p, id);
-  return n != nullptr && n->health() == v1::NODE_HEALTH_HEALTHY;
-}
-
-absl::Status NoReplica(const v1::ShardEntry& entry, const v1::Placement& p,
-                       const std::string& what) {
-  absl::Status st = absl::UnavailableError(
-      absl::StrCat("shard ", entry.shard(), " has ", what, " (epoch ", entry.epoch(), "); retry"));
-  v1::RoutingHint hint;
-  hint.set_shard(entry.shard());
-  hint.set_current_epoch(entry.epoch());
-  hint.set_leader_node_id(entry.leader_node_id());
-  if (const v1::NodeEntry* n = FindNode(p, entry.leader_node_id())) {
-    hint.set_leader_address(n->address());
-  }
-  SetRoutingHint(st, hint);
-  return st;
-}
-
-Route MakeRoute(const v1::Placement& p, const v1::ShardEntry& entry, const std::string& node) {
-  Route r;
-  r.shard = entry.shard();
-  r.epoch = entry.epoch();
-  r.node_id = node;
-  r.address = FindNode(p, node)->address();
-  return r;
-}
-
 absl::StatusOr<const v1::ShardEntry*> ShardEntryOf(const v1::Placement& p, uint32_t shard) {
   if (!p.created()) {
     return absl::UnavailableError(absl::StrCat("the cluster is not created yet: waiting for ",
@@ -66,57 +32,73 @@ absl::StatusOr<const v1::ShardEntry*> ShardEntryOf(const v1::Placement& p, uint3
   return absl::InternalError(absl::StrCat("placement has no shard ", shard));
 }
 
-// One shard replica behind the network, for RunQuery.
+// One shard behind the network, for RunQuery: each phase is sent to the
+// replica that answered the previous one, and moves on to the next eligible
+// replica when that one is UNAVAILABLE.
 class RemoteShardTarget : public shard::ShardTarget {
  public:
-  RemoteShardTarget(std::shared_ptr<grpc::Channel> channel, Route route,
+  RemoteShardTarget(PlacementCache* placement, std::vector<Route> candidates,
+                    ReplicaBreaker* breaker, int max_attempts,
                     std::chrono::system_clock::time_point deadline)
-      : stub_(v1::ShardQuery::NewStub(channel)), route_(std::move(route)), deadline_(deadline) {}
+      : placement_(placement),
+        breaker_(breaker),
+        max_attempts_(max_attempts),
+        deadline_(deadline),
+        candidates_(std::move(candidates)) {}
+
+  // Replicas that failed and were replaced by another, over every phase.
+  int failovers() const {
+    absl::MutexLock l(&mu_);
+    return failovers_;
+  }
 
   absl::StatusOr<index::CorpusStats> Stats(absl::string_view tenant,
                                            const std::vector<std::string>& terms) override {
-    v1::ShardStatsRequest req;
-    req.set_leader_read(route_.leader_read);
-    req.set_tenant(std::string(tenant));
-    req.set_shard(route_.shard);
-    req.set_epoch(route_.epoch);
-    for (const auto& t : terms) req.add_terms(t);
     v1::ShardStatsResponse resp;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(deadline_);
-    DASH_RETURN_IF_ERROR(FromGrpcStatus(stub_->Stats(&ctx, req, &resp), &ctx));
+    DASH_RETURN_IF_ERROR(
+        Call([&](const Route& route, v1::ShardQuery::Stub& stub, grpc::ClientContext* ctx) {
+          v1::ShardStatsRequest req;
+          req.set_leader_read(route.leader_read);
+          req.set_tenant(std::string(tenant));
+          req.set_shard(route.shard);
+          req.set_epoch(route.epoch);
+          for (const auto& t : terms) req.add_terms(t);
+          return stub.Stats(ctx, req, &resp);
+        }));
     return shard::FromProto(resp.stats());
   }
 
   absl::StatusOr<shard::LegResult> Legs(absl::string_view tenant,
                                         const shard::LegRequest& request) override {
-    v1::ShardLegsRequest req;
-    req.set_leader_read(route_.leader_read);
-    req.set_tenant(std::string(tenant));
-    req.set_shard(route_.shard);
-    req.set_epoch(route_.epoch);
-    shard::ToProto(request, &req);
     v1::ShardLegsResponse resp;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(deadline_);
-    DASH_RETURN_IF_ERROR(FromGrpcStatus(stub_->Legs(&ctx, req, &resp), &ctx));
+    DASH_RETURN_IF_ERROR(
+        Call([&](const Route& route, v1::ShardQuery::Stub& stub, grpc::ClientContext* ctx) {
+          v1::ShardLegsRequest req;
+          req.set_leader_read(route.leader_read);
+          req.set_tenant(std::string(tenant));
+          req.set_shard(route.shard);
+          req.set_epoch(route.epoch);
+          shard::ToProto(request, &req);
+          return stub.Legs(ctx, req, &resp);
+        }));
     return shard::FromProto(resp);
   }
 
   absl::StatusOr<std::map<std::string, v1::QueryHit>> Fetch(
       absl::string_view tenant, const std::vector<std::string>& ids,
       const shard::FetchOptions& options) override {
-    v1::ShardFetchRequest req;
-    req.set_leader_read(route_.leader_read);
-    req.set_tenant(std::string(tenant));
-    req.set_shard(route_.shard);
-    req.set_epoch(route_.epoch);
-    for (const auto& id : ids) req.add_claim_ids(id);
-    shard::ToProto(options, &req);
     v1::ShardFetchResponse resp;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(deadline_);
-    DASH_RETURN_IF_ERROR(FromGrpcStatus(stub_->Fetch(&ctx, req, &resp), &ctx));
+    DASH_RETURN_IF_ERROR(
+        Call([&](const Route& route, v1::ShardQuery::Stub& stub, grpc::ClientContext* ctx) {
+          v1::ShardFetchRequest req;
+          req.set_leader_read(route.leader_read);
+          req.set_tenant(std::string(tenant));
+          req.set_shard(route.shard);
+          req.set_epoch(route.epoch);
+          for (const auto& id : ids) req.add_claim_ids(id);
+          shard::ToProto(options, &req);
+          return stub.Fetch(ctx, req, &resp);
+        }));
     std::map<std::string, v1::QueryHit> hits;
     for (auto& h : *resp.mutable_hits()) {
       std::string id = h.record().claim().claim_id();
@@ -126,55 +108,54 @@ class RemoteShardTarget : public shard::ShardTarget {
   }
 
  private:
-  std::unique_ptr<v1::ShardQuery::Stub> stub_;
-  const Route route_;
-  const std::chrono::system_clock::time_point deadline_;
-};
+  using Rpc =
+      std::function<grpc::Status(const Route&, v1::ShardQuery::Stub&, grpc::ClientContext*)>;
 
-}  // namespace
-
-absl::StatusOr<Route> ChooseLeader(const v1::Placement& placement, const v1::ShardEntry& entry) {
-  if (entry.leader_node_id().empty()) return NoReplica(entry, placement, "no leader");
-  if (!Healthy(placement, entry.leader_node_id())) {
-    return NoReplica(entry, placement,
-                     absl::StrCat("no healthy leader (", entry.leader_node_id(), " is unhealthy)"));
-  }
-  return MakeRoute(placement, entry, entry.leader_node_id());
-}
-
-absl::StatusOr<Route> ChooseReplica(const v1::Placement& placement, const v1::ShardEntry& entry,
-                                    v1::ReadPreference preference, uint64_t spread) {
-  switch (preference) {
-    case v1::READ_PREFERENCE_LEADER_ONLY: {
-      DASH_ASSIGN_OR_RETURN(Route route, ChooseLeader(placement, entry));
-      route.leader_read = true;
-      return route;
+  absl::Status Call(const Rpc& rpc) {
+    std::vector<Route> candidates;
+    {
+      absl::MutexLock l(&mu_);
+      candidates = candidates_;
     }
-    case v1::READ_PREFERENCE_FOLLOWER_PREFERRED: {
-      std::vector<std::string> followers;
-      for (const auto& r : entry.replicas()) {
-        if (r.role() == v1::REPLICA_ROLE_FOLLOWER && r.in_sync() &&
-            Healthy(placement, r.node_id())) {
-          followers.push_back(r.node_id());
+    ReadOutcome outcome;
+    absl::Status st = ReadWithFailover(
+        candidates, breaker_, max_attempts_, absl::FromChrono(deadline_),
+        [&](const Route& route) {
+          auto stub = v1::ShardQuery::NewStub(placement_->Channel(route.address));
+          grpc::ClientContext ctx;
+          ctx.set_deadline(deadline_);
+          return FromGrpcStatus(rpc(route, *stub, &ctx), &ctx);
+        },
+        &outcome);
+    absl::MutexLock l(&mu_);
+    failovers_ += std::max(outcome.attempts - 1, 0);
+    if (st.ok()) {
+      // Later phases go to the replica that answered.
+      for (size_t i = 0; i < candidates_.size(); ++i) {
+        if (candidates_[i].node_id == outcome.route.node_id) {
+          std::swap(candidates_[i], candidates_[0]);
+          break;
         }
       }
-      if (!followers.empty()) {
-        return MakeRoute(placement, entry, followers[spread % followers.size()]);
-      }
-      return ChooseLeader(placement, entry);
     }
-    case v1::READ_PREFERENCE_ANY_HEALTHY: {
-      std::vector<std::string> healthy;
-      for (const auto& r : entry.replicas()) {
-        if (Healthy(placement, r.node_id())) healthy.push_back(r.node_id());
-      }
-      if (healthy.empty()) return NoReplica(entry, placement, "no healthy replica");
-      return MakeRoute(placement, entry, healthy[spread % healthy.size()]);
-    }
-    default:
-      return absl::InvalidArgumentError("read_preference: is not a known preference");
+    return st;
   }
+
+  PlacementCache* const placement_;
+  ReplicaBreaker* const breaker_;
+  const int max_attempts_;
+  const std::chrono::system_clock::time_point deadline_;
+  mutable absl::Mutex mu_;
+  std::vector<Route> candidates_ ABSL_GUARDED_BY(mu_);
+  int failovers_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Tells the client how many replicas failed and were replaced within its read.
+void ReportFailovers(grpc::ServerContext* ctx, int failovers) {
+  if (failovers > 0) ctx->AddTrailingMetadata(kReadFailoversHeader, std::to_string(failovers));
 }
+
+}  // namespace
 
 std::chrono::system_clock::time_point RouterService::Deadline(
     const grpc::ServerContext* ctx) const {
@@ -228,18 +209,30 @@ grpc::Status RouterService::GetClaim(grpc::ServerContext* ctx, const v1::GetClai
   }
   if (!valid.ok()) return ToGrpcStatus(valid);
   const uint64_t spread = spread_++;
+  int failovers = 0;
   absl::Status st = WithRetry([&](const v1::Placement& p) -> absl::Status {
     const uint32_t shard = ShardOf(request->tenant(), request->claim_id(), p.shard_count());
     DASH_ASSIGN_OR_RETURN(const v1::ShardEntry* entry, ShardEntryOf(p, shard));
-    DASH_ASSIGN_OR_RETURN(Route route,
-                          ChooseReplica(p, *entry, request->read_preference(), spread));
-    v1::GetClaimRequest forwarded = *request;
-    forwarded.set_expected_epoch(route.epoch);
-    auto stub = v1::Data::NewStub(placement_->Channel(route.address));
-    grpc::ClientContext call;
-    call.set_deadline(Deadline(ctx));
-    return FromGrpcStatus(stub->GetClaim(&call, forwarded, response), &call);
+    DASH_ASSIGN_OR_RETURN(std::vector<Route> candidates,
+                          ReadCandidates(p, *entry, request->read_preference(), spread));
+    const auto deadline = Deadline(ctx);
+    ReadOutcome outcome;
+    absl::Status read = ReadWithFailover(
+        candidates, &breaker_, options_.max_read_attempts, absl::FromChrono(deadline),
+        [&](const Route& route) {
+          v1::GetClaimRequest forwarded = *request;
+          forwarded.set_expected_epoch(route.epoch);
+          auto stub = v1::Data::NewStub(placement_->Channel(route.address));
+          grpc::ClientContext call;
+          call.set_deadline(deadline);
+          response->Clear();
+          return FromGrpcStatus(stub->GetClaim(&call, forwarded, response), &call);
+        },
+        &outcome);
+    failovers += std::max(outcome.attempts - 1, 0);
+    return read;
   });
+  ReportFailovers(ctx, failovers);
   return ToGrpcStatus(st, ctx);
 }
 
@@ -257,6 +250,7 @@ grpc::Status RouterService::ListClaims(grpc::ServerContext* ctx,
   if (!valid.ok()) return ToGrpcStatus(valid);
   const size_t limit = request->page_size() == 0 ? kDefaultPageSize : request->page_size();
   const uint64_t spread = spread_++;
+  int failovers = 0;
   absl::Status st = WithRetry([&](const v1::Placement& p) -> absl::Status {
     response->Clear();
     DASH_RETURN_IF_ERROR(ShardEntryOf(p, 0).status());
@@ -264,29 +258,40 @@ grpc::Status RouterService::ListClaims(grpc::ServerContext* ctx,
       return absl::InvalidArgumentError(absl::StrCat(
           "shard: ", request->shard(), " is not below the shard count ", p.shard_count()));
     }
-    std::vector<Route> routes;
+    std::vector<std::vector<Route>> candidates;
     for (const v1::ShardEntry& entry : p.shards()) {
       if (request->has_shard() && request->shard() != entry.shard()) continue;
-      DASH_ASSIGN_OR_RETURN(Route route,
-                            ChooseReplica(p, entry, request->read_preference(), spread));
-      routes.push_back(std::move(route));
+      DASH_ASSIGN_OR_RETURN(std::vector<Route> routes,
+                            ReadCandidates(p, entry, request->read_preference(), spread));
+      candidates.push_back(std::move(routes));
     }
     // Every shard's page at once; merged in shard order, and a failure names
     // the lowest failing shard.
     const auto deadline = Deadline(ctx);
+    std::atomic<int> retried{0};
     auto pages = RunAtOnce<v1::ListClaimsResponse>(
-        routes.size(), [&](size_t i) -> absl::StatusOr<v1::ListClaimsResponse> {
-          v1::ListClaimsRequest forwarded = *request;
-          forwarded.set_page_size(static_cast<uint32_t>(limit));
-          forwarded.set_shard(routes[i].shard);
-          forwarded.set_expected_epoch(routes[i].epoch);
+        candidates.size(), [&](size_t i) -> absl::StatusOr<v1::ListClaimsResponse> {
           v1::ListClaimsResponse page;
-          auto stub = v1::Data::NewStub(placement_->Channel(routes[i].address));
-          grpc::ClientContext call;
-          call.set_deadline(deadline);
-          DASH_RETURN_IF_ERROR(FromGrpcStatus(stub->ListClaims(&call, forwarded, &page), &call));
+          ReadOutcome outcome;
+          absl::Status read = ReadWithFailover(
+              candidates[i], &breaker_, options_.max_read_attempts, absl::FromChrono(deadline),
+              [&](const Route& route) {
+                v1::ListClaimsRequest forwarded = *request;
+                forwarded.set_page_size(static_cast<uint32_t>(limit));
+                forwarded.set_shard(route.shard);
+                forwarded.set_expected_epoch(route.epoch);
+                page.Clear();
+                auto stub = v1::Data::NewStub(placement_->Channel(route.address));
+                grpc::ClientContext call;
+                call.set_deadline(deadline);
+                return FromGrpcStatus(stub->ListClaims(&call, forwarded, &page), &call);
+              },
+              &outcome);
+          retried += std::max(outcome.attempts - 1, 0);
+          DASH_RETURN_IF_ERROR(read);
           return page;
         });
+    failovers += retried.load();
     std::vector<v1::ClaimRecord> merged;
     bool more = false;
     for (auto& result : pages) {
@@ -309,6 +314,7 @@ grpc::Status RouterService::ListClaims(grpc::ServerContext* ctx,
     for (auto& rec : merged) *response->add_records() = std::move(rec);
     return absl::OkStatus();
   });
+  ReportFailovers(ctx, failovers);
   return ToGrpcStatus(st, ctx);
 }
 
@@ -317,21 +323,26 @@ grpc::Status RouterService::Query(grpc::ServerContext* ctx, const v1::QueryReque
   absl::Status valid = shard::ValidateQuery(*request);
   if (!valid.ok()) return ToGrpcStatus(valid);
   const uint64_t spread = spread_++;
+  int failovers = 0;
   absl::Status st = WithRetry([&](const v1::Placement& p) -> absl::Status {
     DASH_RETURN_IF_ERROR(ShardEntryOf(p, 0).status());
     const auto deadline = Deadline(ctx);
     std::vector<std::unique_ptr<RemoteShardTarget>> remotes;
     std::map<uint32_t, shard::ShardTarget*> targets;
     for (const v1::ShardEntry& entry : p.shards()) {
-      DASH_ASSIGN_OR_RETURN(Route route,
-                            ChooseReplica(p, entry, request->read_preference(), spread));
-      remotes.push_back(
-          std::make_unique<RemoteShardTarget>(placement_->Channel(route.address), route, deadline));
+      DASH_ASSIGN_OR_RETURN(std::vector<Route> candidates,
+                            ReadCandidates(p, entry, request->read_preference(), spread));
+      remotes.push_back(std::make_unique<RemoteShardTarget>(
+          placement_, std::move(candidates), &breaker_, options_.max_read_attempts, deadline));
       targets[entry.shard()] = remotes.back().get();
     }
-    DASH_ASSIGN_OR_RETURN(*response, shard::RunQuery(*request, targets, p.shard_count()));
+    absl::StatusOr<v1::QueryResponse> answer = shard::RunQuery(*request, targets, p.shard_count());
+    for (const auto& remote : remotes) failovers += remote->failovers();
+    DASH_RETURN_IF_ERROR(answer.status());
+    *response = *std::move(answer);
     return absl::OkStatus();
   });
+  ReportFailovers(ctx, failovers);
   return ToGrpcStatus(st, ctx);
 }
 

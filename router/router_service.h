@@ -2,10 +2,11 @@
 // router. Writes go to the shard's leader under the routing epoch and fail
 // closed (UNAVAILABLE) when the shard has no healthy leader; on a stale-epoch
 // answer the router refreshes its placement and retries once. Reads pick one
-// replica per shard by the request's ReadPreference; queries scatter to one
-// replica of every shard and rank globally with the same code a node uses
-// (node/shard/query_runner.h), so the ranking does not depend on the shard
-// count. Every answer says the epoch and LSN each shard served at.
+// replica per shard by the request's ReadPreference and, unless that is
+// LEADER_ONLY, move on to the next eligible replica when one is UNAVAILABLE
+// (replica_choice.h); queries scatter to one replica of every shard and rank globally with the same
+// code a node uses (node/shard/query_runner.h), so the ranking does not depend on the shard count.
+// Every answer says the epoch and LSN each shard served at.
 #ifndef DASH_ROUTER_ROUTER_SERVICE_H_
 #define DASH_ROUTER_ROUTER_SERVICE_H_
 
@@ -15,34 +16,27 @@
 #include "dash/v1/data.grpc.pb.h"
 #include "dash/v1/node.grpc.pb.h"
 #include "router/placement_cache.h"
+#include "router/replica_choice.h"
 
 namespace dash::router {
 
 struct RouterOptions {
   absl::Duration rpc_timeout = absl::Seconds(10);  // Per call to a node.
+  // Replicas a FOLLOWER_PREFERRED or ANY_HEALTHY read tries per shard (and
+  // per query phase) before it gives up.
+  int max_read_attempts = 3;
+  // How long a replica that failed a read is tried last.
+  absl::Duration breaker_open_for = absl::Seconds(2);
 };
 
-// The node chosen to serve one shard, and under which epoch.
-struct Route {
-  uint32_t shard = 0;
-  uint64_t epoch = 0;
-  std::string node_id;
-  std::string address;
-  bool leader_read = false;  // LEADER_ONLY: the node must lead under its lease.
-};
-
-// Picks the replica of `entry` that may serve a read under `preference`;
-// UNAVAILABLE (with a RoutingHint) when none may. `spread` rotates among
-// equally good replicas. Pure: exposed for tests.
-absl::StatusOr<Route> ChooseReplica(const v1::Placement& placement, const v1::ShardEntry& entry,
-                                    v1::ReadPreference preference, uint64_t spread);
-// The healthy leader of `entry`, or UNAVAILABLE with a RoutingHint.
-absl::StatusOr<Route> ChooseLeader(const v1::Placement& placement, const v1::ShardEntry& entry);
+// Trailing metadata on a read answer: how many replicas failed and were
+// replaced by another within it (absent when none).
+inline constexpr char kReadFailoversHeader[] = "dash-read-failovers";
 
 class RouterService final : public v1::Data::Service {
  public:
   RouterService(PlacementCache* placement, RouterOptions options)
-      : placement_(placement), options_(options) {}
+      : placement_(placement), options_(options), breaker_(options.breaker_open_for) {}
 
   grpc::Status Write(grpc::ServerContext* ctx, const v1::WriteRequest* request,
                      v1::WriteResponse* response) override;
@@ -63,6 +57,7 @@ class RouterService final : public v1::Data::Service {
   PlacementCache* const placement_;
   const RouterOptions options_;
   std::atomic<uint64_t> spread_{0};
+  ReplicaBreaker breaker_;
 };
 
 // dash.v1.NodeAdmin on the router: the cluster as one node, so that tools
