@@ -83,7 +83,9 @@ std::string LagText(const v1::ReplicaEntry& r) {
 
 // "n2(F,in-sync,lsn=118,lag=2r/310B/0.1s)": role, sync state (a leader is in
 // sync by definition), last LSN, a follower's lag, and markers for an
-// unhealthy node, a transfer target and a replica being moved away.
+// unhealthy node, a transfer target and a replica being moved away; a
+// follower that is not pulling its leader's log says what it does instead
+// ("backoff", "cut", "snapshot", ...).
 std::string ReplicaCell(const v1::ShardEntry& s, const v1::ReplicaEntry& r) {
   std::vector<std::string> parts;
   const bool follower = r.role() == v1::REPLICA_ROLE_FOLLOWER;
@@ -101,6 +103,9 @@ std::string ReplicaCell(const v1::ShardEntry& s, const v1::ReplicaEntry& r) {
   }
   parts.push_back(absl::StrCat("lsn=", r.last_lsn()));
   if (follower) parts.push_back(LagText(r));
+  if (follower && r.has_follow() && r.follow().state() != "pulling") {
+    parts.push_back(r.follow().state());  // Not pulling: why, below the table.
+  }
   if (r.health() == v1::NODE_HEALTH_UNHEALTHY) parts.push_back("unhealthy");
   if (!s.transfer_to().empty() && r.node_id() == s.transfer_to()) {
     parts.push_back("transfer-target");
@@ -126,6 +131,22 @@ void PrintPlacement(const v1::Placement& p) {
                     absl::StrJoin(cells, " ")});
   }
   PrintTable(rows);
+  // Followers whose log stream to their leader is not open, and why.
+  for (const auto& s : p.shards()) {
+    for (const auto& r : s.replicas()) {
+      if (r.role() != v1::REPLICA_ROLE_FOLLOWER || !r.has_follow() ||
+          r.follow().state() == "pulling") {
+        continue;
+      }
+      const v1::FollowerStatus& f = r.follow();
+      printf(
+          "shard %u %s: not pulling from %s (%s, %lu failed attempts, leader silent %.1fs)%s%s\n",
+          s.shard(), r.node_id().c_str(), s.leader_node_id().c_str(), f.state().c_str(),
+          static_cast<unsigned long>(f.retries()),
+          static_cast<double>(f.leader_silent_ms()) / 1000.0, f.last_error().empty() ? "" : ": ",
+          f.last_error().c_str());
+    }
+  }
 }
 
 std::string HeartbeatCell(const google::protobuf::Timestamp& t) {

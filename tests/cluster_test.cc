@@ -80,8 +80,7 @@ class ClusterTest : public ::testing::Test {
 
   // Get, retried while UNAVAILABLE (a new leader serves LEADER_ONLY reads once
   // its epoch is committed and its lease granted): NOT_FOUND stays an answer.
-  absl::StatusOr<v1::GetClaimResponse> GetSettled(const std::string& id,
-                                                  v1::ReadPreference pref) {
+  absl::StatusOr<v1::GetClaimResponse> GetSettled(const std::string& id, v1::ReadPreference pref) {
     absl::StatusOr<v1::GetClaimResponse> r;
     testing::PollUntil(
         [&] {
@@ -200,10 +199,10 @@ TEST_F(ClusterTest, WritesReachFollowersAndEachReadPreferencePicksItsReplica) {
     const std::string line = verify.out.substr(at, verify.out.find('\n', at) - at);
     EXPECT_THAT(line, HasSubstr(": 3 replicas agree")) << verify.out;
     uint64_t lsn = 0;
-    ASSERT_TRUE(absl::SimpleAtoi(line.substr(line.find("lsn ") + 4,
-                                             line.find(':', line.find("lsn ")) -
-                                                 line.find("lsn ") - 4),
-                                 &lsn))
+    ASSERT_TRUE(
+        absl::SimpleAtoi(line.substr(line.find("lsn ") + 4,
+                                     line.find(':', line.find("lsn ")) - line.find("lsn ") - 4),
+                         &lsn))
         << line;
     EXPECT_GE(lsn, 6u) << line;
   }
@@ -396,12 +395,35 @@ TEST_F(ClusterTest, ALaggingFollowerLeavesTheInSyncSetAndRejoinsWhenCaughtUp) {
       dir_.Sub("show.err"));
   EXPECT_EQ(show.exit_code, 0);
   EXPECT_THAT(show.out, HasSubstr(cut + "(F,behind,")) << show.out;
+  // Why it is behind: its puller says so, on the node and through dashctl.
+  auto follow_of = [&](const std::string& node) {
+    auto admin = v1::NodeAdmin::NewStub(cluster_->node(node).channel());
+    grpc::ClientContext ctx;
+    v1::NodeInfo info;
+    EXPECT_TRUE(admin->GetNodeInfo(&ctx, v1::GetNodeInfoRequest(), &info).ok());
+    for (const auto& ri : info.replicas()) {
+      if (ri.shard() == 0) return ri.follow();
+    }
+    return v1::FollowerStatus();
+  };
+  EXPECT_EQ(follow_of(cut).state(), "cut");
+  EXPECT_EQ(follow_of(other).state(), "pulling");
+  EXPECT_LT(follow_of(other).leader_silent_ms(), 1000u) << "an open stream speaks";
+  EXPECT_THAT(show.out, HasSubstr("shard 0 " + cut + ": not pulling from " + leader + " (cut"))
+      << show.out;
 
   set_faults("");
   absl::Status back = cluster_->WaitForPlacement(
       [&](const v1::Placement& pl) { return entry_of(pl, cut).in_sync(); }, absl::Seconds(15),
       "the follower to rejoin the in-sync set");
   EXPECT_TRUE(back.ok()) << back;
+  EXPECT_TRUE(testing::PollUntil(
+                  [&] {
+                    const v1::FollowerStatus f = follow_of(cut);
+                    return f.state() == "pulling" && f.last_error().empty();
+                  },
+                  absl::Seconds(5), "the node to report its follower pulling again")
+                  .ok());
   stop = true;
   writer.join();
   EXPECT_GT(written.load(), 20) << "writes went on with a majority";
@@ -767,9 +789,9 @@ TEST_F(ClusterOpsTest, LeaderAndFollowerLostTogetherWaitForAnOperatorsPromote) {
       dashctl, {cp, "promote", "--shard=0", "--node=" + followers[1]}, "", dir_.Sub("promote.err"));
   EXPECT_EQ(r.exit_code, 3) << r.out;
   // ...and the operator accepts that writes only the dead replicas held may be lost.
-  r = testing::RunCommand(dashctl,
-                          {cp, "promote", "--shard=0", "--node=" + followers[1], "--accept-data-loss"},
-                          "", dir_.Sub("promote.err"));
+  r = testing::RunCommand(
+      dashctl, {cp, "promote", "--shard=0", "--node=" + followers[1], "--accept-data-loss"}, "",
+      dir_.Sub("promote.err"));
   EXPECT_EQ(r.exit_code, 0) << r.out;
   v1::Placement after = Placement();
   EXPECT_EQ(testing::LocalCluster::LeaderOf(after, 0), followers[1]);

@@ -410,6 +410,24 @@ std::optional<std::string> ChooseTransferTarget(const Placement& placement, cons
   return best->node_id();
 }
 
+bool LeaderSilenceReported(const Placement& placement, const ReportMap& reports,
+                           const std::string& node_id, uint64_t silence_ms) {
+  for (const ShardEntry& shard : placement.shards()) {
+    if (shard.leader_node_id() != node_id) continue;
+    for (const ReplicaEntry& replica : shard.replicas()) {
+      if (replica.node_id() == node_id) continue;
+      auto it = reports.find({shard.shard(), replica.node_id()});
+      if (it == reports.end()) continue;
+      const v1::ReplicaReport& report = it->second;
+      if (report.role() == v1::REPLICA_ROLE_FOLLOWER && report.epoch() == shard.epoch() &&
+          report.has_follow() && report.follow().leader_silent_ms() >= silence_ms) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
 PlacementChange PlanCreation(const Placement& placement) {
   if (placement.created()) return NoChange(placement, "");
   std::vector<std::string> nodes;
@@ -489,6 +507,20 @@ absl::StatusOr<PlacementChange> PlanRegister(const Placement& placement,
     for (const std::string& line : created.summary()) change.add_summary(line);
   }
   return Finish(placement, std::move(change));
+}
+
+// Why the leader's report calls `follower` out of sync ("" when in sync).
+static std::string LeaderVerdict(const ReplicaEntry& leader, const v1::ReplicaReport& leader_report,
+                                 const std::string& follower) {
+  const v1::FollowerLag* lag = nullptr;
+  for (const v1::FollowerLag& f : leader_report.followers()) {
+    if (f.node_id() == follower) lag = &f;
+  }
+  if (lag == nullptr) return absl::StrCat("not among leader ", leader.node_id(), "'s followers");
+  if (lag->in_sync()) return "";
+  return absl::StrCat("leader ", leader.node_id(), " reports lag ", lag->lag_records(),
+                      " records, ", lag->lag_bytes(), " bytes, ",
+                      absl::SixDigits(lag->lag_seconds()), " s");
 }
 
 PlacementChange PlanTick(const Placement& placement, const TickInput& input) {
@@ -595,6 +627,11 @@ PlacementChange PlanTick(const Placement& placement, const TickInput& input) {
             }
             if (leader_newer) {
               why_out = "ahead of the leader: diverged";
+            } else if (leader_report != nullptr) {
+              // The leader's report predates records the follower since
+              // received (ordinary under writes): the leader's own verdict,
+              // from the follower's acknowledgements, decides.
+              why_out = LeaderVerdict(*leader, *leader_report, replica.node_id());
             } else {
               decided = false;
             }
@@ -604,17 +641,7 @@ PlacementChange PlanTick(const Placement& placement, const TickInput& input) {
             why_out = absl::StrCat("last epoch ", report.last_epoch(), " at the leader's LSN, ",
                                    "leader's ", leader_last_epoch, ": diverged");
           } else if (leader_report != nullptr) {
-            const v1::FollowerLag* lag = nullptr;
-            for (const v1::FollowerLag& f : leader_report->followers()) {
-              if (f.node_id() == replica.node_id()) lag = &f;
-            }
-            if (lag == nullptr) {
-              why_out = absl::StrCat("not among leader ", leader->node_id(), "'s followers");
-            } else if (!lag->in_sync()) {
-              why_out = absl::StrCat("leader ", leader->node_id(), " reports lag ",
-                                     lag->lag_records(), " records, ", lag->lag_bytes(), " bytes, ",
-                                     absl::SixDigits(lag->lag_seconds()), " s");
-            }
+            why_out = LeaderVerdict(*leader, *leader_report, replica.node_id());
           } else if (leader_lsn - report.last_lsn() > input.in_sync_max_lag_records) {
             why_out = absl::StrCat("lag ", leader_lsn - report.last_lsn(), " > ",
                                    input.in_sync_max_lag_records);

@@ -94,6 +94,15 @@ absl::StatusOr<std::string> ChooseFencedLeader(const v1::Placement& placement,
 // ChooseFailoverLeader would fail over: the ones the ticker fences.
 std::vector<uint32_t> ShardsToFailOver(const v1::Placement& placement, const ReportMap& reports);
 
+// Whether `node_id` is shown gone by its followers: it leads a shard one of
+// whose other replicas reports, at the shard's epoch and as a follower, that
+// its leader's log stream has been silent for at least `silence_ms`
+// (ReplicaReport.follow.leader_silent_ms). An open stream speaks at least
+// every 250 ms, so a follower still hearing its leader is evidence that the
+// leader is alive.
+bool LeaderSilenceReported(const v1::Placement& placement, const ReportMap& reports,
+                           const std::string& node_id, uint64_t silence_ms);
+
 // The follower a planned transfer (DrainNode) hands leadership to: among
 // followers whose node is healthy and not draining, whose in_sync flag is set
 // and whose report (if any) is not diverged, the highest (last_epoch,
@@ -127,8 +136,9 @@ struct TickInput {
   // Arrival order of `reports` (not owned; may be null). With it, a follower
   // whose last_lsn is above the leader's is judged out of sync only against a
   // leader report that arrived after its own (an older leader report may just
-  // predate the records the follower since received); otherwise its flag is
-  // kept. Without it, it is judged against whatever the leader last reported.
+  // predate the records the follower since received); otherwise the leader's
+  // lag verdict decides (its flag is kept when the leader reports none).
+  // Without it, it is judged against whatever the leader last reported.
   const ReportOrder* report_order = nullptr;
   uint64_t in_sync_max_lag_records = 1000;
   // Fence answers per shard (not owned; may be null). Automatic failover

@@ -1113,6 +1113,58 @@ TEST(PlannerTest, InSyncFollowsTheLeadersVerdictWhenItReportsFollowers) {
   EXPECT_TRUE(Replica(&flipped, 0, "n3")->in_sync());
 }
 
+// Under writes a follower's heartbeat often lands after its leader's and
+// reports records the leader's older report does not show yet. That must not
+// keep a follower that caught up out of the in-sync set: the leader's verdict
+// (from the follower's acknowledgements) decides. Before, the stored flag was
+// kept, so a follower could stay out for as long as its heartbeats followed
+// its leader's.
+TEST(PlannerTest, ACaughtUpFollowerRejoinsWhileItsReportsRunAheadOfTheLeaders) {
+  v1::Placement p = Cluster(3, 1, 3);  // Leader n1; followers n2, n3.
+  SetPosition(&p, 0, "n1", 1, 500);
+  Replica(&p, 0, "n2")->set_in_sync(false);  // It was cut off, and caught up since.
+  ReportMap reports;
+  reports[{0, "n1"}] = Report(0, 1, 500);
+  reports[{0, "n1"}].set_role(v1::REPLICA_ROLE_LEADER);
+  *reports[{0, "n1"}].add_followers() = Lag("n2", 0, true);
+  *reports[{0, "n1"}].add_followers() = Lag("n3", 0, true);
+  reports[{0, "n2"}] = Report(0, 1, 503);  // Newer than the leader's report.
+  reports[{0, "n3"}] = Report(0, 1, 503);
+  ReportOrder order = {{{0, "n1"}, 1}, {{0, "n2"}, 2}, {{0, "n3"}, 3}};
+  TickInput input = AllAlive(p, &reports);
+  input.heard = {"n1", "n2", "n3"};
+  input.report_order = &order;
+  v1::Placement after = PlanTick(p, input).placement();
+  EXPECT_TRUE(Replica(&after, 0, "n2")->in_sync()) << "the leader says it keeps up";
+  EXPECT_TRUE(Replica(&after, 0, "n3")->in_sync());
+  // And the leader's verdict still takes one out.
+  reports[{0, "n1"}].mutable_followers(1)->set_in_sync(false);
+  after = PlanTick(after, input).placement();
+  EXPECT_FALSE(Replica(&after, 0, "n3")->in_sync());
+}
+
+TEST(PlannerTest, LeaderSilenceIsReportedOnlyByItsFollowersAtTheShardsEpoch) {
+  v1::Placement p = Cluster(3, 2, 3);  // Shard 0 led by n1, shard 1 by n2.
+  ReportMap reports;
+  auto follower = [](uint32_t shard, uint64_t epoch, uint64_t silent_ms) {
+    v1::ReplicaReport r = Report(shard, epoch, 10);
+    r.set_role(v1::REPLICA_ROLE_FOLLOWER);
+    r.mutable_follow()->set_leader_silent_ms(silent_ms);
+    return r;
+  };
+  reports[{0, "n2"}] = follower(0, 1, 100);
+  reports[{0, "n3"}] = follower(0, 1, 100);
+  EXPECT_FALSE(LeaderSilenceReported(p, reports, "n1", 750)) << "its followers hear it";
+  reports[{0, "n3"}] = follower(0, 1, 900);
+  EXPECT_TRUE(LeaderSilenceReported(p, reports, "n1", 750));
+  EXPECT_FALSE(LeaderSilenceReported(p, reports, "n2", 750)) << "n2 leads shard 1, not 0";
+  reports[{0, "n3"}] = follower(0, 7, 900);  // Fenced at another epoch: follows someone else.
+  EXPECT_FALSE(LeaderSilenceReported(p, reports, "n1", 750));
+  reports[{0, "n3"}] = Report(0, 1, 10);  // No word about its leader.
+  reports[{0, "n3"}].set_role(v1::REPLICA_ROLE_FOLLOWER);
+  EXPECT_FALSE(LeaderSilenceReported(p, reports, "n1", 750));
+}
+
 TEST(PlannerTest, ANewLeaderCarriesNoLag) {
   v1::Placement p = Cluster(3, 1, 3);
   *Replica(&p, 0, "n2")->mutable_lag() = Lag("n2", 4, true);

@@ -112,7 +112,8 @@ PlacementManager::PlacementManager(std::unique_ptr<PlacementStore> store,
     : options_(options),
       store_(std::move(store)),
       current_(std::move(placement)),
-      detector_(options.monotonic_clock, options.failure_timeout) {
+      detector_(options.monotonic_clock, options.failure_timeout),
+      started_micros_(options.monotonic_clock->NowMicros()) {
   // One failure timeout of grace: a node the table calls healthy counts as
   // heard now. Nodes already unhealthy stay so until they are heard.
   for (const v1::NodeEntry& node : current_.nodes()) {
@@ -282,6 +283,11 @@ absl::StatusOr<v1::HeartbeatResponse> PlacementManager::Heartbeat(
         if (replica.node_id() == node_id) {
           replica.set_last_epoch(report.last_epoch());
           replica.set_last_lsn(report.last_lsn());
+          if (report.has_follow() && !leads) {
+            *replica.mutable_follow() = report.follow();
+          } else {
+            replica.clear_follow();
+          }
           continue;
         }
         if (!leads) continue;
@@ -603,8 +609,22 @@ absl::StatusOr<v1::PlacementChange> PlacementManager::DrainNode(
 
 TickInput PlacementManager::TickInputLocked() {
   TickInput input;
+  const absl::Duration limit = options_.restart_grace_limit > absl::ZeroDuration()
+                                   ? options_.restart_grace_limit
+                                   : 5 * options_.failure_timeout;
+  const bool in_restart_grace =
+      options_.monotonic_clock->NowMicros() - started_micros_ < absl::ToInt64Microseconds(limit);
   for (const v1::NodeEntry& node : current_.nodes()) {
-    input.alive[node.node_id()] = detector_.Alive(node.node_id());
+    bool alive = detector_.Alive(node.node_id());
+    // Not heard since this process started, but healthy when it stopped:
+    // healthy until shown gone (see Open).
+    if (!alive && in_restart_grace && heard_.count(node.node_id()) == 0 &&
+        node.health() == v1::NODE_HEALTH_HEALTHY &&
+        !LeaderSilenceReported(current_, reports_, node.node_id(),
+                               absl::ToInt64Milliseconds(options_.failure_timeout))) {
+      alive = true;
+    }
+    input.alive[node.node_id()] = alive;
   }
   input.reports = &reports_;
   input.report_order = &report_seq_;

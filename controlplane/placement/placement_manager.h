@@ -72,6 +72,10 @@ struct ManagerOptions {
   const Clock* wall_clock = Clock::Real();
   // false: no ticker thread; the caller drives Tick() (unit tests).
   bool run_ticker = true;
+  // After a restart, how long a node the stored table calls healthy may stay
+  // silent without being declared unhealthy when nothing shows that it is
+  // gone (see Open). Zero: five failure timeouts.
+  absl::Duration restart_grace_limit = absl::ZeroDuration();
 };
 
 // The default lease: two thirds of the failure timeout.
@@ -83,9 +87,17 @@ absl::Status ValidateLease(absl::Duration lease, absl::Duration failure_timeout)
 
 class PlacementManager {
  public:
-  // Loads the table from `store` (or creates and persists a fresh one). Every
-  // node the stored table calls healthy counts as heard now, so a restart
-  // grants one failure timeout of grace before anything fails over. A
+  // Loads the table from `store` (or creates and persists a fresh one). A
+  // restart of the control plane changes nothing while the nodes are alive:
+  // every node the stored table calls healthy counts as heard now, and one
+  // that has not sent a heartbeat since stays healthy past the failure
+  // timeout until something shows it is gone — a follower of a shard it
+  // leads reports (at the shard's epoch) that its leader's log stream has
+  // been silent for the failure timeout (LeaderSilenceReported) — or until
+  // restart_grace_limit passes with no word from it. So a leader whose
+  // heartbeats are slow to reconnect is not fenced and failed over (an epoch
+  // bump and a write pause) only because the control plane restarted, while
+  // a leader that died meanwhile is replaced as fast as without a restart. A
   // transfer that was in progress is abandoned (its caller is gone).
   // INVALID_ARGUMENT for bad options (ValidateLease, no fencer, ...).
   static absl::StatusOr<std::unique_ptr<PlacementManager>> Open(
@@ -193,8 +205,10 @@ class PlacementManager {
   ReportMap reports_ ABSL_GUARDED_BY(mu_);
   std::map<std::pair<uint32_t, std::string>, uint64_t> report_seq_ ABSL_GUARDED_BY(mu_);
   uint64_t heartbeat_seq_ ABSL_GUARDED_BY(mu_) = 0;
-  // Nodes that sent a heartbeat since this process started.
+  // Nodes that sent a heartbeat since this process started, and when it
+  // started (options_.monotonic_clock).
   std::set<std::string> heard_ ABSL_GUARDED_BY(mu_);
+  const int64_t started_micros_;
   // Shards whose unhealthy leader could not be replaced, and the reason
   // logged (logged again only when it changes).
   std::map<uint32_t, std::string> stuck_shards_ ABSL_GUARDED_BY(mu_);

@@ -140,12 +140,15 @@ class PlacementManagerTest : public ::testing::Test {
   }
 
   // A heartbeat reporting every replica the node hosts, at the shard's epoch.
-  static void Beat(PlacementManager* m, const std::string& node, uint64_t lsn,
-                   bool paused = false) {
-    ASSERT_TRUE(m->Heartbeat(BeatRequest(m, node, lsn, paused)).ok());
+  // `leader_silent_ms` >= 0: each follower says how long its leader's log
+  // stream has been silent.
+  static void Beat(PlacementManager* m, const std::string& node, uint64_t lsn, bool paused = false,
+                   int64_t leader_silent_ms = -1) {
+    ASSERT_TRUE(m->Heartbeat(BeatRequest(m, node, lsn, paused, leader_silent_ms)).ok());
   }
   static v1::HeartbeatRequest BeatRequest(PlacementManager* m, const std::string& node,
-                                          uint64_t lsn, bool paused = false) {
+                                          uint64_t lsn, bool paused = false,
+                                          int64_t leader_silent_ms = -1) {
     v1::Placement p = m->GetPlacement();
     v1::HeartbeatRequest request;
     request.set_node_id(node);
@@ -159,6 +162,10 @@ class PlacementManagerTest : public ::testing::Test {
         report->set_last_epoch(shard.epoch());
         report->set_last_lsn(lsn);
         report->set_writes_paused(paused && shard.transfer_to() != "");
+        if (leader_silent_ms >= 0 && r.role() == v1::REPLICA_ROLE_FOLLOWER) {
+          report->mutable_follow()->set_state("pulling");
+          report->mutable_follow()->set_leader_silent_ms(static_cast<uint64_t>(leader_silent_ms));
+        }
       }
     }
     return request;
@@ -218,14 +225,16 @@ TEST_F(PlacementManagerTest, RestartGivesGraceThenFailsOverOnce) {
   m->Tick();
   EXPECT_EQ(m->GetPlacement().version(), before) << "grace: nobody is unhealthy yet";
 
+  // n1 died while the control plane was down: its followers stopped hearing
+  // its log stream.
   clock_.Advance(absl::Milliseconds(500));
-  Beat(m.get(), "n2", 10);
-  Beat(m.get(), "n3", 10);
+  Beat(m.get(), "n2", 10, false, /*leader_silent_ms=*/10000);
+  Beat(m.get(), "n3", 10, false, /*leader_silent_ms=*/10000);
   m->Tick();
   EXPECT_EQ(m->GetPlacement().shards(0).leader_node_id(), "n1");
   clock_.Advance(absl::Milliseconds(300));  // n1 silent 800 ms since the restart.
-  Beat(m.get(), "n2", 10);
-  Beat(m.get(), "n3", 10);
+  Beat(m.get(), "n2", 10, false, 10300);
+  Beat(m.get(), "n3", 10, false, 10300);
   m->Tick();
   v1::Placement p = m->GetPlacement();
   EXPECT_EQ(p.version(), before + 1) << "one tick, one version";
@@ -239,6 +248,76 @@ TEST_F(PlacementManagerTest, RestartGivesGraceThenFailsOverOnce) {
   }
   EXPECT_EQ(m->GetPlacement().shards(0).epoch(), 2u) << "failed over exactly once";
   EXPECT_EQ(m->GetPlacement().shards(0).leader_node_id(), "n2");
+}
+
+// A restart of the control plane is invisible while the leaders live: a
+// leader whose heartbeats are slow to come back is kept as long as its
+// followers still hear its log stream, and a follower node nobody reports on
+// keeps its health for the restart grace limit.
+TEST_F(PlacementManagerTest, RestartKeepsALeaderItsFollowersStillHear) {
+  {
+    auto m = Open();
+    for (auto* n : {"n1", "n2", "n3"}) Register(m.get(), n);
+    for (auto* n : {"n1", "n2", "n3"}) Beat(m.get(), n, 10);
+    m->Tick();
+  }
+  const v1::Placement before = *disk_.table;
+  clock_.Advance(absl::Seconds(10));
+  auto m = Open();
+  // n2 and n3 are back and hear n1 (the leader of shard 0; also a follower
+  // of shard 1); n1's heartbeats have not come back yet.
+  for (int i = 0; i < 30; ++i) {  // 3 s: four failure timeouts.
+    clock_.Advance(absl::Milliseconds(100));
+    Beat(m.get(), "n2", 10, false, /*leader_silent_ms=*/80);
+    Beat(m.get(), "n3", 10, false, 80);
+    m->Tick();
+  }
+  v1::Placement p = m->GetPlacement();
+  EXPECT_EQ(p.version(), before.version()) << "nothing changed";
+  for (const auto& n : p.nodes()) EXPECT_EQ(n.health(), v1::NODE_HEALTH_HEALTHY) << n.node_id();
+  for (int s = 0; s < p.shards_size(); ++s) {
+    EXPECT_EQ(p.shards(s).epoch(), before.shards(s).epoch());
+    EXPECT_EQ(p.shards(s).leader_node_id(), before.shards(s).leader_node_id());
+  }
+  EXPECT_TRUE(fencer_.calls().empty()) << "nobody was fenced";
+  // n1 comes back: it is heard, and kept.
+  Beat(m.get(), "n1", 10);
+  clock_.Advance(absl::Seconds(2));  // Past the restart grace limit (3.75 s).
+  Beat(m.get(), "n1", 10);
+  Beat(m.get(), "n2", 10, false, 80);
+  Beat(m.get(), "n3", 10, false, 80);
+  m->Tick();
+  EXPECT_EQ(m->GetPlacement().version(), before.version());
+  EXPECT_EQ(m->GetPlacement().shards(0).leader_node_id(), "n1");
+}
+
+TEST_F(PlacementManagerTest, RestartGraceEndsAtItsLimitWithoutWordFromTheNode) {
+  {
+    auto m = Open();
+    for (auto* n : {"n1", "n2", "n3"}) Register(m.get(), n);
+    for (auto* n : {"n1", "n2", "n3"}) Beat(m.get(), n, 10);
+    m->Tick();
+  }
+  clock_.Advance(absl::Seconds(10));
+  auto m = Open();
+  // The followers report nothing about their leader (an older node, or no
+  // stream yet): n1 keeps its health for the limit, five failure timeouts.
+  for (int i = 0; i < 35; ++i) {
+    clock_.Advance(absl::Milliseconds(100));
+    Beat(m.get(), "n2", 10);
+    Beat(m.get(), "n3", 10);
+    m->Tick();
+  }
+  EXPECT_EQ(m->GetPlacement().shards(0).leader_node_id(), "n1") << "3.5 s: within the limit";
+  for (int i = 0; i < 5; ++i) {
+    clock_.Advance(absl::Milliseconds(100));
+    Beat(m.get(), "n2", 10);
+    Beat(m.get(), "n3", 10);
+    m->Tick();
+  }
+  v1::Placement p = m->GetPlacement();
+  EXPECT_EQ(p.shards(0).leader_node_id(), "n2") << "4 s: past the limit, failed over";
+  EXPECT_EQ(p.shards(0).epoch(), 2u);
 }
 
 TEST_F(PlacementManagerTest, TransferCompletesWhenLeaderPausedAndTargetCaughtUp) {

@@ -46,6 +46,37 @@ bool LogFollower::Stopped() {
   return stop_;
 }
 
+FollowStatus LogFollower::status() const {
+  absl::MutexLock l(&mu_);
+  FollowStatus s;
+  s.state = state_;
+  s.last_error = last_error_;
+  s.retries = retries_;
+  s.leader_silent = absl::Now() - last_heard_;
+  return s;
+}
+
+void LogFollower::SetState(const char* state) {
+  absl::MutexLock l(&mu_);
+  state_ = state;
+}
+
+void LogFollower::Failed(const absl::Status& status) {
+  absl::MutexLock l(&mu_);
+  last_error_ = status.ToString();
+  ++retries_;
+}
+
+void LogFollower::Heard() {
+  absl::MutexLock l(&mu_);
+  last_heard_ = absl::Now();
+  if (state_ != "pulling") {
+    state_ = "pulling";
+    last_error_.clear();
+    retries_ = 0;
+  }
+}
+
 absl::Status LogFollower::Repair(v1::Replication::Stub& stub) {
   std::shared_ptr<shard::ShardReplica> replica = host_->replica(shard_);
   if (replica == nullptr) return absl::FailedPreconditionError("replica is gone");
@@ -60,9 +91,9 @@ absl::Status LogFollower::Repair(v1::Replication::Stub& stub) {
   DASH_RETURN_IF_ERROR(FromGrpcStatus(stub.EpochEndOffset(&ctx, request, &response)));
   const uint64_t target = replica->DivergencePoint(response.epoch(), response.end_lsn());
   if (target >= state.last_lsn) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the leader's epoch ", response.epoch(), " ends at lsn ", response.end_lsn(),
-        ", which does not explain the divergence at lsn ", state.last_lsn));
+    return absl::FailedPreconditionError(
+        absl::StrCat("the leader's epoch ", response.epoch(), " ends at lsn ", response.end_lsn(),
+                     ", which does not explain the divergence at lsn ", state.last_lsn));
   }
   LOG(WARNING) << "shard " << shard_ << ": log diverged from the leader's at epoch "
                << state.last_epoch << " (leader's epoch " << response.epoch() << " ends at lsn "
@@ -96,8 +127,8 @@ absl::Status LogFollower::CatchUpFromSnapshot(v1::Snapshots::Stub& stub) {
   DASH_ASSIGN_OR_RETURN(std::shared_ptr<shard::ShardReplica> replica,
                         host_->InstallSnapshot(shard_, options.staging_dir));
   DASH_RETURN_IF_ERROR(replica->AdoptRole(role_));
-  LOG(INFO) << "shard " << shard_ << ": installed a snapshot at lsn " << manifest.last_lsn()
-            << " (" << progress.bytes_received.load() << " bytes received)";
+  LOG(INFO) << "shard " << shard_ << ": installed a snapshot at lsn " << manifest.last_lsn() << " ("
+            << progress.bytes_received.load() << " bytes received)";
   absl::MutexLock l(&mu_);
   ++stats_.snapshots;
   stats_.snapshot_bytes += progress.bytes_received.load();
@@ -122,13 +153,16 @@ void LogFollower::Run() {
     absl::Status finished = absl::OkStatus();
     if (FaultHook::ReplicationCut()) {
       finished = FaultHook::CheckReplicationTraffic();
+      SetState("cut");
       backoff = absl::Milliseconds(50);
     } else if (replica == nullptr || replica->State().epoch != role_.epoch) {
       // Gone, or fenced at a newer epoch: nothing to pull until the
       // placement agent replaces this follower.
       finished = absl::FailedPreconditionError("not following at this epoch");
+      SetState("fenced");
       backoff = absl::Milliseconds(200);
     } else {
+      SetState("connecting");
       const shard::ReplicaState state = replica->State();
       v1::PullLogRequest request;
       request.set_shard(shard_);
@@ -144,11 +178,14 @@ void LogFollower::Run() {
       }
       auto reader = stub->PullLog(&ctx, request);
       v1::PullLogResponse response;
+      // The stream's start told the leader we hold state.last_lsn.
+      uint64_t acked = state.last_lsn;
       while (reader->Read(&response)) {
         if (FaultHook::ReplicationCut()) {
           ctx.TryCancel();
           break;
         }
+        Heard();
         if (response.records_size() > 0) {
           std::vector<std::string> records(response.records().begin(), response.records().end());
           applied = replica->ApplyEncodedRecords(records, role_.epoch);
@@ -158,17 +195,24 @@ void LogFollower::Run() {
           }
           repairs = 0;
           diverged_ = false;
-          // Durable here: tell the leader, which answers its clients once a
-          // majority holds a write.
+        }
+        // Durable here: tell the leader, which answers its clients once a
+        // majority holds a write. An acknowledgement that failed is sent
+        // again with the next message (at most 250 ms later): otherwise an
+        // idle leader would take this follower for behind until its next
+        // write.
+        const uint64_t durable = replica->State().last_lsn;
+        if (durable > acked) {
           v1::AckLogRequest ack;
           ack.set_shard(shard_);
           ack.set_epoch(role_.epoch);
           ack.set_follower_node_id(role_.self_node_id);
-          ack.set_durable_lsn(replica->State().last_lsn);
+          ack.set_durable_lsn(durable);
           v1::AckLogResponse ack_response;
           grpc::ClientContext ack_ctx;
           ack_ctx.set_deadline(In(absl::Seconds(1)));
           if (stub->AckLog(&ack_ctx, ack, &ack_response).ok()) {
+            acked = durable;
             replica->OnLeaderCommit(ack_response.commit_lsn());
           }
         }
@@ -184,11 +228,14 @@ void LogFollower::Run() {
 
     bool need_snapshot = false;
     if (!applied.ok()) {
+      Failed(applied);
       LOG(WARNING) << "shard " << shard_ << ": applying the leader's log failed: " << applied;
     } else if (absl::IsFailedPrecondition(finished) &&
                absl::StrContains(finished.message(), "diverged")) {
-      absl::Status repaired =
-          ++repairs > kMaxRepairs ? absl::FailedPreconditionError("too many repairs") : Repair(*stub);
+      SetState("repairing");
+      absl::Status repaired = ++repairs > kMaxRepairs
+                                  ? absl::FailedPreconditionError("too many repairs")
+                                  : Repair(*stub);
       if (repaired.ok()) {
         backoff = absl::ZeroDuration();
       } else {
@@ -200,10 +247,12 @@ void LogFollower::Run() {
     } else if (absl::IsOutOfRange(finished)) {
       need_snapshot = true;
     } else if (!finished.ok() && !absl::IsCancelled(finished)) {
+      Failed(finished);
       VLOG(1) << "shard " << shard_ << ": pulling from " << role_.leader_address << ": "
               << finished;
     }
     if (need_snapshot) {
+      SetState("snapshot");
       absl::Status installed = CatchUpFromSnapshot(*snapshots);
       if (installed.ok()) {
         diverged_ = false;
@@ -211,11 +260,13 @@ void LogFollower::Run() {
         backoff = absl::ZeroDuration();
       } else if (!Stopped()) {
         LOG(WARNING) << "shard " << shard_ << ": snapshot catch-up failed: " << installed;
+        Failed(installed);
         backoff = absl::Seconds(1);
       }
     }
     // Wait before reconnecting, waking early on Stop.
     absl::MutexLock l(&mu_);
+    if (state_ == "pulling" || state_ == "connecting") state_ = "backoff";
     if (backoff > absl::ZeroDuration()) mu_.AwaitWithTimeout(absl::Condition(&stop_), backoff);
     if (stop_) return;
     backoff = std::min(std::max(backoff * 2, absl::Milliseconds(20)), absl::Seconds(1));

@@ -1,6 +1,7 @@
 #include "node/replication/log_server.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
 #include "node/replication/fault_hook.h"
@@ -10,6 +11,8 @@ namespace dash::replication {
 namespace {
 constexpr size_t kMaxRecordsPerMessage = 256;
 constexpr size_t kMaxBytesPerMessage = 4 << 20;
+// An idle stream still speaks this often (PullLogResponse).
+constexpr absl::Duration kKeepAlive = absl::Milliseconds(250);
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<shard::ShardReplica>> LogServer::LeaderAt(uint32_t shard,
@@ -54,6 +57,7 @@ grpc::Status LogServer::PullLog(grpc::ServerContext* ctx, const v1::PullLogReque
   r->OnFollowerAck(request->follower_node_id(), prev);
   uint64_t next = prev + 1;
   uint64_t sent_commit = UINT64_MAX;
+  absl::Time last_sent = absl::Now();
   while (!ctx->IsCancelled() && !stopping_) {
     if (absl::Status cut = FaultHook::CheckReplicationTraffic(); !cut.ok())
       return ToGrpcStatus(cut);
@@ -64,13 +68,15 @@ grpc::Status LogServer::PullLog(grpc::ServerContext* ctx, const v1::PullLogReque
                        " no longer leads it at epoch ", request->epoch())));
     }
     if (next > state.last_lsn) {
-      if (state.commit_lsn != sent_commit) {
-        // Nothing new to ship, but followers learn what became readable.
+      if (state.commit_lsn != sent_commit || absl::Now() - last_sent >= kKeepAlive) {
+        // Nothing new to ship, but followers learn what became readable, and
+        // that this leader is alive.
         v1::PullLogResponse response;
         response.set_leader_last_lsn(state.last_lsn);
         response.set_commit_lsn(state.commit_lsn);
         sent_commit = state.commit_lsn;
         if (!writer->Write(response)) break;
+        last_sent = absl::Now();
         continue;
       }
       r->WaitForLsn(next, absl::Milliseconds(100), sent_commit);
@@ -100,6 +106,7 @@ grpc::Status LogServer::PullLog(grpc::ServerContext* ctx, const v1::PullLogReque
     // Write blocks while the follower's window is full: gRPC flow control is
     // what keeps a slow follower from growing the leader's memory.
     if (!writer->Write(response)) break;
+    last_sent = absl::Now();
   }
   return grpc::Status::OK;
 }

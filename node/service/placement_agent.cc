@@ -1,5 +1,6 @@
 #include "node/service/placement_agent.h"
 
+#include <algorithm>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -16,12 +17,29 @@ std::chrono::system_clock::time_point DeadlineIn(absl::Duration d) {
   return std::chrono::system_clock::now() + absl::ToChronoMilliseconds(d);
 }
 
+v1::FollowerStatus ToProto(const replication::FollowStatus& s) {
+  v1::FollowerStatus out;
+  out.set_state(s.state);
+  out.set_last_error(s.last_error);
+  out.set_leader_silent_ms(
+      static_cast<uint64_t>(std::max<int64_t>(absl::ToInt64Milliseconds(s.leader_silent), 0)));
+  out.set_retries(s.retries);
+  return out;
+}
+
 }  // namespace
 
 PlacementAgent::PlacementAgent(shard::ShardHost* host, AgentOptions options)
     : host_(host), options_(std::move(options)) {
+  // After the control plane restarts, heartbeats must reach it within its
+  // failure timeout, not after gRPC's default reconnect backoff (which grows
+  // to minutes): retry the connection at least every 250 ms.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 250);
   stub_ = v1::ControlPlane::NewStub(
-      grpc::CreateChannel(options_.controlplane, grpc::InsecureChannelCredentials()));
+      grpc::CreateCustomChannel(options_.controlplane, grpc::InsecureChannelCredentials(), args));
 }
 
 PlacementAgent::~PlacementAgent() {
@@ -107,9 +125,13 @@ void PlacementAgent::HeartbeatLoop() {
     v1::HeartbeatRequest req;
     req.set_node_id(options_.node_id);
     std::map<uint32_t, bool> diverged;
+    std::map<uint32_t, v1::FollowerStatus> follow;
     {
       absl::MutexLock l(&mu_);
-      for (const auto& [shard, f] : reported_followers_) diverged[shard] = f->diverged();
+      for (const auto& [shard, f] : reported_followers_) {
+        diverged[shard] = f->diverged();
+        follow[shard] = ToProto(f->status());
+      }
     }
     for (const auto& [shard, r] : host_->replicas()) {
       const shard::ReplicaState s = r->State();
@@ -122,13 +144,20 @@ void PlacementAgent::HeartbeatLoop() {
       rep->set_diverged(diverged[shard]);
       rep->set_writes_paused(s.leader && s.writes_paused);
       rep->set_commit_lsn(s.commit_lsn);
+      if (auto it = follow.find(shard); !s.leader && it != follow.end()) {
+        *rep->mutable_follow() = it->second;
+      }
       for (const shard::FollowerLag& lag : r->FollowerLags()) {
         *rep->add_followers() = shard::ToProto(lag);
       }
     }
+    host_->PublishFollowStatus(std::move(follow));
     v1::HeartbeatResponse resp;
     grpc::ClientContext ctx;
     ctx.set_deadline(DeadlineIn(absl::Seconds(1)));
+    // While the channel reconnects (the control plane restarting), wait for
+    // it within the deadline rather than fail at once and skip a beat.
+    ctx.set_wait_for_ready(true);
     // The lease runs from when the heartbeat was sent: the control plane
     // counts its failure timeout from when it arrived, which is later.
     const absl::Time sent = absl::Now();

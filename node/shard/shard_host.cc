@@ -347,7 +347,17 @@ absl::StatusOr<v1::QueryResponse> ShardHost::Query(const v1::QueryRequest& reque
   return RunQuery(request, targets, options_.shard_count);
 }
 
+void ShardHost::PublishFollowStatus(std::map<uint32_t, v1::FollowerStatus> status) {
+  absl::MutexLock l(&mu_);
+  follow_status_ = std::move(status);
+}
+
 v1::NodeInfo ShardHost::Info() const {
+  std::map<uint32_t, v1::FollowerStatus> follow;
+  {
+    absl::MutexLock l(&mu_);
+    follow = follow_status_;
+  }
   v1::NodeInfo info;
   info.set_node_id(options_.node_id);
   info.set_shard_count(options_.shard_count);
@@ -364,6 +374,8 @@ v1::NodeInfo ShardHost::Info() const {
     ri->set_log_start_lsn(s.log_start_lsn);
     ri->set_commit_lsn(s.commit_lsn);
     for (const FollowerLag& lag : r->FollowerLags()) *ri->add_followers() = ToProto(lag);
+    if (auto it = follow.find(id); !s.leader && it != follow.end())
+      *ri->mutable_follow() = it->second;
     const index::PrefilterCacheStats c = r->FilterCacheStats();
     ri->mutable_filter_cache()->set_hits(c.hits);
     ri->mutable_filter_cache()->set_misses(c.misses);

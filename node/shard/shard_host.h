@@ -45,6 +45,10 @@ class ShardHost {
   // so the ranking does not depend on how claims are spread over shards.
   absl::StatusOr<v1::QueryResponse> Query(const v1::QueryRequest& request) const;
   v1::NodeInfo Info() const;
+  // What each followed shard's log puller is doing, as the placement agent
+  // last saw it; Info() reports it for follower replicas. Replaces the
+  // previous set.
+  void PublishFollowStatus(std::map<uint32_t, v1::FollowerStatus> status);
 
   // nullptr when `shard` is not hosted here.
   std::shared_ptr<ShardReplica> replica(uint32_t shard) const;
@@ -109,6 +113,7 @@ class ShardHost {
   absl::Mutex open_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable absl::Mutex mu_;
   std::map<uint32_t, std::shared_ptr<ShardReplica>> replicas_ ABSL_GUARDED_BY(mu_);
+  std::map<uint32_t, v1::FollowerStatus> follow_status_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace dash::shard
