@@ -354,6 +354,7 @@ grpc::Status RouterAdminService::GetNodeInfo(grpc::ServerContext* ctx,
   response->set_node_id("router");
   response->set_shard_count((*p)->shard_count());
   response->set_version(DASH_VERSION);
+  response->set_placement_version((*p)->version());
   for (const v1::ShardEntry& entry : (*p)->shards()) {
     v1::ReplicaInfo* ri = response->add_replicas();
     ri->set_shard(entry.shard());

@@ -269,7 +269,7 @@ TEST_F(ClusterTest, WritesFailClosedWhileAShardHasNoHealthyLeader) {
                       },
                       absl::Seconds(10), "every node to be unhealthy")
                   .ok());
-  absl::SleepFor(absl::Milliseconds(300));  // The router's watch delivers the table.
+  ASSERT_TRUE(cluster_->WaitForRouterToCatchUp(absl::Seconds(10)).ok());
   const v1::Placement before = Placement();
   auto w = Write(ClaimBatch("acme", IdOnShard(0, 1)));
   ASSERT_TRUE(absl::IsUnavailable(w.status())) << w.status();
@@ -381,7 +381,7 @@ TEST_F(ClusterTest, ALaggingFollowerLeavesTheInSyncSetAndRejoinsWhenCaughtUp) {
   const v1::ReplicaEntry behind = entry_of(Placement(), cut);
   EXPECT_GT(behind.lag().lag_bytes(), 0u);
   EXPECT_TRUE(entry_of(Placement(), other).in_sync()) << "the other follower keeps up";
-  absl::SleepFor(absl::Milliseconds(300));  // The router's watch delivers the table.
+  ASSERT_TRUE(cluster_->WaitForRouterToCatchUp(absl::Seconds(10)).ok());
   // Follower reads of shard 0 now all go to the follower that keeps up.
   for (int i = 0; i < 6; ++i) {
     auto r = GetEventually(IdOnShard(0, 1000), v1::READ_PREFERENCE_FOLLOWER_PREFERRED);

@@ -45,6 +45,22 @@ absl::Status LocalCluster::Start() {
   return WaitUntilAdopted(absl::Seconds(30));
 }
 
+absl::Status LocalCluster::WaitForRouterToCatchUp(absl::Duration timeout) {
+  absl::StatusOr<v1::Placement> p = Placement();
+  if (!p.ok()) return p.status();
+  const uint64_t version = p->version();
+  return PollUntil(
+      [&] {
+        auto admin = v1::NodeAdmin::NewStub(router_->channel());
+        grpc::ClientContext ctx;
+        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+        v1::NodeInfo info;
+        return admin->GetNodeInfo(&ctx, v1::GetNodeInfoRequest(), &info).ok() &&
+               info.placement_version() >= version;
+      },
+      timeout, absl::StrCat("the router to route by placement version ", version));
+}
+
 absl::Status LocalCluster::WaitUntilAdopted(absl::Duration timeout) {
   return PollUntil(
       [&] {

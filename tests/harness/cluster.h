@@ -61,6 +61,10 @@ class LocalCluster {
   // Waits until every running node acts in the role and epoch the table gives
   // it, and the router routes by the same epochs.
   absl::Status WaitUntilAdopted(absl::Duration timeout);
+  // Waits until the router routes by the control plane's current table (or a
+  // newer one): a change the table records (health, in-sync flags) is then
+  // what the router acts on.
+  absl::Status WaitForRouterToCatchUp(absl::Duration timeout);
   // Restarts a killed node; with `wipe`, its data directory is emptied first
   // (a replacement machine with the same name).
   absl::Status RestartNode(const std::string& id, bool wipe);
