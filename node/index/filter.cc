@@ -20,6 +20,18 @@ bool IsNumber(const Value& v) {
   return v.kind_case() == Value::kIntValue || v.kind_case() == Value::kDoubleValue;
 }
 
+absl::Status CheckTimestamp(const google::protobuf::Timestamp& t, const std::string& path) {
+  // The range google.protobuf.Timestamp allows: 0001-01-01 to 9999-12-31.
+  if (t.seconds() < -62135596800LL || t.seconds() > 253402300799LL) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": seconds out of range (years 1 to 9999)"));
+  }
+  if (t.nanos() < 0 || t.nanos() > 999999999) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": nanos out of range"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckValue(const Value& v, const std::string& path) {
   switch (v.kind_case()) {
     case Value::KIND_NOT_SET:
@@ -29,6 +41,15 @@ absl::Status CheckValue(const Value& v, const std::string& path) {
         return absl::InvalidArgumentError(absl::StrCat(path, ": must be finite"));
       }
       break;
+    case Value::kStringValue:
+      if (v.string_value().size() > kMaxFilterStringBytes) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ": is ", v.string_value().size(), " bytes; the limit is ",
+                         kMaxFilterStringBytes, " (no stored value is longer)"));
+      }
+      break;
+    case Value::kTimestampValue:
+      return CheckTimestamp(v.timestamp_value(), path + ".timestamp_value");
     default:
       break;
   }
@@ -100,11 +121,25 @@ std::optional<int> CompareValues(const Value& a, const Value& b) {
 }
 
 absl::Status ValidateFilter(const v1::Filter& filter, const std::string& path) {
+  if (filter.metadata_size() > static_cast<int>(kMaxFilterClauses)) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ".metadata: has ", filter.metadata_size(),
+                                                   " conditions; the limit is ",
+                                                   kMaxFilterClauses));
+  }
+  if (filter.ByteSizeLong() > kMaxFilterBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": is ", filter.ByteSizeLong(),
+                                                   " bytes; the limit is ", kMaxFilterBytes));
+  }
   for (int i = 0; i < filter.metadata_size(); ++i) {
     const v1::MetadataFilter& f = filter.metadata(i);
     const std::string p = absl::StrCat(path, ".metadata[", i, "]");
     if (f.key().empty())
       return absl::InvalidArgumentError(absl::StrCat(p, ".key: must not be empty"));
+    if (f.key().size() > kMaxFilterKeyBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(p, ".key: is ", f.key().size(),
+                                                     " bytes; the limit is ", kMaxFilterKeyBytes,
+                                                     " (no stored key is longer)"));
+    }
     switch (f.condition_case()) {
       case v1::MetadataFilter::kEq:
         DASH_RETURN_IF_ERROR(CheckValue(f.eq(), p + ".eq"));
@@ -112,6 +147,11 @@ absl::Status ValidateFilter(const v1::Filter& filter, const std::string& path) {
       case v1::MetadataFilter::kIn:
         if (f.in().values_size() == 0) {
           return absl::InvalidArgumentError(absl::StrCat(p, ".in: must list at least one value"));
+        }
+        if (f.in().values_size() > static_cast<int>(kMaxFilterInValues)) {
+          return absl::InvalidArgumentError(absl::StrCat(p, ".in: lists ", f.in().values_size(),
+                                                         " values; the limit is ",
+                                                         kMaxFilterInValues));
         }
         for (int j = 0; j < f.in().values_size(); ++j) {
           DASH_RETURN_IF_ERROR(
@@ -136,6 +176,8 @@ absl::Status ValidateFilter(const v1::Filter& filter, const std::string& path) {
     }
   }
   auto check_range = [&](const v1::TimeRange& r, const std::string& p) -> absl::Status {
+    if (r.has_start()) DASH_RETURN_IF_ERROR(CheckTimestamp(r.start(), p + ".start"));
+    if (r.has_end()) DASH_RETURN_IF_ERROR(CheckTimestamp(r.end(), p + ".end"));
     if (r.has_start() && r.has_end() && Cmp(r.end(), r.start()) < 0) {
       return absl::InvalidArgumentError(absl::StrCat(p, ".end: is before start"));
     }
@@ -143,6 +185,8 @@ absl::Status ValidateFilter(const v1::Filter& filter, const std::string& path) {
   };
   DASH_RETURN_IF_ERROR(check_range(filter.valid_overlaps(), path + ".valid_overlaps"));
   DASH_RETURN_IF_ERROR(check_range(filter.evidence_published(), path + ".evidence_published"));
+  if (filter.has_valid_at())
+    DASH_RETURN_IF_ERROR(CheckTimestamp(filter.valid_at(), path + ".valid_at"));
   return absl::OkStatus();
 }
 

@@ -120,3 +120,63 @@ TEST(FilterTest, ValidationNamesTheField) {
 
 }  // namespace
 }  // namespace dash::index
+
+namespace dash::index {
+namespace {
+
+// What one query may ask the node to hold is bounded, and timestamps outside
+// what google.protobuf.Timestamp allows are refused (year 100000 was taken).
+TEST(FilterTest, BoundsOnKeysClausesValuesSizeAndTimestampsNameTheField) {
+  auto message = [](const v1::Filter& f) { return std::string(ValidateFilter(f).message()); };
+  v1::Filter key;
+  key.add_metadata()->set_key(std::string(129, 'k'));
+  *key.mutable_metadata(0)->mutable_eq() = Int(1);
+  EXPECT_THAT(message(key), ::testing::StartsWith("filter.metadata[0].key: is 129 bytes"));
+  key.mutable_metadata(0)->set_key(std::string(128, 'k'));
+  EXPECT_TRUE(ValidateFilter(key).ok());
+
+  v1::Filter clauses;
+  for (int i = 0; i < 65; ++i) {
+    v1::MetadataFilter* m = clauses.add_metadata();
+    m->set_key("k" + std::to_string(i));
+    *m->mutable_eq() = Int(i);
+  }
+  EXPECT_THAT(message(clauses), ::testing::StartsWith("filter.metadata: has 65 conditions"));
+  clauses.mutable_metadata()->RemoveLast();
+  EXPECT_TRUE(ValidateFilter(clauses).ok());
+
+  v1::Filter in;
+  in.add_metadata()->set_key("k");
+  for (int i = 0; i < 1025; ++i) *in.mutable_metadata(0)->mutable_in()->add_values() = Int(i);
+  EXPECT_THAT(message(in), ::testing::StartsWith("filter.metadata[0].in: lists 1025 values"));
+
+  v1::Filter str;
+  str.add_metadata()->set_key("k");
+  *str.mutable_metadata(0)->mutable_eq() = Str(std::string(4097, 's'));
+  EXPECT_THAT(message(str), ::testing::StartsWith("filter.metadata[0].eq: is 4097 bytes"));
+
+  v1::Filter big;  // Within every per-field bound, over the total.
+  for (int i = 0; i < 20; ++i) {
+    v1::MetadataFilter* m = big.add_metadata();
+    m->set_key("k" + std::to_string(i));
+    for (int j = 0; j < 2; ++j) *m->mutable_in()->add_values() = Str(std::string(4000, 'v'));
+  }
+  EXPECT_THAT(message(big), ::testing::StartsWith("filter: is "));
+
+  v1::Filter far;
+  google::protobuf::Timestamp year100000;
+  year100000.set_seconds(3093527980800LL);
+  *far.mutable_valid_overlaps()->mutable_start() = year100000;
+  EXPECT_THAT(message(far), ::testing::StartsWith("filter.valid_overlaps.start: seconds out of"));
+  v1::Filter at;
+  *at.mutable_valid_at() = Ts(10);
+  at.mutable_valid_at()->set_nanos(-1);
+  EXPECT_THAT(message(at), ::testing::StartsWith("filter.valid_at: nanos out of range"));
+  v1::Filter value;
+  value.add_metadata()->set_key("when");
+  value.mutable_metadata(0)->mutable_eq()->mutable_timestamp_value()->set_seconds(-62135596801LL);
+  EXPECT_THAT(message(value), ::testing::StartsWith("filter.metadata[0].eq.timestamp_value:"));
+}
+
+}  // namespace
+}  // namespace dash::index

@@ -6,8 +6,10 @@
 // served while its generation is current. The owner must read the generation
 // *before* taking the snapshot it computes from (see GetOrCompute): an entry
 // may then hold newer data than its generation says, never older, so it is
-// never served stale. Bounded by entries and total ids, least recently used
-// evicted first. Thread-safe.
+// never served stale. Bounded by entries, total ids and total bytes (keys and
+// ids as held in memory, estimated), least recently used evicted first; a
+// result larger than the byte bound alone is returned but not kept.
+// Thread-safe.
 #ifndef DASH_NODE_INDEX_PREFILTER_CACHE_H_
 #define DASH_NODE_INDEX_PREFILTER_CACHE_H_
 
@@ -29,7 +31,8 @@ using IdSet = absl::flat_hash_set<std::string>;
 
 struct PrefilterCacheOptions {
   size_t max_entries = 256;
-  size_t max_ids = 2'000'000;  // Summed over entries.
+  size_t max_ids = 2'000'000;   // Summed over entries.
+  size_t max_bytes = 64 << 20;  // Summed over entries (EntryBytes).
 };
 
 struct PrefilterCacheStats {
@@ -38,6 +41,7 @@ struct PrefilterCacheStats {
   uint64_t evictions = 0;
   uint64_t entries = 0;
   uint64_t ids = 0;
+  uint64_t bytes = 0;
 };
 
 class PrefilterCache {
@@ -64,7 +68,11 @@ class PrefilterCache {
     std::string map_key;
     uint64_t generation;
     std::shared_ptr<const IdSet> ids;
+    size_t bytes;  // EntryBytes.
   };
+  // What an entry holds in memory, estimated: its key (twice: list and
+  // index), each id's string and hash-set slot, and fixed overheads.
+  static size_t EntryBytes(const std::string& map_key, const IdSet& ids);
   void EvictLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const PrefilterCacheOptions options_;

@@ -83,3 +83,39 @@ TEST(PrefilterCacheTest, ComputeErrorsAreReturnedAndNotCached) {
 
 }  // namespace
 }  // namespace dash::index
+
+namespace dash::index {
+namespace {
+
+// Keys of any size used to grow the cache without bound (16 filters with a
+// 4 MiB key each took 285 MiB): entries now count their key and ids in bytes.
+TEST(PrefilterCacheTest, BytesOfKeysAndIdsAreBounded) {
+  PrefilterCacheOptions o;
+  o.max_entries = 1000;
+  o.max_bytes = 1 << 20;
+  PrefilterCache cache(o);
+  auto one = []() -> absl::StatusOr<IdSet> { return IdSet{"c1"}; };
+  for (int i = 0; i < 64; ++i) {
+    const std::string key = std::to_string(i) + std::string(64 << 10, 'k');  // 64 KiB keys.
+    ASSERT_TRUE(cache.GetOrCompute("t", key, 0, false, one).ok());
+    EXPECT_LE(cache.stats().bytes, o.max_bytes) << i;
+  }
+  EXPECT_LT(cache.stats().entries, 10u) << "about 1 MiB of 128 KiB entries";
+  EXPECT_GT(cache.stats().evictions, 50u);
+  // One result larger than the bound is answered but not kept.
+  auto huge = []() -> absl::StatusOr<IdSet> {
+    IdSet s;
+    for (int i = 0; i < 100000; ++i) s.insert("claim-with-a-long-id-" + std::to_string(i));
+    return s;
+  };
+  auto r = cache.GetOrCompute("t", "huge", 0, false, huge);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ((*r)->size(), 100000u);
+  EXPECT_LE(cache.stats().bytes, o.max_bytes);
+  const uint64_t misses = cache.stats().misses;
+  ASSERT_TRUE(cache.GetOrCompute("t", "huge", 0, false, huge).ok());
+  EXPECT_EQ(cache.stats().misses, misses + 1) << "not cached";
+}
+
+}  // namespace
+}  // namespace dash::index

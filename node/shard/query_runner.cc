@@ -21,13 +21,18 @@ namespace {
 constexpr uint32_t kDefaultQueryK = 10;
 constexpr uint32_t kMaxQueryK = 1000;
 constexpr size_t kMaxQueryBytes = 16 << 10;
+// Parameter bounds: beyond them scores overflow (k1 = 1e308 made BM25 inf/inf)
+// and nothing is gained (term-frequency saturation is complete long before).
+constexpr double kMaxBm25K1 = 1000;
+constexpr double kMaxRrfK = 1e9;
+constexpr double kMaxRrfWeight = 1e6;
 
 absl::Status Bad(absl::string_view field, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
 }
 
-absl::Status CheckNonNegative(const char* field, double v) {
-  if (!(v >= 0) || !std::isfinite(v)) return Bad(field, "must be a finite number >= 0");
+absl::Status CheckRange(const char* field, double v, double lo, double hi) {
+  if (!(v >= lo && v <= hi)) return Bad(field, absl::StrCat("must be in [", lo, ", ", hi, "]"));
   return absl::OkStatus();
 }
 
@@ -58,7 +63,7 @@ absl::StatusOr<Params> Parse(const v1::QueryRequest& request) {
     return Bad("k", absl::StrCat(request.k(), " exceeds the limit of ", kMaxQueryK));
   if (request.bm25().has_k1()) {
     p.bm25.k1 = request.bm25().k1();
-    DASH_RETURN_IF_ERROR(CheckNonNegative("bm25.k1", p.bm25.k1));
+    DASH_RETURN_IF_ERROR(CheckRange("bm25.k1", p.bm25.k1, 0, kMaxBm25K1));
   }
   if (request.bm25().has_b()) {
     p.bm25.b = request.bm25().b();
@@ -70,13 +75,16 @@ absl::StatusOr<Params> Parse(const v1::QueryRequest& request) {
     const v1::RrfFusion& f = request.fusion().rrf();
     if (f.has_k()) {
       p.rrf.k = f.k();
-      if (!(p.rrf.k > 0) || !std::isfinite(p.rrf.k))
-        return Bad("fusion.rrf.k", "must be a finite number > 0");
+      if (!(p.rrf.k > 0 && p.rrf.k <= kMaxRrfK)) {
+        return Bad("fusion.rrf.k", absl::StrCat("must be > 0 and <= ", kMaxRrfK));
+      }
     }
     if (f.has_lexical_weight()) p.rrf.lexical_weight = f.lexical_weight();
     if (f.has_vector_weight()) p.rrf.vector_weight = f.vector_weight();
-    DASH_RETURN_IF_ERROR(CheckNonNegative("fusion.rrf.lexical_weight", p.rrf.lexical_weight));
-    DASH_RETURN_IF_ERROR(CheckNonNegative("fusion.rrf.vector_weight", p.rrf.vector_weight));
+    DASH_RETURN_IF_ERROR(
+        CheckRange("fusion.rrf.lexical_weight", p.rrf.lexical_weight, 0, kMaxRrfWeight));
+    DASH_RETURN_IF_ERROR(
+        CheckRange("fusion.rrf.vector_weight", p.rrf.vector_weight, 0, kMaxRrfWeight));
   }
   if (p.use_linear && request.fusion().linear().has_alpha()) {
     p.linear.alpha = request.fusion().linear().alpha();
@@ -175,6 +183,15 @@ absl::StatusOr<v1::QueryResponse> RunQuery(const v1::QueryRequest& request,
       fused ? (params.use_linear ? fusion::FuseLinear(lexical, vector, params.linear)
                                  : fusion::FuseRrf(lexical, vector, params.rrf))
             : fusion::FuseSingle(vector_leg ? vector : lexical, vector_leg);
+  // Validated parameters keep every score finite; should one not be, the
+  // ranking is meaningless: refuse it rather than answer NaN.
+  for (const fusion::FusedHit& f : ranked) {
+    if (!std::isfinite(f.score) || (f.lexical && !std::isfinite(f.lexical->score)) ||
+        (f.vector && !std::isfinite(f.vector->score))) {
+      return absl::InternalError(
+          absl::StrCat("claim ", f.id, " scored a non-finite value; the ranking is refused"));
+    }
+  }
   if (request.has_min_score()) {
     // Ranked: everything after the first hit below the floor is lower.
     auto below = std::find_if(ranked.begin(), ranked.end(), [&](const fusion::FusedHit& f) {

@@ -1,5 +1,6 @@
 // Query semantics through ShardHost: filters, stance modes on labelled data,
 // vectors and fusion, graph payload, citation integrity, the prefilter cache.
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -415,6 +416,61 @@ class MeetingTarget : public ShardTarget {
   const absl::Status fail_;
   const absl::Duration fail_after_;
 };
+
+// Scoring parameters are bounded so that no score overflows: k1 = 1e308 used
+// to give NaN scores and a broken order.
+TEST_F(QueryTest, ExtremeScoringParametersAreRefusedAndBoundedOnesScoreFinite) {
+  for (int i = 0; i < 12; ++i) {
+    Put(absl::StrCat("c", i), i % 2 == 0 ? "sea ice sea ice sea ice decline" : "sea level rise",
+        2000 + i, {1.0f + static_cast<float>(i), 0.5f, 0, 0});
+  }
+  auto refused = [&](v1::QueryRequest q, const std::string& field) {
+    absl::StatusOr<v1::QueryResponse> r = host_->Query(q);
+    ASSERT_TRUE(absl::IsInvalidArgument(r.status())) << field << ": " << r.status();
+    EXPECT_THAT(std::string(r.status().message()), ::testing::StartsWith(field + ": "));
+  };
+  v1::QueryRequest q = Text("sea ice");
+  for (float f : {1.0f, 0.0f, 0.0f, 0.0f}) q.add_embedding(f);
+  q.mutable_fusion()->mutable_linear()->set_alpha(0.5);
+  v1::QueryRequest bad = q;
+  bad.mutable_bm25()->set_k1(1e308);
+  refused(bad, "bm25.k1");
+  bad = q;
+  bad.mutable_bm25()->set_k1(1000.5);
+  refused(bad, "bm25.k1");
+  bad = q;
+  bad.mutable_bm25()->set_k1(std::nan(""));
+  refused(bad, "bm25.k1");
+  bad = Text("sea ice");
+  bad.mutable_fusion()->mutable_rrf()->set_lexical_weight(1e300);
+  refused(bad, "fusion.rrf.lexical_weight");
+  bad = Text("sea ice");
+  bad.mutable_fusion()->mutable_rrf()->set_k(1e12);
+  refused(bad, "fusion.rrf.k");
+
+  // A zero query vector under cosine names its field.
+  bad = Text("");
+  for (int i = 0; i < 4; ++i) bad.add_embedding(0);
+  refused(bad, "embedding");
+
+  // The bounds themselves score finite, in order.
+  for (double k1 : {0.0, 1000.0}) {
+    for (double b : {0.0, 1.0}) {
+      v1::QueryRequest ok = q;
+      ok.mutable_bm25()->set_k1(k1);
+      ok.mutable_bm25()->set_b(b);
+      v1::QueryResponse r = Query(ok);
+      ASSERT_FALSE(r.hits().empty());
+      for (int i = 0; i < r.hits_size(); ++i) {
+        EXPECT_TRUE(std::isfinite(r.hits(i).score())) << "k1 " << k1 << " b " << b;
+        EXPECT_TRUE(std::isfinite(r.hits(i).lexical().score()));
+        if (i > 0) {
+          EXPECT_GE(r.hits(i - 1).score(), r.hits(i).score());
+        }
+      }
+    }
+  }
+}
 
 TEST_F(QueryTest, ShardsAreAskedAtOnceAndRankAsASingleShard) {
   auto put_all = [&] {
