@@ -9,6 +9,8 @@
 
 namespace dash {
 
+uint64_t Hash64(absl::string_view data) { return XXH64(data.data(), data.size(), 0); }
+
 uint64_t ClaimHash(absl::string_view tenant, absl::string_view claim_id) {
   XXH64_state_t* state = XXH64_createState();
   XXH64_reset(state, 0);

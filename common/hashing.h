@@ -15,6 +15,9 @@ namespace dash {
 // xxHash64 (seed 0) of `tenant` "\0" `claim_id`.
 uint64_t ClaimHash(absl::string_view tenant, absl::string_view claim_id);
 
+// xxHash64 (seed 0) of `data`.
+uint64_t Hash64(absl::string_view data);
+
 // The shard a claim lives on: ClaimHash % shard_count. REQUIRES: shard_count > 0.
 uint32_t ShardOf(absl::string_view tenant, absl::string_view claim_id, uint32_t shard_count);
 

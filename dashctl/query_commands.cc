@@ -38,6 +38,12 @@ struct QueryOptions {
   std::string stance = "all";
   bool graph = false;
   std::string request_json;  // A dash.v1.QueryRequest merged under the flags.
+  // Which flags were given: only those override the --request JSON; a flag's
+  // default applies only where the JSON leaves the field unset.
+  bool tenant_given = false;
+  bool k_given = false;
+  bool stance_given = false;
+  bool read_preference_given = false;
 };
 
 int RunQuery(const GlobalOptions& g, const QueryOptions& o) {
@@ -51,13 +57,18 @@ int RunQuery(const GlobalOptions& g, const QueryOptions& o) {
       return kUsage;
     }
   }
-  req.set_tenant(o.tenant);
-  req.set_read_preference(ReadPreferenceOf(g));
+  if (o.tenant_given || req.tenant().empty()) req.set_tenant(o.tenant);
+  if (o.read_preference_given || req.read_preference() == v1::READ_PREFERENCE_LEADER_ONLY) {
+    req.set_read_preference(ReadPreferenceOf(g));
+  }
   if (!o.text.empty()) req.set_text(o.text);
-  req.set_k(o.k);
+  if (o.k_given || req.k() == 0) req.set_k(o.k);
   req.set_include_evidence(o.evidence || req.include_evidence());
-  if (o.stance == "balanced") req.set_stance_mode(v1::STANCE_MODE_BALANCED);
-  if (o.stance == "support-only") req.set_stance_mode(v1::STANCE_MODE_SUPPORT_ONLY);
+  if (o.stance_given || req.stance_mode() == v1::STANCE_MODE_ALL) {
+    if (o.stance == "all") req.set_stance_mode(v1::STANCE_MODE_ALL);
+    if (o.stance == "balanced") req.set_stance_mode(v1::STANCE_MODE_BALANCED);
+    if (o.stance == "support-only") req.set_stance_mode(v1::STANCE_MODE_SUPPORT_ONLY);
+  }
   if (o.graph) req.mutable_graph()->set_include(true);
   v1::QueryResponse resp;
   grpc::ClientContext ctx;
@@ -153,21 +164,27 @@ void AddQueryCommands(CLI::App& app, GlobalOptions& g, std::function<int()>* run
   CLI::App* query = app.add_subcommand("query", "Rank a tenant's claims against a text query");
   query->add_option("text", qo->text,
                     "Query text (may be empty with --request giving an embedding)");
-  query->add_option("--tenant", qo->tenant, "Tenant")->capture_default_str();
-  query->add_option("-k", qo->k, "Hits to return")
-      ->check(CLI::Range(1, 1000))
-      ->capture_default_str();
+  CLI::Option* tenant = query->add_option("--tenant", qo->tenant, "Tenant")->capture_default_str();
+  CLI::Option* k = query->add_option("-k", qo->k, "Hits to return")
+                       ->check(CLI::Range(1, 1000))
+                       ->capture_default_str();
   query->add_flag("--evidence", qo->evidence, "Show each hit's evidence with its citation");
   query->add_flag("--json", qo->json, "Print the QueryResponse as JSON");
-  query->add_option("--stance", qo->stance, "Evidence per hit: all, balanced, support-only")
-      ->check(CLI::IsMember({"all", "balanced", "support-only"}))
-      ->capture_default_str();
+  CLI::Option* stance =
+      query->add_option("--stance", qo->stance, "Evidence per hit: all, balanced, support-only")
+          ->check(CLI::IsMember({"all", "balanced", "support-only"}))
+          ->capture_default_str();
   query->add_flag("--graph", qo->graph, "Also print the edges among the hits");
   query->add_option(
       "--request", qo->request_json,
-      "A dash.v1.QueryRequest as JSON (filter, embedding, fusion...); flags override");
-  query->callback([&g, qo, run] {
+      "A dash.v1.QueryRequest as JSON (filter, embedding, fusion...); flags given override it, "
+      "flag defaults fill only what it leaves unset");
+  query->callback([&g, &app, qo, run, tenant, k, stance] {
     qo->json = qo->json || g.json;  // The global --json before the subcommand.
+    qo->tenant_given = tenant->count() > 0;
+    qo->k_given = k->count() > 0;
+    qo->stance_given = stance->count() > 0;
+    qo->read_preference_given = app.get_option("--read-preference")->count() > 0;
     *run = [&g, qo] { return RunQuery(g, *qo); };
   });
 

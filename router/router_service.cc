@@ -4,10 +4,10 @@
 #include <atomic>
 #include <functional>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/hashing.h"
+#include "common/page_token.h"
 #include "common/parallel.h"
 #include "common/status_macros.h"
 #include "dash/v1/node.grpc.pb.h"
@@ -258,6 +258,13 @@ grpc::Status RouterService::ListClaims(grpc::ServerContext* ctx,
       return absl::InvalidArgumentError(absl::StrCat(
           "shard: ", request->shard(), " is not below the shard count ", p.shard_count()));
     }
+    const std::string scope =
+        ListScope(request->has_shard() ? std::optional<uint32_t>(request->shard()) : std::nullopt);
+    std::string start_after;
+    if (!request->page_token().empty()) {
+      DASH_ASSIGN_OR_RETURN(start_after,
+                            DecodePageToken(request->page_token(), request->tenant(), scope));
+    }
     std::vector<std::vector<Route>> candidates;
     for (const v1::ShardEntry& entry : p.shards()) {
       if (request->has_shard() && request->shard() != entry.shard()) continue;
@@ -280,6 +287,11 @@ grpc::Status RouterService::ListClaims(grpc::ServerContext* ctx,
                 forwarded.set_page_size(static_cast<uint32_t>(limit));
                 forwarded.set_shard(route.shard);
                 forwarded.set_expected_epoch(route.epoch);
+                // The node's listing is of one shard: a token of its own.
+                if (!start_after.empty()) {
+                  forwarded.set_page_token(
+                      EncodePageToken(request->tenant(), ListScope(route.shard), start_after));
+                }
                 page.Clear();
                 auto stub = v1::Data::NewStub(placement_->Channel(route.address));
                 grpc::ClientContext call;
@@ -309,7 +321,8 @@ grpc::Status RouterService::ListClaims(grpc::ServerContext* ctx,
       more = true;
     }
     if (more && !merged.empty()) {
-      response->set_next_page_token(absl::WebSafeBase64Escape(merged.back().claim().claim_id()));
+      response->set_next_page_token(
+          EncodePageToken(request->tenant(), scope, merged.back().claim().claim_id()));
     }
     for (auto& rec : merged) *response->add_records() = std::move(rec);
     return absl::OkStatus();

@@ -192,6 +192,33 @@ TEST_F(NodeProcessTest, QueryRanksOverGrpcAndThroughDashctl) {
   EXPECT_THAT(out.out, ::testing::Not(HasSubstr("Arctic")));
 }
 
+// dashctl query --request: the JSON's k and tenant hold unless a flag is
+// given (the flags' defaults used to override them: 10 hits, tenant default).
+TEST_F(NodeProcessTest, DashctlQueryRequestJsonKeepsItsFieldsUnlessAFlagIsGiven) {
+  for (int i = 0; i < 15; ++i) {
+    v1::WriteRequest w = ClaimBatch("acme", absl::StrCat("reef-", i), 1);
+    w.mutable_ops(0)->mutable_claim()->set_text("coral reefs bleach");
+    ASSERT_TRUE(Write(w).ok());
+  }
+  const std::string ctl = testing::BinaryPath("dashctl/dashctl");
+  auto hits = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"--addr=" + node_->address(), "query"});
+    auto out = testing::RunCommand(ctl, args);
+    EXPECT_EQ(out.exit_code, 0) << out.out;
+    int n = 0;
+    for (size_t at = out.out.find("reef-"); at != std::string::npos;
+         at = out.out.find("reef-", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  EXPECT_EQ(hits({"--request={\"tenant\":\"acme\",\"k\":12}", "coral"}), 12);
+  EXPECT_EQ(hits({"--request={\"tenant\":\"acme\",\"k\":12}", "-k", "3", "coral"}), 3)
+      << "a flag given overrides the JSON";
+  EXPECT_EQ(hits({"--request={\"tenant\":\"acme\"}", "coral"}), 10) << "the flag's default fills";
+  EXPECT_EQ(hits({"--request={\"tenant\":\"acme\"}", "--tenant=other", "coral"}), 0);
+}
+
 TEST_F(NodeProcessTest, CleanStopAndRestartKeepsData) {
   ASSERT_TRUE(Write(ClaimBatch("acme", "c1")).ok());
   ASSERT_TRUE(node_->Stop().ok());

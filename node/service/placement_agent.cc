@@ -235,10 +235,13 @@ void PlacementAgent::Apply(const v1::Placement& placement) {
   };
   std::set<uint32_t> mine;
   for (const v1::ShardEntry& entry : placement.shards()) {
-    bool member = false;
-    for (const auto& rep : entry.replicas()) member = member || rep.node_id() == options_.node_id;
-    if (!member) continue;
-    mine.insert(entry.shard());
+    for (const auto& rep : entry.replicas()) {
+      if (rep.node_id() == options_.node_id) mine.insert(entry.shard());
+    }
+  }
+  host_->SetAssigned(mine);  // Calls for them meanwhile: "opening; retry".
+  for (const v1::ShardEntry& entry : placement.shards()) {
+    if (mine.count(entry.shard()) == 0) continue;
     shard::Role role;
     role.epoch = entry.epoch();
     role.leader = entry.leader_node_id() == options_.node_id;

@@ -33,11 +33,10 @@ inline constexpr size_t kMaxIdempotencyExpiriesPerRecord = 64;
 
 // Stages in `ws` every state change of `payload` committed at `at`: claims,
 // evidence, edges (and their reverse index), tenant counters, the
-// idempotency record with its expiry-queue key, and the expiry of old ones. Does not write the log record or shard metadata.
-// On error `ws` may hold partial changes: the caller rolls back to a save point.
-// When `touched` is non-null, the ids of the claims the batch wrote, gave
-// evidence to or deleted are appended to it (for the in-memory caches the
-// caller refreshes after the commit).
+// idempotency record with its expiry-queue key, and the expiry of old ones. Does not write the log
+// record or shard metadata. On error `ws` may hold partial changes: the caller rolls back to a save
+// point. When `touched` is non-null, the ids of the claims the batch wrote, gave evidence to or
+// deleted are appended to it (for the in-memory caches the caller refreshes after the commit).
 absl::Status ApplyBatch(const storage::LogPayload& payload, const CommitPoint& at,
                         storage::WriteSet* ws, std::vector<std::string>* touched = nullptr);
 

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/fusion.h"
 #include "common/hashing.h"
+#include "common/page_token.h"
 #include "common/status_macros.h"
 #include "common/text.h"
 #include "glog/logging.h"
@@ -69,8 +70,22 @@ std::string ShardHost::SnapshotStagingDir(uint32_t shard) const {
 }
 
 absl::Status ShardHost::NotHosted(uint32_t shard) const {
+  bool assigned = false;
+  {
+    absl::MutexLock l(&mu_);
+    assigned = assigned_.count(shard) > 0;
+  }
+  if (assigned) {
+    return absl::UnavailableError(absl::StrCat("shard ", shard, " is assigned to node ",
+                                               options_.node_id, " and still opening; retry"));
+  }
   return absl::FailedPreconditionError(
       absl::StrCat("shard ", shard, " is not hosted on node ", options_.node_id));
+}
+
+void ShardHost::SetAssigned(std::set<uint32_t> shards) {
+  absl::MutexLock l(&mu_);
+  assigned_ = std::move(shards);
 }
 
 std::shared_ptr<ShardReplica> ShardHost::replica(uint32_t shard) const {
@@ -285,6 +300,9 @@ void ShardHost::Write(v1::WriteRequest request, ShardReplica::WriteDone done) {
 absl::StatusOr<v1::GetClaimResponse> ShardHost::GetClaim(const v1::GetClaimRequest& request) const {
   DASH_RETURN_IF_ERROR(ValidateTenant(request.tenant(), "tenant"));
   DASH_RETURN_IF_ERROR(ValidateId(request.claim_id(), "claim_id"));
+  if (!v1::ReadPreference_IsValid(request.read_preference())) {
+    return absl::InvalidArgumentError("read_preference: is not a known preference");
+  }
   const uint32_t shard = ShardOf(request.tenant(), request.claim_id(), options_.shard_count);
   std::shared_ptr<ShardReplica> r = replica(shard);
   if (r == nullptr) return NotHosted(shard);
@@ -300,10 +318,19 @@ absl::StatusOr<v1::ListClaimsResponse> ShardHost::ListClaims(
         absl::StrCat("page_size: ", request.page_size(), " exceeds the limit of ", kMaxPageSize));
   }
   const size_t limit = request.page_size() == 0 ? kDefaultPageSize : request.page_size();
+  if (!v1::ReadPreference_IsValid(request.read_preference())) {
+    return absl::InvalidArgumentError("read_preference: is not a known preference");
+  }
+  if (request.has_shard() && request.shard() >= options_.shard_count) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "shard: ", request.shard(), " is not below the shard count ", options_.shard_count));
+  }
+  const std::string scope =
+      ListScope(request.has_shard() ? std::optional<uint32_t>(request.shard()) : std::nullopt);
   std::string start_after;
-  if (!request.page_token().empty() &&
-      (!absl::WebSafeBase64Unescape(request.page_token(), &start_after) || start_after.empty())) {
-    return absl::InvalidArgumentError("page_token: not a token from a previous answer");
+  if (!request.page_token().empty()) {
+    DASH_ASSIGN_OR_RETURN(start_after,
+                          DecodePageToken(request.page_token(), request.tenant(), scope));
   }
   std::map<uint32_t, std::shared_ptr<ShardReplica>> targets = replicas();
   if (request.has_shard()) {
@@ -330,7 +357,8 @@ absl::StatusOr<v1::ListClaimsResponse> ShardHost::ListClaims(
     more = true;
   }
   if (more && !merged.empty()) {
-    response.set_next_page_token(absl::WebSafeBase64Escape(merged.back().claim().claim_id()));
+    response.set_next_page_token(
+        EncodePageToken(request.tenant(), scope, merged.back().claim().claim_id()));
   }
   for (auto& rec : merged) *response.add_records() = std::move(rec);
   return response;

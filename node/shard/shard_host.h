@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,10 @@ class ShardHost {
   // last saw it; Info() reports it for follower replicas. Replaces the
   // previous set.
   void PublishFollowStatus(std::map<uint32_t, v1::FollowerStatus> status);
+  // The shards the placement assigns to this node (set by the placement
+  // agent before it opens them): a call for one of them that is not open yet
+  // is UNAVAILABLE (retry: it is opening), not FAILED_PRECONDITION.
+  void SetAssigned(std::set<uint32_t> shards);
 
   // nullptr when `shard` is not hosted here.
   std::shared_ptr<ShardReplica> replica(uint32_t shard) const;
@@ -114,6 +119,7 @@ class ShardHost {
   mutable absl::Mutex mu_;
   std::map<uint32_t, std::shared_ptr<ShardReplica>> replicas_ ABSL_GUARDED_BY(mu_);
   std::map<uint32_t, v1::FollowerStatus> follow_status_ ABSL_GUARDED_BY(mu_);
+  std::set<uint32_t> assigned_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace dash::shard

@@ -1,8 +1,12 @@
 #include "node/shard/shard_host.h"
 
+#include <algorithm>
 #include <filesystem>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "common/grpc_status.h"
 #include "common/hashing.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -123,6 +127,129 @@ TEST_F(ShardHostTest, BadQueriesNameTheField) {
   EXPECT_THAT(std::string(host->Query(req).status().message()), ::testing::StartsWith("bm25.k1:"));
   req.set_tenant("bad tenant");
   EXPECT_EQ(host->Query(req).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace dash::shard
+
+namespace dash::shard {
+namespace {
+
+class ShardHostListTest : public ShardHostTest {};
+
+// Page tokens are opaque and checked: random bytes, base64 of a claim id (what
+// tokens used to be) and another tenant's or listing's token are refused,
+// where they used to give INTERNAL or silently start after "junk".
+TEST_F(ShardHostListTest, PageTokensAreCheckedAndPagesCoverEveryClaimOnce) {
+  std::unique_ptr<ShardHost> host = MakeHost(4);
+  v1::ListClaimsRequest req;
+  req.set_tenant("t");
+  req.set_page_size(3);
+  std::vector<std::string> seen;
+  for (int page = 0; page < 10; ++page) {
+    auto r = host->ListClaims(req);
+    ASSERT_TRUE(r.ok()) << r.status();
+    for (const auto& rec : r->records()) seen.push_back(rec.claim().claim_id());
+    if (r->next_page_token().empty()) break;
+    req.set_page_token(r->next_page_token());
+  }
+  std::vector<std::string> expected;
+  for (int i = 0; i < 10; ++i) expected.push_back(absl::StrCat("c", i));
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(seen, expected);
+
+  req.set_page_token("");
+  req.set_page_size(2);
+  auto first = host->ListClaims(req);
+  ASSERT_TRUE(first.ok());
+  const std::string token = first->next_page_token();
+  auto refused = [&](v1::ListClaimsRequest bad, const std::string& what) {
+    auto r = host->ListClaims(bad);
+    EXPECT_TRUE(absl::IsInvalidArgument(r.status())) << what << ": " << r.status();
+    EXPECT_THAT(std::string(r.status().message()), ::testing::StartsWith("page_token: ")) << what;
+  };
+  v1::ListClaimsRequest bad = req;
+  bad.set_page_token(std::string("\x9c\x00\xff\x13garbage", 11));
+  refused(bad, "random bytes");
+  bad.set_page_token(absl::WebSafeBase64Escape("junk"));
+  refused(bad, "base64 of a claim id");
+  bad = req;
+  bad.set_tenant("other");
+  bad.set_page_token(token);
+  refused(bad, "another tenant's token");
+  bad = req;
+  bad.set_shard(1);
+  bad.set_page_token(token);
+  refused(bad, "a token of the listing of every shard, for one shard");
+}
+
+TEST_F(ShardHostListTest, OutOfRangeShardsAndUnknownPreferencesAreInvalidArguments) {
+  std::unique_ptr<ShardHost> host = MakeHost(4);
+  v1::ListClaimsRequest list;
+  list.set_tenant("t");
+  list.set_shard(99);
+  auto l = host->ListClaims(list);
+  EXPECT_TRUE(absl::IsInvalidArgument(l.status())) << l.status();
+  EXPECT_THAT(std::string(l.status().message()), ::testing::StartsWith("shard: "));
+  list.clear_shard();
+  list.set_read_preference(static_cast<v1::ReadPreference>(99));
+  EXPECT_TRUE(absl::IsInvalidArgument(host->ListClaims(list).status()));
+  v1::GetClaimRequest get;
+  get.set_tenant("t");
+  get.set_claim_id("c1");
+  get.set_read_preference(static_cast<v1::ReadPreference>(99));
+  auto g = host->GetClaim(get);
+  EXPECT_TRUE(absl::IsInvalidArgument(g.status())) << g.status();
+  EXPECT_THAT(std::string(g.status().message()), ::testing::StartsWith("read_preference: "));
+}
+
+}  // namespace
+}  // namespace dash::shard
+
+namespace dash::shard {
+namespace {
+
+// Right after a cluster settles, a node may not have opened (or adopted the
+// role of) a replica the placement already gives it. Writes routed there
+// used to fail FAILED_PRECONDITION ("not hosted"), which tells a client to
+// fix its state; they are transient, so UNAVAILABLE (retry) with a hint.
+TEST(ShardHostManagedTest, AReplicaAssignedButNotYetOpenOrAdoptedIsRetryable) {
+  HostOptions o;
+  o.node_id = "n1";
+  o.data_dir = (std::filesystem::path(::testing::TempDir()) / "host-managed-opening").string();
+  std::filesystem::remove_all(o.data_dir);
+  o.shard_count = 4;
+  auto host = ShardHost::Open(o, /*managed=*/true);
+  ASSERT_TRUE(host.ok()) << host.status();
+  auto write = [&](uint32_t shard) {
+    v1::WriteRequest req;
+    for (int i = 0;; ++i) {
+      const std::string id = absl::StrCat("c", i);
+      if (ShardOf("t", id, 4) != shard) continue;
+      req = ClaimBatch("t", id);
+      break;
+    }
+    req.set_expected_epoch(1);
+    absl::Notification done;
+    absl::Status result;
+    (*host)->Write(req, [&](absl::StatusOr<WriteResult> r) {
+      result = r.status();
+      done.Notify();
+    });
+    done.WaitForNotification();
+    return result;
+  };
+  (*host)->SetAssigned({1});
+  absl::Status opening = write(1);
+  EXPECT_TRUE(absl::IsUnavailable(opening)) << opening;
+  EXPECT_THAT(std::string(opening.message()), ::testing::HasSubstr("still opening"));
+  EXPECT_TRUE(absl::IsFailedPrecondition(write(2))) << "not assigned here: refresh placement";
+  ASSERT_TRUE((*host)->AddReplica(1).ok());
+  absl::Status adopting = write(1);
+  EXPECT_TRUE(absl::IsUnavailable(adopting)) << adopting;
+  EXPECT_TRUE(GetRoutingHint(adopting).has_value());
+  host->reset();
+  std::filesystem::remove_all(o.data_dir);
 }
 
 }  // namespace

@@ -441,6 +441,26 @@ void ShardReplica::CommitGroup(std::vector<Pending> group) {
   };
   for (Pending& p : group) {
     const v1::WriteRequest& req = p.request;
+    if (options_.managed && req.expected_epoch() > epoch) {
+      // The caller saw a newer placement than this replica has applied yet
+      // (just opened, or its placement watch is a moment behind): transient.
+      absl::Status st = absl::UnavailableError(
+          absl::StrCat("shard ", options_.shard_id, ": this replica has not yet adopted epoch ",
+                       req.expected_epoch(), " (it is at ", epoch, "); retry"));
+      SetRoutingHint(st, hint());
+      p.done(st);
+      continue;
+    }
+    if (!role_.leader && options_.managed && role_.leader_node_id.empty()) {
+      // No role adopted yet (just opened), or the shard has no leader now:
+      // both pass; the caller retries.
+      absl::Status st = absl::UnavailableError(absl::StrCat(
+          "shard ", options_.shard_id, ": this replica knows no leader at epoch ", epoch,
+          " yet; retry"));
+      SetRoutingHint(st, hint());
+      p.done(st);
+      continue;
+    }
     if (!role_.leader) {
       absl::Status st = absl::FailedPreconditionError(absl::StrCat(
           "shard ", options_.shard_id, ": this replica is a follower at epoch ", epoch,
@@ -797,9 +817,8 @@ absl::Status ShardReplica::ApplyEncodedRecords(const std::vector<std::string>& e
                                                         meta.last_epoch()));
     }
     if (stream_epoch != 0 && record.epoch > stream_epoch) {
-      return absl::FailedPreconditionError(absl::StrCat("log record epoch ", record.epoch,
-                                                        " is newer than its leader's ",
-                                                        stream_epoch));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "log record epoch ", record.epoch, " is newer than its leader's ", stream_epoch));
     }
     UndoCapture undo(ws.get());
     if (!payload.epoch_start()) {
@@ -812,9 +831,9 @@ absl::Status ShardReplica::ApplyEncodedRecords(const std::vector<std::string>& e
     }
     ws->Put(Family::kUndo, keys::Log(record.lsn), undo.Encoded());
     ws->Put(Family::kLog, keys::Log(record.lsn), one);
-    const uint64_t known_last_epoch =
-        new_epochs.empty() ? (epochs_.empty() ? 0 : epochs_.rbegin()->first)
-                           : new_epochs.rbegin()->first;
+    const uint64_t known_last_epoch = new_epochs.empty()
+                                          ? (epochs_.empty() ? 0 : epochs_.rbegin()->first)
+                                          : new_epochs.rbegin()->first;
     if (known_last_epoch < record.epoch) {
       new_epochs[record.epoch] = record.lsn;
       ws->Put(Family::kMeta, keys::EpochStart(record.epoch), keys::EncodeU64(record.lsn));
@@ -870,9 +889,9 @@ absl::Status ShardReplica::TruncateLogAfter(uint64_t lsn) {
   for (uint64_t l = last; l > lsn; --l) {
     DASH_ASSIGN_OR_RETURN(auto raw, ws->Get(Family::kUndo, keys::Log(l)));
     if (!raw.has_value()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("shard ", options_.shard_id, ": no undo record for lsn ", l,
-                       "; the replica needs a snapshot"));
+      return absl::FailedPreconditionError(absl::StrCat("shard ", options_.shard_id,
+                                                        ": no undo record for lsn ", l,
+                                                        "; the replica needs a snapshot"));
     }
     DASH_ASSIGN_OR_RETURN(storage::UndoRecord undo, Parse<storage::UndoRecord>(*raw, "undo"));
     for (const storage::UndoEntry& e : undo.entries()) {
@@ -1127,10 +1146,9 @@ absl::StatusOr<ReplicaState> ShardReplica::Fence(uint64_t epoch) {
   {
     absl::MutexLock wl(&write_mu_);
     if (epoch < meta_.epoch()) {
-      return absl::FailedPreconditionError(absl::StrCat("shard ", options_.shard_id,
-                                                        ": cannot fence epoch ", epoch,
-                                                        ": the replica adopted epoch ",
-                                                        meta_.epoch()));
+      return absl::FailedPreconditionError(
+          absl::StrCat("shard ", options_.shard_id, ": cannot fence epoch ", epoch,
+                       ": the replica adopted epoch ", meta_.epoch()));
     }
     DASH_RETURN_IF_ERROR(PersistEpoch(epoch));
     if (epoch > role_.epoch) {
@@ -1178,8 +1196,8 @@ absl::Status ShardReplica::CheckLeaderRead() const {
     return st;
   }
   if (state.writes_paused) {
-    absl::Status st = absl::UnavailableError(absl::StrCat(
-        "shard ", options_.shard_id, ": leadership transfer in progress; retry"));
+    absl::Status st = absl::UnavailableError(
+        absl::StrCat("shard ", options_.shard_id, ": leadership transfer in progress; retry"));
     SetRoutingHint(st, h);
     return st;
   }
@@ -1227,9 +1245,8 @@ std::vector<FollowerLag> ShardReplica::FollowerLags() const {
     lag.lag_records = durable_lsn_ - lag.acked_lsn;
     if (lag.lag_records > 0) {
       // The first group holding a record the follower lacks.
-      auto mark = std::lower_bound(
-          marks_.begin(), marks_.end(), lag.acked_lsn + 1,
-          [](const GroupMark& m, uint64_t lsn) { return m.lsn < lsn; });
+      auto mark = std::lower_bound(marks_.begin(), marks_.end(), lag.acked_lsn + 1,
+                                   [](const GroupMark& m, uint64_t lsn) { return m.lsn < lsn; });
       if (mark == marks_.end()) {
         lag.lag_seconds = 0;
       } else {
@@ -1249,15 +1266,19 @@ std::vector<FollowerLag> ShardReplica::FollowerLags() const {
 absl::Status ShardReplica::CheckEpoch(uint64_t expected_epoch) const {
   absl::MutexLock l(&mu_);
   if (expected_epoch == 0 || expected_epoch == state_.epoch) return absl::OkStatus();
-  absl::Status st = absl::FailedPreconditionError(
-      absl::StrCat("shard ", options_.shard_id, ": expected epoch ", expected_epoch,
-                   ", this replica is at epoch ", state_.epoch));
+  absl::Status st =
+      options_.managed && expected_epoch > state_.epoch
+          ? absl::UnavailableError(absl::StrCat(
+                "shard ", options_.shard_id, ": this replica has not yet adopted epoch ",
+                expected_epoch, " (it is at ", state_.epoch, "); retry"))
+          : absl::FailedPreconditionError(
+                absl::StrCat("shard ", options_.shard_id, ": expected epoch ", expected_epoch,
+                             ", this replica is at epoch ", state_.epoch));
   SetRoutingHint(st, HintOf(options_.shard_id, state_));
   return st;
 }
 
-uint64_t ShardReplica::WaitForLsn(uint64_t lsn, absl::Duration timeout,
-                                  uint64_t commit_lsn) const {
+uint64_t ShardReplica::WaitForLsn(uint64_t lsn, absl::Duration timeout, uint64_t commit_lsn) const {
   struct Arg {
     const ShardReplica* replica;
     uint64_t lsn;
@@ -1501,10 +1522,15 @@ absl::StatusOr<LegResult> ShardReplica::RunLegs(absl::string_view tenant,
       bool exact = false;
       // The vector index may run ahead of the snapshot by the commits that
       // happened since it was taken; hits are re-read from storage later.
-      DASH_ASSIGN_OR_RETURN(
-          auto hits, vi->Search(request.embedding.data(), request.embedding.size(), request.depth,
-                                allowed.get(), mode, &exact));
-      for (auto& h : hits) result.vector.push_back({std::move(h.claim_id), h.score});
+      absl::StatusOr<std::vector<index::VectorHit>> hits =
+          vi->Search(request.embedding.data(), request.embedding.size(), request.depth,
+                     allowed.get(), mode, &exact);
+      if (absl::IsInvalidArgument(hits.status())) {
+        // The query's vector is what is wrong (a zero vector under cosine).
+        return absl::InvalidArgumentError(absl::StrCat("embedding: ", hits.status().message()));
+      }
+      if (!hits.ok()) return hits.status();
+      for (auto& h : *hits) result.vector.push_back({std::move(h.claim_id), h.score});
       result.vector_plan = exact ? "exact" : "approximate";
     }
   }

@@ -225,16 +225,19 @@ class ShardReplica {
   // returns, no commit group runs under the previous role. An epoch older than
   // the adopted one is refused (FAILED_PRECONDITION): placement never goes back.
   absl::Status AdoptRole(const Role& role);
-  // Checks a caller's routing epoch (0: any) against the adopted one;
-  // FAILED_PRECONDITION with a RoutingHint when they differ.
+  // Checks a caller's routing epoch (0: any) against the adopted one, with a
+  // RoutingHint when they differ: FAILED_PRECONDITION when the caller's is
+  // older (it must refresh its placement), and — under a control plane —
+  // UNAVAILABLE when it is newer (this replica has yet to apply that
+  // placement: retry). Writes follow the same rule, and a managed replica
+  // that knows no leader yet refuses writes UNAVAILABLE too.
   absl::Status CheckEpoch(uint64_t expected_epoch) const;
   // A follower holds this replica's log durably up to `durable_lsn` (leader
   // side of majority commit). Acknowledges the writes a majority now holds.
   void OnFollowerAck(const std::string& follower, uint64_t durable_lsn);
   // Waits until last_lsn >= lsn, or commit_lsn moves past `commit_lsn`, or
   // the timeout passes; returns last_lsn.
-  uint64_t WaitForLsn(uint64_t lsn, absl::Duration timeout,
-                      uint64_t commit_lsn = UINT64_MAX) const;
+  uint64_t WaitForLsn(uint64_t lsn, absl::Duration timeout, uint64_t commit_lsn = UINT64_MAX) const;
   // A follower learns its leader's commit LSN: reads may now see state up to
   // min(commit_lsn, last_lsn).
   void OnLeaderCommit(uint64_t commit_lsn);
@@ -347,7 +350,7 @@ class ShardReplica {
   uint64_t log_start_lsn_ ABSL_GUARDED_BY(write_mu_) = 0;
   Role role_ ABSL_GUARDED_BY(write_mu_);
   std::map<uint64_t, uint64_t> epochs_ ABSL_GUARDED_BY(write_mu_);  // Epoch history.
-  uint64_t undo_dropped_to_ ABSL_GUARDED_BY(write_mu_) = 0;  // Undo <= this is gone.
+  uint64_t undo_dropped_to_ ABSL_GUARDED_BY(write_mu_) = 0;         // Undo <= this is gone.
 
   mutable absl::Mutex mu_;
   std::deque<Pending> pending_ ABSL_GUARDED_BY(mu_);

@@ -606,9 +606,11 @@ TEST_F(ShardReplicaTest, AFollowerAppliesTheLeadersRecordsInOneCommit) {
   auto after = replica_->Checksum();
   ASSERT_TRUE(after.ok());
   EXPECT_NE(after->sha256, follower_sum->sha256);
-  // A managed replica never leads before a role says so.
+  // A managed replica never leads before a role says so; until it has one
+  // the write is to be retried (it is opening), not misrouted.
   auto w = (*follower)->WriteAndWait(ClaimBatch("acme", "c9"));
-  EXPECT_TRUE(absl::IsFailedPrecondition(w.status())) << w.status();
+  EXPECT_TRUE(absl::IsUnavailable(w.status())) << w.status();
+  EXPECT_EQ((*follower)->State().last_lsn, 5u);
   follower->reset();
   std::filesystem::remove_all(fo.dir);
 }
@@ -992,7 +994,10 @@ TEST_F(ManagedReplicaTest, FencingDeposesALeaderAndRefusesItsRecords) {
   EXPECT_FALSE(fenced->leader);
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(5)));
   EXPECT_TRUE(absl::IsUnavailable(result.status())) << result.status();
-  EXPECT_TRUE(absl::IsFailedPrecondition(r->WriteAndWait(ClaimBatch("acme", "c2")).status()));
+  // Deposed, it knows no leader until the new placement arrives: retry.
+  auto refused = r->WriteAndWait(ClaimBatch("acme", "c2"));
+  EXPECT_TRUE(absl::IsUnavailable(refused.status())) << refused.status();
+  EXPECT_EQ(r->State().last_lsn, 2u);
   // A follower fenced at 2 applies nothing more from the leader of epoch 1.
   auto f = OpenManaged("f");
   ASSERT_TRUE(f->AdoptRole(FollowerOf(1)).ok());
@@ -1070,6 +1075,28 @@ TEST_F(ManagedReplicaTest, TheLeaderReportsEachFollowersLag) {
   EXPECT_EQ(lags[1].lag_records, 1u);
   EXPECT_TRUE(lags[1].in_sync);
   EXPECT_TRUE(OpenManaged("f")->FollowerLags().empty()) << "a follower reports none";
+}
+
+// A caller ahead of a managed replica (it has yet to apply the newer
+// placement) is told to retry, not to fix its state: the replica will catch
+// up. A caller behind it must refresh (FAILED_PRECONDITION).
+TEST_F(ManagedReplicaTest, ACallerAheadOfTheReplicasEpochRetriesOneBehindRefreshes) {
+  std::unique_ptr<ShardReplica> r = OpenManaged("ahead");
+  ASSERT_NE(r, nullptr);
+  ASSERT_TRUE(r->AdoptRole(LeaderOf3(4)).ok());
+  absl::Status st = r->CheckEpoch(5);
+  EXPECT_TRUE(absl::IsUnavailable(st)) << st;
+  ASSERT_TRUE(GetRoutingHint(st).has_value());
+  EXPECT_EQ(GetRoutingHint(st)->current_epoch(), 4u);
+  EXPECT_TRUE(absl::IsFailedPrecondition(r->CheckEpoch(3)));
+  v1::WriteRequest ahead = ClaimBatch("t", "c-ahead");
+  ahead.set_expected_epoch(5);
+  auto w = r->WriteAndWait(ahead);
+  EXPECT_TRUE(absl::IsUnavailable(w.status())) << w.status();
+  ahead.set_expected_epoch(3);
+  w = r->WriteAndWait(ahead);
+  EXPECT_TRUE(absl::IsFailedPrecondition(w.status())) << w.status();
+  EXPECT_EQ(r->State().last_lsn, 1u) << "only its epoch_start record";
 }
 
 }  // namespace
