@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "common/port_file.h"
+#include "common/proto_log.h"
 #include "controlplane/service/control_plane_service.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
@@ -37,6 +38,7 @@ int main(int argc, char** argv) {
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
+  dash::RateLimitProtobufLogs();  // A malformed request must not cost a log line each.
 
   if (FLAGS_data_dir.empty()) {
     fprintf(stderr, "dash-controlplane: --data_dir is required\n");

@@ -8,6 +8,7 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -18,6 +19,7 @@
 #include "dash/v1/data.grpc.pb.h"
 #include "dash/v1/node.grpc.pb.h"
 #include "dashctl/common.h"
+#include "node/shard/batch_validator.h"
 
 namespace dash::ctl {
 namespace {
@@ -29,7 +31,28 @@ struct IngestOptions {
   int concurrency = 4;
   int max_retries = 8;
   std::string vector_metric;  // cosine, dot, l2 or empty
+  // Check every line (JSON and the stateless batch rules) before the first
+  // write, so that a broken line commits nothing. Off: stream.
+  bool validate_first = true;
 };
+
+// One input line's claim with its evidence and edges, as ops of `tenant`.
+v1::WriteRequest LineBatch(v1::ClaimRecord rec, const std::string& default_tenant) {
+  v1::WriteRequest req;
+  const std::string tenant = rec.claim().tenant().empty() ? default_tenant : rec.claim().tenant();
+  const std::string id = rec.claim().claim_id();
+  req.set_tenant(tenant);
+  *req.add_ops()->mutable_claim() = std::move(*rec.mutable_claim());
+  for (auto& e : *rec.mutable_evidence()) {
+    if (e.claim_id().empty()) e.set_claim_id(id);
+    *req.add_ops()->mutable_evidence() = std::move(e);
+  }
+  for (auto& e : *rec.mutable_edges()) {
+    if (e.from_claim().empty()) e.set_from_claim(id);
+    *req.add_ops()->mutable_edge() = std::move(e);
+  }
+  return req;
+}
 
 // One write batch and, per op, the input line it came from.
 struct Batch {
@@ -72,6 +95,7 @@ class Ingester {
 
     std::ifstream file;
     std::istream* in = &std::cin;
+    std::stringstream buffered;  // Standard input, read once for both passes.
     if (o_.file != "-") {
       file.open(o_.file);
       if (!file) {
@@ -79,6 +103,15 @@ class Ingester {
         return kUsage;
       }
       in = &file;
+    }
+    if (o_.validate_first) {
+      if (in == &std::cin) {
+        buffered << std::cin.rdbuf();
+        in = &buffered;
+      }
+      if (int code = ValidateAll(*in); code != kOk) return code;
+      in->clear();
+      in->seekg(0);
     }
     start_ = std::chrono::steady_clock::now();
     std::vector<std::thread> workers;
@@ -104,6 +137,31 @@ class Ingester {
   }
 
  private:
+  // The first pass: every line parses and passes the stateless batch rules
+  // (what a node checks before it looks at stored state). Nothing is sent.
+  int ValidateAll(std::istream& in) {
+    std::string line;
+    int line_no = 0;
+    while (std::getline(in, line)) {
+      ++line_no;
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      v1::ClaimRecord rec;
+      absl::Status st = FromJson(line, &rec);
+      if (!st.ok()) {
+        fprintf(stderr, "dashctl: line %d: not a ClaimRecord JSON object: %s; nothing written\n",
+                line_no, std::string(st.message()).c_str());
+        return kUsage;
+      }
+      st = shard::ValidateBatch(LineBatch(std::move(rec), o_.tenant));
+      if (!st.ok()) {
+        fprintf(stderr, "dashctl: line %d: %s; nothing written\n", line_no,
+                std::string(st.message()).c_str());
+        return kUsage;
+      }
+    }
+    return kOk;
+  }
+
   int ReadAll(std::istream& in) {
     std::map<std::pair<std::string, uint32_t>, Batch> open;  // (tenant, shard) -> batch
     std::string line;
@@ -120,21 +178,13 @@ class Ingester {
         SetFailure(kUsage);
         return kUsage;
       }
-      const std::string tenant = rec.claim().tenant().empty() ? o_.tenant : rec.claim().tenant();
-      const std::string& id = rec.claim().claim_id();
-      const uint32_t shard = ShardOf(tenant, id, shard_count_);
+      v1::WriteRequest one = LineBatch(std::move(rec), o_.tenant);
+      const std::string tenant = one.tenant();
+      const uint32_t shard = ShardOf(tenant, one.ops(0).claim().claim_id(), shard_count_);
       Batch& b = open[{tenant, shard}];
       b.request.set_tenant(tenant);
-      *b.request.add_ops()->mutable_claim() = rec.claim();
-      b.op_lines.push_back(line_no);
-      for (auto& e : *rec.mutable_evidence()) {
-        if (e.claim_id().empty()) e.set_claim_id(id);
-        *b.request.add_ops()->mutable_evidence() = e;
-        b.op_lines.push_back(line_no);
-      }
-      for (auto& e : *rec.mutable_edges()) {
-        if (e.from_claim().empty()) e.set_from_claim(id);
-        *b.request.add_ops()->mutable_edge() = e;
+      for (auto& op : *one.mutable_ops()) {
+        *b.request.add_ops() = std::move(op);
         b.op_lines.push_back(line_no);
       }
       if (++b.claims >= o_.batch_claims || b.request.ops_size() >= 900) {
@@ -268,6 +318,9 @@ void AddDataCommands(CLI::App& app, GlobalOptions& g, std::function<int()>* run)
       ->add_option("--vector-metric", ingest_opts->vector_metric,
                    "Embedding metric of a new tenant: cosine (default), dot or l2")
       ->check(CLI::IsMember({"cosine", "dot", "l2"}));
+  ingest->add_flag("!--no-validate-first", ingest_opts->validate_first,
+                   "Stream without checking every line first (by default a broken line anywhere "
+                   "writes nothing; standard input is then held in memory)");
   ingest->add_option("--concurrency", ingest_opts->concurrency, "Batches in flight")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();

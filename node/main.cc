@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/port_file.h"
+#include "common/proto_log.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
 #include "node/replication/fault_hook.h"
@@ -52,8 +53,7 @@ DEFINE_string(ack, "majority",
 DEFINE_uint64(in_sync_max_lag_records, 10000,
               "A leader counts a follower in sync while it lacks at most this many records "
               "and its oldest missing record is at most --in_sync_max_lag_ms old.");
-DEFINE_uint32(in_sync_max_lag_ms, 2000,
-              "See --in_sync_max_lag_records (milliseconds).");
+DEFINE_uint32(in_sync_max_lag_ms, 2000, "See --in_sync_max_lag_records (milliseconds).");
 DEFINE_uint64(idempotency_ttl_s, 86400,
               "Seconds an idempotency key is remembered after its batch committed: a retry "
               "with the key within this time gets the original commit token, a later one "
@@ -67,6 +67,7 @@ int main(int argc, char** argv) {
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
+  dash::RateLimitProtobufLogs();  // A malformed request must not cost a log line each.
 
   if (FLAGS_data_dir.empty()) {
     fprintf(stderr, "dash-node: --data_dir is required\n");

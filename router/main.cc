@@ -8,7 +8,9 @@
 #include <string>
 #include <thread>
 
+#include "common/inflight.h"
 #include "common/port_file.h"
+#include "common/proto_log.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
 #include "grpcpp/server.h"
@@ -32,6 +34,7 @@ int main(int argc, char** argv) {
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
+  dash::RateLimitProtobufLogs();  // A malformed request must not cost a log line each.
 
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
@@ -54,6 +57,8 @@ int main(int argc, char** argv) {
   builder.RegisterService(&service);
   builder.RegisterService(&admin);
   builder.SetMaxReceiveMessageSize(64 << 20);
+  dash::InflightCalls inflight;
+  builder.experimental().SetInterceptorCreators(inflight.Factories());
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     LOG(ERROR) << "dash-router: cannot listen on " << FLAGS_listen;
@@ -68,7 +73,8 @@ int main(int argc, char** argv) {
     int sig = 0;
     sigwait(&stop_signals, &sig);
     LOG(INFO) << "dash-router: signal " << sig << ", shutting down";
-    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    // Calls in flight get up to 2 s; idle connections do not hold the stop.
+    dash::ShutdownWhenIdle(server.get(), inflight, absl::Seconds(2));
   });
   server->Wait();
   signal_waiter.join();

@@ -37,6 +37,7 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(
   builder.RegisterService(server->log_server_.get());
   builder.RegisterService(server->snapshot_server_.get());
   builder.SetMaxReceiveMessageSize(64 << 20);
+  builder.experimental().SetInterceptorCreators(server->inflight_.Factories());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", listen_address));
@@ -50,7 +51,9 @@ void NodeServer::Shutdown() {
   // Log and snapshot streams would otherwise hold the shutdown to its deadline.
   log_server_->Stop();
   snapshot_server_->Stop();
-  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  // Calls in flight (a write waiting for its majority) get up to 5 s; idle
+  // client connections do not hold the stop (see common/inflight.h).
+  ShutdownWhenIdle(server_.get(), inflight_, absl::Seconds(5));
 }
 
 NodeServer::~NodeServer() {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/inflight.h"
 #include "common/rate_limiter.h"
 #include "grpcpp/server.h"
 #include "node/replication/log_server.h"
@@ -60,6 +61,7 @@ class NodeServer {
   std::unique_ptr<replication::LogServer> log_server_;
   std::unique_ptr<RateLimiter> snapshot_limiter_;  // Used by snapshot_server_.
   std::unique_ptr<replication::SnapshotServer> snapshot_server_;
+  InflightCalls inflight_;  // Before server_: its interceptors point here.
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 };

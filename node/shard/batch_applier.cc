@@ -340,4 +340,48 @@ absl::Status ApplyBatch(const storage::LogPayload& payload, const CommitPoint& a
   return absl::OkStatus();
 }
 
+absl::Status CheckClaimLimits(const storage::LogPayload& payload,
+                              const std::vector<std::string>& touched, const Limits& limits,
+                              storage::WriteSet* ws) {
+  const std::string& tenant = payload.tenant();
+  auto first_op = [&](const std::string& claim_id) {
+    for (int i = 0; i < payload.ops_size(); ++i) {
+      const v1::WriteOp& op = payload.ops(i);
+      if (OwningClaimId(op) != claim_id) continue;
+      switch (op.op_case()) {
+        case v1::WriteOp::kClaim:
+          return absl::StrCat("ops[", i, "].claim");
+        case v1::WriteOp::kEvidence:
+          return absl::StrCat("ops[", i, "].evidence");
+        default:
+          return absl::StrCat("ops[", i, "]");
+      }
+    }
+    return std::string("ops");
+  };
+  for (const std::string& claim_id : std::set<std::string>(touched.begin(), touched.end())) {
+    DASH_ASSIGN_OR_RETURN(auto claim, ws->Get(Family::kClaims, keys::Claim(tenant, claim_id)));
+    if (!claim.has_value()) continue;  // Deleted.
+    size_t count = 0;
+    size_t bytes = claim->size();
+    auto ev = ws->Scan(Family::kEvidence, keys::ClaimPrefix(tenant, claim_id));
+    for (; ev->Valid(); ev->Next()) {
+      ++count;
+      bytes += ev->value().size();
+    }
+    DASH_RETURN_IF_ERROR(ev->status());
+    if (count > limits.max_evidence_per_claim) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(first_op(claim_id), ": claim \"", claim_id, "\" would hold ", count,
+                       " pieces of evidence; the limit is ", limits.max_evidence_per_claim));
+    }
+    if (bytes > limits.max_claim_bytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(first_op(claim_id), ": claim \"", claim_id, "\" would hold ", bytes,
+                       " bytes with its evidence; the limit is ", limits.max_claim_bytes));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace dash::shard

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "node/shard/batch_validator.h"
 #include "node/storage/engine.h"
 #include "node/storage/records.pb.h"
 
@@ -39,6 +40,17 @@ inline constexpr size_t kMaxIdempotencyExpiriesPerRecord = 64;
 // deleted are appended to it (for the in-memory caches the caller refreshes after the commit).
 absl::Status ApplyBatch(const storage::LogPayload& payload, const CommitPoint& at,
                         storage::WriteSet* ws, std::vector<std::string>* touched = nullptr);
+
+// The leader's check, after ApplyBatch staged `payload` in `ws` and before the
+// record is logged: every claim the batch touched holds at most
+// limits.max_evidence_per_claim pieces of evidence and max_claim_bytes stored
+// bytes. INVALID_ARGUMENT naming the batch's first op on an offending claim
+// (e.g. "ops[2].evidence: claim \"c1\" would hold 1001 pieces of evidence;
+// the limit is 1000"). Not part of ApplyBatch: records already in a log are
+// replayed whatever the limits of the binary replaying them.
+absl::Status CheckClaimLimits(const storage::LogPayload& payload,
+                              const std::vector<std::string>& touched, const Limits& limits,
+                              storage::WriteSet* ws);
 
 }  // namespace dash::shard
 

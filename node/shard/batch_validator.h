@@ -26,6 +26,13 @@ struct Limits {
   size_t max_metadata_string_bytes = 4096;
   size_t max_embedding_dim = 4096;
   size_t max_idempotency_key_bytes = 128;
+  // What one claim may hold once a batch is applied (checked by the leader
+  // against stored state, not by the stateless ValidateBatch): its evidence
+  // count, and the stored bytes of the claim and all its evidence. They bound
+  // what one write to a claim re-indexes on the shard's commit thread and
+  // keep a GetClaim answer far below gRPC's default 4 MiB message limit.
+  size_t max_evidence_per_claim = 1000;
+  size_t max_claim_bytes = 1 << 20;
 };
 
 // Returns INVALID_ARGUMENT whose message begins with the path of the first

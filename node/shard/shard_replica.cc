@@ -21,6 +21,9 @@
 namespace dash::shard {
 namespace {
 
+// How far above its adopted epoch a replica may be fenced (see Fence).
+constexpr uint64_t kMaxFenceJump = 1000;
+
 using storage::Family;
 namespace keys = storage::keys;
 
@@ -454,9 +457,9 @@ void ShardReplica::CommitGroup(std::vector<Pending> group) {
     if (!role_.leader && options_.managed && role_.leader_node_id.empty()) {
       // No role adopted yet (just opened), or the shard has no leader now:
       // both pass; the caller retries.
-      absl::Status st = absl::UnavailableError(absl::StrCat(
-          "shard ", options_.shard_id, ": this replica knows no leader at epoch ", epoch,
-          " yet; retry"));
+      absl::Status st = absl::UnavailableError(
+          absl::StrCat("shard ", options_.shard_id, ": this replica knows no leader at epoch ",
+                       epoch, " yet; retry"));
       SetRoutingHint(st, hint());
       p.done(st);
       continue;
@@ -525,6 +528,7 @@ void ShardReplica::CommitGroup(std::vector<Pending> group) {
     absl::Status st =
         ApplyBatch(payload, CommitPoint{epoch, next_lsn, commit_micros}, &undo, &claims);
     if (st.ok()) st = undo.status();
+    if (st.ok()) st = CheckClaimLimits(payload, claims, options_.limits, ws.get());
     if (!st.ok()) {
       ws->RollbackToSavePoint();
       p.done(st);
@@ -1149,6 +1153,15 @@ absl::StatusOr<ReplicaState> ShardReplica::Fence(uint64_t epoch) {
       return absl::FailedPreconditionError(
           absl::StrCat("shard ", options_.shard_id, ": cannot fence epoch ", epoch,
                        ": the replica adopted epoch ", meta_.epoch()));
+    }
+    if (epoch - meta_.epoch() > kMaxFenceJump) {
+      // The control plane fences at the shard's epoch + 1, and a replica
+      // trails the table by a few epochs at most; an epoch far above could
+      // only wedge the shard (2^64 - 1 leaves no epoch to move on to).
+      return absl::InvalidArgumentError(
+          absl::StrCat("epoch: ", epoch, " is more than ", kMaxFenceJump,
+                       " above the epoch this replica adopted (", meta_.epoch(),
+                       "); the control plane fences at the shard's epoch + 1"));
     }
     DASH_RETURN_IF_ERROR(PersistEpoch(epoch));
     if (epoch > role_.epoch) {

@@ -244,9 +244,13 @@ class ShardReplica {
   // The leader's view of each follower (empty on a follower).
   std::vector<FollowerLag> FollowerLags() const;
 
-  // Fencing: adopts and persists `epoch` (refusing an older one) without a
-  // leader, so that nothing of an older epoch is applied or acknowledged any
-  // more. Returns the state after it.
+  // Fencing: adopts and persists `epoch` (refusing an older one,
+  // FAILED_PRECONDITION, and one more than 1000 above the adopted epoch,
+  // INVALID_ARGUMENT: no control plane issues it, and it could wedge the
+  // shard) without a leader, so that nothing of an older epoch is applied or
+  // acknowledged any more. A fence that promoted nobody is undone by the
+  // control plane's epoch repair (the shard moves to the fenced epoch, same
+  // leader). Returns the state after it.
   absl::StatusOr<ReplicaState> Fence(uint64_t epoch);
 
   // Leadership lease (managed replicas): LEADER_ONLY reads are served until
