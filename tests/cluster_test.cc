@@ -370,6 +370,7 @@ TEST_F(ClusterTest, ALaggingFollowerLeavesTheInSyncSetAndRejoinsWhenCaughtUp) {
       absl::SleepFor(absl::Milliseconds(20));
     }
   });
+  testing::JoinOnExit join_writer(&stop, &writer);
   set_faults("no_replication");
   absl::Status out_of_sync = cluster_->WaitForPlacement(
       [&](const v1::Placement& pl) {
@@ -447,6 +448,7 @@ TEST_F(ClusterTest, SigkillOfALeaderUnderWriteLoadWritesResumeThroughTheRouter) 
   std::atomic<int64_t> first_success_after_kill_us{0};
   std::atomic<int64_t> kill_time_us{0};
   std::vector<std::thread> writers;
+  testing::JoinOnExit join_writers(&stop, &writers);
   for (int w = 0; w < 4; ++w) {
     writers.emplace_back([&, w] {
       auto stub = v1::Data::NewStub(cluster_->router().channel());

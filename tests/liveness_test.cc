@@ -137,6 +137,7 @@ TEST_F(LivenessTest, ReadsFailOverToALiveReplicaWhenANodeDiesUnderReadLoad) {
     }
   };
   std::vector<std::thread> readers;
+  testing::JoinOnExit join_readers(&stop, &readers);
   int seed = 0;
   for (auto pref : {v1::READ_PREFERENCE_ANY_HEALTHY, v1::READ_PREFERENCE_FOLLOWER_PREFERRED,
                     v1::READ_PREFERENCE_LEADER_ONLY, v1::READ_PREFERENCE_ANY_HEALTHY,
@@ -226,6 +227,7 @@ TEST_F(LivenessTest, ControlPlaneRestartedTwentyTimesUnderWritesChangesNoEpoch) 
     }
   };
   std::vector<std::thread> writers;
+  testing::JoinOnExit join_writers(&stop, &writers);
   for (int w = 0; w < 2; ++w) writers.emplace_back(writer, w);
 
   std::mt19937 rng(20261130);

@@ -11,9 +11,11 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -144,6 +146,32 @@ struct CommandResult {
 };
 CommandResult RunCommand(const std::string& binary, const std::vector<std::string>& args,
                          const std::string& stdin_text = "", const std::string& stderr_path = "");
+
+// Stops and joins a test's threads on every way out of its scope, an
+// ASSERT's early return included: a joinable std::thread destroyed
+// terminates the test binary, and its server processes outlive it.
+class JoinOnExit {
+ public:
+  JoinOnExit(std::atomic<bool>* stop, std::vector<std::thread>* threads)
+      : stop_(stop), threads_(threads) {}
+  JoinOnExit(std::atomic<bool>* stop, std::thread* thread) : stop_(stop), thread_(thread) {}
+  JoinOnExit(const JoinOnExit&) = delete;
+  JoinOnExit& operator=(const JoinOnExit&) = delete;
+  ~JoinOnExit() {
+    stop_->store(true);
+    if (threads_ != nullptr) {
+      for (std::thread& t : *threads_) {
+        if (t.joinable()) t.join();
+      }
+    }
+    if (thread_ != nullptr && thread_->joinable()) thread_->join();
+  }
+
+ private:
+  std::atomic<bool>* const stop_;
+  std::vector<std::thread>* const threads_ = nullptr;
+  std::thread* const thread_ = nullptr;
+};
 
 }  // namespace dash::testing
 
