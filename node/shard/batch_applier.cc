@@ -353,16 +353,22 @@ absl::Status CheckClaimLimits(const storage::LogPayload& payload,
           return absl::StrCat("ops[", i, "].claim");
         case v1::WriteOp::kEvidence:
           return absl::StrCat("ops[", i, "].evidence");
+        case v1::WriteOp::kEdge:
+          return absl::StrCat("ops[", i, "].edge");
         default:
           return absl::StrCat("ops[", i, "]");
       }
     }
     return std::string("ops");
   };
-  for (const std::string& claim_id : std::set<std::string>(touched.begin(), touched.end())) {
+  std::set<std::string> claims(touched.begin(), touched.end());
+  for (const v1::WriteOp& op : payload.ops()) {
+    if (op.has_edge()) claims.insert(op.edge().from_claim());
+  }
+  for (const std::string& claim_id : claims) {
     DASH_ASSIGN_OR_RETURN(auto claim, ws->Get(Family::kClaims, keys::Claim(tenant, claim_id)));
     if (!claim.has_value()) continue;  // Deleted.
-    size_t count = 0;
+    size_t count = 0, edges = 0;
     size_t bytes = claim->size();
     auto ev = ws->Scan(Family::kEvidence, keys::ClaimPrefix(tenant, claim_id));
     for (; ev->Valid(); ev->Next()) {
@@ -370,6 +376,17 @@ absl::Status CheckClaimLimits(const storage::LogPayload& payload,
       bytes += ev->value().size();
     }
     DASH_RETURN_IF_ERROR(ev->status());
+    auto out = ws->Scan(Family::kEdges, keys::ClaimPrefix(tenant, claim_id));
+    for (; out->Valid(); out->Next()) {
+      ++edges;
+      bytes += out->value().size();
+    }
+    DASH_RETURN_IF_ERROR(out->status());
+    if (edges > limits.max_edges_per_claim) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(first_op(claim_id), ": claim \"", claim_id, "\" would have ", edges,
+                       " outgoing edges; the limit is ", limits.max_edges_per_claim));
+    }
     if (count > limits.max_evidence_per_claim) {
       return absl::InvalidArgumentError(
           absl::StrCat(first_op(claim_id), ": claim \"", claim_id, "\" would hold ", count,

@@ -42,11 +42,11 @@ absl::Status ApplyBatch(const storage::LogPayload& payload, const CommitPoint& a
                         storage::WriteSet* ws, std::vector<std::string>* touched = nullptr);
 
 // The leader's check, after ApplyBatch staged `payload` in `ws` and before the
-// record is logged: every claim the batch touched holds at most
-// limits.max_evidence_per_claim pieces of evidence and max_claim_bytes stored
-// bytes. INVALID_ARGUMENT naming the batch's first op on an offending claim
-// (e.g. "ops[2].evidence: claim \"c1\" would hold 1001 pieces of evidence;
-// the limit is 1000"). Not part of ApplyBatch: records already in a log are
+// record is logged: every claim the batch touched (or gave an edge) holds at
+// most limits.max_evidence_per_claim pieces of evidence,
+// max_edges_per_claim outgoing edges and max_claim_bytes stored bytes. INVALID_ARGUMENT naming the
+// batch's first op on an offending claim (e.g. "ops[2].evidence: claim \"c1\" would hold 1001
+// pieces of evidence; the limit is 1000"). Not part of ApplyBatch: records already in a log are
 // replayed whatever the limits of the binary replaying them.
 absl::Status CheckClaimLimits(const storage::LogPayload& payload,
                               const std::vector<std::string>& touched, const Limits& limits,

@@ -32,7 +32,8 @@ struct Limits {
   // what one write to a claim re-indexes on the shard's commit thread and
   // keep a GetClaim answer far below gRPC's default 4 MiB message limit.
   size_t max_evidence_per_claim = 1000;
-  size_t max_claim_bytes = 1 << 20;
+  size_t max_edges_per_claim = 1000;  // Outgoing.
+  size_t max_claim_bytes = 1 << 20;   // Claim, evidence and outgoing edges.
 };
 
 // Returns INVALID_ARGUMENT whose message begins with the path of the first

@@ -307,7 +307,35 @@ absl::StatusOr<v1::GetClaimResponse> ShardHost::GetClaim(const v1::GetClaimReque
   std::shared_ptr<ShardReplica> r = replica(shard);
   if (r == nullptr) return NotHosted(shard);
   DASH_RETURN_IF_ERROR(r->CheckEpoch(request.expected_epoch()));
-  return r->GetClaim(request.tenant(), request.claim_id());
+  if (request.evidence_page_size() > kMaxPageSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("evidence_page_size: ", request.evidence_page_size(), " exceeds the limit of ",
+                     kMaxPageSize));
+  }
+  const std::string scope = absl::StrCat("evidence of claim ", request.claim_id());
+  std::string after;
+  if (!request.evidence_page_token().empty()) {
+    if (request.evidence_page_size() == 0) {
+      return absl::InvalidArgumentError("evidence_page_token: given without evidence_page_size");
+    }
+    absl::StatusOr<std::string> decoded =
+        DecodePageToken(request.evidence_page_token(), request.tenant(), scope);
+    if (!decoded.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("evidence_", decoded.status().message()));  // "evidence_page_token: ..."
+    }
+    after = *std::move(decoded);
+  }
+  bool more = false;
+  DASH_ASSIGN_OR_RETURN(v1::GetClaimResponse response,
+                        r->GetClaim(request.tenant(), request.claim_id(),
+                                    request.evidence_page_size(), after, &more));
+  if (more) {
+    const auto& evidence = response.record().evidence();
+    response.set_next_evidence_page_token(
+        EncodePageToken(request.tenant(), scope, evidence.Get(evidence.size() - 1).evidence_id()));
+  }
+  return response;
 }
 
 absl::StatusOr<v1::ListClaimsResponse> ShardHost::ListClaims(

@@ -254,3 +254,57 @@ TEST(ShardHostManagedTest, AReplicaAssignedButNotYetOpenOrAdoptedIsRetryable) {
 
 }  // namespace
 }  // namespace dash::shard
+
+namespace dash::shard {
+namespace {
+
+// A claim's evidence comes in pages when asked, in evidence_id order, each
+// piece once; the page token is bound to its claim.
+TEST_F(ShardHostListTest, GetClaimPagesEvidenceWithTokensBoundToTheClaim) {
+  std::unique_ptr<ShardHost> host = MakeHost(4);
+  v1::WriteRequest req = ClaimBatch("t", "many", 7);
+  ASSERT_TRUE(host->replica(ShardOf("t", "many", 4))->WriteAndWait(req).ok());
+  v1::GetClaimRequest get;
+  get.set_tenant("t");
+  get.set_claim_id("many");
+  auto all = host->GetClaim(get);
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->record().evidence_size(), 7);
+  EXPECT_TRUE(all->next_evidence_page_token().empty());
+
+  get.set_evidence_page_size(3);
+  std::vector<std::string> seen;
+  std::vector<int> sizes;
+  for (int page = 0; page < 5; ++page) {
+    auto r = host->GetClaim(get);
+    ASSERT_TRUE(r.ok()) << r.status();
+    sizes.push_back(r->record().evidence_size());
+    for (const auto& e : r->record().evidence()) seen.push_back(e.evidence_id());
+    if (r->next_evidence_page_token().empty()) break;
+    get.set_evidence_page_token(r->next_evidence_page_token());
+  }
+  EXPECT_THAT(sizes, ::testing::ElementsAre(3, 3, 1));
+  std::vector<std::string> expected;
+  for (const auto& e : all->record().evidence()) expected.push_back(e.evidence_id());
+  EXPECT_EQ(seen, expected);
+
+  get.set_evidence_page_token("");
+  auto first = host->GetClaim(get);
+  ASSERT_TRUE(first.ok());
+  v1::GetClaimRequest other = get;
+  other.set_claim_id("c1");
+  other.set_evidence_page_token(first->next_evidence_page_token());
+  auto refused = host->GetClaim(other);
+  EXPECT_TRUE(absl::IsInvalidArgument(refused.status())) << refused.status();
+  EXPECT_THAT(std::string(refused.status().message()),
+              ::testing::StartsWith("evidence_page_token: "));
+  v1::GetClaimRequest no_size = get;
+  no_size.set_evidence_page_size(0);
+  no_size.set_evidence_page_token(first->next_evidence_page_token());
+  EXPECT_TRUE(absl::IsInvalidArgument(host->GetClaim(no_size).status()));
+  get.set_evidence_page_size(1001);
+  EXPECT_TRUE(absl::IsInvalidArgument(host->GetClaim(get).status()));
+}
+
+}  // namespace
+}  // namespace dash::shard

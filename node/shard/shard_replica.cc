@@ -1352,7 +1352,10 @@ absl::StatusOr<v1::ClaimRecord> ShardReplica::ReadRecord(const storage::Reader& 
 }
 
 absl::StatusOr<v1::GetClaimResponse> ShardReplica::GetClaim(absl::string_view tenant,
-                                                            absl::string_view claim_id) const {
+                                                            absl::string_view claim_id,
+                                                            size_t evidence_page_size,
+                                                            absl::string_view evidence_after,
+                                                            bool* more) const {
   DASH_ASSIGN_OR_RETURN(auto snapshot, ReadView());
   DASH_ASSIGN_OR_RETURN(auto raw, snapshot->Get(Family::kClaims, keys::Claim(tenant, claim_id)));
   if (!raw.has_value()) {
@@ -1363,6 +1366,17 @@ absl::StatusOr<v1::GetClaimResponse> ShardReplica::GetClaim(absl::string_view te
   v1::GetClaimResponse response;
   DASH_ASSIGN_OR_RETURN(*response.mutable_record(),
                         ReadRecord(*snapshot, tenant, claim, /*include_evidence=*/true));
+  if (more != nullptr) *more = false;
+  if (evidence_page_size > 0) {
+    // Evidence comes in evidence_id order (its key order); at most 1000.
+    auto* evidence = response.mutable_record()->mutable_evidence();
+    int from = 0;
+    while (from < evidence->size() && evidence->Get(from).evidence_id() <= evidence_after) ++from;
+    const int to = std::min(evidence->size(), from + static_cast<int>(evidence_page_size));
+    if (more != nullptr) *more = to < evidence->size();
+    evidence->DeleteSubrange(to, evidence->size() - to);
+    evidence->DeleteSubrange(0, from);
+  }
   *response.mutable_read_at() = ReadToken(*snapshot);
   return response;
 }

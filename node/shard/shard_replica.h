@@ -196,8 +196,14 @@ class ShardReplica {
   absl::StatusOr<WriteResult> WriteAndWait(v1::WriteRequest request);
 
   // The claim with its evidence and outgoing edges. NOT_FOUND if absent.
+  // With `evidence_page_size` > 0, at most that many pieces of evidence whose
+  // id is after `evidence_after`, and `more` set (when non-null) if others
+  // follow.
   absl::StatusOr<v1::GetClaimResponse> GetClaim(absl::string_view tenant,
-                                                absl::string_view claim_id) const;
+                                                absl::string_view claim_id,
+                                                size_t evidence_page_size = 0,
+                                                absl::string_view evidence_after = "",
+                                                bool* more = nullptr) const;
   // Up to `limit` claims of `tenant` with claim_id > `start_after`.
   absl::StatusOr<ListPage> ListClaims(absl::string_view tenant, absl::string_view start_after,
                                       size_t limit, bool include_evidence) const;

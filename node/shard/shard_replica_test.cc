@@ -109,6 +109,21 @@ TEST_F(ShardReplicaTest, AClaimHoldsAtMostItsLimitsOfEvidenceAndBytes) {
               StartsWith("ops[0].claim: claim \"c2\" would hold"));
   auto got = replica_->GetClaim("acme", "c2");
   EXPECT_TRUE(absl::IsNotFound(got.status())) << got.status();
+  // Outgoing edges count too.
+  options_.limits.max_edges_per_claim = 2;
+  Reopen();
+  v1::WriteRequest edges;
+  edges.set_tenant("acme");
+  for (const char* to : {"x", "y", "z"}) {
+    v1::Edge* e = edges.add_ops()->mutable_edge();
+    e->set_from_claim("c1");
+    e->set_to_claim(to);
+    e->set_relation(v1::RELATION_SUPPORTS);
+  }
+  r = replica_->WriteAndWait(edges);
+  ASSERT_TRUE(absl::IsInvalidArgument(r.status())) << r.status();
+  EXPECT_THAT(std::string(r.status().message()),
+              StartsWith("ops[0].edge: claim \"c1\" would have 3 outgoing edges"));
 
   // The limits are the leader's check: a replica with smaller ones still
   // applies records already in a log (they were accepted under other limits).
