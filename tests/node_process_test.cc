@@ -1,5 +1,6 @@
 // A real dash-node process, spoken to over gRPC and through dashctl.
 #include <fstream>
+#include <future>
 #include <iostream>
 #include <set>
 #include <sstream>
@@ -13,6 +14,7 @@
 #include "dash/v1/node.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
 #include "node/shard/test_util.h"
 #include "tests/harness/process.h"
@@ -308,6 +310,23 @@ TEST_F(NodeProcessTest, UnparseableRequestsAreRefusedWithoutALogLineEach) {
   grpc::Status wst = stub_->Write(&wctx, bad, &wresp);
   EXPECT_EQ(wst.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << wst.error_message();
   EXPECT_THAT(wst.error_message(), HasSubstr("dash.v1.Data/Write"));
+  // 100,000 nested unknown groups (past protobuf's recursion limit), sent as
+  // raw bytes: INVALID_ARGUMENT too, and the node serves on.
+  std::string nested;
+  const char start_group = static_cast<char>((15 << 3) | 3);  // Field 15, start group.
+  const char end_group = static_cast<char>((15 << 3) | 4);
+  nested.append(100000, start_group);
+  nested.append(100000, end_group);
+  grpc::Slice slice(nested);
+  grpc::ByteBuffer request(&slice, 1);
+  grpc::ByteBuffer response;
+  grpc::GenericStub generic(node_->channel());
+  grpc::ClientContext gctx;
+  std::promise<grpc::Status> done;
+  generic.UnaryCall(&gctx, "/dash.v1.Data/Query", grpc::StubOptions(), &request, &response,
+                    [&](grpc::Status st) { done.set_value(st); });
+  const grpc::Status gst = done.get_future().get();
+  EXPECT_EQ(gst.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << gst.error_message();
   ASSERT_TRUE(Write(ClaimBatch("acme", "still-serving")).ok());
   std::ifstream log(node_->log_path());
   std::string line;
