@@ -99,6 +99,10 @@ absl::StatusOr<std::shared_ptr<ShardReplica>> ShardHost::ReplicaAt(uint32_t shar
   std::shared_ptr<ShardReplica> r = replica(shard);
   if (r == nullptr) return NotHosted(shard);
   if (must_lead && !r->State().leader) {
+    if (managed_ && r->State().leader_node_id.empty()) {
+      return absl::UnavailableError(absl::StrCat("shard ", shard, ": node ", options_.node_id,
+                                                 " knows no leader yet; retry"));
+    }
     return absl::FailedPreconditionError(
         absl::StrCat("shard ", shard, ": node ", options_.node_id, " does not lead it"));
   }

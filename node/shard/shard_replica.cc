@@ -1203,8 +1203,17 @@ absl::Status ShardReplica::CheckLeaderRead() const {
   const ReplicaState state = State();
   const v1::RoutingHint h = HintOf(options_.shard_id, state);
   if (!state.leader) {
-    absl::Status st = absl::FailedPreconditionError(absl::StrCat(
-        "shard ", options_.shard_id, ": LEADER_ONLY read at a replica that does not lead"));
+    // Between leaders (fenced, the new one not yet named) the caller retries;
+    // with a leader named elsewhere it must refresh its placement.
+    absl::Status st =
+        state.leader_node_id.empty()
+            ? absl::UnavailableError(absl::StrCat("shard ", options_.shard_id,
+                                                  ": LEADER_ONLY read while this replica knows no "
+                                                  "leader at epoch ",
+                                                  state.epoch, " yet; retry"))
+            : absl::FailedPreconditionError(
+                  absl::StrCat("shard ", options_.shard_id,
+                               ": LEADER_ONLY read at a replica that does not lead"));
     SetRoutingHint(st, h);
     return st;
   }

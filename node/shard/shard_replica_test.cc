@@ -1188,6 +1188,13 @@ TEST_F(ManagedReplicaTest, AFenceFarAboveTheAdoptedEpochIsRefused) {
   auto ok = r->Fence(4 + 1000);
   ASSERT_TRUE(ok.ok()) << ok.status();
   EXPECT_EQ(ok->epoch, 1004u);
+  // Fenced, it knows no leader until the new placement names one: a
+  // LEADER_ONLY read there is to be retried (not a misroute).
+  absl::Status read = r->CheckLeaderRead();
+  EXPECT_TRUE(absl::IsUnavailable(read)) << read;
+  ASSERT_TRUE(r->AdoptRole(FollowerOf(1004)).ok());
+  read = r->CheckLeaderRead();
+  EXPECT_TRUE(absl::IsFailedPrecondition(read)) << "a leader is named elsewhere: " << read;
 }
 
 }  // namespace
