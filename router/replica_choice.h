@@ -85,6 +85,8 @@ class ReplicaBreaker {
 struct ReadOutcome {
   Route route;
   int attempts = 0;
+  // Replicas that failed and were replaced by the next one.
+  int failovers() const { return attempts > 1 ? attempts - 1 : 0; }
 };
 
 // Calls `attempt` on `candidates` (ordered by `breaker`) until one succeeds

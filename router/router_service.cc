@@ -128,7 +128,7 @@ class RemoteShardTarget : public shard::ShardTarget {
         },
         &outcome);
     absl::MutexLock l(&mu_);
-    failovers_ += std::max(outcome.attempts - 1, 0);
+    failovers_ += outcome.failovers();
     if (st.ok()) {
       // Later phases go to the replica that answered.
       for (size_t i = 0; i < candidates_.size(); ++i) {
@@ -229,7 +229,7 @@ grpc::Status RouterService::GetClaim(grpc::ServerContext* ctx, const v1::GetClai
           return FromGrpcStatus(stub->GetClaim(&call, forwarded, response), &call);
         },
         &outcome);
-    failovers += std::max(outcome.attempts - 1, 0);
+    failovers += outcome.failovers();
     return read;
   });
   ReportFailovers(ctx, failovers);
@@ -299,7 +299,7 @@ grpc::Status RouterService::ListClaims(grpc::ServerContext* ctx,
                 return FromGrpcStatus(stub->ListClaims(&call, forwarded, &page), &call);
               },
               &outcome);
-          retried += std::max(outcome.attempts - 1, 0);
+          retried += outcome.failovers();
           DASH_RETURN_IF_ERROR(read);
           return page;
         });

@@ -98,8 +98,9 @@ absl::StatusOr<std::shared_ptr<ShardReplica>> ShardHost::ReplicaAt(uint32_t shar
                                                                    bool must_lead) const {
   std::shared_ptr<ShardReplica> r = replica(shard);
   if (r == nullptr) return NotHosted(shard);
-  if (must_lead && !r->State().leader) {
-    if (managed_ && r->State().leader_node_id.empty()) {
+  const ReplicaState state = must_lead ? r->State() : ReplicaState();
+  if (must_lead && !state.leader) {
+    if (managed_ && state.leader_node_id.empty()) {
       return absl::UnavailableError(absl::StrCat("shard ", shard, ": node ", options_.node_id,
                                                  " knows no leader yet; retry"));
     }
