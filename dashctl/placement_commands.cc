@@ -126,8 +126,12 @@ void PrintPlacement(const v1::Placement& p) {
   for (const auto& s : p.shards()) {
     std::vector<std::string> cells;
     for (const auto& r : s.replicas()) cells.push_back(ReplicaCell(s, r));
+    // A leader that has not yet reported taking writes at this epoch.
+    const bool pending = !s.leader_node_id().empty() && s.leader_ready_epoch() != s.epoch();
     rows.push_back({absl::StrCat(s.shard()), absl::StrCat(s.epoch()),
-                    s.leader_node_id().empty() ? "-" : s.leader_node_id(),
+                    s.leader_node_id().empty()
+                        ? "-"
+                        : absl::StrCat(s.leader_node_id(), pending ? " (not ready)" : ""),
                     absl::StrJoin(cells, " ")});
   }
   PrintTable(rows);

@@ -29,6 +29,10 @@ DEFINE_uint32(breaker_ms, 2000,
               "After a replica fails a read, reads try it last for this long (until the control "
               "plane marks its node unhealthy, or it serves again).");
 
+DEFINE_uint32(leader_wait_ms, 2000,
+              "A write to a shard whose healthy leader has not yet reported taking writes (just "
+              "promoted or opening) waits this long for it before failing UNAVAILABLE.");
+
 int main(int argc, char** argv) {
   gflags::SetUsageMessage("dash-router --controlplane=HOST:PORT [--listen=HOST:PORT]");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
@@ -48,6 +52,7 @@ int main(int argc, char** argv) {
   options.rpc_timeout = absl::Milliseconds(FLAGS_rpc_timeout_ms);
   options.max_read_attempts = static_cast<int>(std::max<uint32_t>(FLAGS_max_read_attempts, 1));
   options.breaker_open_for = absl::Milliseconds(FLAGS_breaker_ms);
+  options.leader_wait = absl::Milliseconds(FLAGS_leader_wait_ms);
   dash::router::RouterService service(&placement, options);
   dash::router::RouterAdminService admin(&placement);
 

@@ -38,6 +38,14 @@ bool PlacementCache::WaitForPlacement(absl::Duration timeout) const {
   return mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
 }
 
+bool PlacementCache::WaitForNewer(uint64_t version, absl::Time deadline) const {
+  absl::MutexLock l(&mu_);
+  auto newer = [this, version]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return placement_ != nullptr && placement_->version() > version;
+  };
+  return mu_.AwaitWithDeadline(absl::Condition(&newer), deadline);
+}
+
 void PlacementCache::Store(v1::Placement placement) {
   absl::MutexLock l(&mu_);
   if (placement_ != nullptr && placement.version() <= placement_->version()) return;

@@ -33,6 +33,9 @@ class PlacementCache {
   void Refresh(absl::Duration timeout);
   // Waits until a table arrived or `timeout` passed.
   bool WaitForPlacement(absl::Duration timeout) const;
+  // Waits until a table newer than `version` arrived or `deadline` passed;
+  // true if one did.
+  bool WaitForNewer(uint64_t version, absl::Time deadline) const;
 
   std::shared_ptr<grpc::Channel> Channel(const std::string& address);
 

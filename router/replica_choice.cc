@@ -68,6 +68,10 @@ absl::StatusOr<Route> ChooseLeader(const v1::Placement& placement, const v1::Sha
   return MakeRoute(placement, entry, entry.leader_node_id());
 }
 
+bool RefusedUntilNextTable(const absl::Status& status) {
+  return absl::IsUnavailable(status) && GetRoutingHint(status).has_value();
+}
+
 absl::StatusOr<std::vector<Route>> ReadCandidates(const v1::Placement& placement,
                                                   const v1::ShardEntry& entry,
                                                   v1::ReadPreference preference, uint64_t spread) {

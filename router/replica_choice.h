@@ -45,6 +45,14 @@ struct Route {
 // The healthy leader of `entry`, or UNAVAILABLE with a RoutingHint.
 absl::StatusOr<Route> ChooseLeader(const v1::Placement& placement, const v1::ShardEntry& entry);
 
+// Whether a node's answer to a write is a refusal worth a brief wait for
+// the next placement table and one more try: UNAVAILABLE with a RoutingHint,
+// which nodes attach only when they refused before logging anything (replica
+// still opening, role or epoch not yet adopted, writes paused for a
+// transfer). A transport failure carries no hint: the write may have been
+// applied, so it is never retried.
+bool RefusedUntilNextTable(const absl::Status& status);
+
 // Every replica of `entry` that may serve a read under `preference`, best
 // first: LEADER_ONLY the healthy leader alone; FOLLOWER_PREFERRED the healthy
 // in-sync followers, then the healthy leader; ANY_HEALTHY every healthy

@@ -187,15 +187,28 @@ grpc::Status RouterService::Write(grpc::ServerContext* ctx, const v1::WriteReque
       return absl::InvalidArgumentError(
           absl::StrCat("shard: the batch belongs to shard ", shard, ", not ", request->shard()));
     }
-    DASH_ASSIGN_OR_RETURN(const v1::ShardEntry* entry, ShardEntryOf(p, shard));
-    DASH_ASSIGN_OR_RETURN(Route route, ChooseLeader(p, *entry));
-    v1::WriteRequest forwarded = *request;
-    forwarded.set_shard(shard);
-    forwarded.set_expected_epoch(route.epoch);
-    auto stub = v1::Data::NewStub(placement_->Channel(route.address));
-    grpc::ClientContext call;
-    call.set_deadline(Deadline(ctx));
-    return FromGrpcStatus(stub->Write(&call, forwarded, response), &call);
+    // A leader that refuses for now (opening, adopting its role) is given
+    // until the next table, which its readiness report publishes.
+    const absl::Time wait_until =
+        std::min(absl::Now() + options_.leader_wait, absl::FromChrono(Deadline(ctx)));
+    std::shared_ptr<const v1::Placement> table;
+    const v1::Placement* current = &p;
+    for (;;) {
+      DASH_ASSIGN_OR_RETURN(const v1::ShardEntry* entry, ShardEntryOf(*current, shard));
+      DASH_ASSIGN_OR_RETURN(Route route, ChooseLeader(*current, *entry));
+      v1::WriteRequest forwarded = *request;
+      forwarded.set_shard(shard);
+      forwarded.set_expected_epoch(route.epoch);
+      auto stub = v1::Data::NewStub(placement_->Channel(route.address));
+      grpc::ClientContext call;
+      call.set_deadline(Deadline(ctx));
+      absl::Status st = FromGrpcStatus(stub->Write(&call, forwarded, response), &call);
+      if (!RefusedUntilNextTable(st) || !placement_->WaitForNewer(current->version(), wait_until)) {
+        return st;
+      }
+      DASH_ASSIGN_OR_RETURN(table, placement_->Get());
+      current = table.get();
+    }
   });
   return ToGrpcStatus(st, ctx);
 }

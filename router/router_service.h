@@ -27,6 +27,10 @@ struct RouterOptions {
   int max_read_attempts = 3;
   // How long a replica that failed a read is tried last.
   absl::Duration breaker_open_for = absl::Seconds(2);
+  // How long a write the shard's leader refused for now (RefusedUntilNextTable:
+  // just promoted, opening, transferring) waits for the next placement table
+  // before it is tried again; within the caller's deadline.
+  absl::Duration leader_wait = absl::Seconds(2);
 };
 
 // Trailing metadata on a read answer: how many replicas failed and were

@@ -69,6 +69,21 @@ TEST(ChooseLeaderTest, FailsClosedWhenTheLeaderIsUnhealthy) {
   EXPECT_EQ(hint->leader_node_id(), "n1");
 }
 
+TEST(RefusedUntilNextTableTest, OnlyANodesOwnRefusalIsRetried) {
+  v1::RoutingHint hint;
+  hint.set_shard(0);
+  absl::Status refused = absl::UnavailableError("shard 0 is assigned to node n1 and still opening");
+  SetRoutingHint(refused, hint);
+  EXPECT_TRUE(RefusedUntilNextTable(refused));
+  // A transport failure (no hint): the write may have been applied.
+  EXPECT_FALSE(RefusedUntilNextTable(absl::UnavailableError("failed to connect to all addresses")));
+  // Stale epoch (the caller refreshes), or any other answer: not this path.
+  absl::Status stale = absl::FailedPreconditionError("expected epoch 3, current 4");
+  SetRoutingHint(stale, hint);
+  EXPECT_FALSE(RefusedUntilNextTable(stale));
+  EXPECT_FALSE(RefusedUntilNextTable(absl::OkStatus()));
+}
+
 TEST(ChooseLeaderTest, FailsClosedWhenTheShardHasNoLeader) {
   v1::Placement p = Table();
   p.mutable_shards(0)->clear_leader_node_id();

@@ -252,6 +252,28 @@ TEST_F(ClusterTest, QueryThroughTheRouterRanksExactlyAsASingleShardNode) {
   }
 }
 
+// What a client (and the quick start) relies on: once the table shows every
+// shard led by a healthy leader that is ready, a write to any shard succeeds
+// at the first attempt (no "not hosted" or "opening; retry" in between).
+TEST_F(ClusterTest, AClusterShownLedAndReadyTakesAWriteOnEveryShardAtOnce) {
+  testing::ClusterOptions options;
+  options.settle = false;
+  StartCluster(options);
+  ASSERT_TRUE(cluster_
+                  ->WaitForPlacement(
+                      [](const v1::Placement& p) {
+                        return testing::LocalCluster::AllShardsLed(p) &&
+                               testing::LocalCluster::AllLeadersReady(p);
+                      },
+                      absl::Seconds(30), "every shard led by a ready leader")
+                  .ok());
+  ASSERT_TRUE(cluster_->WaitForRouterToCatchUp(absl::Seconds(10)).ok());
+  for (uint32_t shard = 0; shard < kShards; ++shard) {
+    absl::StatusOr<v1::WriteResponse> w = Write(ClaimBatch("acme", IdOnShard(shard, 0)));
+    EXPECT_TRUE(w.ok()) << "shard " << shard << ": " << w.status();
+  }
+}
+
 TEST_F(ClusterTest, WritesFailClosedWhileAShardHasNoHealthyLeader) {
   ASSERT_NO_FATAL_FAILURE(StartCluster());
   const std::string id = IdOnShard(0, 0);

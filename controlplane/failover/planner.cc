@@ -523,6 +523,34 @@ static std::string LeaderVerdict(const ReplicaEntry& leader, const v1::ReplicaRe
                       absl::SixDigits(lag->lag_seconds()), " s");
 }
 
+namespace {
+
+// (f) A leader is ready once it reports leading at the shard's epoch: it has
+// opened its replica and adopted the role, so it takes writes. It stops being
+// ready when, heard since this control plane started, it no longer reports
+// so (restarted, reopening its replicas); an epoch change needs a new report.
+void MarkReadyLeaders(const TickInput& input, const ReportMap& reports, Placement* after,
+                      PlacementChange* change) {
+  for (ShardEntry& shard : *after->mutable_shards()) {
+    if (shard.leader_node_id().empty()) continue;
+    auto it = reports.find({shard.shard(), shard.leader_node_id()});
+    const bool leads = it != reports.end() && it->second.role() == v1::REPLICA_ROLE_LEADER &&
+                       it->second.epoch() == shard.epoch();
+    const bool ready = shard.leader_ready_epoch() == shard.epoch();
+    if (leads && !ready) {
+      shard.set_leader_ready_epoch(shard.epoch());
+      change->add_summary(absl::StrCat("shard ", shard.shard(), ": leader ", shard.leader_node_id(),
+                                       " takes writes at epoch ", shard.epoch()));
+    } else if (!leads && ready && input.heard.count(shard.leader_node_id()) > 0) {
+      shard.clear_leader_ready_epoch();
+      change->add_summary(absl::StrCat("shard ", shard.shard(), ": leader ", shard.leader_node_id(),
+                                       " no longer reports leading at epoch ", shard.epoch()));
+    }
+  }
+}
+
+}  // namespace
+
 PlacementChange PlanTick(const Placement& placement, const TickInput& input) {
   static const ReportMap kNoReports;
   const ReportMap& reports = input.reports != nullptr ? *input.reports : kNoReports;
@@ -738,6 +766,7 @@ PlacementChange PlanTick(const Placement& placement, const TickInput& input) {
       for (const std::string& line : created.summary()) change.add_summary(line);
     }
   }
+  MarkReadyLeaders(input, reports, after, &change);
   return Finish(placement, std::move(change));
 }
 

@@ -165,7 +165,9 @@ struct TickInput {
 // moves: the moving_from replica is removed once it does not lead and the
 // moving_to replica is in sync (a table without moving_to: every other
 // follower is healthy and in sync), (e) cluster creation (PlanCreation) if
-// not created yet.
+// not created yet, (f) leader readiness: a shard whose leader reports leading
+// at the shard's epoch gets leader_ready_epoch = epoch; one whose leader,
+// heard since start (input.heard), reports otherwise loses it.
 v1::PlacementChange PlanTick(const v1::Placement& placement, const TickInput& input);
 
 // Replaces the leader with ChooseFailoverLeader's choice, whatever the

@@ -1063,8 +1063,77 @@ v1::FollowerLag Lag(const std::string& node, uint64_t records, bool in_sync) {
   return lag;
 }
 
+TEST(PlannerTest, ALeaderIsReadyOnlyOnceItReportsLeadingAtTheShardsEpoch) {
+  v1::Placement p = Cluster(3, 1, 3);  // Leader n1 at epoch 1.
+  ASSERT_EQ(Shard(&p, 0)->leader_node_id(), "n1");
+  EXPECT_NE(Shard(&p, 0)->leader_ready_epoch(), Shard(&p, 0)->epoch()) << "created, not ready";
+  ReportMap reports;
+  for (const char* n : {"n1", "n2", "n3"}) reports[{0, n}] = Report(0, 1, 0);
+  TickInput input = AllAlive(p, &reports);
+  input.heard = {"n1", "n2", "n3"};
+
+  // n1 has the replica open but still acts as a follower: not ready.
+  v1::Placement after = PlanTick(p, input).placement();
+  EXPECT_EQ(Shard(&after, 0)->leader_ready_epoch(), 0u);
+  // A follower reporting the leader role proves nothing about the leader.
+  reports[{0, "n2"}].set_role(v1::REPLICA_ROLE_LEADER);
+  after = PlanTick(p, input).placement();
+  EXPECT_EQ(Shard(&after, 0)->leader_ready_epoch(), 0u);
+  // The leader leading at an older epoch: not ready at this one.
+  reports[{0, "n2"}].set_role(v1::REPLICA_ROLE_FOLLOWER);
+  reports[{0, "n1"}] = Report(0, 0, 0);
+  reports[{0, "n1"}].set_role(v1::REPLICA_ROLE_LEADER);
+  after = PlanTick(p, input).placement();
+  EXPECT_EQ(Shard(&after, 0)->leader_ready_epoch(), 0u);
+
+  // The leader leads at the shard's epoch: ready, published as a new version.
+  reports[{0, "n1"}] = Report(0, 1, 1);
+  reports[{0, "n1"}].set_role(v1::REPLICA_ROLE_LEADER);
+  v1::PlacementChange change = PlanTick(p, input);
+  after = change.placement();
+  EXPECT_EQ(Shard(&after, 0)->leader_ready_epoch(), 1u);
+  EXPECT_EQ(after.version(), p.version() + 1);
+  EXPECT_THAT(change.summary(),
+              ::testing::Contains(HasSubstr("leader n1 takes writes at epoch 1")));
+  EXPECT_EQ(PlanTick(after, input).placement().version(), after.version()) << "once";
+
+  // Restarted, the leader reports no shard while it reopens: not ready, once
+  // heard since this control plane started; a control plane that has not
+  // heard it yet keeps the stored flag.
+  const v1::ReplicaReport leading = reports[{0, "n1"}];
+  reports.erase({0, "n1"});
+  TickInput unheard = input;
+  unheard.heard = {"n2", "n3"};
+  EXPECT_EQ(Shard(&after, 0)->leader_ready_epoch(), 1u);
+  v1::Placement kept = PlanTick(after, unheard).placement();
+  EXPECT_EQ(Shard(&kept, 0)->leader_ready_epoch(), 1u);
+  change = PlanTick(after, input);
+  v1::Placement reopening = change.placement();
+  EXPECT_EQ(Shard(&reopening, 0)->leader_ready_epoch(), 0u);
+  EXPECT_THAT(change.summary(),
+              ::testing::Contains(HasSubstr("n1 no longer reports leading at epoch 1")));
+  reports[{0, "n1"}] = leading;
+
+  // A failover moves the epoch: the new leader is not ready until it reports.
+  reports[{0, "n2"}] = Report(0, 1, 1);
+  reports[{0, "n3"}] = Report(0, 1, 1);
+  v1::FailoverRequest failover;
+  failover.set_shard(0);
+  absl::StatusOr<v1::PlacementChange> moved = PlanFailover(after, reports, failover);
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  v1::Placement failed_over = moved->placement();
+  const v1::ShardEntry& entry = *Shard(&failed_over, 0);
+  EXPECT_NE(entry.leader_ready_epoch(), entry.epoch());
+  const std::string next = entry.leader_node_id();
+  reports[{0, next}] = Report(0, entry.epoch(), 1);
+  reports[{0, next}].set_role(v1::REPLICA_ROLE_LEADER);
+  after = PlanTick(failed_over, input).placement();
+  EXPECT_EQ(Shard(&after, 0)->leader_ready_epoch(), entry.epoch());
+}
+
 TEST(PlannerTest, InSyncFollowsTheLeadersVerdictWhenItReportsFollowers) {
-  v1::Placement p = Cluster(4, 1, 4);  // Leader n1; followers n2, n3, n4.
+  v1::Placement p = Cluster(4, 1, 4);       // Leader n1; followers n2, n3, n4.
+  Shard(&p, 0)->set_leader_ready_epoch(1);  // Settled: n1 already reported leading.
   SetPosition(&p, 0, "n1", 1, 5000);
   ReportMap reports;
   reports[{0, "n1"}] = Report(0, 1, 5000);

@@ -88,10 +88,18 @@ bool PlacementAgent::Sleep(absl::Duration d) {
   return !stop_;
 }
 
+bool PlacementAgent::SleepUntilBeat(absl::Duration d) {
+  absl::MutexLock l(&mu_);
+  auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || beat_now_; };
+  mu_.AwaitWithTimeout(absl::Condition(&wake), d);
+  beat_now_ = false;
+  return !stop_;
+}
+
 void PlacementAgent::HeartbeatLoop() {
   bool registered = false;
   bool warned = false;
-  while (Sleep(registered ? options_.heartbeat_interval : absl::Milliseconds(100))) {
+  while (SleepUntilBeat(registered ? options_.heartbeat_interval : absl::Milliseconds(100))) {
     if (replication::FaultHook::Isolated()) continue;  // Cut off from the control plane.
     if (!registered) {
       v1::RegisterNodeRequest req;
@@ -269,6 +277,10 @@ void PlacementAgent::Apply(const v1::Placement& placement) {
     if (!adopted.ok()) {
       LOG(WARNING) << "shard " << entry.shard() << ": " << adopted;
       continue;
+    }
+    if (role.leader && entry.leader_ready_epoch() != entry.epoch()) {
+      absl::MutexLock m(&mu_);
+      beat_now_ = true;  // Tell the control plane this leader is ready.
     }
     r->reset();  // Before a new follower may install a snapshot in its place.
     if (!role.leader && !role.leader_node_id.empty() &&

@@ -47,6 +47,9 @@ class PlacementAgent {
   void WatchLoop();
   void Apply(const v1::Placement& placement);
   bool Sleep(absl::Duration d);  // False once stopping.
+  // Sleep, cut short when Apply adopted a leadership the control plane does
+  // not yet know is ready (so that routers learn it within a tick).
+  bool SleepUntilBeat(absl::Duration d);
 
   shard::ShardHost* const host_;
   const AgentOptions options_;
@@ -59,6 +62,7 @@ class PlacementAgent {
   // taken leadership away from it), never an older one.
   bool registered_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext* watch_call_ ABSL_GUARDED_BY(mu_) = nullptr;
+  bool beat_now_ ABSL_GUARDED_BY(mu_) = false;
 
   // Serializes Apply (which may take long: opening replicas) and guards what
   // it maintains. Heartbeats never wait for it.

@@ -15,6 +15,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/fusion.h"
+#include "common/grpc_status.h"
 #include "common/hashing.h"
 #include "common/page_token.h"
 #include "common/status_macros.h"
@@ -76,8 +77,14 @@ absl::Status ShardHost::NotHosted(uint32_t shard) const {
     assigned = assigned_.count(shard) > 0;
   }
   if (assigned) {
-    return absl::UnavailableError(absl::StrCat("shard ", shard, " is assigned to node ",
-                                               options_.node_id, " and still opening; retry"));
+    // Refused before anything was logged: the hint says so (a router waits
+    // for the next table and tries again).
+    absl::Status st = absl::UnavailableError(absl::StrCat(
+        "shard ", shard, " is assigned to node ", options_.node_id, " and still opening; retry"));
+    v1::RoutingHint hint;
+    hint.set_shard(shard);
+    SetRoutingHint(st, hint);
+    return st;
   }
   return absl::FailedPreconditionError(
       absl::StrCat("shard ", shard, " is not hosted on node ", options_.node_id));
@@ -101,8 +108,13 @@ absl::StatusOr<std::shared_ptr<ShardReplica>> ShardHost::ReplicaAt(uint32_t shar
   const ReplicaState state = must_lead ? r->State() : ReplicaState();
   if (must_lead && !state.leader) {
     if (managed_ && state.leader_node_id.empty()) {
-      return absl::UnavailableError(absl::StrCat("shard ", shard, ": node ", options_.node_id,
-                                                 " knows no leader yet; retry"));
+      absl::Status st = absl::UnavailableError(absl::StrCat(
+          "shard ", shard, ": node ", options_.node_id, " knows no leader yet; retry"));
+      v1::RoutingHint hint;
+      hint.set_shard(shard);
+      hint.set_current_epoch(state.epoch);
+      SetRoutingHint(st, hint);
+      return st;
     }
     return absl::FailedPreconditionError(
         absl::StrCat("shard ", shard, ": node ", options_.node_id, " does not lead it"));

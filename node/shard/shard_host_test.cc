@@ -243,6 +243,9 @@ TEST(ShardHostManagedTest, AReplicaAssignedButNotYetOpenOrAdoptedIsRetryable) {
   absl::Status opening = write(1);
   EXPECT_TRUE(absl::IsUnavailable(opening)) << opening;
   EXPECT_THAT(std::string(opening.message()), ::testing::HasSubstr("still opening"));
+  // The hint marks a refusal before anything was logged: routers retry it.
+  ASSERT_TRUE(GetRoutingHint(opening).has_value());
+  EXPECT_EQ(GetRoutingHint(opening)->shard(), 1u);
   EXPECT_TRUE(absl::IsFailedPrecondition(write(2))) << "not assigned here: refresh placement";
   ASSERT_TRUE((*host)->AddReplica(1).ok());
   absl::Status adopting = write(1);

@@ -38,6 +38,7 @@ absl::Status LocalCluster::Start() {
   router_ = std::make_unique<RouterProcess>(
       dir_ + "/router", std::vector<std::string>{"--controlplane=" + controlplane_->address()});
   if (absl::Status st = router_->Start(); !st.ok()) return st;
+  if (!options_.settle) return absl::OkStatus();
   absl::Status st = WaitForPlacement(
       [](const v1::Placement& p) { return p.created() && AllShardsLed(p) && FullyReplicated(p); },
       absl::Seconds(30), "the cluster to be created with every shard led");
@@ -132,6 +133,14 @@ bool LocalCluster::AllShardsLed(const v1::Placement& p) {
           healthy || (n.node_id() == s.leader_node_id() && n.health() == v1::NODE_HEALTH_HEALTHY);
     }
     if (!healthy) return false;
+  }
+  return true;
+}
+
+bool LocalCluster::AllLeadersReady(const v1::Placement& p) {
+  if (!p.created()) return false;
+  for (const auto& s : p.shards()) {
+    if (s.leader_node_id().empty() || s.leader_ready_epoch() != s.epoch()) return false;
   }
   return true;
 }

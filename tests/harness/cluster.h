@@ -29,6 +29,10 @@ struct ClusterOptions {
   int heartbeat_ms = 150;
   std::vector<std::string> controlplane_args;  // Extra flags.
   std::vector<std::string> node_args;
+  // Start() waits until the cluster is created, every shard led and fully
+  // replicated, and every node acts in its role; false: it returns once the
+  // processes listen.
+  bool settle = true;
 };
 
 class LocalCluster {
@@ -51,6 +55,8 @@ class LocalCluster {
                                 absl::Duration timeout, const std::string& what);
   // Every shard has a leader whose node is healthy.
   static bool AllShardsLed(const v1::Placement& p);
+  // Every shard's leader has reported taking writes at the shard's epoch.
+  static bool AllLeadersReady(const v1::Placement& p);
   // Every follower of every shard is in sync and reports the leader's LSN.
   static bool FullyReplicated(const v1::Placement& p);
   // Every follower is healthy, in sync and at most `max_lag` records behind
