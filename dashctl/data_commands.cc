@@ -19,7 +19,7 @@
 #include "dash/v1/data.grpc.pb.h"
 #include "dash/v1/node.grpc.pb.h"
 #include "dashctl/common.h"
-#include "node/shard/batch_validator.h"
+#include "query/batch_validator.h"
 
 namespace dash::ctl {
 namespace {
@@ -152,7 +152,7 @@ class Ingester {
                 line_no, std::string(st.message()).c_str());
         return kUsage;
       }
-      st = shard::ValidateBatch(LineBatch(std::move(rec), o_.tenant));
+      st = query::ValidateBatch(LineBatch(std::move(rec), o_.tenant));
       if (!st.ok()) {
         fprintf(stderr, "dashctl: line %d: %s; nothing written\n", line_no,
                 std::string(st.message()).c_str());

@@ -11,9 +11,9 @@
 #include "common/parallel.h"
 #include "common/status_macros.h"
 #include "dash/v1/node.grpc.pb.h"
-#include "node/shard/batch_validator.h"
-#include "node/shard/query_codec.h"
-#include "node/shard/query_runner.h"
+#include "query/batch_validator.h"
+#include "query/query_codec.h"
+#include "query/query_runner.h"
 
 namespace dash::router {
 namespace {
@@ -32,10 +32,10 @@ absl::StatusOr<const v1::ShardEntry*> ShardEntryOf(const v1::Placement& p, uint3
   return absl::InternalError(absl::StrCat("placement has no shard ", shard));
 }
 
-// One shard behind the network, for RunQuery: each phase is sent to the
+// One shard behind the network, for query::RunQuery: each phase is sent to the
 // replica that answered the previous one, and moves on to the next eligible
 // replica when that one is UNAVAILABLE.
-class RemoteShardTarget : public shard::ShardTarget {
+class RemoteShardTarget : public query::ShardTarget {
  public:
   RemoteShardTarget(PlacementCache* placement, std::vector<Route> candidates,
                     ReplicaBreaker* breaker, int max_attempts,
@@ -52,7 +52,7 @@ class RemoteShardTarget : public shard::ShardTarget {
     return failovers_;
   }
 
-  absl::StatusOr<index::CorpusStats> Stats(absl::string_view tenant,
+  absl::StatusOr<query::CorpusStats> Stats(absl::string_view tenant,
                                            const std::vector<std::string>& terms) override {
     v1::ShardStatsResponse resp;
     DASH_RETURN_IF_ERROR(
@@ -65,11 +65,11 @@ class RemoteShardTarget : public shard::ShardTarget {
           for (const auto& t : terms) req.add_terms(t);
           return stub.Stats(ctx, req, &resp);
         }));
-    return shard::FromProto(resp.stats());
+    return query::FromProto(resp.stats());
   }
 
-  absl::StatusOr<shard::LegResult> Legs(absl::string_view tenant,
-                                        const shard::LegRequest& request) override {
+  absl::StatusOr<query::LegResult> Legs(absl::string_view tenant,
+                                        const query::LegRequest& request) override {
     v1::ShardLegsResponse resp;
     DASH_RETURN_IF_ERROR(
         Call([&](const Route& route, v1::ShardQuery::Stub& stub, grpc::ClientContext* ctx) {
@@ -78,15 +78,15 @@ class RemoteShardTarget : public shard::ShardTarget {
           req.set_tenant(std::string(tenant));
           req.set_shard(route.shard);
           req.set_epoch(route.epoch);
-          shard::ToProto(request, &req);
+          query::ToProto(request, &req);
           return stub.Legs(ctx, req, &resp);
         }));
-    return shard::FromProto(resp);
+    return query::FromProto(resp);
   }
 
   absl::StatusOr<std::map<std::string, v1::QueryHit>> Fetch(
       absl::string_view tenant, const std::vector<std::string>& ids,
-      const shard::FetchOptions& options) override {
+      const query::FetchOptions& options) override {
     v1::ShardFetchResponse resp;
     DASH_RETURN_IF_ERROR(
         Call([&](const Route& route, v1::ShardQuery::Stub& stub, grpc::ClientContext* ctx) {
@@ -96,7 +96,7 @@ class RemoteShardTarget : public shard::ShardTarget {
           req.set_shard(route.shard);
           req.set_epoch(route.epoch);
           for (const auto& id : ids) req.add_claim_ids(id);
-          shard::ToProto(options, &req);
+          query::ToProto(options, &req);
           return stub.Fetch(ctx, req, &resp);
         }));
     std::map<std::string, v1::QueryHit> hits;
@@ -179,10 +179,10 @@ grpc::Status RouterService::Write(grpc::ServerContext* ctx, const v1::WriteReque
                                   v1::WriteResponse* response) {
   // Validated here so that a malformed batch is refused without touching a
   // node; the leader validates again (it cannot trust its callers).
-  absl::Status valid = shard::ValidateBatch(*request, shard::Limits());
+  absl::Status valid = query::ValidateBatch(*request, query::Limits());
   if (!valid.ok()) return ToGrpcStatus(valid);
   absl::Status st = WithRetry([&](const v1::Placement& p) -> absl::Status {
-    DASH_ASSIGN_OR_RETURN(uint32_t shard, shard::ShardOfBatch(*request, p.shard_count()));
+    DASH_ASSIGN_OR_RETURN(uint32_t shard, query::ShardOfBatch(*request, p.shard_count()));
     if (request->has_shard() && request->shard() != shard) {
       return absl::InvalidArgumentError(
           absl::StrCat("shard: the batch belongs to shard ", shard, ", not ", request->shard()));
@@ -215,8 +215,8 @@ grpc::Status RouterService::Write(grpc::ServerContext* ctx, const v1::WriteReque
 
 grpc::Status RouterService::GetClaim(grpc::ServerContext* ctx, const v1::GetClaimRequest* request,
                                      v1::GetClaimResponse* response) {
-  absl::Status valid = shard::ValidateTenant(request->tenant(), "tenant");
-  if (valid.ok()) valid = shard::ValidateId(request->claim_id(), "claim_id");
+  absl::Status valid = query::ValidateTenant(request->tenant(), "tenant");
+  if (valid.ok()) valid = query::ValidateId(request->claim_id(), "claim_id");
   if (valid.ok() && !v1::ReadPreference_IsValid(request->read_preference())) {
     valid = absl::InvalidArgumentError("read_preference: is not a known preference");
   }
@@ -252,7 +252,7 @@ grpc::Status RouterService::GetClaim(grpc::ServerContext* ctx, const v1::GetClai
 grpc::Status RouterService::ListClaims(grpc::ServerContext* ctx,
                                        const v1::ListClaimsRequest* request,
                                        v1::ListClaimsResponse* response) {
-  absl::Status valid = shard::ValidateTenant(request->tenant(), "tenant");
+  absl::Status valid = query::ValidateTenant(request->tenant(), "tenant");
   if (valid.ok() && request->page_size() > kMaxPageSize) {
     valid = absl::InvalidArgumentError(
         absl::StrCat("page_size: ", request->page_size(), " exceeds the limit of ", kMaxPageSize));
@@ -346,7 +346,7 @@ grpc::Status RouterService::ListClaims(grpc::ServerContext* ctx,
 
 grpc::Status RouterService::Query(grpc::ServerContext* ctx, const v1::QueryRequest* request,
                                   v1::QueryResponse* response) {
-  absl::Status valid = shard::ValidateQuery(*request);
+  absl::Status valid = query::ValidateQuery(*request);
   if (!valid.ok()) return ToGrpcStatus(valid);
   const uint64_t spread = spread_++;
   int failovers = 0;
@@ -354,7 +354,7 @@ grpc::Status RouterService::Query(grpc::ServerContext* ctx, const v1::QueryReque
     DASH_RETURN_IF_ERROR(ShardEntryOf(p, 0).status());
     const auto deadline = Deadline(ctx);
     std::vector<std::unique_ptr<RemoteShardTarget>> remotes;
-    std::map<uint32_t, shard::ShardTarget*> targets;
+    std::map<uint32_t, query::ShardTarget*> targets;
     for (const v1::ShardEntry& entry : p.shards()) {
       DASH_ASSIGN_OR_RETURN(std::vector<Route> candidates,
                             ReadCandidates(p, entry, request->read_preference(), spread));
@@ -362,7 +362,7 @@ grpc::Status RouterService::Query(grpc::ServerContext* ctx, const v1::QueryReque
           placement_, std::move(candidates), &breaker_, options_.max_read_attempts, deadline));
       targets[entry.shard()] = remotes.back().get();
     }
-    absl::StatusOr<v1::QueryResponse> answer = shard::RunQuery(*request, targets, p.shard_count());
+    absl::StatusOr<v1::QueryResponse> answer = query::RunQuery(*request, targets, p.shard_count());
     for (const auto& remote : remotes) failovers += remote->failovers();
     DASH_RETURN_IF_ERROR(answer.status());
     *response = *std::move(answer);

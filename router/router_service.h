@@ -5,7 +5,7 @@
 // replica per shard by the request's ReadPreference and, unless that is
 // LEADER_ONLY, move on to the next eligible replica when one is UNAVAILABLE
 // (replica_choice.h); queries scatter to one replica of every shard and rank globally with the same
-// code a node uses (node/shard/query_runner.h), so the ranking does not depend on the shard count.
+// code a node uses (query/query_runner.h), so the ranking does not depend on the shard count.
 // Every answer says the epoch and LSN each shard served at.
 #ifndef DASH_ROUTER_ROUTER_SERVICE_H_
 #define DASH_ROUTER_ROUTER_SERVICE_H_

@@ -21,13 +21,13 @@
 #include "gmock/gmock.h"
 #include "grpcpp/client_context.h"
 #include "gtest/gtest.h"
-#include "node/shard/test_util.h"
+#include "query/test_util.h"
 
 namespace dash {
 namespace {
 
 using ::testing::HasSubstr;
-using namespace shard::testing;  // NOLINT: test builders
+using namespace query::testing;  // NOLINT: test builders
 
 constexpr uint32_t kShards = 4;
 

@@ -21,13 +21,13 @@
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
-#include "node/shard/test_util.h"
+#include "query/test_util.h"
 #include "tests/harness/process.h"
 
 namespace dash {
 namespace {
 
-using namespace shard::testing;  // NOLINT: test builders
+using namespace query::testing;  // NOLINT: test builders
 
 constexpr int kEvidencePerClaim = 3;
 constexpr int kWriters = 4;

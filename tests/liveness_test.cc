@@ -26,13 +26,13 @@
 #include "gmock/gmock.h"
 #include "grpcpp/client_context.h"
 #include "gtest/gtest.h"
-#include "node/shard/test_util.h"
+#include "query/test_util.h"
 #include "tests/harness/cluster.h"
 
 namespace dash {
 namespace {
 
-using namespace shard::testing;  // NOLINT: test builders
+using namespace query::testing;  // NOLINT: test builders
 
 constexpr uint32_t kShards = 4;
 

@@ -16,7 +16,7 @@
 #include "grpcpp/client_context.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
-#include "node/shard/test_util.h"
+#include "query/test_util.h"
 #include "tests/harness/process.h"
 
 namespace dash {
@@ -24,7 +24,7 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
-using namespace shard::testing;  // NOLINT: test builders
+using namespace query::testing;  // NOLINT: test builders
 
 class NodeProcessTest : public ::testing::Test {
  protected:

@@ -24,15 +24,15 @@
 #include "common/grpc_status.h"
 #include "dash/v1/data.grpc.pb.h"
 #include "dash/v1/node.grpc.pb.h"
-#include "gtest/gtest.h"
 #include "grpcpp/client_context.h"
-#include "node/shard/test_util.h"
+#include "gtest/gtest.h"
+#include "query/test_util.h"
 #include "tests/harness/cluster.h"
 
 namespace dash {
 namespace {
 
-using namespace shard::testing;  // NOLINT: test builders
+using namespace query::testing;  // NOLINT: test builders
 
 constexpr char kTenant[] = "acme";
 constexpr int kRounds = 30;
@@ -52,7 +52,7 @@ struct Attempt {
   bool acked = false;
   // Every token it was acknowledged with (retries must all get the same).
   std::vector<std::pair<uint64_t, uint64_t>> tokens;  // (epoch, lsn)
-  bool to_isolated_leader = false;  // Sent straight to a deposed leader.
+  bool to_isolated_leader = false;                    // Sent straight to a deposed leader.
 };
 
 std::string TextOf(const std::string& id, int version) {
@@ -246,8 +246,8 @@ class ReplicationFaultTest : public ::testing::Test {
     } while (!token.empty());
 
     const std::vector<Attempt> history = history_.Snapshot();
-    std::map<std::string, int> latest_acked;              // claim -> version
-    std::map<std::string, std::set<int>> attempted;       // claim -> versions
+    std::map<std::string, int> latest_acked;                  // claim -> version
+    std::map<std::string, std::set<int>> attempted;           // claim -> versions
     std::map<std::pair<uint64_t, uint64_t>, std::string> at;  // token -> key
     int acked = 0;
     for (const Attempt& a : history) {
@@ -282,8 +282,8 @@ class ReplicationFaultTest : public ::testing::Test {
       for (int later : attempted[id]) {
         if (later >= version && found->second == TextOf(id, later)) ok = true;
       }
-      EXPECT_TRUE(ok) << id << " reads \"" << found->second << "\", older than version "
-                      << version << ", which was acknowledged";
+      EXPECT_TRUE(ok) << id << " reads \"" << found->second << "\", older than version " << version
+                      << ", which was acknowledged";
     }
     EXPECT_EQ(missing, 0);
     for (const auto& [id, text] : texts) {
@@ -393,9 +393,9 @@ TEST_F(ReplicationFaultTest, ThirtyRoundsOfFaultsLoseNoAcknowledgedWrite) {
         absl::Status restarted = cluster_->RestartNode(victim, /*wipe=*/false);
         ASSERT_TRUE(restarted.ok()) << victim << ": " << restarted;
       }
-      st = testing::PollUntil(
-          [&] { return LogCount(victim, "installed a snapshot") > snapshots; }, absl::Seconds(60),
-          "the follower to install a snapshot", absl::Milliseconds(100));
+      st = testing::PollUntil([&] { return LogCount(victim, "installed a snapshot") > snapshots; },
+                              absl::Seconds(60), "the follower to install a snapshot",
+                              absl::Milliseconds(100));
       EXPECT_TRUE(st.ok()) << st;
     } else {  // isolate the leader
       const std::string victim = Leader();
@@ -405,8 +405,7 @@ TEST_F(ReplicationFaultTest, ThirtyRoundsOfFaultsLoseNoAcknowledgedWrite) {
             const std::string now = Leader();
             return !now.empty() && now != victim;
           },
-          absl::Seconds(30), "a new leader while the old one is isolated",
-          absl::Milliseconds(50));
+          absl::Seconds(30), "a new leader while the old one is isolated", absl::Milliseconds(50));
       ASSERT_TRUE(st.ok()) << st;
       WriteToIsolated(victim, round);
       const int repairs = LogCount(victim, "truncated the log after lsn") +

@@ -11,8 +11,8 @@
 #include "common/proto_bytes.h"
 #include "common/status_macros.h"
 #include "dash/v1/model.pb.h"
-#include "node/index/analyzer.h"
 #include "node/storage/keys.h"
+#include "query/analyzer.h"
 
 namespace dash::index {
 namespace {
@@ -92,7 +92,7 @@ absl::Status ReindexClaim(absl::string_view tenant, absl::string_view claim_id,
     v1::Claim claim;
     if (!claim.ParseFromString(*raw_claim)) return absl::DataLossError("stored claim is corrupt");
     auto add = [&](absl::string_view text) {
-      for (std::string& t : AnalyzeText(text)) {
+      for (std::string& t : query::AnalyzeText(text)) {
         ++tf[std::move(t)];
         ++length;
       }
@@ -142,12 +142,6 @@ absl::Status ReindexClaim(absl::string_view tenant, absl::string_view claim_id,
   stats->set_lexical_docs(stats->lexical_docs() + 1);
   stats->set_lexical_length(stats->lexical_length() + length);
   return absl::OkStatus();
-}
-
-void CorpusStats::Add(const CorpusStats& other) {
-  docs += other.docs;
-  total_length += other.total_length;
-  for (const auto& [term, n] : other.df) df[term] += n;
 }
 
 absl::StatusOr<CorpusStats> ReadStats(const storage::Reader& r, absl::string_view tenant,

@@ -20,8 +20,12 @@
 #include "absl/strings/string_view.h"
 #include "node/storage/engine.h"
 #include "node/storage/records.pb.h"
+#include "query/shard_target.h"
 
 namespace dash::index {
+
+using query::Bm25Params;
+using query::CorpusStats;
 
 // Document-frequency changes of several re-indexed claims, so that each
 // term's counter is read and written once per batch rather than per claim.
@@ -45,23 +49,9 @@ absl::Status ReindexClaim(absl::string_view tenant, absl::string_view claim_id,
 absl::Status ReindexClaim(absl::string_view tenant, absl::string_view claim_id,
                           storage::WriteSet* ws, storage::TenantState* stats);
 
-// Corpus statistics BM25 needs. A router (or a node hosting several shards)
-// sums them over shards so that scores do not depend on the shard count.
-struct CorpusStats {
-  uint64_t docs = 0;
-  uint64_t total_length = 0;
-  absl::flat_hash_map<std::string, uint64_t> df;  // For the query's terms.
-  void Add(const CorpusStats& other);
-};
-
 // This shard's statistics for `terms`.
 absl::StatusOr<CorpusStats> ReadStats(const storage::Reader& r, absl::string_view tenant,
                                       const std::vector<std::string>& terms);
-
-struct Bm25Params {
-  double k1 = 0.9;  // Anserini's BEIR defaults.
-  double b = 0.4;
-};
 
 struct ScoredClaim {
   std::string claim_id;

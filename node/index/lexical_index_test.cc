@@ -8,8 +8,8 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "node/index/analyzer.h"
 #include "node/storage/keys.h"
+#include "query/analyzer.h"
 
 namespace dash::index {
 namespace {
@@ -62,7 +62,7 @@ class LexicalIndexTest : public ::testing::Test {
   }
   std::vector<ScoredClaim> Search(const std::string& query, size_t k = 10) {
     auto snap = engine_->NewSnapshot();
-    const auto terms = AnalyzeText(query);
+    const auto terms = dash::query::AnalyzeText(query);
     auto stats = ReadStats(*snap, "t", terms);
     EXPECT_TRUE(stats.ok());
     auto hits = SearchBm25(*snap, "t", terms, k, Bm25Params(), *stats);
@@ -238,7 +238,7 @@ TEST_F(LexicalIndexTest, TiesBreakByClaimIdAndKLimits) {
 TEST_F(LexicalIndexTest, GlobalStatsChangeScoresNotMembership) {
   PutClaim("a", "ocean heat content rises");
   auto snap = engine_->NewSnapshot();
-  const auto terms = AnalyzeText("ocean");
+  const auto terms = query::AnalyzeText("ocean");
   CorpusStats local = *ReadStats(*snap, "t", terms);
   CorpusStats global = local;
   global.docs = 1000;  // As if other shards held many documents without the term.

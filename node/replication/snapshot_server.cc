@@ -54,7 +54,8 @@ grpc::Status SnapshotServer::FetchSnapshotFile(grpc::ServerContext* ctx,
       return ToGrpcStatus(stopping_ ? absl::UnavailableError("the node is shutting down")
                                     : absl::CancelledError("the follower cancelled"));
     }
-    if (absl::Status cut = FaultHook::CheckReplicationTraffic(); !cut.ok()) return ToGrpcStatus(cut);
+    if (absl::Status cut = FaultHook::CheckReplicationTraffic(); !cut.ok())
+      return ToGrpcStatus(cut);
     absl::StatusOr<std::string> data = (*reader)->Read(offset, n);
     if (!data.ok()) return ToGrpcStatus(data.status());
     v1::SnapshotChunk chunk;

@@ -24,7 +24,7 @@
 #include "node/replication/snapshot_fetcher.h"
 #include "node/replication/snapshot_server.h"
 #include "node/shard/shard_host.h"
-#include "node/shard/test_util.h"
+#include "query/test_util.h"
 
 namespace dash::replication {
 namespace {
@@ -100,16 +100,16 @@ class SnapshotTest : public ::testing::Test {
       req.set_tenant("t");
       for (int i = 0; i < kClaimsPerBatch; ++i) {
         const std::string id = absl::StrCat("c", b * kClaimsPerBatch + i);
-        *req.add_ops() = shard::testing::ClaimOp(
+        *req.add_ops() = query::testing::ClaimOp(
             id, absl::StrCat("claim ", id, " about sea ice, glaciers and ocean heat ", b * i));
-        *req.add_ops() = shard::testing::EvidenceOp(id, id + "-e");
+        *req.add_ops() = query::testing::EvidenceOp(id, id + "-e");
       }
       auto w = r->WriteAndWait(req);
       ASSERT_TRUE(w.ok()) << w.status();
     }
     follower_ = OpenHost("follower");
     // A claim the follower has and the leader has not: gone once replaced.
-    v1::WriteRequest stale = shard::testing::ClaimBatch("t", "stale-only-here");
+    v1::WriteRequest stale = query::testing::ClaimBatch("t", "stale-only-here");
     ASSERT_TRUE(follower_->replica(0)->WriteAndWait(stale).ok());
   }
 
@@ -695,7 +695,7 @@ TEST_F(InstallTest, CheckpointOfAnotherShardRollsBack) {
   auto host = OpenHost("two-shards", 2);
   const uint32_t shard = ShardOf("t", "stale-only-here", 2);
   ASSERT_TRUE(
-      host->replica(shard)->WriteAndWait(shard::testing::ClaimBatch("t", "stale-only-here")).ok());
+      host->replica(shard)->WriteAndWait(query::testing::ClaimBatch("t", "stale-only-here")).ok());
   const std::string staging = host->SnapshotStagingDir(shard);
   fs::create_directories(fs::path(staging).parent_path());
   ASSERT_TRUE(leader_->replica(0)->CreateCheckpoint(staging).ok());

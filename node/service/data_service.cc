@@ -5,7 +5,7 @@
 #include "common/hashing.h"
 #include "google/protobuf/util/time_util.h"
 #include "node/replication/fault_hook.h"
-#include "node/shard/batch_validator.h"
+#include "query/batch_validator.h"
 
 namespace dash::service {
 namespace {
@@ -42,8 +42,8 @@ grpc::ServerUnaryReactor* DataService::Write(grpc::CallbackServerContext* ctx,
 
 grpc::Status DataService::GetClaim(grpc::ServerContext* ctx, const v1::GetClaimRequest* request,
                                    v1::GetClaimResponse* response) {
-  absl::Status valid = shard::ValidateTenant(request->tenant(), "tenant");
-  if (valid.ok()) valid = shard::ValidateId(request->claim_id(), "claim_id");
+  absl::Status valid = query::ValidateTenant(request->tenant(), "tenant");
+  if (valid.ok()) valid = query::ValidateId(request->claim_id(), "claim_id");
   if (valid.ok()) {
     valid = CheckLeaderRead(*host_,
                             ShardOf(request->tenant(), request->claim_id(), host_->shard_count()),

@@ -8,7 +8,7 @@
 #include "glog/logging.h"
 #include "grpcpp/create_channel.h"
 #include "node/replication/fault_hook.h"
-#include "node/shard/query_codec.h"
+#include "query/query_codec.h"
 
 namespace dash::service {
 namespace {

@@ -3,8 +3,9 @@
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
-#include "node/shard/query_codec.h"
-#include "node/shard/query_runner.h"
+#include "node/shard/local_shard_target.h"
+#include "query/query_codec.h"
+#include "query/query_runner.h"
 
 namespace dash::service {
 
@@ -23,7 +24,7 @@ grpc::Status ShardQueryService::Stats(grpc::ServerContext* ctx,
   std::vector<std::string> terms(request->terms().begin(), request->terms().end());
   absl::StatusOr<index::CorpusStats> stats = (*r)->LexicalStats(request->tenant(), terms);
   if (!stats.ok()) return ToGrpcStatus(stats.status(), ctx);
-  *response->mutable_stats() = shard::ToProto(*stats);
+  *response->mutable_stats() = query::ToProto(*stats);
   return grpc::Status::OK;
 }
 
@@ -31,10 +32,10 @@ grpc::Status ShardQueryService::Legs(grpc::ServerContext* ctx, const v1::ShardLe
                                      v1::ShardLegsResponse* response) {
   auto r = Target(request->shard(), request->epoch(), request->leader_read());
   if (!r.ok()) return ToGrpcStatus(r.status(), ctx);
-  absl::StatusOr<shard::LegResult> legs =
-      (*r)->RunLegs(request->tenant(), shard::FromProto(*request));
+  absl::StatusOr<query::LegResult> legs =
+      (*r)->RunLegs(request->tenant(), query::FromProto(*request));
   if (!legs.ok()) return ToGrpcStatus(legs.status(), ctx);
-  shard::ToProto(*legs, response);
+  query::ToProto(*legs, response);
   return grpc::Status::OK;
 }
 
@@ -45,7 +46,7 @@ grpc::Status ShardQueryService::Fetch(grpc::ServerContext* ctx,
   if (!r.ok()) return ToGrpcStatus(r.status(), ctx);
   shard::LocalShardTarget target(r->get());
   std::vector<std::string> ids(request->claim_ids().begin(), request->claim_ids().end());
-  auto hits = target.Fetch(request->tenant(), ids, shard::FromProto(*request));
+  auto hits = target.Fetch(request->tenant(), ids, query::FromProto(*request));
   if (!hits.ok()) return ToGrpcStatus(hits.status(), ctx);
   for (const std::string& id : ids) {
     auto it = hits->find(id);

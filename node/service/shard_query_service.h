@@ -1,5 +1,5 @@
 // dash.v1.ShardQuery over a ShardHost: the per-shard phases of a query for a
-// router that ranks across all shards (see node/shard/query_runner.h).
+// router that ranks across all shards (see query/query_runner.h).
 #ifndef DASH_NODE_SERVICE_SHARD_QUERY_SERVICE_H_
 #define DASH_NODE_SERVICE_SHARD_QUERY_SERVICE_H_
 

@@ -341,13 +341,13 @@ absl::Status ApplyBatch(const storage::LogPayload& payload, const CommitPoint& a
 }
 
 absl::Status CheckClaimLimits(const storage::LogPayload& payload,
-                              const std::vector<std::string>& touched, const Limits& limits,
+                              const std::vector<std::string>& touched, const query::Limits& limits,
                               storage::WriteSet* ws) {
   const std::string& tenant = payload.tenant();
   auto first_op = [&](const std::string& claim_id) {
     for (int i = 0; i < payload.ops_size(); ++i) {
       const v1::WriteOp& op = payload.ops(i);
-      if (OwningClaimId(op) != claim_id) continue;
+      if (query::OwningClaimId(op) != claim_id) continue;
       switch (op.op_case()) {
         case v1::WriteOp::kClaim:
           return absl::StrCat("ops[", i, "].claim");

@@ -14,9 +14,9 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "node/shard/batch_validator.h"
 #include "node/storage/engine.h"
 #include "node/storage/records.pb.h"
+#include "query/batch_validator.h"
 
 namespace dash::shard {
 
@@ -49,7 +49,7 @@ absl::Status ApplyBatch(const storage::LogPayload& payload, const CommitPoint& a
 // pieces of evidence; the limit is 1000"). Not part of ApplyBatch: records already in a log are
 // replayed whatever the limits of the binary replaying them.
 absl::Status CheckClaimLimits(const storage::LogPayload& payload,
-                              const std::vector<std::string>& touched, const Limits& limits,
+                              const std::vector<std::string>& touched, const query::Limits& limits,
                               storage::WriteSet* ws);
 
 }  // namespace dash::shard

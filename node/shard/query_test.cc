@@ -12,15 +12,16 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
-#include "node/shard/query_runner.h"
+#include "node/shard/local_shard_target.h"
 #include "node/shard/shard_host.h"
-#include "node/shard/test_util.h"
 #include "node/storage/keys.h"
+#include "query/query_runner.h"
+#include "query/test_util.h"
 
 namespace dash::shard {
 namespace {
 
-using namespace testing;  // NOLINT: test builders
+using namespace query::testing;  // NOLINT: test builders
 
 class QueryTest : public ::testing::Test {
  protected:
@@ -43,7 +44,8 @@ class QueryTest : public ::testing::Test {
     host_ = std::move(*ShardHost::Open(o));
   }
   void Write(v1::WriteRequest req) {
-    const uint32_t shard = ShardOf(req.tenant(), std::string(OwningClaimId(req.ops(0))), shards_);
+    const uint32_t shard =
+        ShardOf(req.tenant(), std::string(query::OwningClaimId(req.ops(0))), shards_);
     auto r = host_->replica(shard)->WriteAndWait(req);
     ASSERT_TRUE(r.ok()) << r.status();
   }
@@ -385,7 +387,7 @@ class Rendezvous {
 };
 
 // A local replica behind a rendezvous, optionally failing every call.
-class MeetingTarget : public ShardTarget {
+class MeetingTarget : public query::ShardTarget {
  public:
   MeetingTarget(const ShardReplica* replica, Rendezvous* rendezvous, absl::Status fail,
                 absl::Duration fail_after = absl::ZeroDuration())
@@ -399,14 +401,15 @@ class MeetingTarget : public ShardTarget {
     }
     return local_.Stats(tenant, terms);
   }
-  absl::StatusOr<LegResult> Legs(absl::string_view tenant, const LegRequest& request) override {
+  absl::StatusOr<query::LegResult> Legs(absl::string_view tenant,
+                                        const query::LegRequest& request) override {
     rendezvous_->Arrive();
     if (!fail_.ok()) return fail_;
     return local_.Legs(tenant, request);
   }
-  absl::StatusOr<std::map<std::string, v1::QueryHit>> Fetch(absl::string_view tenant,
-                                                            const std::vector<std::string>& ids,
-                                                            const FetchOptions& options) override {
+  absl::StatusOr<std::map<std::string, v1::QueryHit>> Fetch(
+      absl::string_view tenant, const std::vector<std::string>& ids,
+      const query::FetchOptions& options) override {
     return local_.Fetch(tenant, ids, options);
   }
 
@@ -488,13 +491,13 @@ TEST_F(QueryTest, ShardsAreAskedAtOnceAndRankAsASingleShard) {
   put_all();
   Rendezvous rendezvous(4, absl::Seconds(5));
   std::vector<std::unique_ptr<MeetingTarget>> owned;
-  std::map<uint32_t, ShardTarget*> targets;
+  std::map<uint32_t, query::ShardTarget*> targets;
   for (uint32_t s = 0; s < 4; ++s) {
     owned.push_back(
         std::make_unique<MeetingTarget>(host_->replica(s).get(), &rendezvous, absl::OkStatus()));
     targets[s] = owned.back().get();
   }
-  absl::StatusOr<v1::QueryResponse> r = RunQuery(Text("sea ice", 10), targets, 4);
+  absl::StatusOr<v1::QueryResponse> r = query::RunQuery(Text("sea ice", 10), targets, 4);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(rendezvous.timeouts(), 0) << "a shard was asked while another had not answered";
   EXPECT_EQ(rendezvous.met(), 2) << "statistics, then legs: all four shards at once each time";
@@ -508,7 +511,7 @@ TEST_F(QueryTest, WhenSeveralShardsFailTheLowestShardsErrorIsReturned) {
   Put("c1", "sea ice", 2000);
   Rendezvous rendezvous(4, absl::Seconds(5));
   std::vector<std::unique_ptr<MeetingTarget>> owned;
-  std::map<uint32_t, ShardTarget*> targets;
+  std::map<uint32_t, query::ShardTarget*> targets;
   for (uint32_t s = 0; s < 4; ++s) {
     absl::Status fail = s == 1 || s == 3
                             ? absl::UnavailableError(absl::StrCat("shard ", s, " is down"))
@@ -519,7 +522,7 @@ TEST_F(QueryTest, WhenSeveralShardsFailTheLowestShardsErrorIsReturned) {
                                         s == 1 ? absl::Milliseconds(300) : absl::ZeroDuration()));
     targets[s] = owned.back().get();
   }
-  absl::StatusOr<v1::QueryResponse> r = RunQuery(Text("sea ice", 10), targets, 4);
+  absl::StatusOr<v1::QueryResponse> r = query::RunQuery(Text("sea ice", 10), targets, 4);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(r.status().message(), "shard 1 is down");
 }

@@ -14,20 +14,32 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "common/fusion.h"
 #include "common/grpc_status.h"
 #include "common/hashing.h"
 #include "common/page_token.h"
 #include "common/status_macros.h"
 #include "common/text.h"
 #include "glog/logging.h"
-#include "node/index/analyzer.h"
-#include "node/index/filter.h"
-#include "node/shard/batch_validator.h"
-#include "node/shard/query_codec.h"
-#include "node/shard/query_runner.h"
+#include "node/shard/local_shard_target.h"
+#include "query/analyzer.h"
+#include "query/batch_validator.h"
+#include "query/filter.h"
+#include "query/fusion.h"
+#include "query/query_codec.h"
+#include "query/query_runner.h"
 
 namespace dash::shard {
+
+v1::FollowerLag ToProto(const FollowerLag& lag) {
+  v1::FollowerLag out;
+  out.set_node_id(lag.node_id);
+  out.set_acked_lsn(lag.acked_lsn);
+  out.set_lag_records(lag.lag_records);
+  out.set_lag_bytes(lag.lag_bytes);
+  out.set_lag_seconds(lag.lag_seconds);
+  out.set_in_sync(lag.in_sync);
+  return out;
+}
 namespace {
 constexpr uint32_t kDefaultPageSize = 100;
 constexpr uint32_t kMaxPageSize = 1000;
@@ -298,9 +310,9 @@ absl::StatusOr<std::shared_ptr<ShardReplica>> ShardHost::InstallSnapshot(
 }
 
 void ShardHost::Write(v1::WriteRequest request, ShardReplica::WriteDone done) {
-  absl::Status valid = ValidateBatch(request, options_.replica.limits);
+  absl::Status valid = query::ValidateBatch(request, options_.replica.limits);
   if (!valid.ok()) return done(valid);
-  absl::StatusOr<uint32_t> shard = ShardOfBatch(request, options_.shard_count);
+  absl::StatusOr<uint32_t> shard = query::ShardOfBatch(request, options_.shard_count);
   if (!shard.ok()) return done(shard.status());
   if (request.has_shard() && request.shard() != *shard) {
     return done(absl::InvalidArgumentError(
@@ -311,12 +323,12 @@ void ShardHost::Write(v1::WriteRequest request, ShardReplica::WriteDone done) {
   // The callback must not own the replica: it runs on the replica's commit
   // thread, and dropping the last reference there would join that thread
   // from itself. A replica answers every write it took before it is gone.
-  r->Write(std::move(request), std::move(done));
+  r->WriteValidated(std::move(request), std::move(done));  // Validated above, once.
 }
 
 absl::StatusOr<v1::GetClaimResponse> ShardHost::GetClaim(const v1::GetClaimRequest& request) const {
-  DASH_RETURN_IF_ERROR(ValidateTenant(request.tenant(), "tenant"));
-  DASH_RETURN_IF_ERROR(ValidateId(request.claim_id(), "claim_id"));
+  DASH_RETURN_IF_ERROR(query::ValidateTenant(request.tenant(), "tenant"));
+  DASH_RETURN_IF_ERROR(query::ValidateId(request.claim_id(), "claim_id"));
   if (!v1::ReadPreference_IsValid(request.read_preference())) {
     return absl::InvalidArgumentError("read_preference: is not a known preference");
   }
@@ -357,7 +369,7 @@ absl::StatusOr<v1::GetClaimResponse> ShardHost::GetClaim(const v1::GetClaimReque
 
 absl::StatusOr<v1::ListClaimsResponse> ShardHost::ListClaims(
     const v1::ListClaimsRequest& request) const {
-  DASH_RETURN_IF_ERROR(ValidateTenant(request.tenant(), "tenant"));
+  DASH_RETURN_IF_ERROR(query::ValidateTenant(request.tenant(), "tenant"));
   if (request.page_size() > kMaxPageSize) {
     return absl::InvalidArgumentError(
         absl::StrCat("page_size: ", request.page_size(), " exceeds the limit of ", kMaxPageSize));
@@ -412,12 +424,12 @@ absl::StatusOr<v1::ListClaimsResponse> ShardHost::ListClaims(
 absl::StatusOr<v1::QueryResponse> ShardHost::Query(const v1::QueryRequest& request) const {
   const std::map<uint32_t, std::shared_ptr<ShardReplica>> hosted = replicas();
   std::vector<std::unique_ptr<LocalShardTarget>> locals;
-  std::map<uint32_t, ShardTarget*> targets;
+  std::map<uint32_t, query::ShardTarget*> targets;
   for (const auto& [id, r] : hosted) {
     locals.push_back(std::make_unique<LocalShardTarget>(r.get()));
     targets[id] = locals.back().get();
   }
-  return RunQuery(request, targets, options_.shard_count);
+  return query::RunQuery(request, targets, options_.shard_count);
 }
 
 void ShardHost::PublishFollowStatus(std::map<uint32_t, v1::FollowerStatus> status) {

@@ -20,6 +20,9 @@
 
 namespace dash::shard {
 
+// A leader's view of one follower, as heartbeats and NodeInfo carry it.
+v1::FollowerLag ToProto(const FollowerLag& lag);
+
 struct HostOptions {
   std::string node_id;
   std::string data_dir;  // Replica i lives in <data_dir>/shard-<i>.

@@ -10,12 +10,12 @@
 #include "common/hashing.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "node/shard/test_util.h"
+#include "query/test_util.h"
 
 namespace dash::shard {
 namespace {
 
-using namespace testing;  // NOLINT: test builders
+using namespace query::testing;  // NOLINT: test builders
 
 const char* kTexts[] = {
     "Arctic sea ice extent is declining rapidly",

@@ -12,11 +12,11 @@
 #include "common/proto_bytes.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
-#include "node/index/analyzer.h"
-#include "node/index/filter.h"
 #include "node/shard/batch_applier.h"
 #include "node/storage/keys.h"
 #include "node/storage/log_record.h"
+#include "query/analyzer.h"
+#include "query/filter.h"
 
 namespace dash::shard {
 namespace {
@@ -333,9 +333,9 @@ ShardReplica::~ShardReplica() {
 }
 
 void ShardReplica::Write(v1::WriteRequest request, WriteDone done) {
-  absl::Status valid = ValidateBatch(request, options_.limits);
+  absl::Status valid = query::ValidateBatch(request, options_.limits);
   if (valid.ok()) {
-    absl::StatusOr<uint32_t> shard = ShardOfBatch(request, options_.shard_count);
+    absl::StatusOr<uint32_t> shard = query::ShardOfBatch(request, options_.shard_count);
     if (!shard.ok()) {
       valid = shard.status();
     } else if (*shard != options_.shard_id) {
@@ -348,6 +348,10 @@ void ShardReplica::Write(v1::WriteRequest request, WriteDone done) {
     done(valid);
     return;
   }
+  WriteValidated(std::move(request), std::move(done));
+}
+
+void ShardReplica::WriteValidated(v1::WriteRequest request, WriteDone done) {
   std::string digest = BatchDigest(request);
   absl::Status rejected;
   {
@@ -1493,7 +1497,7 @@ void ShardReplica::RefreshCaches(const std::vector<std::pair<std::string, std::s
 }
 
 absl::StatusOr<std::shared_ptr<const index::IdSet>> ShardReplica::Allowed(
-    const storage::Reader& r, absl::string_view tenant, const LegRequest& request,
+    const storage::Reader& r, absl::string_view tenant, const query::LegRequest& request,
     uint64_t generation) const {
   const std::string key =
       absl::StrCat(request.support_only ? "S" : "A", DeterministicSerialize(request.filter));
@@ -1502,17 +1506,17 @@ absl::StatusOr<std::shared_ptr<const index::IdSet>> ShardReplica::Allowed(
       [&]() -> absl::StatusOr<index::IdSet> {
         index::IdSet ids;
         const bool check_evidence =
-            request.support_only || index::HasEvidenceCondition(request.filter);
+            request.support_only || query::HasEvidenceCondition(request.filter);
         auto cursor = r.Scan(Family::kClaims, keys::TenantPrefix(tenant));
         for (; cursor->Valid(); cursor->Next()) {
           DASH_ASSIGN_OR_RETURN(v1::Claim claim, Parse<v1::Claim>(cursor->value(), "claim"));
-          if (!index::MatchesClaim(request.filter, claim)) continue;
+          if (!query::MatchesClaim(request.filter, claim)) continue;
           if (check_evidence) {
             bool ok = false;
             auto ev = r.Scan(Family::kEvidence, keys::ClaimPrefix(tenant, claim.claim_id()));
             for (; ev->Valid() && !ok; ev->Next()) {
               DASH_ASSIGN_OR_RETURN(v1::Evidence e, Parse<v1::Evidence>(ev->value(), "evidence"));
-              ok = index::MatchesEvidence(request.filter, e) &&
+              ok = query::MatchesEvidence(request.filter, e) &&
                    (!request.support_only || e.stance() == v1::STANCE_SUPPORTS);
             }
             DASH_RETURN_IF_ERROR(ev->status());
@@ -1525,15 +1529,15 @@ absl::StatusOr<std::shared_ptr<const index::IdSet>> ShardReplica::Allowed(
       });
 }
 
-absl::StatusOr<LegResult> ShardReplica::RunLegs(absl::string_view tenant,
-                                                const LegRequest& request) const {
+absl::StatusOr<query::LegResult> ShardReplica::RunLegs(absl::string_view tenant,
+                                                       const query::LegRequest& request) const {
   const std::string tenant_s(tenant);
   // The generation is read before the snapshot (see PrefilterCache).
   const uint64_t generation = filter_cache_.Generation(tenant_s);
   DASH_ASSIGN_OR_RETURN(auto snapshot, ReadView());
-  LegResult result;
+  query::LegResult result;
   std::shared_ptr<const index::IdSet> allowed;
-  if (!index::IsEmpty(request.filter) || request.support_only) {
+  if (!query::IsEmpty(request.filter) || request.support_only) {
     DASH_ASSIGN_OR_RETURN(allowed, Allowed(*snapshot, tenant, request, generation));
   }
   if (!request.terms.empty()) {
@@ -1576,7 +1580,7 @@ absl::StatusOr<LegResult> ShardReplica::RunLegs(absl::string_view tenant,
 
 absl::StatusOr<v1::QueryHit> ShardReplica::FetchHit(absl::string_view tenant,
                                                     absl::string_view claim_id,
-                                                    const FetchOptions& options) const {
+                                                    const query::FetchOptions& options) const {
   DASH_ASSIGN_OR_RETURN(auto snapshot, ReadView());
   DASH_ASSIGN_OR_RETURN(auto raw, snapshot->Get(Family::kClaims, keys::Claim(tenant, claim_id)));
   if (!raw.has_value())
@@ -1605,7 +1609,7 @@ absl::StatusOr<v1::QueryHit> ShardReplica::FetchHit(absl::string_view tenant,
                                             "\": quote does not match its stored SHA-256"));
       continue;
     }
-    if (!index::MatchesEvidence(options.filter, e)) continue;
+    if (!query::MatchesEvidence(options.filter, e)) continue;
     evidence.push_back(std::move(e));
   }
   DASH_RETURN_IF_ERROR(ev->status());
@@ -1621,7 +1625,7 @@ absl::StatusOr<v1::QueryHit> ShardReplica::FetchHit(absl::string_view tenant,
     std::vector<std::vector<std::string>> analyzed;  // Each quote analyzed once.
     double total = 0;
     for (const auto& e : evidence) {
-      analyzed.push_back(index::AnalyzeText(e.citation().quote()));
+      analyzed.push_back(query::AnalyzeText(e.citation().quote()));
       total += analyzed.back().size();
     }
     const double avg = evidence.empty() ? 1 : total / evidence.size();

@@ -25,14 +25,14 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
-#include "common/fusion.h"
 #include "dash/v1/data.pb.h"
 #include "node/index/lexical_index.h"
 #include "node/index/prefilter_cache.h"
 #include "node/index/vector_index.h"
-#include "node/shard/batch_validator.h"
 #include "node/storage/engine.h"
 #include "node/storage/records.pb.h"
+#include "query/batch_validator.h"
+#include "query/shard_target.h"
 
 namespace dash::shard {
 
@@ -52,7 +52,7 @@ struct ReplicaOptions {
   bool sync = true;
   size_t max_pending_writes = 10000;  // Beyond this, RESOURCE_EXHAUSTED.
   size_t max_group_writes = 512;      // Batches per group commit.
-  Limits limits;
+  query::Limits limits;
   // A write not held by a majority within this time is answered UNAVAILABLE
   // (its outcome unknown: retry with the same idempotency key).
   absl::Duration commit_timeout = absl::Seconds(5);
@@ -78,37 +78,6 @@ struct WriteResult {
   v1::CommitToken token;
   int64_t commit_time_micros = 0;
   bool replayed = false;
-};
-
-// What one replica runs for a query's ranking legs.
-struct LegRequest {
-  std::vector<std::string> terms;  // Analyzed query text; empty: no lexical leg.
-  index::Bm25Params bm25;
-  index::CorpusStats stats;      // Corpus statistics (summed over shards).
-  std::vector<float> embedding;  // Empty: no vector leg.
-  v1::VectorSearchMode vector_mode = v1::VECTOR_SEARCH_AUTO;
-  size_t depth = 10;  // Candidates per leg.
-  v1::Filter filter;
-  bool support_only = false;  // Only claims with supporting evidence.
-  bool bypass_filter_cache = false;
-};
-
-struct LegResult {
-  std::vector<fusion::Candidate> lexical;  // Best first.
-  std::vector<fusion::Candidate> vector;   // Best first.
-  std::string vector_plan = "none";        // "exact", "approximate" or "none".
-  v1::CommitToken read_at;
-};
-
-// How a hit's evidence is selected and checked.
-struct FetchOptions {
-  v1::StanceMode stance_mode = v1::STANCE_MODE_ALL;
-  bool include_evidence = false;
-  std::vector<std::string> terms;  // For the strength of evidence (BALANCED).
-  index::Bm25Params bm25;
-  index::CorpusStats stats;
-  v1::Filter filter;           // Its evidence condition selects evidence.
-  bool include_edges = false;  // Read outgoing edges (implied by include_evidence).
 };
 
 // Who may write to a replica. A standalone replica leads at the epoch stored
@@ -192,6 +161,10 @@ class ShardReplica {
   // full) or UNAVAILABLE (shutting down or storage failure). `done` must not
   // block.
   void Write(v1::WriteRequest request, WriteDone done);
+  // Write() of a batch the caller has already validated with this replica's
+  // limits (ReplicaOptions::limits) and found to belong to this shard: a
+  // node validates each batch once (ShardHost::Write).
+  void WriteValidated(v1::WriteRequest request, WriteDone done);
   // Write() and wait for the result.
   absl::StatusOr<WriteResult> WriteAndWait(v1::WriteRequest request);
 
@@ -215,11 +188,12 @@ class ShardReplica {
   // restricted to the claims that satisfy the filter (computed through the
   // prefilter cache). INVALID_ARGUMENT if the embedding does not fit the
   // tenant's dimension.
-  absl::StatusOr<LegResult> RunLegs(absl::string_view tenant, const LegRequest& request) const;
+  absl::StatusOr<query::LegResult> RunLegs(absl::string_view tenant,
+                                           const query::LegRequest& request) const;
   // One hit with its evidence as `options` select it; every returned quote is
   // checked against its stored hash. NOT_FOUND if the claim is gone.
   absl::StatusOr<v1::QueryHit> FetchHit(absl::string_view tenant, absl::string_view claim_id,
-                                        const FetchOptions& options) const;
+                                        const query::FetchOptions& options) const;
   index::PrefilterCacheStats FilterCacheStats() const { return filter_cache_.stats(); }
 
   ReplicaState State() const;
@@ -324,7 +298,7 @@ class ShardReplica {
   // Claims of `tenant` satisfying the filter (and having support, if asked).
   absl::StatusOr<std::shared_ptr<const index::IdSet>> Allowed(const storage::Reader& r,
                                                               absl::string_view tenant,
-                                                              const LegRequest& request,
+                                                              const query::LegRequest& request,
                                                               uint64_t generation) const;
   // Loads every stored embedding into per-tenant vector indexes.
   absl::Status LoadVectors();

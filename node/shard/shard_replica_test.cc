@@ -12,22 +12,22 @@
 #include "common/hashing.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "node/shard/test_util.h"
 #include "node/storage/log_record.h"
 #include "node/storage/records.pb.h"
+#include "query/test_util.h"
 
 namespace dash::shard {
 namespace {
 
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
-using namespace testing;  // NOLINT: test builders
+using namespace query::testing;  // NOLINT: test builders
 
 // The lexical leg of one replica, best first.
 std::vector<fusion::Candidate> Lexical(const ShardReplica& r, const std::string& tenant,
                                        const std::vector<std::string>& terms,
                                        const index::CorpusStats& stats, size_t k) {
-  LegRequest req;
+  query::LegRequest req;
   req.terms = terms;
   req.stats = stats;
   req.depth = k;
@@ -998,7 +998,7 @@ TEST_F(ManagedReplicaTest, TruncationInvalidatesFilterCachesOfTheKeptRecordsToo)
   auto f = OpenManaged("f");
   ASSERT_TRUE(f->AdoptRole(FollowerOf(1)).ok());
   ASSERT_TRUE(f->ApplyEncodedRecords(records, 1).ok());  // One view, at 3.
-  LegRequest req;
+  query::LegRequest req;
   req.terms = {"claim"};
   req.support_only = true;  // Goes through the prefilter cache.
   req.depth = 10;

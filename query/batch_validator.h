@@ -2,8 +2,8 @@
 // without reading stored data (formats, sizes, required fields, hashes).
 // The stateful rules (evidence-first, embedding dimension) are checked by
 // ApplyBatch. Thread-safe: pure functions.
-#ifndef DASH_NODE_SHARD_BATCH_VALIDATOR_H_
-#define DASH_NODE_SHARD_BATCH_VALIDATOR_H_
+#ifndef DASH_QUERY_BATCH_VALIDATOR_H_
+#define DASH_QUERY_BATCH_VALIDATOR_H_
 
 #include <cstdint>
 
@@ -11,7 +11,7 @@
 #include "absl/status/statusor.h"
 #include "dash/v1/data.pb.h"
 
-namespace dash::shard {
+namespace dash::query {
 
 struct Limits {
   size_t max_ops = 1000;
@@ -56,6 +56,6 @@ absl::string_view OwningClaimId(const v1::WriteOp& op);
 // request.shard when set).
 absl::StatusOr<uint32_t> ShardOfBatch(const v1::WriteRequest& request, uint32_t shard_count);
 
-}  // namespace dash::shard
+}  // namespace dash::query
 
-#endif  // DASH_NODE_SHARD_BATCH_VALIDATOR_H_
+#endif  // DASH_QUERY_BATCH_VALIDATOR_H_

@@ -1,4 +1,4 @@
-#include "node/index/analyzer.h"
+#include "query/analyzer.h"
 
 #include <libstemmer.h>
 
@@ -9,7 +9,7 @@
 #include "unicode/locid.h"
 #include "unicode/unistr.h"
 
-namespace dash::index {
+namespace dash::query {
 namespace {
 
 constexpr size_t kMaxTokenBytes = 64;
@@ -70,4 +70,4 @@ std::vector<std::string> AnalyzeText(absl::string_view text) {
   return terms;
 }
 
-}  // namespace dash::index
+}  // namespace dash::query

@@ -1,9 +1,9 @@
-#include "node/index/filter.h"
+#include "query/filter.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace dash::index {
+namespace dash::query {
 namespace {
 
 v1::MetadataValue Int(int64_t v) {
@@ -119,9 +119,9 @@ TEST(FilterTest, ValidationNamesTheField) {
 }
 
 }  // namespace
-}  // namespace dash::index
+}  // namespace dash::query
 
-namespace dash::index {
+namespace dash::query {
 namespace {
 
 // What one query may ask the node to hold is bounded, and timestamps outside
@@ -179,4 +179,4 @@ TEST(FilterTest, BoundsOnKeysClausesValuesSizeAndTimestampsNameTheField) {
 }
 
 }  // namespace
-}  // namespace dash::index
+}  // namespace dash::query

@@ -1,18 +1,18 @@
-#include "node/shard/batch_validator.h"
+#include "query/batch_validator.h"
 
 #include <functional>
 
 #include "common/hashing.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "node/shard/test_util.h"
+#include "query/test_util.h"
 
-namespace dash::shard {
+namespace dash::query {
 namespace {
 
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
-using namespace testing;  // NOLINT: test builders
+using namespace testing;  // NOLINT: test builders (query::testing)
 
 struct BadCase {
   const char* name;
@@ -148,4 +148,4 @@ TEST(BatchValidatorTest, ShardOfBatchNamesTheOpOnAnotherShard) {
 }
 
 }  // namespace
-}  // namespace dash::shard
+}  // namespace dash::query

@@ -1,4 +1,4 @@
-#include "node/shard/batch_validator.h"
+#include "query/batch_validator.h"
 
 #include <cmath>
 #include <optional>
@@ -10,7 +10,7 @@
 #include "common/status_macros.h"
 #include "common/text.h"
 
-namespace dash::shard {
+namespace dash::query {
 namespace {
 
 absl::Status Bad(absl::string_view path, absl::string_view what) {
@@ -243,4 +243,4 @@ absl::StatusOr<uint32_t> ShardOfBatch(const v1::WriteRequest& request, uint32_t 
   return *shard;
 }
 
-}  // namespace dash::shard
+}  // namespace dash::query

@@ -1,4 +1,4 @@
-#include "node/shard/query_runner.h"
+#include "query/query_runner.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,16 +6,16 @@
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
-#include "common/fusion.h"
 #include "common/hashing.h"
 #include "common/parallel.h"
 #include "common/status_macros.h"
 #include "common/text.h"
-#include "node/index/analyzer.h"
-#include "node/index/filter.h"
-#include "node/shard/batch_validator.h"
+#include "query/analyzer.h"
+#include "query/batch_validator.h"
+#include "query/filter.h"
+#include "query/fusion.h"
 
-namespace dash::shard {
+namespace dash::query {
 namespace {
 
 constexpr uint32_t kDefaultQueryK = 10;
@@ -38,7 +38,7 @@ absl::Status CheckRange(const char* field, double v, double lo, double hi) {
 
 // The request's parameters with defaults applied.
 struct Params {
-  index::Bm25Params bm25;
+  Bm25Params bm25;
   fusion::RrfParams rrf;
   fusion::LinearParams linear;
   bool use_linear = false;
@@ -69,7 +69,7 @@ absl::StatusOr<Params> Parse(const v1::QueryRequest& request) {
     p.bm25.b = request.bm25().b();
     if (!(p.bm25.b >= 0 && p.bm25.b <= 1)) return Bad("bm25.b", "must be in [0, 1]");
   }
-  DASH_RETURN_IF_ERROR(index::ValidateFilter(request.filter()));
+  DASH_RETURN_IF_ERROR(ValidateFilter(request.filter()));
   p.use_linear = request.fusion().has_linear();
   if (request.fusion().has_rrf()) {
     const v1::RrfFusion& f = request.fusion().rrf();
@@ -105,28 +105,6 @@ absl::StatusOr<Params> Parse(const v1::QueryRequest& request) {
 
 }  // namespace
 
-absl::StatusOr<index::CorpusStats> LocalShardTarget::Stats(absl::string_view tenant,
-                                                           const std::vector<std::string>& terms) {
-  return replica_->LexicalStats(tenant, terms);
-}
-
-absl::StatusOr<LegResult> LocalShardTarget::Legs(absl::string_view tenant,
-                                                 const LegRequest& request) {
-  return replica_->RunLegs(tenant, request);
-}
-
-absl::StatusOr<std::map<std::string, v1::QueryHit>> LocalShardTarget::Fetch(
-    absl::string_view tenant, const std::vector<std::string>& ids, const FetchOptions& options) {
-  std::map<std::string, v1::QueryHit> hits;
-  for (const std::string& id : ids) {
-    absl::StatusOr<v1::QueryHit> hit = replica_->FetchHit(tenant, id, options);
-    if (absl::IsNotFound(hit.status())) continue;  // Deleted since the legs ran.
-    if (!hit.ok()) return hit.status();
-    hits.emplace(id, std::move(*hit));
-  }
-  return hits;
-}
-
 absl::Status ValidateQuery(const v1::QueryRequest& request) { return Parse(request).status(); }
 
 absl::StatusOr<v1::QueryResponse> RunQuery(const v1::QueryRequest& request,
@@ -139,7 +117,7 @@ absl::StatusOr<v1::QueryResponse> RunQuery(const v1::QueryRequest& request,
   const bool fused = lexical_leg && vector_leg;
 
   LegRequest legs;
-  legs.terms = index::AnalyzeText(request.text());
+  legs.terms = AnalyzeText(request.text());
   legs.bm25 = params.bm25;
   legs.embedding.assign(request.embedding().begin(), request.embedding().end());
   legs.vector_mode = request.vector_mode();
@@ -155,7 +133,7 @@ absl::StatusOr<v1::QueryResponse> RunQuery(const v1::QueryRequest& request,
   std::vector<ShardTarget*> targets;
   for (const auto& [id, target] : shards) targets.push_back(target);
   if (!legs.terms.empty()) {
-    auto stats = RunAtOnce<index::CorpusStats>(
+    auto stats = RunAtOnce<CorpusStats>(
         targets.size(), [&](size_t i) { return targets[i]->Stats(request.tenant(), legs.terms); });
     for (auto& s : stats) {
       DASH_RETURN_IF_ERROR(s.status());
@@ -275,4 +253,4 @@ absl::StatusOr<v1::QueryResponse> RunQuery(const v1::QueryRequest& request,
   return response;
 }
 
-}  // namespace dash::shard
+}  // namespace dash::query

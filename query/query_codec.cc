@@ -1,19 +1,8 @@
-#include "node/shard/query_codec.h"
+#include "query/query_codec.h"
 
-namespace dash::shard {
+namespace dash::query {
 
-v1::FollowerLag ToProto(const FollowerLag& lag) {
-  v1::FollowerLag out;
-  out.set_node_id(lag.node_id);
-  out.set_acked_lsn(lag.acked_lsn);
-  out.set_lag_records(lag.lag_records);
-  out.set_lag_bytes(lag.lag_bytes);
-  out.set_lag_seconds(lag.lag_seconds);
-  out.set_in_sync(lag.in_sync);
-  return out;
-}
-
-v1::CorpusStatsProto ToProto(const index::CorpusStats& stats) {
+v1::CorpusStatsProto ToProto(const CorpusStats& stats) {
   v1::CorpusStatsProto p;
   p.set_docs(stats.docs);
   p.set_total_length(stats.total_length);
@@ -21,8 +10,8 @@ v1::CorpusStatsProto ToProto(const index::CorpusStats& stats) {
   return p;
 }
 
-index::CorpusStats FromProto(const v1::CorpusStatsProto& proto) {
-  index::CorpusStats s;
+CorpusStats FromProto(const v1::CorpusStatsProto& proto) {
+  CorpusStats s;
   s.docs = proto.docs();
   s.total_length = proto.total_length();
   for (const auto& [term, df] : proto.df()) s.df[term] = df;
@@ -105,4 +94,4 @@ FetchOptions FromProto(const v1::ShardFetchRequest& proto) {
   return o;
 }
 
-}  // namespace dash::shard
+}  // namespace dash::query

@@ -1,12 +1,12 @@
 // Builders for write batches in tests.
-#ifndef DASH_NODE_SHARD_TEST_UTIL_H_
-#define DASH_NODE_SHARD_TEST_UTIL_H_
+#ifndef DASH_QUERY_TEST_UTIL_H_
+#define DASH_QUERY_TEST_UTIL_H_
 
 #include <string>
 
 #include "dash/v1/data.pb.h"
 
-namespace dash::shard::testing {
+namespace dash::query::testing {
 
 inline v1::WriteOp ClaimOp(const std::string& id, const std::string& text = "") {
   v1::WriteOp op;
@@ -56,6 +56,6 @@ inline v1::WriteRequest ClaimBatch(const std::string& tenant, const std::string&
   return req;
 }
 
-}  // namespace dash::shard::testing
+}  // namespace dash::query::testing
 
-#endif  // DASH_NODE_SHARD_TEST_UTIL_H_
+#endif  // DASH_QUERY_TEST_UTIL_H_

@@ -5,15 +5,15 @@
 // requires re-indexing.
 //
 // Thread-safe: per-thread ICU and Snowball state.
-#ifndef DASH_NODE_INDEX_ANALYZER_H_
-#define DASH_NODE_INDEX_ANALYZER_H_
+#ifndef DASH_QUERY_ANALYZER_H_
+#define DASH_QUERY_ANALYZER_H_
 
 #include <string>
 #include <vector>
 
 #include "absl/strings/string_view.h"
 
-namespace dash::index {
+namespace dash::query {
 
 // Analyzes `text` into index terms, in text order (duplicates kept):
 // words and numbers only, case-folded, English stopwords (Lucene's default
@@ -21,6 +21,6 @@ namespace dash::index {
 // longer than 64 bytes are dropped. Invalid UTF-8 is replaced, not rejected.
 std::vector<std::string> AnalyzeText(absl::string_view text);
 
-}  // namespace dash::index
+}  // namespace dash::query
 
-#endif  // DASH_NODE_INDEX_ANALYZER_H_
+#endif  // DASH_QUERY_ANALYZER_H_

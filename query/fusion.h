@@ -2,8 +2,8 @@
 // the node (fusing across the shards it hosts) and the router (fusing across
 // nodes): each leg is merged globally first, then fused once.
 // Thread-safe: pure functions.
-#ifndef DASH_COMMON_FUSION_H_
-#define DASH_COMMON_FUSION_H_
+#ifndef DASH_QUERY_FUSION_H_
+#define DASH_QUERY_FUSION_H_
 
 #include <cstdint>
 #include <optional>
@@ -56,4 +56,4 @@ std::vector<FusedHit> FuseSingle(const std::vector<Candidate>& leg, bool is_vect
 
 }  // namespace dash::fusion
 
-#endif  // DASH_COMMON_FUSION_H_
+#endif  // DASH_QUERY_FUSION_H_

@@ -1,9 +1,9 @@
-#include "node/index/analyzer.h"
+#include "query/analyzer.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace dash::index {
+namespace dash::query {
 namespace {
 
 using ::testing::ElementsAre;
@@ -40,4 +40,4 @@ TEST(AnalyzerTest, EmptyAndStopwordOnlyTextGiveNoTerms) {
 }
 
 }  // namespace
-}  // namespace dash::index
+}  // namespace dash::query

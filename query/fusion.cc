@@ -1,4 +1,4 @@
-#include "common/fusion.h"
+#include "query/fusion.h"
 
 #include <algorithm>
 #include <map>

@@ -1,11 +1,11 @@
-#include "node/index/filter.h"
+#include "query/filter.h"
 
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
-namespace dash::index {
+namespace dash::query {
 namespace {
 
 using Value = v1::MetadataValue;
@@ -220,4 +220,4 @@ bool MatchesEvidence(const v1::Filter& filter, const v1::Evidence& evidence) {
   return InRange(evidence.citation().published_at(), filter.evidence_published());
 }
 
-}  // namespace dash::index
+}  // namespace dash::query

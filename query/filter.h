@@ -1,7 +1,7 @@
 // Query filters: validation with field paths, and evaluation against a claim
 // and its evidence. Thread-safe: pure functions.
-#ifndef DASH_NODE_INDEX_FILTER_H_
-#define DASH_NODE_INDEX_FILTER_H_
+#ifndef DASH_QUERY_FILTER_H_
+#define DASH_QUERY_FILTER_H_
 
 #include <cstddef>
 #include <optional>
@@ -10,7 +10,7 @@
 #include "absl/status/status.h"
 #include "dash/v1/data.pb.h"
 
-namespace dash::index {
+namespace dash::query {
 
 // A filter's bounds. They keep what one query can make the node hold (the
 // prefilter cache keys on the serialized filter) small; a key or string
@@ -40,6 +40,6 @@ bool MatchesEvidence(const v1::Filter& filter, const v1::Evidence& evidence);
 // numerically); std::nullopt when they are not comparable.
 std::optional<int> CompareValues(const v1::MetadataValue& a, const v1::MetadataValue& b);
 
-}  // namespace dash::index
+}  // namespace dash::query
 
-#endif  // DASH_NODE_INDEX_FILTER_H_
+#endif  // DASH_QUERY_FILTER_H_
