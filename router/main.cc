@@ -30,8 +30,9 @@ DEFINE_uint32(breaker_ms, 2000,
               "plane marks its node unhealthy, or it serves again).");
 
 DEFINE_uint32(leader_wait_ms, 2000,
-              "A write to a shard whose healthy leader has not yet reported taking writes (just "
-              "promoted or opening) waits this long for it before failing UNAVAILABLE.");
+              "A write the shard's leader refused before logging it (just promoted, still "
+              "opening, transferring) waits up to this long for the next placement table, then "
+              "is tried again (until the wait is over).");
 
 int main(int argc, char** argv) {
   gflags::SetUsageMessage("dash-router --controlplane=HOST:PORT [--listen=HOST:PORT]");

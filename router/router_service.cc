@@ -193,11 +193,11 @@ grpc::Status RouterService::Write(grpc::ServerContext* ctx, const v1::WriteReque
         std::min(absl::Now() + options_.leader_wait, absl::FromChrono(Deadline(ctx)));
     std::shared_ptr<const v1::Placement> table;
     const v1::Placement* current = &p;
+    v1::WriteRequest forwarded = *request;  // Copied once, whatever the attempts.
+    forwarded.set_shard(shard);
     for (;;) {
       DASH_ASSIGN_OR_RETURN(const v1::ShardEntry* entry, ShardEntryOf(*current, shard));
       DASH_ASSIGN_OR_RETURN(Route route, ChooseLeader(*current, *entry));
-      v1::WriteRequest forwarded = *request;
-      forwarded.set_shard(shard);
       forwarded.set_expected_epoch(route.epoch);
       auto stub = v1::Data::NewStub(placement_->Channel(route.address));
       grpc::ClientContext call;
