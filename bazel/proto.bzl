@@ -13,7 +13,7 @@ deps are other dash_proto_library targets, as full labels ("//proto:dash_api_pro
 their .proto files reach protoc through their `<name>_protos` filegroups and their C++ libraries
 are linked (CMake's DEPS).
 
-    load("//deploy/bazel:proto.bzl", "dash_proto_library")
+    load("//bazel:proto.bzl", "dash_proto_library")
     dash_proto_library(
         name = "dash_storage_proto",
         srcs = ["storage/records.proto"],
