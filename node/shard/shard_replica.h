@@ -26,11 +26,13 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "dash/v1/data.pb.h"
-#include "node/index/lexical_index.h"
 #include "node/index/prefilter_cache.h"
-#include "node/index/vector_index.h"
+#include "node/replication/quorum_tracker.h"
+#include "node/shard/claim_reader.h"
+#include "node/shard/read_views.h"
+#include "node/shard/replica_log.h"
+#include "node/shard/shard_searcher.h"
 #include "node/storage/engine.h"
-#include "node/storage/records.pb.h"
 #include "query/batch_validator.h"
 #include "query/shard_target.h"
 
@@ -123,21 +125,7 @@ struct StateChecksum {
   uint64_t keys = 0;
 };
 
-// How far a follower trails its leader (the leader's view).
-struct FollowerLag {
-  std::string node_id;
-  uint64_t acked_lsn = 0;
-  uint64_t lag_records = 0;
-  uint64_t lag_bytes = 0;
-  double lag_seconds = 0;  // Age of the oldest record it lacks.
-  bool in_sync = false;
-};
-
-struct ListPage {
-  std::vector<v1::ClaimRecord> records;
-  bool more = false;  // More claims follow the last record.
-  v1::CommitToken read_at;
-};
+using replication::FollowerLag;
 
 class ShardReplica {
  public:
@@ -194,7 +182,7 @@ class ShardReplica {
   // checked against its stored hash. NOT_FOUND if the claim is gone.
   absl::StatusOr<v1::QueryHit> FetchHit(absl::string_view tenant, absl::string_view claim_id,
                                         const query::FetchOptions& options) const;
-  index::PrefilterCacheStats FilterCacheStats() const { return filter_cache_.stats(); }
+  index::PrefilterCacheStats FilterCacheStats() const { return searcher_.FilterCacheStats(); }
 
   ReplicaState State() const;
   // The state's digest on one snapshot: SHA-256 over every key and value of
@@ -285,111 +273,50 @@ class ShardReplica {
   };
 
   ShardReplica(const ReplicaOptions& options, std::unique_ptr<storage::Engine> engine,
-               const storage::ShardMeta& meta);
+               ReplicaLog log);
   void CommitLoop();
   void CommitGroup(std::vector<Pending> group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  void MaybeTruncateLog() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  // Answers the waiting writes a majority holds; fails those waiting longer
-  // than the commit timeout, or all of them with `fail_all` (leadership lost).
-  void ReleaseCommitted(absl::Status fail_all = absl::OkStatus());
-  absl::StatusOr<v1::ClaimRecord> ReadRecord(const storage::Reader& r, absl::string_view tenant,
-                                             const v1::Claim& claim, bool include_evidence) const;
-  v1::CommitToken ReadToken(const storage::Reader& r) const;
-  // Claims of `tenant` satisfying the filter (and having support, if asked).
-  absl::StatusOr<std::shared_ptr<const index::IdSet>> Allowed(const storage::Reader& r,
-                                                              absl::string_view tenant,
-                                                              const query::LegRequest& request,
-                                                              uint64_t generation) const;
-  // Loads every stored embedding into per-tenant vector indexes.
-  absl::Status LoadVectors();
-  // After a commit: refreshes the caches for the claims it touched.
-  void RefreshCaches(const std::vector<std::pair<std::string, std::string>>& touched);
-  index::VectorIndex* VectorsFor(const std::string& tenant) const;
-  // The view reads use (state as of the newest committed LSN held);
-  // UNAVAILABLE while none is known.
-  absl::StatusOr<std::shared_ptr<const storage::Reader>> ReadView() const;
-  // After a storage commit that moved the log end to `lsn`: queues a view of
-  // it, made readable once committed. Touched tenants' filter caches are
-  // invalidated when it becomes readable.
-  void QueueView(uint64_t lsn, std::set<std::string> tenants);
-  // Makes the newest queued view at or below the commit LSN readable.
+  // Why `request` may not be written now under role_ at `epoch` (with a
+  // RoutingHint), or OK.
+  absl::Status Refusal(const v1::WriteRequest& request, uint64_t epoch) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // After a storage commit that moved the log end (or back, by truncation):
+  // publishes it, applies retention, refreshes the searcher's caches for the
+  // claims it touched and queues a read view of it.
+  void AfterCommit(const std::vector<std::pair<std::string, std::string>>& touched,
+                   std::set<std::string> tenants) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Answers the waiting writes the quorum now commits (all of them with
+  // `fail_all` if set, except the committed ones), after the read view moved.
+  void ReleaseCommitted(const absl::Status& fail_all = absl::OkStatus());
+  // Makes the newest view the commit LSN reaches readable.
   void AdvanceReadView();
-  // Drops undo records of committed LSNs (amortized).
-  void MaybeDropUndo() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  // Persists `epoch` in the metadata if newer.
-  absl::Status PersistEpoch(uint64_t epoch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   // Appends the epoch_start record of a leader's new epoch.
   absl::Status WriteEpochStart() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  // Publishes meta_ and log_start_lsn_ to state_ and the ack bookkeeping.
-  void PublishMeta() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Publishes the log's end and epoch to state_ and the quorum tracker.
+  void PublishLog() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
 
   // Constant after construction.
   const ReplicaOptions options_;
   const std::unique_ptr<storage::Engine> engine_;
+  const ClaimReader reader_;
+
+  // Thread-safe components (their locks are leaves: taken after any of ours).
+  replication::QuorumTracker quorum_;  // Acks, commit LSN, lease, lag.
+  ReadViews views_;                    // What reads see.
+  ShardSearcher searcher_;             // Legs, fetch, vector and filter caches.
 
   // Serializes everything that changes the replica: the commit thread's
-  // groups and ApplyEncodedRecord. Acquired before mu_.
+  // groups, followers' appends, truncation, roles and fencing.
   mutable absl::Mutex write_mu_ ABSL_ACQUIRED_BEFORE(mu_);
-  storage::ShardMeta meta_ ABSL_GUARDED_BY(write_mu_);  // As last committed.
-  uint64_t log_start_lsn_ ABSL_GUARDED_BY(write_mu_) = 0;
+  ReplicaLog log_ ABSL_GUARDED_BY(write_mu_);
   Role role_ ABSL_GUARDED_BY(write_mu_);
-  std::map<uint64_t, uint64_t> epochs_ ABSL_GUARDED_BY(write_mu_);  // Epoch history.
-  uint64_t undo_dropped_to_ ABSL_GUARDED_BY(write_mu_) = 0;         // Undo <= this is gone.
 
+  // The write queue, and copies of the log's and role's state for State()
+  // without write_mu_.
   mutable absl::Mutex mu_;
   std::deque<Pending> pending_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  // Copies of meta_ fields for State() without write_mu_.
   ReplicaState state_ ABSL_GUARDED_BY(mu_);
-
-  // In-memory caches of stored data, refreshed after each commit (before it
-  // is acknowledged) and rebuilt at start-up.
-  mutable index::PrefilterCache filter_cache_;
-  mutable absl::Mutex vectors_mu_;
-  absl::flat_hash_map<std::string, std::unique_ptr<index::VectorIndex>> vectors_
-      ABSL_GUARDED_BY(vectors_mu_);
-
-  // Majority commit: writes durable here, waiting for followers' acks.
-  struct Waiting {
-    uint64_t lsn;
-    absl::Time since;
-    WriteDone done;
-    WriteResult result;
-  };
-  mutable absl::Mutex ack_mu_ ABSL_ACQUIRED_AFTER(write_mu_);
-  std::deque<Waiting> waiting_ ABSL_GUARDED_BY(ack_mu_);
-  std::map<std::string, uint64_t> acked_ ABSL_GUARDED_BY(ack_mu_);  // Follower -> durable LSN.
-  std::vector<std::string> quorum_nodes_ ABSL_GUARDED_BY(ack_mu_);  // Followers that count.
-  size_t quorum_ ABSL_GUARDED_BY(ack_mu_) = 1;                      // Replicas needed.
-  uint64_t durable_lsn_ ABSL_GUARDED_BY(ack_mu_) = 0;               // This replica's.
-  uint64_t commit_lsn_ ABSL_GUARDED_BY(ack_mu_) = 0;
-  bool leading_ ABSL_GUARDED_BY(ack_mu_) = false;
-  // A leader counts acknowledgements toward commit_lsn_ only at or after its
-  // epoch's first record (Raft's rule: never commit an older epoch's records
-  // by counting replicas).
-  uint64_t epoch_start_lsn_ ABSL_GUARDED_BY(ack_mu_) = 0;
-  absl::Time lease_until_ ABSL_GUARDED_BY(ack_mu_) = absl::InfinitePast();
-  // Per commit group of a leader: its last LSN, the log bytes up to it and
-  // when it was written; for followers' lag in bytes and seconds.
-  struct GroupMark {
-    uint64_t lsn;
-    uint64_t bytes;
-    absl::Time at;
-  };
-  std::deque<GroupMark> marks_ ABSL_GUARDED_BY(ack_mu_);
-  uint64_t log_bytes_ ABSL_GUARDED_BY(ack_mu_) = 0;
-
-  // Read views: storage snapshots at log ends not yet known committed, and
-  // the readable one.
-  struct View {
-    uint64_t lsn;
-    std::shared_ptr<const storage::Reader> reader;
-    std::set<std::string> tenants;
-  };
-  mutable absl::Mutex view_mu_ ABSL_ACQUIRED_AFTER(ack_mu_);
-  std::deque<View> queued_views_ ABSL_GUARDED_BY(view_mu_);
-  std::shared_ptr<const storage::Reader> read_view_ ABSL_GUARDED_BY(view_mu_);
-  uint64_t read_view_lsn_ ABSL_GUARDED_BY(view_mu_) = 0;
 
   std::thread commit_thread_;
 };

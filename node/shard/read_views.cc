@@ -1,0 +1,71 @@
+#include "node/shard/read_views.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace dash::shard {
+
+ReadViews::ReadViews(uint32_t shard_id, std::shared_ptr<const storage::Reader> initial,
+                     uint64_t lsn, bool committed)
+    : shard_id_(shard_id) {
+  absl::MutexLock l(&mu_);
+  if (committed) {
+    readable_ = std::move(initial);
+    readable_lsn_ = lsn;
+  } else {
+    queued_.push_back(View{lsn, std::move(initial), {}});
+  }
+}
+
+void ReadViews::Queue(uint64_t lsn, std::shared_ptr<const storage::Reader> reader,
+                      std::set<std::string> tenants) {
+  absl::MutexLock l(&mu_);
+  if (queued_.size() >= kMaxQueued) {
+    View& last = queued_.back();
+    tenants.insert(last.tenants.begin(), last.tenants.end());
+    queued_.pop_back();
+  }
+  queued_.push_back(View{lsn, std::move(reader), std::move(tenants)});
+}
+
+ReadViews::Advanced ReadViews::Advance(uint64_t commit_lsn) {
+  Advanced out;
+  absl::MutexLock l(&mu_);
+  while (!queued_.empty() && queued_.front().lsn <= commit_lsn) {
+    View& view = queued_.front();
+    readable_ = std::move(view.reader);
+    readable_lsn_ = view.lsn;
+    out.tenants.insert(view.tenants.begin(), view.tenants.end());
+    queued_.pop_front();
+    out.moved = true;
+  }
+  out.read_lsn = readable_lsn_;
+  return out;
+}
+
+std::set<std::string> ReadViews::DropFrom(uint64_t lsn) {
+  std::set<std::string> tenants;
+  absl::MutexLock l(&mu_);
+  while (!queued_.empty() && queued_.back().lsn >= lsn) {
+    tenants.insert(queued_.back().tenants.begin(), queued_.back().tenants.end());
+    queued_.pop_back();
+  }
+  return tenants;
+}
+
+absl::StatusOr<std::shared_ptr<const storage::Reader>> ReadViews::Current() const {
+  absl::MutexLock l(&mu_);
+  if (readable_ == nullptr) {
+    return absl::UnavailableError(absl::StrCat(
+        "shard ", shard_id_,
+        ": this replica restarted holding records not yet known to be committed; it serves "
+        "reads once its leader confirms them (retry, or read from another replica)"));
+  }
+  return readable_;
+}
+
+uint64_t ReadViews::ReadableLsn() const {
+  absl::MutexLock l(&mu_);
+  return readable_ == nullptr ? 0 : readable_lsn_;
+}
+
+}  // namespace dash::shard

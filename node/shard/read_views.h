@@ -1,0 +1,82 @@
+// The storage snapshots a replica serves reads from. A replica's log may end
+// past what is known to be committed (a leader waiting for its followers, a
+// follower ahead of its leader's commit notice, a restart holding unconfirmed
+// records): each commit queues a snapshot of its log end, and a queued
+// snapshot becomes the readable view once the commit LSN reaches it. Reads
+// therefore never see an uncommitted write, and a write is readable before it
+// is acknowledged (its owner advances the views before answering).
+//
+// Each queued view carries the tenants its commits touched, so that the owner
+// can invalidate their cached filter results when the view becomes readable.
+// Thread-safe.
+#ifndef DASH_NODE_SHARD_READ_VIEWS_H_
+#define DASH_NODE_SHARD_READ_VIEWS_H_
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "node/storage/engine.h"
+
+namespace dash::shard {
+
+class ReadViews {
+ public:
+  // Queued views beyond this are merged (the newest two): the state of the
+  // merged-away LSN just becomes readable a little later.
+  static constexpr size_t kMaxQueued = 256;
+
+  // Starts from `initial`, a snapshot of the log end `lsn`: readable at once
+  // when `committed`, otherwise queued until the commit LSN reaches `lsn`.
+  ReadViews(uint32_t shard_id, std::shared_ptr<const storage::Reader> initial, uint64_t lsn,
+            bool committed);
+
+  ReadViews(const ReadViews&) = delete;
+  ReadViews& operator=(const ReadViews&) = delete;
+
+  // Queues `reader`, a snapshot of the log end `lsn`, whose commits touched
+  // `tenants`. REQUIRES: lsn is not below an already queued view's.
+  void Queue(uint64_t lsn, std::shared_ptr<const storage::Reader> reader,
+             std::set<std::string> tenants);
+
+  struct Advanced {
+    bool moved = false;             // The readable view changed.
+    uint64_t read_lsn = 0;          // The readable view's LSN after it.
+    std::set<std::string> tenants;  // Touched by the views now readable.
+  };
+  // Makes the newest queued view at or below `commit_lsn` readable.
+  Advanced Advance(uint64_t commit_lsn);
+
+  // Drops the queued views of LSN >= `lsn` (the log was truncated back to
+  // `lsn`) and returns the tenants they touched.
+  std::set<std::string> DropFrom(uint64_t lsn);
+
+  // The readable view. UNAVAILABLE while there is none (a restart holding
+  // records not yet known committed).
+  absl::StatusOr<std::shared_ptr<const storage::Reader>> Current() const;
+  // The readable view's LSN; 0 while there is none.
+  uint64_t ReadableLsn() const;
+
+ private:
+  struct View {
+    uint64_t lsn;
+    std::shared_ptr<const storage::Reader> reader;
+    std::set<std::string> tenants;
+  };
+
+  const uint32_t shard_id_;
+
+  mutable absl::Mutex mu_;
+  std::deque<View> queued_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const storage::Reader> readable_ ABSL_GUARDED_BY(mu_);
+  uint64_t readable_lsn_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace dash::shard
+
+#endif  // DASH_NODE_SHARD_READ_VIEWS_H_
