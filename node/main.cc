@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "common/port_file.h"
 #include "common/proto_log.h"
+#include "common/sync_point.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
 #include "node/replication/fault_hook.h"
@@ -59,8 +60,13 @@ DEFINE_uint64(idempotency_ttl_s, 86400,
               "with the key within this time gets the original commit token, a later one "
               "applies the batch again. 0 remembers keys forever (they are never removed).");
 DEFINE_bool(fault_injection, false,
-            "Tests only: watch <data_dir>/FAULTS; while it says \"isolate\", this node's "
-            "traffic with its peers and the control plane fails (see fault_hook.h).");
+            "Tests only (not in Release builds): watch <data_dir>/FAULTS; while it says "
+            "\"isolate\", this node's traffic with its peers and the control plane fails "
+            "(see node/replication/fault_hook.h).");
+DEFINE_string(kill_at, "",
+              "Tests only (not in Release builds): SIGKILL this process when it reaches the "
+              "named sync point (POINT, or POINT:N for the N-th time; see "
+              "common/sync_point.h), to crash it at an exact place.");
 
 int main(int argc, char** argv) {
   gflags::SetUsageMessage("dash-node --data_dir=DIR [--listen=HOST:PORT] [--shard_count=N]");
@@ -101,10 +107,26 @@ int main(int argc, char** argv) {
             FLAGS_ack.c_str());
     return 2;
   }
+  if ((FLAGS_fault_injection || !FLAGS_kill_at.empty()) && !dash::kTestHooks) {
+    fprintf(stderr,
+            "dash-node: --fault_injection and --kill_at need a build with test hooks (any CMake "
+            "build type but Release, or Bazel without -c opt); this one has none\n");
+    return 2;
+  }
   if (FLAGS_fault_injection) {
     dash::replication::FaultHook::Init(FLAGS_data_dir + "/FAULTS");
     LOG(WARNING) << "dash-node: fault injection enabled (" << FLAGS_data_dir << "/FAULTS)";
   }
+#ifdef DASH_TEST_HOOKS
+  if (!FLAGS_kill_at.empty()) {
+    if (absl::Status st = dash::SyncPoint::Get()->KillAtSpec(FLAGS_kill_at); !st.ok()) {
+      fprintf(stderr, "dash-node: --%s\n", std::string(st.message()).c_str());
+      return 2;
+    }
+    dash::SyncPoint::Get()->EnableProcessing();
+    LOG(WARNING) << "dash-node: will SIGKILL itself at sync point " << FLAGS_kill_at;
+  }
+#endif
 
   // Block the stop signals in every thread; one thread waits for them.
   sigset_t stop_signals;

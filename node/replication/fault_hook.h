@@ -11,6 +11,9 @@
 // up: it models a partition with clients on this node's side, so a deposed
 // leader keeps taking writes it can never commit. The file is re-read when
 // its modification time changes, at most every 20 ms. Thread-safe.
+//
+// Only builds with test hooks (DASH_TEST_HOOKS, common/sync_point.h) carry
+// it: in a Release build every check is a constant "no fault".
 #ifndef DASH_NODE_REPLICATION_FAULT_HOOK_H_
 #define DASH_NODE_REPLICATION_FAULT_HOOK_H_
 
@@ -25,6 +28,8 @@
 #include "absl/time/clock.h"
 
 namespace dash::replication {
+
+#ifdef DASH_TEST_HOOKS
 
 class FaultHook {
  public:
@@ -92,6 +97,19 @@ class FaultHook {
   long long mtime_ns_ ABSL_GUARDED_BY(mu_) = -1;
   absl::Time checked_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
+
+#else  // !DASH_TEST_HOOKS
+
+class FaultHook {
+ public:
+  static void Init(const std::string&) {}
+  static constexpr bool Isolated() { return false; }
+  static constexpr bool ReplicationCut() { return false; }
+  static absl::Status CheckPeerTraffic() { return absl::OkStatus(); }
+  static absl::Status CheckReplicationTraffic() { return absl::OkStatus(); }
+};
+
+#endif  // DASH_TEST_HOOKS
 
 }  // namespace dash::replication
 

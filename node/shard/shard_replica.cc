@@ -11,6 +11,7 @@
 #include "common/hashing.h"
 #include "common/proto_bytes.h"
 #include "common/status_macros.h"
+#include "common/sync_point.h"
 #include "glog/logging.h"
 #include "node/shard/batch_applier.h"
 #include "node/shard/index_migration.h"
@@ -63,6 +64,15 @@ absl::StatusOr<std::unique_ptr<ShardReplica>> ShardReplica::Open(const ReplicaOp
         "shard ", options.shard_id, " is not below the shard count ", options.shard_count));
   }
   DASH_ASSIGN_OR_RETURN(auto engine, storage::OpenRocksEngine(options.dir, options.engine));
+  return Open(options, std::move(engine));
+}
+
+absl::StatusOr<std::unique_ptr<ShardReplica>> ShardReplica::Open(
+    const ReplicaOptions& options, std::unique_ptr<storage::Engine> engine) {
+  if (options.shard_count == 0 || options.shard_id >= options.shard_count) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "shard ", options.shard_id, " is not below the shard count ", options.shard_count));
+  }
   DASH_ASSIGN_OR_RETURN(ReplicaLog log,
                         ReplicaLog::Open(engine.get(), options.shard_id, options.shard_count,
                                          options.dir, kIndexFormat));
@@ -285,6 +295,7 @@ void ShardReplica::CommitGroup(std::vector<Pending> group) {
 
   if (!append.empty()) {
     log_.Seal(&append, quorum_.commit_lsn());
+    DASH_SYNC_POINT("ShardReplica::CommitGroup:BeforeCommit");
     absl::Status committed = engine_->Commit(*ws, options_.sync);
     if (!committed.ok()) {
       LOG(ERROR) << "shard " << options_.shard_id << ": commit failed: " << committed;
@@ -293,6 +304,7 @@ void ShardReplica::CommitGroup(std::vector<Pending> group) {
       return;
     }
     log_.Committed(append);
+    DASH_SYNC_POINT("ShardReplica::CommitGroup:Committed");
     quorum_.RecordGroup(append.last_lsn(), append.bytes());
     // Before the acknowledgements, so that State() seen by a client is never
     // behind the log's retention.
@@ -310,6 +322,7 @@ void ShardReplica::CommitGroup(std::vector<Pending> group) {
     });
   }
   ReleaseCommitted();
+  DASH_SYNC_POINT("ShardReplica::CommitGroup:Released");
 }
 
 void ShardReplica::AfterCommit(const std::vector<std::pair<std::string, std::string>>& touched,
@@ -414,8 +427,10 @@ absl::Status ShardReplica::ApplyEncodedRecords(const std::vector<std::string>& e
     append.Add(record, one, undo.Encoded());
   }
   log_.Seal(&append, quorum_.commit_lsn());
+  DASH_SYNC_POINT("ShardReplica::ApplyEncodedRecords:BeforeCommit");
   DASH_RETURN_IF_ERROR(engine_->Commit(*ws, options_.sync));
   log_.Committed(append);
+  DASH_SYNC_POINT("ShardReplica::ApplyEncodedRecords:Committed");
   if (role_.epoch < log_.meta().epoch()) role_.epoch = log_.meta().epoch();
   AfterCommit(touched, TenantsOf(touched));
   // A standalone replica replaying records is its own majority.

@@ -57,6 +57,10 @@ class ShardReplica {
   // needed. Recovery is RocksDB's own: no index or state is rebuilt. Fails
   // with FAILED_PRECONDITION if the directory holds another shard.
   static absl::StatusOr<std::unique_ptr<ShardReplica>> Open(const ReplicaOptions& options);
+  // Opens the replica stored in `engine` (options.dir only names it in
+  // messages): for tests that hand it a fault-injecting engine.
+  static absl::StatusOr<std::unique_ptr<ShardReplica>> Open(const ReplicaOptions& options,
+                                                            std::unique_ptr<storage::Engine> engine);
 
   // Stops the commit thread; queued writes fail with UNAVAILABLE.
   ~ShardReplica();
