@@ -8,8 +8,8 @@
 #include "common/grpc_status.h"
 #include "common/hashing.h"
 #include "common/page_token.h"
-#include "common/parallel.h"
 #include "common/status_macros.h"
+#include "common/thread_pool.h"
 #include "dash/v1/node.grpc.pb.h"
 #include "query/batch_validator.h"
 #include "query/query_codec.h"
@@ -289,8 +289,8 @@ grpc::Status RouterService::ListClaims(grpc::ServerContext* ctx,
     // the lowest failing shard.
     const auto deadline = Deadline(ctx);
     std::atomic<int> retried{0};
-    auto pages = RunAtOnce<v1::ListClaimsResponse>(
-        candidates.size(), [&](size_t i) -> absl::StatusOr<v1::ListClaimsResponse> {
+    auto pages = RunAll<v1::ListClaimsResponse>(
+        &fanout_, candidates.size(), [&](size_t i) -> absl::StatusOr<v1::ListClaimsResponse> {
           v1::ListClaimsResponse page;
           ReadOutcome outcome;
           absl::Status read = ReadWithFailover(
@@ -362,7 +362,8 @@ grpc::Status RouterService::Query(grpc::ServerContext* ctx, const v1::QueryReque
           placement_, std::move(candidates), &breaker_, options_.max_read_attempts, deadline));
       targets[entry.shard()] = remotes.back().get();
     }
-    absl::StatusOr<v1::QueryResponse> answer = query::RunQuery(*request, targets, p.shard_count());
+    absl::StatusOr<v1::QueryResponse> answer =
+        query::RunQuery(*request, targets, p.shard_count(), &fanout_);
     for (const auto& remote : remotes) failovers += remote->failovers();
     DASH_RETURN_IF_ERROR(answer.status());
     *response = *std::move(answer);

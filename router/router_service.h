@@ -13,6 +13,7 @@
 #include <atomic>
 #include <functional>
 
+#include "common/thread_pool.h"
 #include "dash/v1/data.grpc.pb.h"
 #include "dash/v1/node.grpc.pb.h"
 #include "router/placement_cache.h"
@@ -31,6 +32,9 @@ struct RouterOptions {
   // just promoted, opening, transferring) waits for the next placement table
   // before it is tried again; within the caller's deadline.
   absl::Duration leader_wait = absl::Seconds(2);
+  // Workers of the pool that ListClaims and queries fan out on (the
+  // request's own thread helps: see common/thread_pool.h).
+  size_t fanout_threads = 32;
 };
 
 // Trailing metadata on a read answer: how many replicas failed and were
@@ -40,7 +44,10 @@ inline constexpr char kReadFailoversHeader[] = "dash-read-failovers";
 class RouterService final : public v1::Data::Service {
  public:
   RouterService(PlacementCache* placement, RouterOptions options)
-      : placement_(placement), options_(options), breaker_(options.breaker_open_for) {}
+      : placement_(placement),
+        options_(options),
+        breaker_(options.breaker_open_for),
+        fanout_(options.fanout_threads) {}
 
   grpc::Status Write(grpc::ServerContext* ctx, const v1::WriteRequest* request,
                      v1::WriteResponse* response) override;
@@ -62,6 +69,7 @@ class RouterService final : public v1::Data::Service {
   const RouterOptions options_;
   std::atomic<uint64_t> spread_{0};
   ReplicaBreaker breaker_;
+  ThreadPool fanout_;
 };
 
 // dash.v1.NodeAdmin on the router: the cluster as one node, so that tools

@@ -429,7 +429,7 @@ absl::StatusOr<v1::QueryResponse> ShardHost::Query(const v1::QueryRequest& reque
     locals.push_back(std::make_unique<LocalShardTarget>(r.get()));
     targets[id] = locals.back().get();
   }
-  return query::RunQuery(request, targets, options_.shard_count);
+  return query::RunQuery(request, targets, options_.shard_count, &query_pool_);
 }
 
 void ShardHost::PublishFollowStatus(std::map<uint32_t, v1::FollowerStatus> status) {
