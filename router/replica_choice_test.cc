@@ -1,6 +1,6 @@
 // Replica choice for writes and each read preference, over placement tables
 // built here (the routing rules are pure functions of the table).
-#include "router/router_service.h"
+#include "router/replica_choice.h"
 
 #include <map>
 #include <set>
