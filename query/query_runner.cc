@@ -7,9 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/hashing.h"
-#include "common/parallel.h"
 #include "common/status_macros.h"
 #include "common/text.h"
+#include "common/thread_pool.h"
 #include "query/analyzer.h"
 #include "query/batch_validator.h"
 #include "query/filter.h"
@@ -109,7 +109,7 @@ absl::Status ValidateQuery(const v1::QueryRequest& request) { return Parse(reque
 
 absl::StatusOr<v1::QueryResponse> RunQuery(const v1::QueryRequest& request,
                                            const std::map<uint32_t, ShardTarget*>& shards,
-                                           uint32_t shard_count) {
+                                           uint32_t shard_count, ThreadPool* pool) {
   DASH_ASSIGN_OR_RETURN(const Params params, Parse(request));
   const size_t k = request.k() == 0 ? kDefaultQueryK : request.k();
   const bool lexical_leg = !request.text().empty();
@@ -133,8 +133,9 @@ absl::StatusOr<v1::QueryResponse> RunQuery(const v1::QueryRequest& request,
   std::vector<ShardTarget*> targets;
   for (const auto& [id, target] : shards) targets.push_back(target);
   if (!legs.terms.empty()) {
-    auto stats = RunAtOnce<CorpusStats>(
-        targets.size(), [&](size_t i) { return targets[i]->Stats(request.tenant(), legs.terms); });
+    auto stats = RunAll<CorpusStats>(pool, targets.size(), [&](size_t i) {
+      return targets[i]->Stats(request.tenant(), legs.terms);
+    });
     for (auto& s : stats) {
       DASH_RETURN_IF_ERROR(s.status());
       legs.stats.Add(*s);
@@ -143,8 +144,8 @@ absl::StatusOr<v1::QueryResponse> RunQuery(const v1::QueryRequest& request,
   // --- Phase 2: each shard's legs, merged per leg, then fused once.
   v1::QueryResponse response;
   std::vector<fusion::Candidate> lexical, vector;
-  auto leg_results = RunAtOnce<LegResult>(
-      targets.size(), [&](size_t i) { return targets[i]->Legs(request.tenant(), legs); });
+  auto leg_results = RunAll<LegResult>(
+      pool, targets.size(), [&](size_t i) { return targets[i]->Legs(request.tenant(), legs); });
   for (auto& result : leg_results) {
     DASH_RETURN_IF_ERROR(result.status());
     LegResult& leg = *result;
@@ -202,7 +203,7 @@ absl::StatusOr<v1::QueryResponse> RunQuery(const v1::QueryRequest& request,
       auto it = shards.find(shard);
       if (it != shards.end()) asks.emplace_back(it->second, &ids);
     }
-    auto answers = RunAtOnce<std::map<std::string, v1::QueryHit>>(asks.size(), [&](size_t i) {
+    auto answers = RunAll<std::map<std::string, v1::QueryHit>>(pool, asks.size(), [&](size_t i) {
       return asks[i].first->Fetch(request.tenant(), *asks[i].second, fetch);
     });
     std::map<std::string, v1::QueryHit> fetched;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/thread_pool.h"
 #include "dash/v1/data.pb.h"
 #include "query/shard_target.h"
 
@@ -22,9 +23,13 @@ absl::Status ValidateQuery(const v1::QueryRequest& request);
 
 // Runs `request` over `shards` (shard id -> target; every shard whose claims
 // should be searched). `shard_count` maps a claim to its shard for fetching.
+// Each phase asks its shards at once through RunAll on `pool` (the caller's:
+// the router's fan-out pool, or the node's), on the calling thread and the
+// pool's; RunQuery may itself run on a thread of `pool`. REQUIRES: `pool` is
+// not null.
 absl::StatusOr<v1::QueryResponse> RunQuery(const v1::QueryRequest& request,
                                            const std::map<uint32_t, ShardTarget*>& shards,
-                                           uint32_t shard_count);
+                                           uint32_t shard_count, ThreadPool* pool);
 
 }  // namespace dash::query
 

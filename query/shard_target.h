@@ -70,8 +70,9 @@ struct FetchOptions {
 };
 
 // One replica of one shard as a query sees it. RunQuery calls the targets of
-// different shards at the same time, from threads of its own (one call per
-// target at a time), so implementations must be callable from any thread.
+// different shards at the same time, from the caller's thread and its pool's
+// (one call per target at a time), so implementations must be callable from
+// any thread.
 class ShardTarget {
  public:
   virtual ~ShardTarget() = default;

@@ -1,4 +1,4 @@
-// dash-router: the stateless front door of a DASH cluster (see router_service.h).
+// dash-router: the stateless front door of a DASH cluster (see router.h and router_service.h).
 #include <pthread.h>
 #include <signal.h>
 
@@ -11,11 +11,14 @@
 #include "common/inflight.h"
 #include "common/port_file.h"
 #include "common/proto_log.h"
+#include "common/thread_pool.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
+#include "router/grpc_node_client.h"
 #include "router/placement_cache.h"
+#include "router/router.h"
 #include "router/router_service.h"
 
 DEFINE_string(controlplane, "127.0.0.1:7000", "host:port of dash-controlplane.");
@@ -33,6 +36,12 @@ DEFINE_uint32(leader_wait_ms, 2000,
               "A write the shard's leader refused before logging it (just promoted, still "
               "opening, transferring) waits up to this long for the next placement table, then "
               "is tried again (until the wait is over).");
+DEFINE_uint32(request_threads, 64,
+              "Threads that run requests, each blocking on the nodes it forwards to; requests "
+              "beyond them wait in a queue (gRPC's own threads never wait on a node).");
+DEFINE_uint32(fanout_threads, 32,
+              "Threads that ListClaims and queries ask their shards on, shared by all requests "
+              "(a request's own thread helps, so none waits for a free one).");
 
 int main(int argc, char** argv) {
   gflags::SetUsageMessage("dash-router --controlplane=HOST:PORT [--listen=HOST:PORT]");
@@ -54,8 +63,13 @@ int main(int argc, char** argv) {
   options.max_read_attempts = static_cast<int>(std::max<uint32_t>(FLAGS_max_read_attempts, 1));
   options.breaker_open_for = absl::Milliseconds(FLAGS_breaker_ms);
   options.leader_wait = absl::Milliseconds(FLAGS_leader_wait_ms);
-  dash::router::RouterService service(&placement, options);
-  dash::router::RouterAdminService admin(&placement);
+  // The pools outlive the server: its last calls are finished from them.
+  dash::ThreadPool requests(std::max<uint32_t>(FLAGS_request_threads, 1));
+  dash::ThreadPool fanout(std::max<uint32_t>(FLAGS_fanout_threads, 1));
+  dash::router::GrpcNodeClient nodes;
+  dash::router::Router router(&placement, &nodes, &fanout, options);
+  dash::router::RouterService service(&router, &requests);
+  dash::router::RouterAdminService admin(&router);
 
   int port = 0;
   grpc::ServerBuilder builder;

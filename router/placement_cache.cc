@@ -92,20 +92,4 @@ void PlacementCache::WatchLoop() {
   }
 }
 
-std::shared_ptr<grpc::Channel> PlacementCache::Channel(const std::string& address) {
-  absl::MutexLock l(&mu_);
-  auto& ch = channels_[address];
-  if (ch == nullptr) {
-    // A node that restarts at the same address must be reachable again within
-    // a failure timeout, not after gRPC's default reconnect backoff (up to 2 min).
-    grpc::ChannelArguments args;
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-    args.SetMaxReceiveMessageSize(64 << 20);
-    ch = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
-  }
-  return ch;
-}
-
 }  // namespace dash::router

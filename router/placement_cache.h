@@ -1,12 +1,10 @@
 // The router's view of placement: the latest table pushed by the control
 // plane's WatchPlacement stream, refreshed on demand when a node answers that
 // the router's epoch is stale. While the control plane is unreachable the last
-// table is kept and used. Also caches one gRPC channel per node address.
-// Thread-safe.
+// table is kept and used. Thread-safe.
 #ifndef DASH_ROUTER_PLACEMENT_CACHE_H_
 #define DASH_ROUTER_PLACEMENT_CACHE_H_
 
-#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -15,29 +13,27 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "dash/v1/placement.grpc.pb.h"
-#include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
+#include "router/placement_view.h"
 
 namespace dash::router {
 
-class PlacementCache {
+class PlacementCache final : public PlacementView {
  public:
   explicit PlacementCache(std::string controlplane);
-  ~PlacementCache();
+  ~PlacementCache() override;
 
   void Start();
   // The latest table; UNAVAILABLE until one arrived.
-  absl::StatusOr<std::shared_ptr<const v1::Placement>> Get() const;
+  absl::StatusOr<std::shared_ptr<const v1::Placement>> Get() const override;
   // Asks the control plane for the table now (after a stale-epoch answer),
   // waiting at most `timeout`; keeps the cached one if that fails.
-  void Refresh(absl::Duration timeout);
+  void Refresh(absl::Duration timeout) override;
   // Waits until a table arrived or `timeout` passed.
   bool WaitForPlacement(absl::Duration timeout) const;
   // Waits until a table newer than `version` arrived or `deadline` passed;
   // true if one did.
-  bool WaitForNewer(uint64_t version, absl::Time deadline) const;
-
-  std::shared_ptr<grpc::Channel> Channel(const std::string& address);
+  bool WaitForNewer(uint64_t version, absl::Time deadline) const override;
 
  private:
   void WatchLoop();
@@ -50,7 +46,6 @@ class PlacementCache {
   std::shared_ptr<const v1::Placement> placement_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext* watch_call_ ABSL_GUARDED_BY(mu_) = nullptr;
-  std::map<std::string, std::shared_ptr<grpc::Channel>> channels_ ABSL_GUARDED_BY(mu_);
   std::thread watch_thread_;
 };
 

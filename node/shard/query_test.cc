@@ -9,6 +9,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/hashing.h"
+#include "common/thread_pool.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
@@ -497,7 +498,8 @@ TEST_F(QueryTest, ShardsAreAskedAtOnceAndRankAsASingleShard) {
         std::make_unique<MeetingTarget>(host_->replica(s).get(), &rendezvous, absl::OkStatus()));
     targets[s] = owned.back().get();
   }
-  absl::StatusOr<v1::QueryResponse> r = query::RunQuery(Text("sea ice", 10), targets, 4);
+  ThreadPool pool(3);  // With the caller, all four shards at once.
+  absl::StatusOr<v1::QueryResponse> r = query::RunQuery(Text("sea ice", 10), targets, 4, &pool);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(rendezvous.timeouts(), 0) << "a shard was asked while another had not answered";
   EXPECT_EQ(rendezvous.met(), 2) << "statistics, then legs: all four shards at once each time";
@@ -522,7 +524,8 @@ TEST_F(QueryTest, WhenSeveralShardsFailTheLowestShardsErrorIsReturned) {
                                         s == 1 ? absl::Milliseconds(300) : absl::ZeroDuration()));
     targets[s] = owned.back().get();
   }
-  absl::StatusOr<v1::QueryResponse> r = query::RunQuery(Text("sea ice", 10), targets, 4);
+  ThreadPool pool(3);  // With the caller, all four shards at once.
+  absl::StatusOr<v1::QueryResponse> r = query::RunQuery(Text("sea ice", 10), targets, 4, &pool);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(r.status().message(), "shard 1 is down");
 }

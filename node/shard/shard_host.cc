@@ -25,6 +25,7 @@
 #include "query/batch_validator.h"
 #include "query/filter.h"
 #include "query/fusion.h"
+#include "query/page_merge.h"
 #include "query/query_codec.h"
 #include "query/query_runner.h"
 
@@ -396,29 +397,13 @@ absl::StatusOr<v1::ListClaimsResponse> ShardHost::ListClaims(
     DASH_RETURN_IF_ERROR(r->CheckEpoch(request.expected_epoch()));
     targets = {{request.shard(), r}};
   }
-  v1::ListClaimsResponse response;
-  std::vector<v1::ClaimRecord> merged;
-  bool more = false;
+  std::vector<query::ShardPage> pages;
   for (const auto& [id, r] : targets) {
     DASH_ASSIGN_OR_RETURN(ListPage page, r->ListClaims(request.tenant(), start_after, limit,
                                                        request.include_evidence()));
-    more = more || page.more;
-    for (auto& rec : page.records) merged.push_back(std::move(rec));
-    *response.add_read_at() = page.read_at;
+    pages.push_back({std::move(page.records), page.more, {std::move(page.read_at)}});
   }
-  std::sort(merged.begin(), merged.end(), [](const v1::ClaimRecord& a, const v1::ClaimRecord& b) {
-    return a.claim().claim_id() < b.claim().claim_id();
-  });
-  if (merged.size() > limit) {
-    merged.resize(limit);
-    more = true;
-  }
-  if (more && !merged.empty()) {
-    response.set_next_page_token(
-        EncodePageToken(request.tenant(), scope, merged.back().claim().claim_id()));
-  }
-  for (auto& rec : merged) *response.add_records() = std::move(rec);
-  return response;
+  return query::MergeListPages(std::move(pages), limit, request.tenant(), scope);
 }
 
 absl::StatusOr<v1::QueryResponse> ShardHost::Query(const v1::QueryRequest& request) const {
@@ -429,7 +414,7 @@ absl::StatusOr<v1::QueryResponse> ShardHost::Query(const v1::QueryRequest& reque
     locals.push_back(std::make_unique<LocalShardTarget>(r.get()));
     targets[id] = locals.back().get();
   }
-  return query::RunQuery(request, targets, options_.shard_count);
+  return query::RunQuery(request, targets, options_.shard_count, &query_pool_);
 }
 
 void ShardHost::PublishFollowStatus(std::map<uint32_t, v1::FollowerStatus> status) {

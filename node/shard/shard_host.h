@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/thread_pool.h"
 #include "dash/v1/data.pb.h"
 #include "dash/v1/node.pb.h"
 #include "node/shard/shard_replica.h"
@@ -29,6 +30,9 @@ struct HostOptions {
   uint32_t shard_count = 1;
   std::vector<uint32_t> shards;  // Hosted shard ids; empty means all.
   ReplicaOptions replica;        // Template; shard fields and dir are set per replica.
+  // Workers of the pool a query fans out on over the hosted shards (the
+  // calling thread helps: see common/thread_pool.h).
+  size_t query_threads = 16;
 };
 
 class ShardHost {
@@ -105,7 +109,8 @@ class ShardHost {
   const std::string& node_id() const { return options_.node_id; }
 
  private:
-  ShardHost(HostOptions options, bool managed) : options_(std::move(options)), managed_(managed) {}
+  ShardHost(HostOptions options, bool managed)
+      : options_(std::move(options)), managed_(managed), query_pool_(options_.query_threads) {}
   std::string ReplicaDir(uint32_t shard) const;
   // The template options with the fields of `shard` set.
   ReplicaOptions ReplicaOptionsFor(uint32_t shard) const;
@@ -117,6 +122,8 @@ class ShardHost {
   // Constant after Open.
   const HostOptions options_;
   const bool managed_;
+  // Query fan-out over the hosted shards; thread-safe itself.
+  mutable ThreadPool query_pool_;
   // Serializes AddReplica, RemoveReplica and InstallSnapshot.
   absl::Mutex open_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable absl::Mutex mu_;
