@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
+#include "common/sync_point.h"
 #include "glog/logging.h"
 
 namespace dash::controlplane {
@@ -559,7 +560,9 @@ absl::StatusOr<v1::PlacementChange> PlacementManager::TransferLocked(
                         what, " abandoned after ", absl::FormatDuration(timeout), ": ", state)));
     }
     // Woken by heartbeats and table changes; the cap keeps the deadline honest
-    // even if the wall clock jumps.
+    // even if the wall clock jumps. (Tests learn what the transfer waits with.)
+    [[maybe_unused]] bool leader_paused = paused;
+    DASH_SYNC_POINT_ARG("PlacementManager::TransferLocked:Waiting", &leader_paused);
     changed_.WaitWithTimeout(&mu_,
                              std::min(absl::Microseconds(deadline_micros - now), options_.tick));
   }

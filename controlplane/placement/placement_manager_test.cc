@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "common/sync_point.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -320,7 +322,14 @@ TEST_F(PlacementManagerTest, RestartGraceEndsAtItsLimitWithoutWordFromTheNode) {
   EXPECT_EQ(p.shards(0).epoch(), 2u);
 }
 
+#ifdef DASH_TEST_HOOKS  // Waits on a sync point.
 TEST_F(PlacementManagerTest, TransferCompletesWhenLeaderPausedAndTargetCaughtUp) {
+  SyncPointScope sync;
+  std::atomic<bool> saw_paused{false};
+  absl::Notification waits_paused;
+  SyncPoint::Get()->SetCallBack("PlacementManager::TransferLocked:Waiting", [&](void* paused) {
+    if (*static_cast<bool*>(paused) && !saw_paused.exchange(true)) waits_paused.Notify();
+  });
   auto m = Open();
   for (auto* n : {"n1", "n2", "n3"}) Register(m.get(), n);
   absl::StatusOr<v1::PlacementChange> result;
@@ -333,7 +342,8 @@ TEST_F(PlacementManagerTest, TransferCompletesWhenLeaderPausedAndTargetCaughtUp)
   while (m->GetPlacement().shards(0).transfer_to().empty()) absl::SleepFor(absl::Milliseconds(5));
   Beat(m.get(), "n3", 7);  // Behind the leader.
   Beat(m.get(), "n1", 9, /*paused=*/true);
-  absl::SleepFor(absl::Milliseconds(100));
+  // The transfer saw the paused leader, and waits on: its target is behind.
+  ASSERT_TRUE(waits_paused.WaitForNotificationWithTimeout(absl::Seconds(10)));
   EXPECT_EQ(m->GetPlacement().shards(0).leader_node_id(), "n1") << "target still behind";
   Beat(m.get(), "n3", 9);
   caller.join();
@@ -342,6 +352,7 @@ TEST_F(PlacementManagerTest, TransferCompletesWhenLeaderPausedAndTargetCaughtUp)
   EXPECT_EQ(result->placement().shards(0).epoch(), 2u);
   EXPECT_EQ(result->placement().shards(0).transfer_to(), "");
 }
+#endif  // DASH_TEST_HOOKS
 
 TEST_F(PlacementManagerTest, TransferTimesOutAndResumesOldLeader) {
   auto m = Open();

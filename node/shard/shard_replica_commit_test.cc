@@ -4,6 +4,7 @@
 
 #include "absl/synchronization/notification.h"
 #include "common/grpc_status.h"
+#include "common/sync_point.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/shard/shard_replica.h"
@@ -17,7 +18,9 @@ using ::testing::HasSubstr;
 using namespace query::testing;         // NOLINT: test builders
 using namespace shard_replica_testing;  // NOLINT: shared fixtures
 
+#ifdef DASH_TEST_HOOKS  // Waits on a sync point.
 TEST_F(ShardReplicaTest, ALeaderAnswersOnceAMajorityHoldsTheWrite) {
+  SyncPointScope sync;
   ASSERT_TRUE(replica_->AdoptRole(LeaderOf3(1)).ok());
   std::atomic<bool> answered{false};
   absl::StatusOr<WriteResult> result;
@@ -27,13 +30,13 @@ TEST_F(ShardReplicaTest, ALeaderAnswersOnceAMajorityHoldsTheWrite) {
     answered = true;
     done.Notify();
   });
-  // LSN 1 is the leader's epoch_start record. Durable here, but one replica
-  // of three is not a majority.
-  ASSERT_EQ(replica_->WaitForLsn(2, absl::Seconds(5)), 2u);
-  absl::SleepFor(absl::Milliseconds(200));
+  // LSN 1 is the leader's epoch_start record. Once the commit thread has
+  // made LSN 2 durable here and released what it could: one replica of three
+  // is not a majority.
+  ASSERT_TRUE(SyncPoint::Get()->WaitFor("ShardReplica::CommitGroup:Released", 1, absl::Seconds(5)));
+  EXPECT_EQ(replica_->State().last_lsn, 2u);
   EXPECT_FALSE(answered) << "acknowledged before a follower held it";
   replica_->OnFollowerAck("x", 2);  // Not a replica of the shard: does not count.
-  absl::SleepFor(absl::Milliseconds(50));
   EXPECT_FALSE(answered);
   replica_->OnFollowerAck("b", 2);
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(5)));
@@ -41,6 +44,7 @@ TEST_F(ShardReplicaTest, ALeaderAnswersOnceAMajorityHoldsTheWrite) {
   EXPECT_EQ(result->token.lsn(), 2u);
   EXPECT_EQ(replica_->State().commit_lsn, 2u);
 }
+#endif  // DASH_TEST_HOOKS
 
 TEST_F(ShardReplicaTest, AWriteNoMajorityAcknowledgesFailsAsOutcomeUnknown) {
   options_.commit_timeout = absl::Milliseconds(300);
