@@ -65,6 +65,18 @@ void ThreadPool::Schedule(std::function<void()> task) {
   queue_.push_back(std::move(task));
 }
 
+bool ThreadPool::TrySchedule(std::function<void()> task, size_t max_queued) {
+  absl::MutexLock l(&mu_);
+  if (queue_.size() >= max_queued) return false;
+  queue_.push_back(std::move(task));
+  return true;
+}
+
+size_t ThreadPool::queued() const {
+  absl::MutexLock l(&mu_);
+  return queue_.size();
+}
+
 void ThreadPool::WorkLoop() {
   for (;;) {
     std::function<void()> task;

@@ -44,6 +44,11 @@ class ThreadPool {
 
   // Runs `task` on a worker, in FIFO order with the other tasks.
   void Schedule(std::function<void()> task);
+  // Schedule(), unless `max_queued` tasks already wait for a worker: then
+  // false, and `task` is dropped (a bounded queue sheds load).
+  bool TrySchedule(std::function<void()> task, size_t max_queued);
+  // Tasks waiting for a worker.
+  size_t queued() const;
 
   // Calls fn(0) .. fn(n - 1), at most size() + 1 of them at once (the caller
   // runs some itself, see the contract above), and returns when all have
@@ -55,7 +60,7 @@ class ThreadPool {
  private:
   void WorkLoop();
 
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // Constant after construction.

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -119,6 +120,26 @@ TEST(ThreadPoolTest, ShutsDownAfterRunningEveryQueuedTask) {
     release.Notify();
   }  // ~ThreadPool drains the queue (most of it still waiting), then joins.
   EXPECT_EQ(ran.load(), 40);
+}
+
+TEST(ThreadPoolTest, TryScheduleRefusesPastTheQueueBound) {
+  ThreadPool pool(1);
+  absl::Notification running, release;
+  pool.Schedule([&] {
+    running.Notify();
+    release.WaitForNotification();
+  });
+  running.WaitForNotification();  // The only worker is busy: the rest queue.
+  std::atomic<int> ran{0};
+  EXPECT_TRUE(pool.TrySchedule([&] { ++ran; }, 2));
+  EXPECT_TRUE(pool.TrySchedule([&] { ++ran; }, 2));
+  EXPECT_EQ(pool.queued(), 2u);
+  EXPECT_FALSE(pool.TrySchedule([&] { ran += 100; }, 2)) << "the queue is full";
+  release.Notify();
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (ran.load() < 2 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+  EXPECT_EQ(ran.load(), 2);
+  EXPECT_EQ(pool.queued(), 0u);
 }
 
 }  // namespace

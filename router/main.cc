@@ -39,6 +39,9 @@ DEFINE_uint32(leader_wait_ms, 2000,
 DEFINE_uint32(request_threads, 64,
               "Threads that run requests, each blocking on the nodes it forwards to; requests "
               "beyond them wait in a queue (gRPC's own threads never wait on a node).");
+DEFINE_uint32(max_queued_requests, 10000,
+              "Requests that may wait for a --request_threads thread; beyond them a request is "
+              "refused RESOURCE_EXHAUSTED (retry with backoff) instead of queued without bound.");
 DEFINE_uint32(fanout_threads, 32,
               "Threads that ListClaims and queries ask their shards on, shared by all requests "
               "(a request's own thread helps, so none waits for a free one).");
@@ -68,7 +71,8 @@ int main(int argc, char** argv) {
   dash::ThreadPool fanout(std::max<uint32_t>(FLAGS_fanout_threads, 1));
   dash::router::GrpcNodeClient nodes;
   dash::router::Router router(&placement, &nodes, &fanout, options);
-  dash::router::RouterService service(&router, &requests);
+  dash::router::RouterService service(&router, &requests,
+                                      std::max<uint32_t>(FLAGS_max_queued_requests, 1));
   dash::router::RouterAdminService admin(&router);
 
   int port = 0;

@@ -3,6 +3,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 
 namespace dash::router {
@@ -15,15 +16,28 @@ absl::Time DeadlineOf(const grpc::CallbackServerContext* ctx) {
 // Refuses a malformed request at once; otherwise `work` (which returns the
 // call's status) runs on `executor` and finishes the call there.
 template <typename Request, typename Work>
-grpc::ServerUnaryReactor* Serve(ThreadPool* executor, grpc::CallbackServerContext* ctx,
-                                const Request& request, Work work) {
+grpc::ServerUnaryReactor* Serve(ThreadPool* executor, size_t max_queued,
+                                grpc::CallbackServerContext* ctx, const Request& request,
+                                Work work) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   absl::Status valid = Router::Validate(request);
   if (!valid.ok()) {
     reactor->Finish(ToGrpcStatus(valid));
     return reactor;
   }
-  executor->Schedule([reactor, work = std::move(work)] { reactor->Finish(work()); });
+  const bool queued = executor->TrySchedule(
+      [reactor, ctx, work = std::move(work)] {
+        if (ctx->IsCancelled()) {  // The client gave up while the request waited.
+          reactor->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled while queued"));
+          return;
+        }
+        reactor->Finish(work());
+      },
+      max_queued);
+  if (!queued) {
+    reactor->Finish(ToGrpcStatus(absl::ResourceExhaustedError(absl::StrCat(
+        "router: ", max_queued, " requests already wait for the nodes; retry with backoff"))));
+  }
   return reactor;
 }
 
@@ -50,7 +64,7 @@ grpc::Status Answer(grpc::CallbackServerContext* ctx, ReadResult<Response> resul
 grpc::ServerUnaryReactor* RouterService::Write(grpc::CallbackServerContext* ctx,
                                                const v1::WriteRequest* request,
                                                v1::WriteResponse* response) {
-  return Serve(executor_, ctx, *request, [this, ctx, request, response] {
+  return Serve(executor_, max_queued_, ctx, *request, [this, ctx, request, response] {
     return Answer(ctx, router_->Write(*request, DeadlineOf(ctx)), response);
   });
 }
@@ -58,7 +72,7 @@ grpc::ServerUnaryReactor* RouterService::Write(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* RouterService::GetClaim(grpc::CallbackServerContext* ctx,
                                                   const v1::GetClaimRequest* request,
                                                   v1::GetClaimResponse* response) {
-  return Serve(executor_, ctx, *request, [this, ctx, request, response] {
+  return Serve(executor_, max_queued_, ctx, *request, [this, ctx, request, response] {
     return Answer(ctx, router_->GetClaim(*request, DeadlineOf(ctx)), response);
   });
 }
@@ -66,7 +80,7 @@ grpc::ServerUnaryReactor* RouterService::GetClaim(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* RouterService::ListClaims(grpc::CallbackServerContext* ctx,
                                                     const v1::ListClaimsRequest* request,
                                                     v1::ListClaimsResponse* response) {
-  return Serve(executor_, ctx, *request, [this, ctx, request, response] {
+  return Serve(executor_, max_queued_, ctx, *request, [this, ctx, request, response] {
     return Answer(ctx, router_->ListClaims(*request, DeadlineOf(ctx)), response);
   });
 }
@@ -74,7 +88,7 @@ grpc::ServerUnaryReactor* RouterService::ListClaims(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* RouterService::Query(grpc::CallbackServerContext* ctx,
                                                const v1::QueryRequest* request,
                                                v1::QueryResponse* response) {
-  return Serve(executor_, ctx, *request, [this, ctx, request, response] {
+  return Serve(executor_, max_queued_, ctx, *request, [this, ctx, request, response] {
     return Answer(ctx, router_->Query(*request, DeadlineOf(ctx)), response);
   });
 }

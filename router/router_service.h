@@ -5,8 +5,10 @@
 // Threading: Data uses the callback API. A method validates its request on
 // the gRPC thread, then hands it to `executor`, a bounded pool the router
 // owns, whose thread runs the Router (which blocks on the nodes) and finishes
-// the call; no gRPC thread waits on a node. A read's failover count goes into
-// the trailing metadata kReadFailoversHeader.
+// the call; no gRPC thread waits on a node. The queue is bounded (beyond it,
+// RESOURCE_EXHAUSTED), and a request whose client gave up while it waited is
+// not run. A read's failover count goes into the trailing metadata
+// kReadFailoversHeader.
 #ifndef DASH_ROUTER_ROUTER_SERVICE_H_
 #define DASH_ROUTER_ROUTER_SERVICE_H_
 
@@ -23,8 +25,11 @@ inline constexpr char kReadFailoversHeader[] = "dash-read-failovers";
 
 class RouterService final : public v1::Data::CallbackService {
  public:
-  // `router` and `executor` must outlive the server's last call.
-  RouterService(Router* router, ThreadPool* executor) : router_(router), executor_(executor) {}
+  // `router` and `executor` must outlive the server's last call. Once
+  // `max_queued` requests wait for an executor thread, more are refused
+  // RESOURCE_EXHAUSTED (retry with backoff) rather than queued without bound.
+  RouterService(Router* router, ThreadPool* executor, size_t max_queued = 10000)
+      : router_(router), executor_(executor), max_queued_(max_queued) {}
 
   grpc::ServerUnaryReactor* Write(grpc::CallbackServerContext* ctx, const v1::WriteRequest* request,
                                   v1::WriteResponse* response) override;
@@ -40,6 +45,7 @@ class RouterService final : public v1::Data::CallbackService {
  private:
   Router* const router_;
   ThreadPool* const executor_;
+  const size_t max_queued_;
 };
 
 // dash.v1.NodeAdmin on the router: the cluster as one node, so that tools

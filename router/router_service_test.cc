@@ -32,13 +32,13 @@ class RouterServiceTest : public ::testing::Test {
  protected:
   // A router with an executor of `executor_threads` over nodes n1 (leader of
   // the only shard) and n2.
-  void Start(size_t executor_threads) {
+  void Start(size_t executor_threads, size_t max_queued = 10000) {
     executor_ = std::make_unique<ThreadPool>(executor_threads);
     placement_ = std::make_unique<TestPlacement>(ClusterTable({&n1_, &n2_}, /*shard_count=*/1, 2));
     RouterOptions options;
     options.leader_wait = absl::Milliseconds(10);  // For the refused write.
     router_ = std::make_unique<Router>(placement_.get(), &client_, &fanout_, options);
-    service_ = std::make_unique<RouterService>(router_.get(), executor_.get());
+    service_ = std::make_unique<RouterService>(router_.get(), executor_.get(), max_queued);
     admin_ = std::make_unique<RouterAdminService>(router_.get());
     int port = 0;
     grpc::ServerBuilder builder;
@@ -191,6 +191,50 @@ TEST_F(RouterServiceTest, RequestsQueueForTheExecutorWhileGrpcThreadsStayFree) {
   ASSERT_TRUE(all_done.WaitForNotificationWithTimeout(absl::Seconds(30)));
   for (const grpc::Status& s : statuses) EXPECT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(n1_.writes().size(), static_cast<size_t>(kWrites));
+}
+
+// The executor's queue is bounded: past it a request is refused at once
+// (RESOURCE_EXHAUSTED), and the queued ones still complete.
+TEST_F(RouterServiceTest, RequestsBeyondTheQueueAreRefusedResourceExhausted) {
+  Start(1, /*max_queued=*/2);
+  absl::Notification entered, release;
+  std::atomic<bool> first{true};
+  n1_.OnWrite([&](const v1::WriteRequest&) -> absl::StatusOr<v1::WriteResponse> {
+    if (first.exchange(false)) entered.Notify();
+    release.WaitForNotificationWithTimeout(absl::Seconds(20));
+    return v1::WriteResponse();
+  });
+  constexpr int kQueued = 3;  // One running, two waiting.
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  const v1::WriteRequest request = query::testing::ClaimBatch("acme", "c1");
+  std::vector<v1::WriteResponse> responses(kQueued);
+  std::vector<grpc::Status> statuses(kQueued);
+  absl::Notification all_done;
+  std::atomic<int> done{0};
+  auto send = [&](int i) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    SetDeadline(contexts.back().get());
+    data_->async()->Write(contexts.back().get(), &request, &responses[i], [&, i](grpc::Status st) {
+      statuses[i] = st;
+      if (++done == kQueued) all_done.Notify();
+    });
+  };
+  send(0);
+  ASSERT_TRUE(entered.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  send(1);
+  send(2);
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (executor_->queued() < 2 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(2));
+  ASSERT_EQ(executor_->queued(), 2u);
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  v1::WriteResponse resp;
+  grpc::Status refused = data_->Write(&ctx, request, &resp);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+  release.Notify();
+  ASSERT_TRUE(all_done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  for (const grpc::Status& s : statuses) EXPECT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(n1_.writes().size(), static_cast<size_t>(kQueued));
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "controlplane/failover/internal/planner_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -10,6 +11,7 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
+using planner_testing::Lag;
 
 v1::ReplicaReport Report(uint64_t epoch, uint64_t last_epoch, uint64_t last_lsn) {
   v1::ReplicaReport report;
@@ -18,16 +20,6 @@ v1::ReplicaReport Report(uint64_t epoch, uint64_t last_epoch, uint64_t last_lsn)
   report.set_last_epoch(last_epoch);
   report.set_last_lsn(last_lsn);
   return report;
-}
-
-v1::FollowerLag Lag(const std::string& node, uint64_t records, bool in_sync) {
-  v1::FollowerLag lag;
-  lag.set_node_id(node);
-  lag.set_lag_records(records);
-  lag.set_lag_bytes(records * 100);
-  lag.set_lag_seconds(records / 10.0);
-  lag.set_in_sync(in_sync);
-  return lag;
 }
 
 std::string Show(const InSyncVerdict& verdict) {
