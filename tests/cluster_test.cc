@@ -22,6 +22,7 @@
 #include "grpcpp/client_context.h"
 #include "gtest/gtest.h"
 #include "query/test_util.h"
+#include "tests/harness/router_cluster_test.h"
 
 namespace dash {
 namespace {
@@ -29,27 +30,8 @@ namespace {
 using ::testing::HasSubstr;
 using namespace query::testing;  // NOLINT: test builders
 
-constexpr uint32_t kShards = 4;
-
-class ClusterTest : public ::testing::Test {
+class ClusterTest : public testing::RouterClusterTest {
  protected:
-  void StartCluster(testing::ClusterOptions options = {}) {
-    cluster_ = std::make_unique<testing::LocalCluster>(dir_.path(), options);
-    absl::Status st = cluster_->Start();
-    ASSERT_TRUE(st.ok()) << st;
-    router_ = v1::Data::NewStub(cluster_->router().channel());
-  }
-
-  absl::StatusOr<v1::WriteResponse> Write(const v1::WriteRequest& req,
-                                          absl::Duration timeout = absl::Seconds(10)) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
-    v1::WriteResponse resp;
-    grpc::Status st = router_->Write(&ctx, req, &resp);
-    if (!st.ok()) return FromGrpcStatus(st, &ctx);
-    return resp;
-  }
-
   absl::StatusOr<v1::GetClaimResponse> Get(const std::string& id, v1::ReadPreference pref) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
@@ -74,7 +56,8 @@ class ClusterTest : public ::testing::Test {
           r = Get(id, pref);
           return r.ok();
         },
-        absl::Seconds(10), "a read of " + id);
+        absl::Seconds(10), "a read of " + id)
+        .IgnoreError();  // On a timeout `r` holds the last failure, which the caller checks.
     return r;
   }
 
@@ -87,27 +70,10 @@ class ClusterTest : public ::testing::Test {
           r = Get(id, pref);
           return !absl::IsUnavailable(r.status());
         },
-        absl::Seconds(10), "a settled read of " + id);
+        absl::Seconds(10), "a settled read of " + id)
+        .IgnoreError();  // As in GetEventually.
     return r;
   }
-
-  // A claim id of `shard`, distinct per `n`.
-  static std::string IdOnShard(uint32_t shard, int n) {
-    for (int i = 0;; ++i) {
-      std::string id = absl::StrCat("s", shard, "-", n, "-", i);
-      if (ShardOf("acme", id, kShards) == shard) return id;
-    }
-  }
-
-  v1::Placement Placement() {
-    absl::StatusOr<v1::Placement> p = cluster_->Placement();
-    EXPECT_TRUE(p.ok()) << p.status();
-    return p.ok() ? *p : v1::Placement();
-  }
-
-  testing::TestDir dir_;
-  std::unique_ptr<testing::LocalCluster> cluster_;
-  std::unique_ptr<v1::Data::Stub> router_;
 };
 
 TEST_F(ClusterTest, PlacementTableAndNodesAgreeOnEveryShardsLeaderAndFollowers) {

@@ -28,20 +28,12 @@
 #include "gtest/gtest.h"
 #include "query/test_util.h"
 #include "tests/harness/cluster.h"
+#include "tests/harness/router_cluster_test.h"
 
 namespace dash {
 namespace {
 
 using namespace query::testing;  // NOLINT: test builders
-
-constexpr uint32_t kShards = 4;
-
-std::string IdOnShard(uint32_t shard, int n) {
-  for (int i = 0;; ++i) {
-    std::string id = absl::StrCat("s", shard, "-", n, "-", i);
-    if (ShardOf("acme", id, kShards) == shard) return id;
-  }
-}
 
 double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
@@ -49,34 +41,7 @@ double Percentile(std::vector<double> v, double p) {
   return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
 }
 
-class LivenessTest : public ::testing::Test {
- protected:
-  void StartCluster() {
-    cluster_ = std::make_unique<testing::LocalCluster>(dir_.path(), testing::ClusterOptions());
-    absl::Status st = cluster_->Start();
-    ASSERT_TRUE(st.ok()) << st;
-    router_ = v1::Data::NewStub(cluster_->router().channel());
-  }
-
-  absl::StatusOr<v1::WriteResponse> Write(const v1::WriteRequest& req) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    v1::WriteResponse resp;
-    grpc::Status st = router_->Write(&ctx, req, &resp);
-    if (!st.ok()) return FromGrpcStatus(st, &ctx);
-    return resp;
-  }
-
-  v1::Placement Placement() {
-    absl::StatusOr<v1::Placement> p = cluster_->Placement();
-    EXPECT_TRUE(p.ok()) << p.status();
-    return p.ok() ? *p : v1::Placement();
-  }
-
-  testing::TestDir dir_;
-  std::unique_ptr<testing::LocalCluster> cluster_;
-  std::unique_ptr<v1::Data::Stub> router_;
-};
+class LivenessTest : public testing::RouterClusterTest {};
 
 struct ReadSample {
   v1::ReadPreference preference;
@@ -136,6 +101,45 @@ TEST_F(LivenessTest, ReadsFailOverToALiveReplicaWhenANodeDiesUnderReadLoad) {
       samples.push_back({preference, shard, FromGrpcStatus(st, &ctx), ms, failovers});
     }
   };
+  // Queries and listings touch every shard, the victim's too: with a live
+  // replica for each, none may fail, and each must see every claim.
+  auto scanner = [&](bool query, v1::ReadPreference preference) {
+    auto stub = v1::Data::NewStub(cluster_->router().channel());
+    while (!stop) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+      const absl::Time start = absl::Now();
+      grpc::Status st;
+      absl::Status seen;
+      if (query) {
+        v1::QueryRequest req;
+        req.set_tenant("acme");
+        req.set_text("claim text");
+        req.set_k(10);
+        req.set_read_preference(preference);
+        v1::QueryResponse resp;
+        st = stub->Query(&ctx, req, &resp);
+        if (st.ok() && resp.hits_size() != 10) {
+          seen = absl::InternalError(absl::StrCat("the query found ", resp.hits_size(), " hits"));
+        }
+      } else {
+        v1::ListClaimsRequest req;
+        req.set_tenant("acme");
+        req.set_page_size(100);
+        req.set_read_preference(preference);
+        v1::ListClaimsResponse resp;
+        st = stub->ListClaims(&ctx, req, &resp);
+        if (st.ok() && resp.records_size() != static_cast<int>(claims.size())) {
+          seen = absl::InternalError(absl::StrCat("the listing held ", resp.records_size(), " of ",
+                                                  claims.size(), " claims"));
+        }
+      }
+      const double ms = absl::ToDoubleMilliseconds(absl::Now() - start);
+      if (!killed) continue;
+      std::lock_guard<std::mutex> l(mu);
+      samples.push_back({preference, kShards, st.ok() ? seen : FromGrpcStatus(st, &ctx), ms, 0});
+    }
+  };
   std::vector<std::thread> readers;
   testing::JoinOnExit join_readers(&stop, &readers);
   int seed = 0;
@@ -144,6 +148,8 @@ TEST_F(LivenessTest, ReadsFailOverToALiveReplicaWhenANodeDiesUnderReadLoad) {
                     v1::READ_PREFERENCE_FOLLOWER_PREFERRED}) {
     readers.emplace_back(reader, pref, seed++);
   }
+  readers.emplace_back(scanner, /*query=*/true, v1::READ_PREFERENCE_ANY_HEALTHY);
+  readers.emplace_back(scanner, /*query=*/false, v1::READ_PREFERENCE_FOLLOWER_PREFERRED);
   absl::SleepFor(absl::Milliseconds(300));
   killed = true;
   cluster_->node(victim).Kill();
@@ -166,6 +172,7 @@ TEST_F(LivenessTest, ReadsFailOverToALiveReplicaWhenANodeDiesUnderReadLoad) {
   for (auto& t : readers) t.join();
 
   std::map<v1::ReadPreference, int> reads, failed;
+  int scans = 0;  // Queries and listings that succeeded after the kill.
   std::vector<double> failed_over_ms, direct_ms;
   for (const ReadSample& s : samples) {
     ++reads[s.preference];
@@ -180,8 +187,14 @@ TEST_F(LivenessTest, ReadsFailOverToALiveReplicaWhenANodeDiesUnderReadLoad) {
     }
     if (!s.status.ok()) {
       ++failed[s.preference];
-      ADD_FAILURE() << v1::ReadPreference_Name(s.preference) << " read of shard " << s.shard
+      ADD_FAILURE() << v1::ReadPreference_Name(s.preference)
+                    << (s.shard == kShards ? " query or listing"
+                                           : absl::StrCat(" read of shard ", s.shard))
                     << " failed although live replicas exist: " << s.status;
+      continue;
+    }
+    if (s.shard == kShards) {
+      ++scans;
       continue;
     }
     (s.failovers > 0 ? failed_over_ms : direct_ms).push_back(s.ms);
@@ -192,6 +205,8 @@ TEST_F(LivenessTest, ReadsFailOverToALiveReplicaWhenANodeDiesUnderReadLoad) {
               << failed[pref] << " failed\n";
     EXPECT_GT(reads[pref], 20) << v1::ReadPreference_Name(pref);
   }
+  EXPECT_GT(scans, 10) << "queries and listings after the kill";
+  std::cout << "queries and listings after the kill: " << scans << " succeeded\n";
   EXPECT_GE(failed_over_ms.size(), 1u) << "some read met the dead node and moved on";
   std::cout << "failed-over reads: " << failed_over_ms.size() << ", p50 "
             << Percentile(failed_over_ms, 0.5) << " ms, p99 " << Percentile(failed_over_ms, 0.99)
