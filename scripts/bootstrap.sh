@@ -14,6 +14,8 @@ packages=(
   # FAISS (vector index): a static libfaiss.a linked with reference BLAS/LAPACK; OpenMP
   # (libgomp, omp.h) comes with the compiler (libgcc-12-dev).
   libfaiss-dev libblas-dev liblapack-dev
+  # Stream VByte: the index's block-compressed postings (node/index/postings_block.h).
+  libstreamvbyte-dev
   python3 python3-grpcio python3-protobuf
 )
 [[ " $* " == *" --bazel "* ]] && packages+=(bazel-bootstrap)
