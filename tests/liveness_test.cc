@@ -43,6 +43,17 @@ double Percentile(std::vector<double> v, double p) {
 
 class LivenessTest : public testing::RouterClusterTest {};
 
+// The router's count of replicas a read replaced (trailer dash-read-failovers).
+int FailoversOf(const grpc::ClientContext& ctx) {
+  int failovers = 0;
+  auto header = ctx.GetServerTrailingMetadata().find("dash-read-failovers");
+  if (header != ctx.GetServerTrailingMetadata().end()) {
+    (void)absl::SimpleAtoi(absl::string_view(header->second.data(), header->second.size()),
+                           &failovers);
+  }
+  return failovers;
+}
+
 struct ReadSample {
   v1::ReadPreference preference;
   uint32_t shard;
@@ -90,12 +101,7 @@ TEST_F(LivenessTest, ReadsFailOverToALiveReplicaWhenANodeDiesUnderReadLoad) {
       const absl::Time start = absl::Now();
       grpc::Status st = stub->GetClaim(&ctx, req, &resp);
       const double ms = absl::ToDoubleMilliseconds(absl::Now() - start);
-      int failovers = 0;
-      auto header = ctx.GetServerTrailingMetadata().find("dash-read-failovers");
-      if (header != ctx.GetServerTrailingMetadata().end()) {
-        (void)absl::SimpleAtoi(absl::string_view(header->second.data(), header->second.size()),
-                               &failovers);
-      }
+      const int failovers = FailoversOf(ctx);
       if (!killed) continue;  // Only what happens from the kill on counts.
       std::lock_guard<std::mutex> l(mu);
       samples.push_back({preference, shard, FromGrpcStatus(st, &ctx), ms, failovers});
@@ -137,7 +143,8 @@ TEST_F(LivenessTest, ReadsFailOverToALiveReplicaWhenANodeDiesUnderReadLoad) {
       const double ms = absl::ToDoubleMilliseconds(absl::Now() - start);
       if (!killed) continue;
       std::lock_guard<std::mutex> l(mu);
-      samples.push_back({preference, kShards, st.ok() ? seen : FromGrpcStatus(st, &ctx), ms, 0});
+      samples.push_back(
+          {preference, kShards, st.ok() ? seen : FromGrpcStatus(st, &ctx), ms, FailoversOf(ctx)});
     }
   };
   std::vector<std::thread> readers;
@@ -173,6 +180,7 @@ TEST_F(LivenessTest, ReadsFailOverToALiveReplicaWhenANodeDiesUnderReadLoad) {
 
   std::map<v1::ReadPreference, int> reads, failed;
   int scans = 0;  // Queries and listings that succeeded after the kill.
+  int scans_failed_over = 0;
   std::vector<double> failed_over_ms, direct_ms;
   for (const ReadSample& s : samples) {
     ++reads[s.preference];
@@ -195,6 +203,7 @@ TEST_F(LivenessTest, ReadsFailOverToALiveReplicaWhenANodeDiesUnderReadLoad) {
     }
     if (s.shard == kShards) {
       ++scans;
+      scans_failed_over += s.failovers > 0;
       continue;
     }
     (s.failovers > 0 ? failed_over_ms : direct_ms).push_back(s.ms);
@@ -206,8 +215,12 @@ TEST_F(LivenessTest, ReadsFailOverToALiveReplicaWhenANodeDiesUnderReadLoad) {
     EXPECT_GT(reads[pref], 20) << v1::ReadPreference_Name(pref);
   }
   EXPECT_GT(scans, 10) << "queries and listings after the kill";
-  std::cout << "queries and listings after the kill: " << scans << " succeeded\n";
-  EXPECT_GE(failed_over_ms.size(), 1u) << "some read met the dead node and moved on";
+  std::cout << "queries and listings after the kill: " << scans << " succeeded, "
+            << scans_failed_over << " of them moved on from the dead node\n";
+  // Whichever reader met the dead node first moved on, and the router's
+  // breaker then spared the others: some read did, of one kind or another.
+  EXPECT_GE(failed_over_ms.size() + scans_failed_over, 1u)
+      << "some read met the dead node and moved on";
   std::cout << "failed-over reads: " << failed_over_ms.size() << ", p50 "
             << Percentile(failed_over_ms, 0.5) << " ms, p99 " << Percentile(failed_over_ms, 0.99)
             << " ms; other reads: " << direct_ms.size() << ", p50 " << Percentile(direct_ms, 0.5)
