@@ -21,6 +21,7 @@
 #include "common/text.h"
 #include "glog/logging.h"
 #include "node/shard/local_shard_target.h"
+#include "node/storage/file_util.h"
 #include "query/analyzer.h"
 #include "query/batch_validator.h"
 #include "query/filter.h"
@@ -47,11 +48,7 @@ constexpr uint32_t kMaxPageSize = 1000;
 
 // Makes the renames inside `dir` durable.
 void SyncDir(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0 || ::fsync(fd) != 0) {
-    LOG(WARNING) << "cannot sync " << dir << ": " << std::strerror(errno);
-  }
-  if (fd >= 0) ::close(fd);
+  if (absl::Status st = storage::SyncPath(dir); !st.ok()) LOG(WARNING) << st;
 }
 }  // namespace
 

@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "node/storage/file_util.h"
 
 namespace dash::replication::internal {
 
@@ -25,19 +26,11 @@ inline constexpr char kStagedManifestTmp[] = "MANIFEST.tmp";
 // not "." or ".."), not one of the staging directory's own names.
 bool IsValidFileName(absl::string_view name);
 
-// UNAVAILABLE naming the operation, the path and errno's text.
-absl::Status IoError(absl::string_view what, const std::string& path, int err);
-
-// Hex SHA-256 of the whole file.
-absl::StatusOr<std::string> Sha256OfFile(const std::string& path);
-
-// fsync of a file or a directory (for the entries in it).
-absl::Status SyncPath(const std::string& path);
-
-// Replaces `path` with `data` all at once: written to `tmp_path`, synced,
-// renamed over `path`, and the directory synced.
-absl::Status WriteFileAtomically(const std::string& path, const std::string& tmp_path,
-                                 absl::string_view data);
+// The file helpers (node/storage/file_util.h), by their names here.
+using storage::IoError;
+using storage::Sha256OfFile;
+using storage::SyncPath;
+using storage::WriteFileAtomically;
 
 }  // namespace dash::replication::internal
 

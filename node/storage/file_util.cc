@@ -1,0 +1,101 @@
+#include "node/storage/file_util.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/hashing.h"
+
+namespace dash::storage {
+
+absl::Status IoError(absl::string_view what, const std::string& path, int err) {
+  return absl::UnavailableError(absl::StrCat(what, " ", path, ": ", std::strerror(err)));
+}
+
+absl::StatusOr<std::string> Sha256OfFile(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return IoError("cannot open", path, errno);
+  Sha256Hasher hasher;
+  std::vector<char> buffer(1 << 20);
+  for (;;) {
+    const ssize_t n = ::read(fd, buffer.data(), buffer.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      return IoError("cannot read", path, err);
+    }
+    if (n == 0) break;
+    hasher.Update(absl::string_view(buffer.data(), static_cast<size_t>(n)));
+  }
+  ::close(fd);
+  return hasher.HexDigest();
+}
+
+absl::Status SyncPath(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return IoError("cannot open", path, errno);
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) return IoError("cannot sync", path, err);
+  return absl::OkStatus();
+}
+
+absl::Status WriteFileAtomically(const std::string& path, const std::string& tmp_path,
+                                 absl::string_view data) {
+  const int fd = ::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return IoError("cannot create", tmp_path, errno);
+  size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      return IoError("cannot write", tmp_path, err);
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return IoError("cannot sync", tmp_path, err);
+  }
+  ::close(fd);
+  if (::rename(tmp_path.c_str(), path.c_str()) != 0) {
+    return IoError(absl::StrCat("cannot rename ", tmp_path, " to"), path, errno);
+  }
+  std::string parent = std::filesystem::path(path).parent_path().string();
+  return SyncPath(parent.empty() ? "." : parent);
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return absl::NotFoundError(absl::StrCat(path, " does not exist"));
+    return IoError("cannot open", path, errno);
+  }
+  std::string data;
+  std::vector<char> buffer(1 << 20);
+  for (;;) {
+    const ssize_t n = ::read(fd, buffer.data(), buffer.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      return IoError("cannot read", path, err);
+    }
+    if (n == 0) break;
+    data.append(buffer.data(), static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return data;
+}
+
+}  // namespace dash::storage
