@@ -5,6 +5,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "node/index/postings_block.h"
 #include "node/storage/file_util.h"
 
 namespace dash::index {
@@ -97,6 +98,43 @@ TEST_F(SegmentFileTest, BadArgumentsAndMissingFiles) {
   // A leftover temporary from a crashed write is not the file.
   ASSERT_TRUE(storage::WriteFileAtomically(dir_ + "/x.tmp.done", dir_ + "/x.tmp", "partial").ok());
   EXPECT_TRUE(absl::IsNotFound(ReadSegmentFile(dir_ + "/x", Info()).status()));
+}
+
+// The v1 fixture, written by hand from segment_format.md (testdata/README.md):
+// the framing and the postings blocks of the documented version still read.
+TEST(SegmentFormatTest, TheV1FixtureReads) {
+  const SegmentFileInfo expected{"POST", 1, std::string("fixture-seg-v1\0\0", 16)};
+  uint32_t version = 0;
+  auto body = ReadSegmentFile(std::string(DASH_INDEX_TESTDATA_DIR) + "/postings_v1.seg", expected,
+                              &version);
+  ASSERT_TRUE(body.ok()) << body.status();
+  EXPECT_EQ(version, 1u);
+  absl::string_view rest = *body;
+  size_t block_bytes = 0;
+  auto impact = ReadImpact(rest, &block_bytes);
+  ASSERT_TRUE(impact.ok()) << impact.status();
+  EXPECT_EQ(impact->count, 4u);
+  EXPECT_EQ(impact->first_doc, 3u);
+  EXPECT_EQ(impact->last_doc, 70000u);
+  EXPECT_EQ(impact->max_tf, 5u);
+  EXPECT_EQ(impact->min_doc_length, 13u);
+  std::vector<Posting> postings;
+  auto used = DecodeBlock(rest, &postings);
+  ASSERT_TRUE(used.ok()) << used.status();
+  EXPECT_EQ(*used, block_bytes);
+  ASSERT_EQ(postings.size(), 4u);
+  const uint32_t docs[] = {3, 7, 300, 70000}, tfs[] = {1, 2, 1, 5};
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(postings[i].doc, docs[i]);
+    EXPECT_EQ(postings[i].tf, tfs[i]);
+  }
+  rest.remove_prefix(*used);
+  used = DecodeBlock(rest, &postings);
+  ASSERT_TRUE(used.ok()) << used.status();
+  ASSERT_EQ(postings.size(), 1u);
+  EXPECT_EQ(postings[0].doc, 70001u);
+  EXPECT_EQ(ReadImpact(rest, nullptr)->min_doc_length, 44u);
+  EXPECT_EQ(*used, rest.size()) << "two blocks, nothing after";
 }
 
 }  // namespace
