@@ -6,10 +6,12 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/hashing.h"
+#include "common/status_macros.h"
 
 namespace dash::storage {
 
@@ -17,10 +19,19 @@ absl::Status IoError(absl::string_view what, const std::string& path, int err) {
   return absl::UnavailableError(absl::StrCat(what, " ", path, ": ", std::strerror(err)));
 }
 
-absl::StatusOr<std::string> Sha256OfFile(const std::string& path) {
+namespace {
+
+// Reads the file at `path` start to end, handing `fn` each chunk. A missing
+// file is NOT_FOUND with `missing_is_not_found`, else an I/O error like any.
+absl::Status ForEachChunk(const std::string& path, bool missing_is_not_found,
+                          const std::function<void(absl::string_view)>& fn) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return IoError("cannot open", path, errno);
-  Sha256Hasher hasher;
+  if (fd < 0) {
+    if (errno == ENOENT && missing_is_not_found) {
+      return absl::NotFoundError(absl::StrCat(path, " does not exist"));
+    }
+    return IoError("cannot open", path, errno);
+  }
   std::vector<char> buffer(1 << 20);
   for (;;) {
     const ssize_t n = ::read(fd, buffer.data(), buffer.size());
@@ -31,9 +42,18 @@ absl::StatusOr<std::string> Sha256OfFile(const std::string& path) {
       return IoError("cannot read", path, err);
     }
     if (n == 0) break;
-    hasher.Update(absl::string_view(buffer.data(), static_cast<size_t>(n)));
+    fn(absl::string_view(buffer.data(), static_cast<size_t>(n)));
   }
   ::close(fd);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> Sha256OfFile(const std::string& path) {
+  Sha256Hasher hasher;
+  DASH_RETURN_IF_ERROR(ForEachChunk(path, /*missing_is_not_found=*/false,
+                                    [&](absl::string_view chunk) { hasher.Update(chunk); }));
   return hasher.HexDigest();
 }
 
@@ -76,25 +96,10 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& tmp
 }
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return absl::NotFoundError(absl::StrCat(path, " does not exist"));
-    return IoError("cannot open", path, errno);
-  }
   std::string data;
-  std::vector<char> buffer(1 << 20);
-  for (;;) {
-    const ssize_t n = ::read(fd, buffer.data(), buffer.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      return IoError("cannot read", path, err);
-    }
-    if (n == 0) break;
-    data.append(buffer.data(), static_cast<size_t>(n));
-  }
-  ::close(fd);
+  DASH_RETURN_IF_ERROR(
+      ForEachChunk(path, /*missing_is_not_found=*/true,
+                   [&](absl::string_view chunk) { data.append(chunk.data(), chunk.size()); }));
   return data;
 }
 
