@@ -9,12 +9,34 @@
 #define DASH_QUERY_PAGE_MERGE_H_
 
 #include <cstddef>
+#include <cstdint>
+#include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "dash/v1/data.pb.h"
 
 namespace dash::query {
+
+// Page sizes of listings (ListClaims page_size, GetClaim evidence_page_size).
+inline constexpr uint32_t kDefaultPageSize = 100;
+inline constexpr uint32_t kMaxPageSize = 1000;
+
+// INVALID_ARGUMENT naming the field: a bad tenant, page_size over
+// kMaxPageSize, or an unknown read_preference.
+absl::Status ValidateListRequest(const v1::ListClaimsRequest& request);
+
+// Where a valid listing resumes, for a cluster of `shard_count` shards.
+struct ListPosition {
+  size_t limit = kDefaultPageSize;  // The page size (page_size, or the default).
+  std::string scope;                // The page token's scope: all shards or one.
+  std::string start_after;          // The claim id the page follows ("" at the start).
+};
+// INVALID_ARGUMENT when `shard` is not below `shard_count`, or the page token
+// belongs to another listing (tenant or scope).
+absl::StatusOr<ListPosition> ListPositionOf(const v1::ListClaimsRequest& request,
+                                            uint32_t shard_count);
 
 // One shard's page of a listing.
 struct ShardPage {

@@ -21,9 +21,6 @@
 namespace dash::router {
 namespace {
 
-constexpr uint32_t kDefaultPageSize = 100;
-constexpr uint32_t kMaxPageSize = 1000;
-
 absl::StatusOr<const v1::ShardEntry*> ShardEntryOf(const v1::Placement& p, uint32_t shard) {
   if (!p.created()) {
     return absl::UnavailableError(absl::StrCat("the cluster is not created yet: waiting for ",
@@ -177,12 +174,7 @@ absl::Status Router::Validate(const v1::GetClaimRequest& request) {
 }
 
 absl::Status Router::Validate(const v1::ListClaimsRequest& request) {
-  DASH_RETURN_IF_ERROR(query::ValidateTenant(request.tenant(), "tenant"));
-  if (request.page_size() > kMaxPageSize) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("page_size: ", request.page_size(), " exceeds the limit of ", kMaxPageSize));
-  }
-  return ValidateReadPreference(request.read_preference());
+  return query::ValidateListRequest(request);
 }
 
 absl::Status Router::Validate(const v1::QueryRequest& request) {
@@ -270,23 +262,16 @@ ReadResult<v1::GetClaimResponse> Router::GetClaim(const v1::GetClaimRequest& req
 
 ReadResult<v1::ListClaimsResponse> Router::ListClaims(const v1::ListClaimsRequest& request,
                                                       absl::Time deadline) {
-  const size_t limit = request.page_size() == 0 ? kDefaultPageSize : request.page_size();
   const uint64_t spread = spread_++;
   int failovers = 0;
   v1::ListClaimsResponse response;
   absl::Status st = WithRetry([&](const v1::Placement& p) -> absl::Status {
     DASH_RETURN_IF_ERROR(ShardEntryOf(p, 0).status());
-    if (request.has_shard() && request.shard() >= p.shard_count()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "shard: ", request.shard(), " is not below the shard count ", p.shard_count()));
-    }
-    const std::string scope =
-        ListScope(request.has_shard() ? std::optional<uint32_t>(request.shard()) : std::nullopt);
-    std::string start_after;
-    if (!request.page_token().empty()) {
-      DASH_ASSIGN_OR_RETURN(start_after,
-                            DecodePageToken(request.page_token(), request.tenant(), scope));
-    }
+    DASH_ASSIGN_OR_RETURN(query::ListPosition position,
+                          query::ListPositionOf(request, p.shard_count()));
+    const size_t limit = position.limit;
+    const std::string& scope = position.scope;
+    const std::string& start_after = position.start_after;
     std::vector<std::vector<Route>> candidates;
     for (const v1::ShardEntry& entry : p.shards()) {
       if (request.has_shard() && request.shard() != entry.shard()) continue;

@@ -43,8 +43,7 @@ v1::FollowerLag ToProto(const FollowerLag& lag) {
   return out;
 }
 namespace {
-constexpr uint32_t kDefaultPageSize = 100;
-constexpr uint32_t kMaxPageSize = 1000;
+using query::kMaxPageSize;
 
 // Makes the renames inside `dir` durable.
 void SyncDir(const std::string& dir) {
@@ -367,26 +366,12 @@ absl::StatusOr<v1::GetClaimResponse> ShardHost::GetClaim(const v1::GetClaimReque
 
 absl::StatusOr<v1::ListClaimsResponse> ShardHost::ListClaims(
     const v1::ListClaimsRequest& request) const {
-  DASH_RETURN_IF_ERROR(query::ValidateTenant(request.tenant(), "tenant"));
-  if (request.page_size() > kMaxPageSize) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("page_size: ", request.page_size(), " exceeds the limit of ", kMaxPageSize));
-  }
-  const size_t limit = request.page_size() == 0 ? kDefaultPageSize : request.page_size();
-  if (!v1::ReadPreference_IsValid(request.read_preference())) {
-    return absl::InvalidArgumentError("read_preference: is not a known preference");
-  }
-  if (request.has_shard() && request.shard() >= options_.shard_count) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "shard: ", request.shard(), " is not below the shard count ", options_.shard_count));
-  }
-  const std::string scope =
-      ListScope(request.has_shard() ? std::optional<uint32_t>(request.shard()) : std::nullopt);
-  std::string start_after;
-  if (!request.page_token().empty()) {
-    DASH_ASSIGN_OR_RETURN(start_after,
-                          DecodePageToken(request.page_token(), request.tenant(), scope));
-  }
+  DASH_RETURN_IF_ERROR(query::ValidateListRequest(request));
+  DASH_ASSIGN_OR_RETURN(query::ListPosition position,
+                        query::ListPositionOf(request, options_.shard_count));
+  const size_t limit = position.limit;
+  const std::string& scope = position.scope;
+  const std::string& start_after = position.start_after;
   std::map<uint32_t, std::shared_ptr<ShardReplica>> targets = replicas();
   if (request.has_shard()) {
     std::shared_ptr<ShardReplica> r = replica(request.shard());
