@@ -42,7 +42,39 @@ absl::Status SegmentPostingsWriter::AddDoc(uint32_t doc, const std::vector<std::
   return absl::OkStatus();
 }
 
-SegmentPostingsWriter::Bodies SegmentPostingsWriter::Finish() const {
+absl::Status SegmentPostingsWriter::AddLength(uint32_t doc, uint32_t length) {
+  if (!lengths_.empty() && doc <= lengths_.back().first) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("doc ", doc, " does not follow doc ", lengths_.back().first));
+  }
+  lengths_.emplace_back(doc, length);
+  return absl::OkStatus();
+}
+
+absl::Status SegmentPostingsWriter::AddPosting(absl::string_view term, Posting posting) {
+  if (term.empty() || term.size() > kMaxTermBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("doc ", posting.doc, ": a term of ", term.size(), " bytes is not indexed"));
+  }
+  auto it = std::lower_bound(lengths_.begin(), lengths_.end(), std::make_pair(posting.doc, 0u));
+  if (it == lengths_.end() || it->first != posting.doc || posting.tf == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("posting (doc ", posting.doc, ", tf ",
+                                                   posting.tf, ") of an undeclared doc or tf 0"));
+  }
+  std::vector<Posting>& list = terms_[std::string(term)];
+  if (!list.empty() && list.back().doc >= posting.doc) unsorted_ = true;
+  list.push_back(posting);
+  return absl::OkStatus();
+}
+
+SegmentPostingsWriter::Bodies SegmentPostingsWriter::Finish() {
+  if (unsorted_) {
+    for (auto& [term, list] : terms_) {
+      std::sort(list.begin(), list.end(),
+                [](const Posting& a, const Posting& b) { return a.doc < b.doc; });
+    }
+    unsorted_ = false;
+  }
   Bodies out;
   auto doc_length = [this](uint32_t doc) {
     auto it = std::lower_bound(lengths_.begin(), lengths_.end(), std::make_pair(doc, 0u));

@@ -33,15 +33,24 @@ class SegmentPostingsWriter {
   // length is their number. INVALID_ARGUMENT (nothing added) otherwise.
   absl::Status AddDoc(uint32_t doc, const std::vector<std::string>& terms);
 
+  // For merges, which have postings rather than documents: declares `doc`
+  // with its length (docs in increasing order, as AddDoc), then
+  // AddPosting adds (doc, tf) to a term's list, in any order of terms and
+  // documents (Finish sorts each list). INVALID_ARGUMENT (nothing added) for
+  // a doc out of order or undeclared, a tf of 0 or a term AddDoc refuses.
+  absl::Status AddLength(uint32_t doc, uint32_t length);
+  absl::Status AddPosting(absl::string_view term, Posting posting);
+
   struct Bodies {
     std::string dict;      // The dictionary file's body (kind DICT).
     std::string postings;  // The postings file's body (kind POST).
   };
-  Bodies Finish() const;
+  Bodies Finish();
 
  private:
   std::map<std::string, std::vector<Posting>> terms_;
   std::vector<std::pair<uint32_t, uint32_t>> lengths_;  // (doc, length), increasing doc.
+  bool unsorted_ = false;                               // AddPosting added a list out of doc order.
 };
 
 class PostingCursor;
@@ -65,6 +74,10 @@ class SegmentPostings {
   // The length of `doc`; 0 when the segment does not hold it.
   uint32_t DocLength(uint32_t doc) const;
   std::optional<TermInfo> Find(absl::string_view term) const;
+  // The dictionary in term order (for merges).
+  size_t term_count() const { return terms_.size(); }
+  const std::string& term(size_t i) const { return terms_[i]; }
+  const TermInfo& term_info(size_t i) const { return infos_[i]; }
   // A cursor on the term's first posting (or invalid, with a DATA_LOSS
   // status, when its first block is damaged). The segment must outlive it.
   PostingCursor Cursor(const TermInfo& term) const;

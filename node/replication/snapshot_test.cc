@@ -452,7 +452,7 @@ TEST_F(SnapshotStoreTest, PerShardLimitEvictsTheLeastRecentlyUsed) {
 }
 
 TEST_F(SnapshotTest, SharedLimiterPacesTheStreams) {
-  constexpr uint64_t kRate = 256 << 10;  // Bytes per second.
+  constexpr uint64_t kRate = 128 << 10;  // Bytes per second.
   RateLimiter limiter(kRate, kChunk, &clock_, [this](absl::Duration d) { clock_.Advance(d); });
   SnapshotServerOptions options = ServerOptions();
   options.limiter = &limiter;

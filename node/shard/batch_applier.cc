@@ -14,7 +14,6 @@
 #include "common/proto_bytes.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
-#include "node/index/lexical_index.h"
 #include "node/storage/keys.h"
 
 namespace dash::shard {
@@ -88,11 +87,6 @@ class Applier {
       }
     }
     DASH_RETURN_IF_ERROR(CheckEvidenceFirst());
-    index::DfUpdates df;
-    for (const std::string& claim_id : dirty_) {
-      DASH_RETURN_IF_ERROR(index::ReindexClaim(tenant_, claim_id, ws_, &tenant_state_, &df));
-    }
-    DASH_RETURN_IF_ERROR(df.Apply(ws_));
     if (!p_.idempotency_key().empty()) {
       storage::IdempotencyRecord rec;
       rec.set_request_digest(p_.request_digest());
@@ -273,7 +267,8 @@ class Applier {
   // end), and claims given evidence since their last delete in this batch.
   std::set<std::string> live_;
   std::set<std::string> with_new_evidence_;
-  // Claims whose lexical document the batch changed, re-indexed once at its end.
+  // Claims whose lexical document the batch changed (the caller re-indexes
+  // them after the commit: the BM25 index is not in the commit's batch).
   std::set<std::string> dirty_;
   std::vector<std::pair<int, std::string>> referenced_;  // op index -> claim id
 };

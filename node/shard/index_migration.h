@@ -1,6 +1,5 @@
 // The derived indexes' format version, and the migration of a replica whose
-// stored index is older: the BM25 index is derived from the stored claims, so
-// it can be rebuilt in place at open.
+// stored data carries an older one.
 #ifndef DASH_NODE_SHARD_INDEX_MIGRATION_H_
 #define DASH_NODE_SHARD_INDEX_MIGRATION_H_
 
@@ -12,15 +11,15 @@
 
 namespace dash::shard {
 
-// The current format of the derived indexes. 1: the BM25 index (docs, terms,
-// postings). Bump it when the analyzer or the index layout changes.
-constexpr uint32_t kIndexFormat = 1;
+// The current format of the derived indexes. 1: the BM25 index in the docs,
+// terms and postings families, written in each commit's batch. 2: the BM25
+// index in segments (LexicalStore), those families empty. Bump it when the
+// analyzer or the index layout changes.
+constexpr uint32_t kIndexFormat = 2;
 
-// Re-indexes every claim of a replica whose metadata `meta` names an index
-// format older than kIndexFormat, in chunks, each committed atomically with
-// its tenants' statistics; the last chunk also persists the metadata with the
-// new format, which is returned. Safe to interrupt: re-indexing a claim
-// replaces whatever it had.
+// Brings a replica whose metadata `meta` names an older index format to
+// kIndexFormat in one synced batch (after clearing the old index families),
+// returning the new metadata. Safe to interrupt: it runs again at next open.
 absl::StatusOr<storage::ShardMeta> MigrateIndex(storage::Engine& engine, storage::ShardMeta meta);
 
 }  // namespace dash::shard

@@ -53,7 +53,13 @@ std::set<std::string> ReadViews::DropFrom(uint64_t lsn) {
 }
 
 absl::StatusOr<std::shared_ptr<const storage::Reader>> ReadViews::Current() const {
+  uint64_t lsn = 0;
+  return CurrentAt(&lsn);
+}
+
+absl::StatusOr<std::shared_ptr<const storage::Reader>> ReadViews::CurrentAt(uint64_t* lsn) const {
   absl::MutexLock l(&mu_);
+  *lsn = readable_lsn_;
   if (readable_ == nullptr) {
     return absl::UnavailableError(absl::StrCat(
         "shard ", shard_id_,

@@ -59,6 +59,8 @@ class ReadViews {
   // The readable view. UNAVAILABLE while there is none (a restart holding
   // records not yet known committed).
   absl::StatusOr<std::shared_ptr<const storage::Reader>> Current() const;
+  // The same, with the view's LSN in `lsn`.
+  absl::StatusOr<std::shared_ptr<const storage::Reader>> CurrentAt(uint64_t* lsn) const;
   // The readable view's LSN; 0 while there is none.
   uint64_t ReadableLsn() const;
 

@@ -84,6 +84,13 @@ absl::StatusOr<std::unique_ptr<ShardReplica>> ShardReplica::Open(
   auto replica =
       std::unique_ptr<ShardReplica>(new ShardReplica(options, std::move(engine), std::move(log)));
   DASH_RETURN_IF_ERROR(replica->searcher_.LoadVectors(*replica->engine_->NewSnapshot()));
+  ShardSearcher::LexicalOpen lexical;
+  lexical.engine = replica->engine_.get();
+  lexical.dir = options.dir + "/lexical";
+  lexical.last_lsn = meta.last_lsn();
+  lexical.log_start_lsn = replica->log_.log_start_lsn();
+  lexical.committed_lsn = [r = replica.get()] { return r->quorum_.commit_lsn(); };
+  DASH_RETURN_IF_ERROR(replica->searcher_.OpenLexical(lexical));
   LOG(INFO) << "shard " << options.shard_id << " open at " << options.dir << ": epoch "
             << meta.epoch() << ", last lsn " << meta.last_lsn();
   return replica;
@@ -331,7 +338,7 @@ void ShardReplica::AfterCommit(const std::vector<std::pair<std::string, std::str
   log_.MaybeDropUndo(quorum_.commit_lsn());
   PublishLog();
   std::shared_ptr<const storage::Reader> now(engine_->NewSnapshot());
-  searcher_.Refresh(*now, touched);
+  searcher_.Refresh(*now, touched, log_.meta().last_lsn());
   views_.Queue(log_.meta().last_lsn(), std::move(now), std::move(tenants));
   AdvanceReadView();
 }
@@ -447,6 +454,9 @@ absl::Status ShardReplica::TruncateLogAfter(uint64_t lsn) {
   }
   std::vector<std::pair<std::string, std::string>> touched;
   DASH_RETURN_IF_ERROR(log_.TruncateAfter(lsn, quorum_.commit_lsn(), &touched));
+  // The index forgets the dropped records; AfterCommit re-reads what they
+  // touched at `lsn`, and what the index changed.
+  for (auto& key : searcher_.TruncateIndex(lsn)) touched.push_back(std::move(key));
   // The dropped views also covered kept records: their tenants' filter
   // caches must be invalidated when the new view becomes readable.
   std::set<std::string> tenants = TenantsOf(touched);

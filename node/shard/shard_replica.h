@@ -59,8 +59,8 @@ class ShardReplica {
   static absl::StatusOr<std::unique_ptr<ShardReplica>> Open(const ReplicaOptions& options);
   // Opens the replica stored in `engine` (options.dir only names it in
   // messages): for tests that hand it a fault-injecting engine.
-  static absl::StatusOr<std::unique_ptr<ShardReplica>> Open(const ReplicaOptions& options,
-                                                            std::unique_ptr<storage::Engine> engine);
+  static absl::StatusOr<std::unique_ptr<ShardReplica>> Open(
+      const ReplicaOptions& options, std::unique_ptr<storage::Engine> engine);
 
   // Stops the commit thread; queued writes fail with UNAVAILABLE.
   ~ShardReplica();
@@ -109,6 +109,12 @@ class ShardReplica {
   absl::StatusOr<v1::QueryHit> FetchHit(absl::string_view tenant, absl::string_view claim_id,
                                         const query::FetchOptions& options) const;
   index::PrefilterCacheStats FilterCacheStats() const { return searcher_.FilterCacheStats(); }
+  // The BM25 index's segments, and why it was rebuilt at open (or empty).
+  index::LexicalStoreInfo LexicalInfo() const { return searcher_.LexicalInfo(); }
+  const std::string& lexical_status() const { return searcher_.lexical_status(); }
+  // Flushes the BM25 index's committed documents into segments and runs the
+  // merges that are due (the background thread does this on its own).
+  absl::Status FlushLexical() { return searcher_.FlushLexical(); }
 
   ReplicaState State() const;
   // The state's digest on one snapshot: SHA-256 over every key and value of

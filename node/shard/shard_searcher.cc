@@ -1,6 +1,7 @@
 #include "node/shard/shard_searcher.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -8,9 +9,12 @@
 #include "common/proto_bytes.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
+#include "node/shard/replica_log.h"
 #include "node/storage/keys.h"
+#include "node/storage/log_record.h"
 #include "node/storage/records.pb.h"
 #include "query/analyzer.h"
+#include "query/batch_validator.h"
 #include "query/filter.h"
 
 namespace dash::shard {
@@ -22,10 +26,147 @@ void ShardSearcher::InvalidateFilters(const std::set<std::string>& tenants) {
   for (const auto& tenant : tenants) filter_cache_.Invalidate(tenant);
 }
 
+absl::StatusOr<index::LexicalStore::Snapshot> ShardSearcher::AcquireLexical(
+    std::shared_ptr<const storage::Reader>* view) const {
+  return lexical_->Acquire([&]() -> absl::StatusOr<uint64_t> {
+    uint64_t lsn = 0;
+    DASH_ASSIGN_OR_RETURN(*view, views_->CurrentAt(&lsn));
+    return lsn;
+  });
+}
+
 absl::StatusOr<index::CorpusStats> ShardSearcher::Stats(
     absl::string_view tenant, const std::vector<std::string>& terms) const {
-  DASH_ASSIGN_OR_RETURN(auto snapshot, views_->Current());
-  return index::ReadStats(*snapshot, tenant, terms);
+  std::shared_ptr<const storage::Reader> view;
+  DASH_ASSIGN_OR_RETURN(index::LexicalStore::Snapshot lexical, AcquireLexical(&view));
+  return lexical_->Stats(lexical, tenant, terms);
+}
+
+namespace {
+
+// Claims re-indexed per batch when rebuilding, so that their analyzed terms
+// are not all held at once.
+constexpr size_t kRebuildChunk = 4096;
+
+}  // namespace
+
+absl::Status ShardSearcher::OpenLexical(const LexicalOpen& open) {
+  storage::Engine* engine = open.engine;
+  index::LexicalStoreOptions options;
+  options.dir = open.dir;
+  options.committed_lsn = open.committed_lsn;
+  options.readable_lsn = [views = views_] { return views->ReadableLsn(); };
+  options.persist_manifest = [engine](const std::string& manifest) {
+    auto ws = engine->NewWriteSet();
+    ws->Put(Family::kMeta, keys::kLexicalManifestKey, manifest);
+    return engine->Commit(*ws, /*sync=*/true);
+  };
+  options.background = open.background;
+  DASH_ASSIGN_OR_RETURN(std::optional<std::string> manifest,
+                        engine->NewSnapshot()->Get(Family::kMeta, keys::kLexicalManifestKey));
+  std::string why;  // Not empty: rebuild, for this reason.
+  std::error_code ec;
+  if (manifest.has_value() && !std::filesystem::exists(open.dir, ec)) {
+    // A checkpoint of another replica (an installed snapshot) carries that
+    // replica's manifest but not its segments: expected, not damage.
+    LOG(INFO) << "shard " << shard_id_ << ": no BM25 segments here; indexing the stored claims";
+    manifest.reset();
+  }
+  if (!manifest.has_value()) {
+    why = "no segment manifest";
+  } else {
+    absl::StatusOr<std::unique_ptr<index::LexicalStore>> store =
+        index::LexicalStore::Open(options, *manifest);
+    if (!store.ok()) {
+      why = absl::StrCat("segments not served: ", store.status().ToString());
+    } else if ((*store)->covered_lsn() > open.last_lsn) {
+      why = absl::StrCat("the segments cover lsn ", (*store)->covered_lsn(),
+                         ", past the log's end ", open.last_lsn);
+    } else if ((*store)->covered_lsn() < open.last_lsn &&
+               (*store)->covered_lsn() + 1 < open.log_start_lsn) {
+      why = absl::StrCat("the log starts at lsn ", open.log_start_lsn, ", after the segments' end ",
+                         (*store)->covered_lsn());
+    } else {
+      lexical_ = std::move(*store);
+    }
+  }
+  if (lexical_ != nullptr) {
+    const uint64_t covered = lexical_->covered_lsn();
+    DASH_RETURN_IF_ERROR(ReplayLexical(*engine, covered, open.last_lsn));
+    LOG(INFO) << "shard " << shard_id_ << ": BM25 segments cover lsn " << covered
+              << ", replayed the log to " << open.last_lsn;
+    return absl::OkStatus();
+  }
+  if (manifest.has_value()) {
+    lexical_status_ = absl::StrCat("rebuilt at open: ", why);
+    LOG(WARNING) << "shard " << shard_id_ << ": BM25 index " << lexical_status_;
+  }
+  DASH_ASSIGN_OR_RETURN(lexical_, index::LexicalStore::Open(options, ""));
+  return RebuildLexical(*engine, open.last_lsn);
+}
+
+absl::Status ShardSearcher::RebuildLexical(storage::Engine& engine, uint64_t last_lsn) {
+  std::unique_ptr<storage::Reader> snapshot = engine.NewSnapshot();
+  std::vector<index::LexicalChange> chunk;
+  size_t total = 0;
+  auto cursor = snapshot->Scan(Family::kClaims, "");
+  for (; cursor->Valid(); cursor->Next()) {
+    const absl::string_view key = cursor->key();
+    const size_t sep = key.find('\0');
+    if (sep == absl::string_view::npos) return absl::DataLossError("malformed claim key");
+    index::LexicalChange change{std::string(key.substr(0, sep)), std::string(key.substr(sep + 1)),
+                                /*lsn=*/0, std::nullopt};
+    DASH_ASSIGN_OR_RETURN(change.terms,
+                          index::AnalyzeStoredClaim(*snapshot, change.tenant, change.claim_id));
+    chunk.push_back(std::move(change));
+    if (chunk.size() == kRebuildChunk) {
+      total += chunk.size();
+      DASH_RETURN_IF_ERROR(lexical_->Apply(std::move(chunk), last_lsn));
+      chunk.clear();
+    }
+  }
+  DASH_RETURN_IF_ERROR(cursor->status());
+  total += chunk.size();
+  DASH_RETURN_IF_ERROR(lexical_->Apply(std::move(chunk), last_lsn));
+  if (total > 0) LOG(INFO) << "shard " << shard_id_ << ": indexed " << total << " claims for BM25";
+  return absl::OkStatus();
+}
+
+absl::Status ShardSearcher::ReplayLexical(storage::Engine& engine, uint64_t covered,
+                                          uint64_t last_lsn) {
+  // Each claim the records touched, at the last record that did: only that
+  // version can be seen, since no view below the log's end becomes readable
+  // after a restart.
+  std::map<std::pair<std::string, std::string>, uint64_t> touched;
+  for (uint64_t lsn = covered + 1; lsn <= last_lsn; ++lsn) {
+    DASH_ASSIGN_OR_RETURN(std::string encoded, ReplicaLog::ReadRecord(engine, lsn));
+    DASH_ASSIGN_OR_RETURN(storage::LogRecord record, storage::DecodeLogRecord(encoded));
+    DASH_ASSIGN_OR_RETURN(storage::LogPayload payload,
+                          ParseStored<storage::LogPayload>(record.payload, "log payload"));
+    for (const v1::WriteOp& op : payload.ops()) {
+      if (op.has_edge()) continue;  // Edges are not in the lexical document.
+      touched[{payload.tenant(), std::string(query::OwningClaimId(op))}] = lsn;
+    }
+  }
+  std::unique_ptr<storage::Reader> snapshot = engine.NewSnapshot();
+  std::vector<index::LexicalChange> changes;
+  for (const auto& [key, lsn] : touched) {
+    index::LexicalChange change{key.first, key.second, lsn, std::nullopt};
+    DASH_ASSIGN_OR_RETURN(change.terms,
+                          index::AnalyzeStoredClaim(*snapshot, key.first, key.second));
+    changes.push_back(std::move(change));
+  }
+  return lexical_->Apply(std::move(changes), last_lsn);
+}
+
+std::vector<std::pair<std::string, std::string>> ShardSearcher::TruncateIndex(uint64_t lsn) {
+  return lexical_->TruncateAfter(lsn);
+}
+
+absl::Status ShardSearcher::FlushLexical() {
+  DASH_RETURN_IF_ERROR(lexical_->Flush());
+  for (uint64_t written = 1; written > 0;) DASH_RETURN_IF_ERROR(lexical_->MergeOnce(&written));
+  return absl::OkStatus();
 }
 
 index::VectorIndex* ShardSearcher::VectorsFor(const std::string& tenant) const {
@@ -83,9 +224,29 @@ absl::Status ShardSearcher::LoadVectors(const storage::Reader& r) {
 }
 
 void ShardSearcher::Refresh(const storage::Reader& latest,
-                            const std::vector<std::pair<std::string, std::string>>& touched) {
-  if (touched.empty()) return;
+                            const std::vector<std::pair<std::string, std::string>>& touched,
+                            uint64_t lsn) {
   const storage::Reader* snapshot = &latest;
+  {
+    std::vector<index::LexicalChange> changes;
+    const std::set<std::pair<std::string, std::string>> unique(touched.begin(), touched.end());
+    for (const auto& [tenant, claim_id] : unique) {
+      index::LexicalChange change{tenant, claim_id, lsn, std::nullopt};
+      absl::StatusOr<std::optional<std::vector<std::string>>> terms =
+          index::AnalyzeStoredClaim(latest, tenant, claim_id);
+      if (!terms.ok()) {
+        LOG(ERROR) << "shard " << shard_id_ << ": BM25 document of \"" << claim_id
+                   << "\": " << terms.status();
+      } else {
+        change.terms = std::move(*terms);
+      }
+      changes.push_back(std::move(change));
+    }
+    absl::Status st = lexical_->Apply(std::move(changes), lsn);
+    if (!st.ok())
+      LOG(ERROR) << "shard " << shard_id_ << ": BM25 index at lsn " << lsn << ": " << st;
+  }
+  if (touched.empty()) return;
   // Per tenant: the vectors to (re)insert, applied in one batch.
   std::map<std::string, std::pair<std::vector<std::string>, std::vector<float>>> upserts;
   std::set<std::string> tenants;
@@ -164,16 +325,17 @@ absl::StatusOr<query::LegResult> ShardSearcher::RunLegs(absl::string_view tenant
   const std::string tenant_s(tenant);
   // The generation is read before the snapshot (see PrefilterCache).
   const uint64_t generation = filter_cache_.Generation(tenant_s);
-  DASH_ASSIGN_OR_RETURN(auto snapshot, views_->Current());
+  std::shared_ptr<const storage::Reader> snapshot;
+  DASH_ASSIGN_OR_RETURN(index::LexicalStore::Snapshot lexical, AcquireLexical(&snapshot));
   query::LegResult result;
   std::shared_ptr<const index::IdSet> allowed;
   if (!query::IsEmpty(request.filter) || request.support_only) {
     DASH_ASSIGN_OR_RETURN(allowed, Allowed(*snapshot, tenant, request, generation));
   }
   if (!request.terms.empty()) {
-    DASH_ASSIGN_OR_RETURN(auto scored,
-                          index::SearchBm25(*snapshot, tenant, request.terms, request.depth,
-                                            request.bm25, request.stats, allowed.get()));
+    DASH_ASSIGN_OR_RETURN(
+        auto scored, lexical_->Search(lexical, tenant, request.terms, request.depth, request.bm25,
+                                      request.stats, allowed.get()));
     for (auto& s : scored) result.lexical.push_back({std::move(s.claim_id), s.score});
   }
   if (!request.embedding.empty()) {

@@ -2,14 +2,17 @@
 // and vector legs of a query, run on the replica's readable view
 // (ReadViews), and the hits' fetch with evidence chosen by stance mode.
 //
-// It owns the in-memory caches of stored data that retrieval needs: the
-// per-tenant vector indexes (built from stored embeddings at open, refreshed
-// after each commit before it is acknowledged) and the prefilter cache of
-// filter results (invalidated when a view touching the tenant becomes
-// readable). Thread-safe.
+// It owns what retrieval derives from stored data: the BM25 index
+// (LexicalStore: segments derived from the log, loaded at open and brought
+// up to the log's end, refreshed after each commit before it is
+// acknowledged), the per-tenant vector indexes (built from stored embeddings
+// at open, refreshed likewise) and the prefilter cache of filter results
+// (invalidated when a view touching the tenant becomes readable).
+// Thread-safe.
 #ifndef DASH_NODE_SHARD_SHARD_SEARCHER_H_
 #define DASH_NODE_SHARD_SHARD_SEARCHER_H_
 
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -21,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "node/index/lexical_index.h"
+#include "node/index/lexical_store.h"
 #include "node/index/prefilter_cache.h"
 #include "node/index/vector_index.h"
 #include "node/shard/claim_reader.h"
@@ -41,10 +45,29 @@ class ShardSearcher {
   // Builds the vector indexes from every embedding stored in `r`. DATA_LOSS
   // when a tenant has embeddings but no stored dimension.
   absl::Status LoadVectors(const storage::Reader& r);
-  // After a commit: re-reads the (tenant, claim id) pairs it touched from
-  // `latest` into the vector indexes and invalidates their tenants' filters.
+
+  struct LexicalOpen {
+    storage::Engine* engine = nullptr;  // The replica's; holds the manifest.
+    std::string dir;                    // For the segment files.
+    uint64_t last_lsn = 0;              // The log's end.
+    uint64_t log_start_lsn = 1;         // Its first record still held.
+    std::function<uint64_t()> committed_lsn;
+    bool background = true;
+  };
+  // Opens the BM25 index: the manifest's segments, then the log after the LSN
+  // they cover. A damaged or missing segment, or a log that no longer holds
+  // the records after it, is not served: the index is rebuilt from the
+  // stored claims instead, which is logged and kept in lexical_status().
+  absl::Status OpenLexical(const LexicalOpen& open);
+  // After a commit that brought the log to `lsn`: re-reads the (tenant,
+  // claim id) pairs it touched from `latest` into the BM25 and vector indexes
+  // and invalidates their tenants' filters.
   void Refresh(const storage::Reader& latest,
-               const std::vector<std::pair<std::string, std::string>>& touched);
+               const std::vector<std::pair<std::string, std::string>>& touched, uint64_t lsn);
+  // The log was truncated after `lsn`: returns the claims whose index
+  // entries changed, which the caller Refreshes at `lsn` (with those the
+  // dropped records touched).
+  std::vector<std::pair<std::string, std::string>> TruncateIndex(uint64_t lsn);
   // The readable view moved past commits that touched `tenants`.
   void InvalidateFilters(const std::set<std::string>& tenants);
 
@@ -63,6 +86,11 @@ class ShardSearcher {
                                         const query::FetchOptions& options) const;
 
   index::PrefilterCacheStats FilterCacheStats() const { return filter_cache_.stats(); }
+  index::LexicalStoreInfo LexicalInfo() const { return lexical_->Info(); }
+  // Empty, or why the BM25 index was rebuilt at open.
+  const std::string& lexical_status() const { return lexical_status_; }
+  // Maintenance by hand (tests): flush, then run the merges that are due.
+  absl::Status FlushLexical();
 
  private:
   // Claims of `tenant` satisfying the filter (and having support, if asked).
@@ -71,11 +99,21 @@ class ShardSearcher {
                                                               const query::LegRequest& request,
                                                               uint64_t generation) const;
   index::VectorIndex* VectorsFor(const std::string& tenant) const;
+  // The readable view and the BM25 segments that go with it.
+  absl::StatusOr<index::LexicalStore::Snapshot> AcquireLexical(
+      std::shared_ptr<const storage::Reader>* view) const;
+  // Re-indexes every stored claim (lexical_ holds nothing yet).
+  absl::Status RebuildLexical(storage::Engine& engine, uint64_t last_lsn);
+  // Replays the log's records (covered, last_lsn] into lexical_.
+  absl::Status ReplayLexical(storage::Engine& engine, uint64_t covered, uint64_t last_lsn);
 
   const uint32_t shard_id_;
   const ReadViews* const views_;
   const ClaimReader* const reader_;
 
+  // Set by OpenLexical, before any other use.
+  std::unique_ptr<index::LexicalStore> lexical_;
+  std::string lexical_status_;
   mutable index::PrefilterCache filter_cache_;  // Thread-safe itself.
   mutable absl::Mutex vectors_mu_;
   // Entries are never removed, so a pointer handed out stays valid.

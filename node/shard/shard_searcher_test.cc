@@ -57,6 +57,7 @@ class ShardSearcherTest : public ::testing::Test {
     meta.set_last_lsn(lsn);
     ws->Put(storage::Family::kMeta, storage::keys::kShardMetaKey, meta.SerializeAsString());
     EXPECT_TRUE(engine_->Commit(*ws, true).ok());
+    lsn_ = lsn;
     std::vector<std::pair<std::string, std::string>> touched;
     for (auto& c : claims) touched.emplace_back(request.tenant(), c);
     return touched;
@@ -64,8 +65,15 @@ class ShardSearcherTest : public ::testing::Test {
   // A searcher whose readable view is the storage as it is now (or none).
   void OpenSearcher(bool readable = true) {
     views_ = std::make_unique<ReadViews>(
-        0, std::shared_ptr<const storage::Reader>(engine_->NewSnapshot()), 1, readable);
+        0, std::shared_ptr<const storage::Reader>(engine_->NewSnapshot()), lsn_, readable);
     searcher_ = std::make_unique<ShardSearcher>(0, views_.get(), &reader_);
+    ShardSearcher::LexicalOpen open;
+    open.engine = engine_.get();
+    open.dir = dir_ + "/lexical";
+    open.last_lsn = lsn_;
+    open.committed_lsn = [this] { return lsn_; };
+    open.background = false;
+    ASSERT_TRUE(searcher_->OpenLexical(open).ok());
   }
   static v1::WriteRequest WithEmbedding(const std::string& id, std::vector<float> e) {
     v1::WriteRequest req = ClaimBatch("acme", id);
@@ -78,6 +86,7 @@ class ShardSearcherTest : public ::testing::Test {
   ClaimReader reader_{0, "n1"};
   std::unique_ptr<ReadViews> views_;
   std::unique_ptr<ShardSearcher> searcher_;
+  uint64_t lsn_ = 0;
 };
 
 TEST_F(ShardSearcherTest, TheReaderPagesClaimsAndEvidenceAndSaysWhatStateItRead) {
@@ -139,7 +148,7 @@ TEST_F(ShardSearcherTest, VectorsLoadedAtOpenAndRefreshedAfterACommitAreSearched
   del.set_tenant("acme");
   *del.add_ops() = DeleteOp("c1");
   for (auto& t : Apply(del, 3)) touched.push_back(t);
-  searcher_->Refresh(*engine_->NewSnapshot(), touched);
+  searcher_->Refresh(*engine_->NewSnapshot(), touched, 3);
   legs = searcher_->RunLegs("acme", req);
   ASSERT_TRUE(legs.ok()) << legs.status();
   ASSERT_EQ(legs->vector.size(), 1u);

@@ -15,6 +15,8 @@
 namespace dash::storage::keys {
 
 inline constexpr char kShardMetaKey[] = "shard";
+// The BM25 index's segment manifest (LexicalManifest).
+inline constexpr char kLexicalManifestKey[] = "lexical-manifest";
 
 // log: 8-byte big-endian LSN, so byte order is LSN order.
 std::string Log(uint64_t lsn);

@@ -1,0 +1,180 @@
+// A shard replica's BM25 index as immutable segments (lexical_segment.h),
+// derived from the log and never written in a commit's batch.
+//
+// Life of a change: after a commit, the replica applies the lexical documents
+// of the claims it touched (Apply), which become a small in-memory segment
+// and mark the claims' previous versions dead at the commit's LSN, before
+// the write is acknowledged (read-your-writes). A background thread merges
+// small in-memory segments, flushes those whose content is committed into a
+// persisted segment, merges persisted segments by a tiered policy (dropping
+// dead docs) at a bounded rate, and after each flush or merge replaces the
+// manifest (persisted by the owner, atomically) naming the live persisted
+// segments, their dead-docs bitmaps and the LSN up to which they cover the
+// log. A reopened replica loads the manifest's segments and replays the log
+// after that LSN.
+//
+// Readers Acquire a snapshot (the segment list and the LSN of the storage view
+// they read), so one query sees one consistent set of segments; files of
+// merged-away segments are deleted when the last snapshot holding them goes.
+// Thread-safe.
+#ifndef DASH_NODE_INDEX_LEXICAL_STORE_H_
+#define DASH_NODE_INDEX_LEXICAL_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "node/index/lexical_index.h"
+#include "node/index/lexical_segment.h"
+
+namespace dash::index {
+
+// A claim's lexical document as of `lsn`, or its absence (deleted).
+struct LexicalChange {
+  std::string tenant;
+  std::string claim_id;
+  uint64_t lsn = 0;
+  std::optional<std::vector<std::string>> terms;  // Analyzed; nullopt: gone.
+};
+
+struct LexicalStoreOptions {
+  std::string dir;  // Segment files; created if missing.
+  // The log positions known committed (only those are persisted) and of the
+  // readable view (no reader takes an older view again): both only grow.
+  std::function<uint64_t()> committed_lsn;
+  std::function<uint64_t()> readable_lsn;
+  // Stores the serialized LexicalManifest durably and atomically.
+  std::function<absl::Status(const std::string&)> persist_manifest;
+  bool background = true;    // Run the maintenance thread (tests drive it by hand).
+  size_t flush_docs = 8192;  // In-memory docs that trigger a flush.
+  absl::Duration flush_interval = absl::Seconds(1);  // The most an unflushed doc waits.
+  size_t merge_factor = 4;                           // Segments of one size tier that get merged.
+  double merge_dead_ratio = 0.3;                     // A segment this dead is rewritten alone.
+  double merge_bytes_per_second = 64e6;              // Merge output rate limit.
+};
+
+struct LexicalStoreInfo {
+  uint32_t segments = 0;  // Persisted.
+  uint32_t memory_segments = 0;
+  uint64_t bytes = 0;  // Of the persisted segments' files.
+  uint64_t docs = 0;   // Every doc, current or not.
+  uint64_t dead_docs = 0;
+  uint64_t buffer_docs = 0;  // Docs in memory segments.
+  uint64_t covered_lsn = 0;
+  uint32_t merge_backlog = 0;  // Merges the policy would run now.
+};
+
+class LexicalStore {
+ public:
+  // Opens the index over `manifest` (a serialized LexicalManifest; empty:
+  // no segments), loading every listed segment, and deletes files in the
+  // directory that no manifest names. DATA_LOSS naming the file when a
+  // segment is damaged, NOT_FOUND when one is missing, so that the owner
+  // rebuilds the index instead of serving it.
+  static absl::StatusOr<std::unique_ptr<LexicalStore>> Open(LexicalStoreOptions options,
+                                                            absl::string_view manifest);
+  ~LexicalStore();
+  LexicalStore(const LexicalStore&) = delete;
+  LexicalStore& operator=(const LexicalStore&) = delete;
+
+  // The log position the persisted segments cover: a reopened store must be
+  // given every change after it.
+  uint64_t covered_lsn() const;
+
+  // Applies the documents of the claims committed up to `content_lsn` (at
+  // most one change per claim); each replaces the claim's current version
+  // at its own lsn. Called for every commit, even with no changes.
+  absl::Status Apply(std::vector<LexicalChange> changes, uint64_t content_lsn);
+  // The log was truncated after `lsn`: forgets every change after it, and
+  // returns the (tenant, claim id) of every doc that changed, which the
+  // owner must re-apply at `lsn` as storage now holds them (a doc applied
+  // with a group of records carries the group's last LSN, so the records
+  // kept of a truncated group come back this way).
+  std::vector<std::pair<std::string, std::string>> TruncateAfter(uint64_t lsn);
+
+  struct Snapshot {
+    std::shared_ptr<const std::vector<std::shared_ptr<LexicalSegment>>> segments;
+    uint64_t lsn = 0;  // The storage view it pairs with.
+  };
+  // The current segments, paired with the view `take_view` takes (it returns
+  // its LSN, or an error that is passed through); called under the store's
+  // lock, so that no merge can drop a doc the view still sees.
+  absl::StatusOr<Snapshot> Acquire(
+      const std::function<absl::StatusOr<uint64_t>()>& take_view) const;
+
+  // Documents, their total length and each term's document frequency among
+  // `tenant`'s docs visible at the snapshot.
+  absl::StatusOr<CorpusStats> Stats(const Snapshot& s, absl::string_view tenant,
+                                    const std::vector<std::string>& terms) const;
+  // The top `k` of `tenant`'s visible docs by BM25 (stats from the caller:
+  // shard- or cluster-wide), ties by claim id; only `allowed` ones if set.
+  absl::StatusOr<std::vector<ScoredClaim>> Search(
+      const Snapshot& s, absl::string_view tenant, const std::vector<std::string>& terms, size_t k,
+      const Bm25Params& params, const CorpusStats& stats,
+      const absl::flat_hash_set<std::string>* allowed = nullptr) const;
+
+  // Maintenance steps (the background thread runs them; tests call them).
+  // Flush: persists every in-memory segment whose content is committed.
+  absl::Status Flush();
+  // One merge of in-memory or persisted segments if the policy wants one;
+  // `written` receives the bytes it wrote (0: none was due).
+  absl::Status MergeOnce(uint64_t* written);
+
+  LexicalStoreInfo Info() const;
+
+ private:
+  using SegmentList = std::vector<std::shared_ptr<LexicalSegment>>;
+  struct Loc {
+    LexicalSegment* segment = nullptr;
+    uint32_t doc = 0;
+  };
+
+  explicit LexicalStore(LexicalStoreOptions options) : options_(std::move(options)) {}
+  void MaintenanceLoop();
+  // Replaces `sources` (in the list) by `merged` (null: nothing), carrying
+  // deaths that happened since it was built and re-pointing current docs.
+  void Install(const SegmentList& sources, const std::shared_ptr<LexicalSegment>& merged,
+               const std::vector<std::vector<uint32_t>>& remap) ABSL_LOCKS_EXCLUDED(mu_);
+  // Writes the manifest of the persisted segments at `covered`.
+  absl::Status WriteManifest(uint64_t covered) ABSL_EXCLUSIVE_LOCKS_REQUIRED(maintenance_mu_);
+  // Merges `sources` dropping docs dead at the readable LSN, persisting the
+  // result when `persist`. Returns null when nothing is left.
+  absl::StatusOr<std::shared_ptr<LexicalSegment>> MergeSegments(
+      const SegmentList& sources, bool persist, std::vector<std::vector<uint32_t>>* remap);
+  // What the merge policy picks now (empty: nothing).
+  SegmentList PickMemoryMerge(const SegmentList& list) const;
+  SegmentList PickPersistedMerge(const SegmentList& list) const;
+  std::shared_ptr<const SegmentList> segments() const;
+
+  const LexicalStoreOptions options_;
+
+  // Serializes flushes, merges and manifest writes.
+  absl::Mutex maintenance_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  uint64_t covered_lsn_ ABSL_GUARDED_BY(maintenance_mu_) = 0;
+
+  mutable absl::Mutex mu_;
+  // Persisted segments first, then in-memory ones in content-LSN order.
+  std::shared_ptr<const SegmentList> segments_ ABSL_GUARDED_BY(mu_);
+  // Each claim's current doc, keyed <tenant> \0 <claim id>.
+  absl::flat_hash_map<std::string, Loc> current_ ABSL_GUARDED_BY(mu_);
+  uint64_t applied_lsn_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<uint64_t> covered_{0};
+  absl::Time oldest_unflushed_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool wake_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+}  // namespace dash::index
+
+#endif  // DASH_NODE_INDEX_LEXICAL_STORE_H_
