@@ -27,11 +27,16 @@ constexpr uint32_t kPostingsVersion = 1;  // DICT and POST (segment_format.md).
 std::string NewSegmentId() {
   // From the OS's entropy source: ids of segments made by different
   // processes over a directory's life must not collide.
-  std::random_device rd;
+  // seeded from it once per thread, not opened per segment.
+  thread_local std::mt19937_64 gen = [] {
+    std::random_device rd;
+    std::seed_seq seed{rd(), rd(), rd(), rd(), rd(), rd(), rd(), rd()};
+    return std::mt19937_64(seed);
+  }();
   std::string id(kSegmentIdBytes, '\0');
-  for (size_t i = 0; i < id.size(); i += 4) {
-    const uint32_t r = rd();
-    for (size_t j = 0; j < 4 && i + j < id.size(); ++j) id[i + j] = static_cast<char>(r >> (8 * j));
+  for (size_t i = 0; i < id.size(); i += 8) {
+    const uint64_t r = gen();
+    for (size_t j = 0; j < 8 && i + j < id.size(); ++j) id[i + j] = static_cast<char>(r >> (8 * j));
   }
   return id;
 }
@@ -93,6 +98,7 @@ const std::string& LexicalSegment::tenant_of(uint32_t doc) const {
 }
 
 uint32_t LexicalSegment::dead_count() const {
+  if (min_died_.load() == kNever && max_born_.load() != kNever) return 0;
   uint32_t n = 0;
   for (uint32_t d = 0; d < doc_count(); ++d) n += (died(d) != kNever || born(d) == kNever);
   return n;

@@ -9,6 +9,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "common/sync_point.h"
 #include "glog/logging.h"
 #include "node/index/segment_file.h"
 #include "node/index/segment_search.h"
@@ -290,23 +291,26 @@ void LexicalStore::Install(const SegmentList& sources,
     }
     merged->RecomputeBounds();
   }
-  for (auto it = current_.begin(); it != current_.end();) {
-    if (!gone.count(it->second.segment)) {
-      ++it;
-      continue;
+  // Re-point the sources' current docs (looked up per doc, not by a scan of
+  // every claim's entry).
+  for (size_t i = 0; i < sources.size(); ++i) {
+    const LexicalSegment& src = *sources[i];
+    for (const auto& r : src.ranges()) {
+      for (uint32_t d = r.first; d < r.end; ++d) {
+        if (src.died(d) != kNever || src.born(d) == kNever) continue;
+        auto it = current_.find(CurrentKey(r.tenant, src.claim_id(d)));
+        if (it == current_.end() || it->second.segment != &src || it->second.doc != d) continue;
+        const uint32_t to = merged == nullptr ? UINT32_MAX : remap[i][d];
+        if (to == UINT32_MAX) {
+          // Cannot happen for a current doc (merges keep them); drop the
+          // entry rather than point into a segment that is going away.
+          LOG(ERROR) << "a current doc was merged away";
+          current_.erase(it);
+        } else {
+          it->second = Loc{merged.get(), to};
+        }
+      }
     }
-    size_t i = 0;
-    while (sources[i].get() != it->second.segment) ++i;
-    const uint32_t to = merged == nullptr ? UINT32_MAX : remap[i][it->second.doc];
-    if (to == UINT32_MAX) {
-      // Cannot happen for a current doc (merges keep them); drop the entry
-      // rather than point into a segment that is going away.
-      LOG(ERROR) << "a current doc was merged away";
-      current_.erase(it++);
-      continue;
-    }
-    it->second = Loc{merged.get(), to};
-    ++it;
   }
   // Persisted first, then in-memory in content order (sources of one merge
   // are contiguous in memory order, or all persisted).
@@ -386,7 +390,11 @@ absl::Status LexicalStore::Flush() {
     DASH_ASSIGN_OR_RETURN(merged, MergeSegments(chosen, /*persist=*/true, &remap));
     Install(chosen, merged, remap);
   }
-  return WriteManifest(covered);
+  // The new segment's files are durable; the manifest does not name them yet.
+  DASH_SYNC_POINT("LexicalStore::Flush:BeforeManifest");
+  DASH_RETURN_IF_ERROR(WriteManifest(covered));
+  DASH_SYNC_POINT("LexicalStore::Flush:AfterManifest");
+  return absl::OkStatus();
 }
 
 LexicalStore::SegmentList LexicalStore::PickMemoryMerge(const SegmentList& list) const {
@@ -437,7 +445,9 @@ absl::Status LexicalStore::MergeOnce(uint64_t* written) {
   Install(sources, merged, remap);
   *written = merged == nullptr ? 1 : std::max<uint64_t>(1, merged->bytes());
   if (!persist) return absl::OkStatus();
+  DASH_SYNC_POINT("LexicalStore::Merge:BeforeManifest");
   DASH_RETURN_IF_ERROR(WriteManifest(covered_lsn_));
+  DASH_SYNC_POINT("LexicalStore::Merge:AfterManifest");
   // The manifest no longer names them: their files go with the last reader.
   for (const auto& s : sources) s->MarkObsolete();
   return absl::OkStatus();

@@ -434,6 +434,17 @@ v1::NodeInfo ShardHost::Info() const {
     ri->mutable_filter_cache()->set_evictions(c.evictions);
     ri->mutable_filter_cache()->set_entries(c.entries);
     ri->mutable_filter_cache()->set_ids(c.ids);
+    const index::LexicalStoreInfo lex = r->LexicalInfo();
+    v1::LexicalIndexInfo* li = ri->mutable_lexical();
+    li->set_segments(lex.segments);
+    li->set_segment_bytes(lex.bytes);
+    li->set_memory_segments(lex.memory_segments);
+    li->set_buffer_docs(lex.buffer_docs);
+    li->set_docs(lex.docs);
+    li->set_dead_docs(lex.dead_docs);
+    li->set_covered_lsn(lex.covered_lsn);
+    li->set_merge_backlog(lex.merge_backlog);
+    li->set_status(r->lexical_status());
   }
   return info;
 }
