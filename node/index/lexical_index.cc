@@ -18,20 +18,37 @@ namespace dash::index {
 using storage::Family;
 namespace keys = storage::keys;
 
+void AnalyzedTexts::Add(absl::string_view text) {
+  if (map_.contains(text)) return;
+  map_.emplace(std::string(text), query::AnalyzeText(text));
+}
+
+const std::vector<std::string>* AnalyzedTexts::Find(absl::string_view text) const {
+  auto it = map_.find(text);
+  return it == map_.end() ? nullptr : &it->second;
+}
+
 absl::StatusOr<std::optional<std::vector<std::string>>> AnalyzeStoredClaim(
-    const storage::Reader& r, absl::string_view tenant, absl::string_view claim_id) {
+    const storage::Reader& r, absl::string_view tenant, absl::string_view claim_id,
+    const std::vector<const AnalyzedTexts*>& ahead) {
   DASH_ASSIGN_OR_RETURN(auto raw_claim, r.Get(Family::kClaims, keys::Claim(tenant, claim_id)));
   if (!raw_claim.has_value()) return std::nullopt;
   v1::Claim claim;
   if (!claim.ParseFromString(*raw_claim)) return absl::DataLossError("stored claim is corrupt");
-  std::vector<std::string> terms = query::AnalyzeText(claim.text());
+  auto analyze = [&ahead](absl::string_view text) {
+    for (const AnalyzedTexts* a : ahead) {
+      if (const std::vector<std::string>* found = a->Find(text)) return *found;
+    }
+    return query::AnalyzeText(text);
+  };
+  std::vector<std::string> terms = analyze(claim.text());
   auto ev = r.Scan(Family::kEvidence, keys::ClaimPrefix(tenant, claim_id));
   for (; ev->Valid(); ev->Next()) {
     v1::Evidence e;
     if (!e.ParseFromArray(ev->value().data(), static_cast<int>(ev->value().size()))) {
       return absl::DataLossError("stored evidence is corrupt");
     }
-    for (std::string& t : query::AnalyzeText(e.citation().quote())) terms.push_back(std::move(t));
+    for (std::string& t : analyze(e.citation().quote())) terms.push_back(std::move(t));
   }
   DASH_RETURN_IF_ERROR(ev->status());
   return terms;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "node/storage/engine.h"
@@ -21,11 +22,27 @@ namespace dash::index {
 using query::Bm25Params;
 using query::CorpusStats;
 
+// Texts analyzed ahead of time, by content: a writer analyzes its batch's
+// claim texts and quotes on its own thread, so that the commit thread only
+// looks them up. Thread-compatible.
+class AnalyzedTexts {
+ public:
+  void Add(absl::string_view text);
+  // The analysis of `text`, or null when it was not added.
+  const std::vector<std::string>* Find(absl::string_view text) const;
+  bool empty() const { return map_.empty(); }
+
+ private:
+  absl::flat_hash_map<std::string, std::vector<std::string>> map_;
+};
+
 // The lexical document of a claim as stored in `r`: its text followed by the
-// quotes of all its evidence, analyzed by AnalyzeText; nullopt when the claim
-// does not exist. DATA_LOSS when a stored record does not parse.
+// quotes of all its evidence, analyzed by AnalyzeText (or found in `ahead`);
+// nullopt when the claim does not exist. DATA_LOSS when a stored record does
+// not parse.
 absl::StatusOr<std::optional<std::vector<std::string>>> AnalyzeStoredClaim(
-    const storage::Reader& r, absl::string_view tenant, absl::string_view claim_id);
+    const storage::Reader& r, absl::string_view tenant, absl::string_view claim_id,
+    const std::vector<const AnalyzedTexts*>& ahead = {});
 
 struct ScoredClaim {
   std::string claim_id;

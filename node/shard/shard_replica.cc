@@ -154,6 +154,13 @@ void ShardReplica::Write(v1::WriteRequest request, WriteDone done) {
 
 void ShardReplica::WriteValidated(v1::WriteRequest request, WriteDone done) {
   std::string digest = BatchDigest(request);
+  // Analysis is the costliest step of indexing: done here, on the writer's
+  // thread, it does not hold up the commit thread (and so other writers).
+  auto analyzed = std::make_unique<index::AnalyzedTexts>();
+  for (const v1::WriteOp& op : request.ops()) {
+    if (op.has_claim()) analyzed->Add(op.claim().text());
+    if (op.has_evidence()) analyzed->Add(op.evidence().citation().quote());
+  }
   absl::Status rejected;
   {
     absl::MutexLock l(&mu_);
@@ -163,7 +170,8 @@ void ShardReplica::WriteValidated(v1::WriteRequest request, WriteDone done) {
       rejected = absl::ResourceExhaustedError(
           absl::StrCat("shard ", options_.shard_id, ": write queue is full; retry with backoff"));
     } else {
-      pending_.push_back(Pending{std::move(request), std::move(digest), std::move(done)});
+      pending_.push_back(
+          Pending{std::move(request), std::move(digest), std::move(done), std::move(analyzed)});
       return;
     }
   }
@@ -315,7 +323,11 @@ void ShardReplica::CommitGroup(std::vector<Pending> group) {
     quorum_.RecordGroup(append.last_lsn(), append.bytes());
     // Before the acknowledgements, so that State() seen by a client is never
     // behind the log's retention.
-    AfterCommit(touched, TenantsOf(touched));
+    std::vector<const index::AnalyzedTexts*> ahead;
+    for (const Pending& p : group) {
+      if (p.analyzed != nullptr) ahead.push_back(p.analyzed.get());
+    }
+    AfterCommit(touched, TenantsOf(touched), ahead);
   }
   // Durable here; answered once a majority of the replicas hold it.
   for (Staged& s : staged) {
@@ -333,12 +345,13 @@ void ShardReplica::CommitGroup(std::vector<Pending> group) {
 }
 
 void ShardReplica::AfterCommit(const std::vector<std::pair<std::string, std::string>>& touched,
-                               std::set<std::string> tenants) {
+                               std::set<std::string> tenants,
+                               const std::vector<const index::AnalyzedTexts*>& ahead) {
   log_.MaybeTruncate(options_.log_retention_records);
   log_.MaybeDropUndo(quorum_.commit_lsn());
   PublishLog();
   std::shared_ptr<const storage::Reader> now(engine_->NewSnapshot());
-  searcher_.Refresh(*now, touched, log_.meta().last_lsn());
+  searcher_.Refresh(*now, touched, log_.meta().last_lsn(), ahead);
   views_.Queue(log_.meta().last_lsn(), std::move(now), std::move(tenants));
   AdvanceReadView();
 }

@@ -202,6 +202,8 @@ class ShardReplica {
     v1::WriteRequest request;
     std::string digest;
     WriteDone done;
+    // The batch's texts, analyzed by the writer's thread for the BM25 index.
+    std::unique_ptr<index::AnalyzedTexts> analyzed;
   };
 
   ShardReplica(const ReplicaOptions& options, std::unique_ptr<storage::Engine> engine,
@@ -216,7 +218,9 @@ class ShardReplica {
   // publishes it, applies retention, refreshes the searcher's caches for the
   // claims it touched and queues a read view of it.
   void AfterCommit(const std::vector<std::pair<std::string, std::string>>& touched,
-                   std::set<std::string> tenants) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+                   std::set<std::string> tenants,
+                   const std::vector<const index::AnalyzedTexts*>& ahead = {})
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   // Answers the waiting writes the quorum now commits (all of them with
   // `fail_all` if set, except the committed ones), after the read view moved.
   void ReleaseCommitted(const absl::Status& fail_all = absl::OkStatus());

@@ -225,7 +225,7 @@ absl::Status ShardSearcher::LoadVectors(const storage::Reader& r) {
 
 void ShardSearcher::Refresh(const storage::Reader& latest,
                             const std::vector<std::pair<std::string, std::string>>& touched,
-                            uint64_t lsn) {
+                            uint64_t lsn, const std::vector<const index::AnalyzedTexts*>& ahead) {
   const storage::Reader* snapshot = &latest;
   {
     std::vector<index::LexicalChange> changes;
@@ -233,7 +233,7 @@ void ShardSearcher::Refresh(const storage::Reader& latest,
     for (const auto& [tenant, claim_id] : unique) {
       index::LexicalChange change{tenant, claim_id, lsn, std::nullopt};
       absl::StatusOr<std::optional<std::vector<std::string>>> terms =
-          index::AnalyzeStoredClaim(latest, tenant, claim_id);
+          index::AnalyzeStoredClaim(latest, tenant, claim_id, ahead);
       if (!terms.ok()) {
         LOG(ERROR) << "shard " << shard_id_ << ": BM25 document of \"" << claim_id
                    << "\": " << terms.status();

@@ -62,8 +62,10 @@ class ShardSearcher {
   // After a commit that brought the log to `lsn`: re-reads the (tenant,
   // claim id) pairs it touched from `latest` into the BM25 and vector indexes
   // and invalidates their tenants' filters.
+  // `ahead`: texts of the commit's batches already analyzed by their writers.
   void Refresh(const storage::Reader& latest,
-               const std::vector<std::pair<std::string, std::string>>& touched, uint64_t lsn);
+               const std::vector<std::pair<std::string, std::string>>& touched, uint64_t lsn,
+               const std::vector<const index::AnalyzedTexts*>& ahead = {});
   // The log was truncated after `lsn`: returns the claims whose index
   // entries changed, which the caller Refreshes at `lsn` (with those the
   // dropped records touched).
