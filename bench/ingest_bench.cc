@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
+#include "bench/progress.h"
 #include "dash/v1/data.grpc.pb.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
@@ -104,6 +105,7 @@ double DashGrpc(const std::string& address, const std::vector<dash::v1::WriteReq
   std::vector<std::thread> threads;
   std::atomic<size_t> next{0};
   std::atomic<int> failures{0};
+  dash::bench::Progress progress("ingest", batches.size(), "batches");
   const auto start = Clock::now();
   for (int t = 0; t < clients; ++t) {
     threads.emplace_back([&] {
@@ -112,6 +114,7 @@ double DashGrpc(const std::string& address, const std::vector<dash::v1::WriteReq
         grpc::ClientContext ctx;
         dash::v1::WriteResponse resp;
         if (!stub->Write(&ctx, batches[i], &resp).ok()) failures++;
+        progress.Add(1);
       }
     });
   }

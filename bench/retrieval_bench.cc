@@ -34,6 +34,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "bench/progress.h"
 #include "common/hashing.h"
 #include "dash/v1/data.grpc.pb.h"
 #include "grpcpp/client_context.h"
@@ -216,6 +217,7 @@ int main(int argc, char** argv) {
   }
   std::atomic<size_t> next{0};
   std::atomic<int> failures{0};
+  dash::bench::Progress progress("ingest", claims, "claims");
   const auto ingest_start = Clock::now();
   std::vector<std::thread> writers;
   for (int t = 0; t < 4; ++t) {
@@ -225,6 +227,9 @@ int main(int argc, char** argv) {
         grpc::ClientContext ctx;
         dash::v1::WriteResponse resp;
         if (!stub->Write(&ctx, batches[i], &resp).ok()) ++failures;
+        size_t n = 0;
+        for (const auto& op : batches[i].ops()) n += op.has_claim();
+        progress.Add(n);
       }
     });
   }
