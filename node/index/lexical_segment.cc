@@ -124,13 +124,29 @@ void LexicalSegment::InitDocs(const std::vector<const LexicalDocInput*>& sorted)
 }
 
 void LexicalSegment::RecomputeBounds() {
-  uint64_t max_born = 0, min_died = kNever;
+  uint64_t max_born = 0, min_died = kNever, min_born = kNever;
   for (uint32_t d = 0; d < doc_count(); ++d) {
     max_born = std::max(max_born, born(d));
     min_died = std::min(min_died, died(d));
+    if (born(d) != kNever) min_born = std::min(min_born, born(d));
   }
   max_born_.store(max_born);
+  min_born_.store(min_born);
   min_died_.store(min_died);
+}
+
+absl::Status LexicalSegment::Seal(SegmentPostingsWriter& writer, uint64_t content_lsn) {
+  SegmentPostingsWriter::Bodies bodies = writer.Finish();
+  docs_body_ = EncodeDocs(ranges_, claim_ids_);
+  dict_body_ = bodies.dict;
+  post_body_ = bodies.postings;
+  bytes_ = dict_body_.size() + post_body_.size() + docs_body_.size();
+  DASH_ASSIGN_OR_RETURN(SegmentPostings postings,
+                        SegmentPostings::Open(std::move(bodies.dict), std::move(bodies.postings)));
+  postings_.emplace(std::move(postings));
+  content_lsn_.store(content_lsn);
+  RecomputeBounds();
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::shared_ptr<LexicalSegment>> LexicalSegment::Build(
@@ -153,16 +169,7 @@ absl::StatusOr<std::shared_ptr<LexicalSegment>> LexicalSegment::Build(
   auto seg = std::shared_ptr<LexicalSegment>(new LexicalSegment());
   seg->id_ = NewSegmentId();
   seg->InitDocs(sorted);
-  SegmentPostingsWriter::Bodies bodies = writer.Finish();
-  seg->docs_body_ = EncodeDocs(seg->ranges_, seg->claim_ids_);
-  seg->dict_body_ = bodies.dict;
-  seg->post_body_ = bodies.postings;
-  seg->bytes_ = seg->dict_body_.size() + seg->post_body_.size() + seg->docs_body_.size();
-  DASH_ASSIGN_OR_RETURN(SegmentPostings postings,
-                        SegmentPostings::Open(std::move(bodies.dict), std::move(bodies.postings)));
-  seg->postings_.emplace(std::move(postings));
-  seg->content_lsn_.store(content_lsn);
-  seg->RecomputeBounds();
+  DASH_RETURN_IF_ERROR(seg->Seal(writer, content_lsn));
   return seg;
 }
 
@@ -229,16 +236,7 @@ absl::StatusOr<std::shared_ptr<LexicalSegment>> LexicalSegment::Merge(
   for (uint32_t i = 0; i < refs.size(); ++i) {
     seg->died_[i].store(sources[refs[i].source]->died(refs[i].doc));
   }
-  SegmentPostingsWriter::Bodies bodies = writer.Finish();
-  seg->docs_body_ = EncodeDocs(seg->ranges_, seg->claim_ids_);
-  seg->dict_body_ = bodies.dict;
-  seg->post_body_ = bodies.postings;
-  seg->bytes_ = seg->dict_body_.size() + seg->post_body_.size() + seg->docs_body_.size();
-  DASH_ASSIGN_OR_RETURN(SegmentPostings postings,
-                        SegmentPostings::Open(std::move(bodies.dict), std::move(bodies.postings)));
-  seg->postings_.emplace(std::move(postings));
-  seg->content_lsn_.store(content_lsn);
-  seg->RecomputeBounds();
+  DASH_RETURN_IF_ERROR(seg->Seal(writer, content_lsn));
   if (remap != nullptr) *remap = std::move(map);
   return seg;
 }

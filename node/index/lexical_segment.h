@@ -112,6 +112,8 @@ class LexicalSegment {
     return max_born_.load(std::memory_order_acquire) <= lsn &&
            min_died_.load(std::memory_order_acquire) > lsn;
   }
+  // The lowest born of its docs that can be seen (kNever when none).
+  uint64_t min_born() const { return min_born_.load(std::memory_order_acquire); }
   // Docs not current (died != kNever) or never to be seen (born kNever).
   uint32_t dead_count() const;
 
@@ -130,6 +132,8 @@ class LexicalSegment {
   LexicalSegment() = default;
   // Builds the doc table from sorted docs; sets ranges_, claim_ids_, arrays.
   void InitDocs(const std::vector<const LexicalDocInput*>& sorted);
+  // After InitDocs (and the deaths): the bodies and postings from `writer`.
+  absl::Status Seal(SegmentPostingsWriter& writer, uint64_t content_lsn);
 
   std::string id_;
   std::string dir_;                                // Where its files are; empty while in memory.
@@ -141,6 +145,7 @@ class LexicalSegment {
   std::unique_ptr<std::atomic<uint64_t>[]> born_;
   std::unique_ptr<std::atomic<uint64_t>[]> died_;
   std::atomic<uint64_t> max_born_{0};
+  std::atomic<uint64_t> min_born_{kNever};
   std::atomic<uint64_t> min_died_{kNever};
   std::atomic<uint64_t> content_lsn_{0};
   std::atomic<bool> obsolete_{false};

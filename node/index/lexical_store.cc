@@ -83,6 +83,7 @@ absl::StatusOr<std::unique_ptr<LexicalStore>> LexicalStore::Open(LexicalStoreOpt
     }
     store->segments_ = std::move(list);
     store->applied_lsn_ = m.covered_lsn();
+    store->boundaries_ = {m.covered_lsn()};
   }
   {
     absl::MutexLock l(&store->maintenance_mu_);
@@ -146,15 +147,17 @@ absl::Status LexicalStore::Apply(std::vector<LexicalChange> changes, uint64_t co
     if (memory >= 2 * options_.merge_factor || memory_docs >= options_.flush_docs) wake_ = true;
   }
   applied_lsn_ = std::max(applied_lsn_, content_lsn);
+  boundaries_.insert(content_lsn);
   return absl::OkStatus();
 }
 
-std::vector<std::pair<std::string, std::string>> LexicalStore::TruncateAfter(uint64_t lsn) {
-  std::set<std::pair<std::string, std::string>> changed;
+bool LexicalStore::TruncateAfter(uint64_t lsn,
+                                 std::vector<std::pair<std::string, std::string>>* changed) {
+  std::set<std::pair<std::string, std::string>> keys;
   absl::MutexLock l(&mu_);
   current_.clear();
   for (const auto& seg : *segments_) {
-    for (uint32_t d : seg->TruncateAfter(lsn)) changed.emplace(seg->tenant_of(d), seg->claim_id(d));
+    for (uint32_t d : seg->TruncateAfter(lsn)) keys.emplace(seg->tenant_of(d), seg->claim_id(d));
     for (const auto& r : seg->ranges()) {
       for (uint32_t d = r.first; d < r.end; ++d) {
         if (seg->born(d) != kNever && seg->died(d) == kNever) {
@@ -164,7 +167,10 @@ std::vector<std::pair<std::string, std::string>> LexicalStore::TruncateAfter(uin
     }
   }
   applied_lsn_ = std::min(applied_lsn_, lsn);
-  return {changed.begin(), changed.end()};
+  boundaries_.erase(boundaries_.upper_bound(lsn), boundaries_.end());
+  const bool exact = boundaries_.count(lsn) > 0;
+  if (!exact) changed->assign(keys.begin(), keys.end());
+  return exact;
 }
 
 absl::StatusOr<LexicalStore::Snapshot> LexicalStore::Acquire(
@@ -252,10 +258,13 @@ absl::StatusOr<std::vector<ScoredClaim>> LexicalStore::Search(
 }
 
 absl::StatusOr<std::shared_ptr<LexicalSegment>> LexicalStore::MergeSegments(
-    const SegmentList& sources, bool persist, std::vector<std::vector<uint32_t>>* remap) {
-  // No reader takes a view older than this again (Acquire pairs views and
-  // lists under mu_, and Install swaps under it): docs dead at it can go.
-  const uint64_t readable = options_.readable_lsn();
+    const SegmentList& sources, bool persist, std::vector<std::vector<uint32_t>>* remap,
+    uint64_t covered) {
+  // No reader takes a view older than the readable one again (Acquire pairs
+  // views and lists under mu_, and Install swaps under it): docs dead at it
+  // can go — from persisted segments only when the manifest will also cover
+  // their death, since dropping a doc persists its death.
+  const uint64_t readable = std::min(options_.readable_lsn(), covered);
   uint64_t content = 0;
   for (const auto& s : sources) content = std::max(content, s->content_lsn());
   DASH_ASSIGN_OR_RETURN(std::shared_ptr<LexicalSegment> merged,
@@ -376,18 +385,34 @@ absl::Status LexicalStore::Flush() {
   uint64_t covered = 0;
   {
     absl::ReaderMutexLock l(&mu_);
+    // Docs of the in-memory segments left behind (merged with newer ones)
+    // must stay above the covered LSN.
+    uint64_t limit = std::min(committed, applied_lsn_);
     for (const auto& seg : *segments_) {
-      if (!seg->persisted() && seg->content_lsn() <= committed) chosen.push_back(seg);
+      if (seg->persisted()) continue;
+      if (seg->content_lsn() <= committed) {
+        chosen.push_back(seg);
+      } else if (seg->min_born() != kNever) {
+        limit = std::min(limit, seg->min_born() == 0 ? 0 : seg->min_born() - 1);
+      }
     }
-    // Every change at or below both is in a chosen segment or a death.
-    covered = std::min(committed, applied_lsn_);
+    // The newest applied state at or below that: every change up to it is
+    // in a chosen segment or a death. Only a boundary between Applies will
+    // do — an Apply of a group of records reflects its last one, so a
+    // point inside a group would claim records whose docs are not persisted.
+    auto it = boundaries_.upper_bound(limit);
+    covered = it == boundaries_.begin() ? 0 : *std::prev(it);
   }
   if (covered <= covered_lsn_ && chosen.empty()) return absl::OkStatus();
   covered = std::max(covered, covered_lsn_);
+  {
+    absl::MutexLock l(&mu_);
+    boundaries_.erase(boundaries_.begin(), boundaries_.lower_bound(covered));
+  }
   std::vector<std::vector<uint32_t>> remap;
   std::shared_ptr<LexicalSegment> merged;
   if (!chosen.empty()) {
-    DASH_ASSIGN_OR_RETURN(merged, MergeSegments(chosen, /*persist=*/true, &remap));
+    DASH_ASSIGN_OR_RETURN(merged, MergeSegments(chosen, /*persist=*/true, &remap, covered));
     Install(chosen, merged, remap);
   }
   // The new segment's files are durable; the manifest does not name them yet.
@@ -441,7 +466,7 @@ absl::Status LexicalStore::MergeOnce(uint64_t* written) {
   if (sources.empty()) return absl::OkStatus();
   std::vector<std::vector<uint32_t>> remap;
   DASH_ASSIGN_OR_RETURN(std::shared_ptr<LexicalSegment> merged,
-                        MergeSegments(sources, persist, &remap));
+                        MergeSegments(sources, persist, &remap, persist ? covered_lsn_ : kNever));
   Install(sources, merged, remap);
   *written = merged == nullptr ? 1 : std::max<uint64_t>(1, merged->bytes());
   if (!persist) return absl::OkStatus();

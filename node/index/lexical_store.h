@@ -24,6 +24,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -95,12 +96,15 @@ class LexicalStore {
   // most one change per claim); each replaces the claim's current version
   // at its own lsn. Called for every commit, even with no changes.
   absl::Status Apply(std::vector<LexicalChange> changes, uint64_t content_lsn);
-  // The log was truncated after `lsn`: forgets every change after it, and
-  // returns the (tenant, claim id) of every doc that changed, which the
-  // owner must re-apply at `lsn` as storage now holds them (a doc applied
-  // with a group of records carries the group's last LSN, so the records
-  // kept of a truncated group come back this way).
-  std::vector<std::pair<std::string, std::string>> TruncateAfter(uint64_t lsn);
+  // The log was truncated after `lsn`: forgets every change after it. True
+  // when that leaves exactly the state at `lsn` (an Apply ended there), and
+  // the owner must not re-apply anything at `lsn`. Otherwise `lsn` fell
+  // inside a group of records applied at once (their docs carry the group's
+  // last LSN) or inside the replay of a restart: `changed` receives the
+  // (tenant, claim id) of every doc that changed, which the owner re-applies
+  // at `lsn` as storage now holds them, with the claims the dropped records
+  // touched. Never below the commit LSN, so never into persisted segments.
+  bool TruncateAfter(uint64_t lsn, std::vector<std::pair<std::string, std::string>>* changed);
 
   struct Snapshot {
     std::shared_ptr<const std::vector<std::shared_ptr<LexicalSegment>>> segments;
@@ -147,10 +151,12 @@ class LexicalStore {
                const std::vector<std::vector<uint32_t>>& remap) ABSL_LOCKS_EXCLUDED(mu_);
   // Writes the manifest of the persisted segments at `covered`.
   absl::Status WriteManifest(uint64_t covered) ABSL_EXCLUSIVE_LOCKS_REQUIRED(maintenance_mu_);
-  // Merges `sources` dropping docs dead at the readable LSN, persisting the
-  // result when `persist`. Returns null when nothing is left.
+  // Merges `sources` dropping docs dead at both the readable LSN and
+  // `covered` (what the next manifest will claim), persisting the result
+  // when `persist`. Returns null when nothing is left.
   absl::StatusOr<std::shared_ptr<LexicalSegment>> MergeSegments(
-      const SegmentList& sources, bool persist, std::vector<std::vector<uint32_t>>* remap);
+      const SegmentList& sources, bool persist, std::vector<std::vector<uint32_t>>* remap,
+      uint64_t covered) ABSL_EXCLUSIVE_LOCKS_REQUIRED(maintenance_mu_);
   // What the merge policy picks now (empty: nothing).
   SegmentList PickMemoryMerge(const SegmentList& list) const;
   SegmentList PickPersistedMerge(const SegmentList& list) const;
@@ -168,6 +174,9 @@ class LexicalStore {
   // Each claim's current doc, keyed <tenant> \0 <claim id>.
   absl::flat_hash_map<std::string, Loc> current_ ABSL_GUARDED_BY(mu_);
   uint64_t applied_lsn_ ABSL_GUARDED_BY(mu_) = 0;
+  // The content LSNs of the Applies not yet covered (and the covered LSN):
+  // the only points whose state the index holds exactly.
+  std::set<uint64_t> boundaries_ ABSL_GUARDED_BY(mu_);
   std::atomic<uint64_t> covered_{0};
   absl::Time oldest_unflushed_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
