@@ -112,6 +112,16 @@ std::shared_ptr<const LexicalStore::SegmentList> LexicalStore::segments() const 
 }
 
 absl::Status LexicalStore::Apply(std::vector<LexicalChange> changes, uint64_t content_lsn) {
+  {
+    absl::MutexLock l(&mu_);
+    const bool redundant = exact_at_ == content_lsn;
+    exact_at_ = kNever;
+    // The owner re-applies at a truncation point what it may have lost; the
+    // truncation left the index exact there, and changes at a covered LSN
+    // must not be made again (the next manifest would persist their deaths
+    // without the docs that replace them).
+    if (redundant) return absl::OkStatus();
+  }
   std::vector<LexicalDocInput> docs;
   for (LexicalChange& c : changes) {
     if (!c.terms.has_value()) continue;
@@ -169,6 +179,7 @@ bool LexicalStore::TruncateAfter(uint64_t lsn,
   applied_lsn_ = std::min(applied_lsn_, lsn);
   boundaries_.erase(boundaries_.upper_bound(lsn), boundaries_.end());
   const bool exact = boundaries_.count(lsn) > 0;
+  exact_at_ = exact ? lsn : kNever;
   if (!exact) changed->assign(keys.begin(), keys.end());
   return exact;
 }
@@ -288,28 +299,18 @@ void LexicalStore::Install(const SegmentList& sources,
     for (const auto& seg : sources) s.insert(seg.get());
     return s;
   }();
-  if (merged != nullptr) {
-    for (size_t i = 0; i < sources.size(); ++i) {
-      const LexicalSegment& src = *sources[i];
-      for (uint32_t d = 0; d < src.doc_count(); ++d) {
-        const uint32_t to = remap[i][d];
-        if (to == UINT32_MAX) continue;
-        // Deaths (and truncations) since the merge was built.
-        merged->SetDied(to, src.born(d) == kNever ? 0 : src.died(d));
-      }
-    }
-    merged->RecomputeBounds();
-  }
-  // Re-point the sources' current docs (looked up per doc, not by a scan of
-  // every claim's entry).
+  // One pass over the sources' docs: carry deaths (and truncations) since
+  // the merge was built, and re-point the claims' current docs (looked up
+  // per doc, not by a scan of every claim's entry).
   for (size_t i = 0; i < sources.size(); ++i) {
     const LexicalSegment& src = *sources[i];
     for (const auto& r : src.ranges()) {
       for (uint32_t d = r.first; d < r.end; ++d) {
+        const uint32_t to = merged == nullptr ? UINT32_MAX : remap[i][d];
+        if (to != UINT32_MAX) merged->SetDied(to, src.born(d) == kNever ? 0 : src.died(d));
         if (src.died(d) != kNever || src.born(d) == kNever) continue;
         auto it = current_.find(CurrentKey(r.tenant, src.claim_id(d)));
         if (it == current_.end() || it->second.segment != &src || it->second.doc != d) continue;
-        const uint32_t to = merged == nullptr ? UINT32_MAX : remap[i][d];
         if (to == UINT32_MAX) {
           // Cannot happen for a current doc (merges keep them); drop the
           // entry rather than point into a segment that is going away.
@@ -321,6 +322,7 @@ void LexicalStore::Install(const SegmentList& sources,
       }
     }
   }
+  if (merged != nullptr) merged->RecomputeBounds();
   // Persisted first, then in-memory in content order (sources of one merge
   // are contiguous in memory order, or all persisted).
   auto list = std::make_shared<SegmentList>();

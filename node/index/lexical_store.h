@@ -97,13 +97,14 @@ class LexicalStore {
   // at its own lsn. Called for every commit, even with no changes.
   absl::Status Apply(std::vector<LexicalChange> changes, uint64_t content_lsn);
   // The log was truncated after `lsn`: forgets every change after it. True
-  // when that leaves exactly the state at `lsn` (an Apply ended there), and
-  // the owner must not re-apply anything at `lsn`. Otherwise `lsn` fell
-  // inside a group of records applied at once (their docs carry the group's
-  // last LSN) or inside the replay of a restart: `changed` receives the
-  // (tenant, claim id) of every doc that changed, which the owner re-applies
-  // at `lsn` as storage now holds them, with the claims the dropped records
-  // touched. Never below the commit LSN, so never into persisted segments.
+  // when that leaves exactly the state at `lsn` (an Apply ended there): the
+  // owner's next Apply at `lsn` (re-applying what the dropped records
+  // touched) is then ignored. Otherwise `lsn` fell inside a group of records
+  // applied at once (their docs carry the group's last LSN) or inside the
+  // replay of a restart: `changed` receives the (tenant, claim id) of every
+  // doc that changed, which the owner re-applies at `lsn` as storage now
+  // holds them, with the claims the dropped records touched. Never below the
+  // commit LSN, so never into persisted segments.
   bool TruncateAfter(uint64_t lsn, std::vector<std::pair<std::string, std::string>>* changed);
 
   struct Snapshot {
@@ -177,6 +178,9 @@ class LexicalStore {
   // The content LSNs of the Applies not yet covered (and the covered LSN):
   // the only points whose state the index holds exactly.
   std::set<uint64_t> boundaries_ ABSL_GUARDED_BY(mu_);
+  // Set by a truncation that left the index exact: the next Apply, if at
+  // this LSN, is the owner's redundant re-apply.
+  uint64_t exact_at_ ABSL_GUARDED_BY(mu_) = kNever;
   std::atomic<uint64_t> covered_{0};
   absl::Time oldest_unflushed_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

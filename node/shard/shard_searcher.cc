@@ -161,7 +161,7 @@ absl::Status ShardSearcher::ReplayLexical(storage::Engine& engine, uint64_t cove
 
 std::vector<std::pair<std::string, std::string>> ShardSearcher::TruncateIndex(uint64_t lsn) {
   std::vector<std::pair<std::string, std::string>> changed;
-  skip_lexical_at_ = lexical_->TruncateAfter(lsn, &changed) ? lsn : index::kNever;
+  lexical_->TruncateAfter(lsn, &changed);
   return changed;
 }
 
@@ -229,9 +229,7 @@ void ShardSearcher::Refresh(const storage::Reader& latest,
                             const std::vector<std::pair<std::string, std::string>>& touched,
                             uint64_t lsn, const std::vector<const index::AnalyzedTexts*>& ahead) {
   const storage::Reader* snapshot = &latest;
-  if (lsn == skip_lexical_at_) {
-    skip_lexical_at_ = index::kNever;  // The truncation left the index exact.
-  } else {
+  {
     std::vector<index::LexicalChange> changes;
     const std::set<std::pair<std::string, std::string>> unique(touched.begin(), touched.end());
     for (const auto& [tenant, claim_id] : unique) {

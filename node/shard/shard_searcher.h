@@ -68,8 +68,8 @@ class ShardSearcher {
                const std::vector<const index::AnalyzedTexts*>& ahead = {});
   // The log was truncated after `lsn`: returns the claims whose index
   // entries changed, which the caller Refreshes at `lsn` (with those the
-  // dropped records touched); that Refresh leaves the BM25 index alone when
-  // the truncation left it exact.
+  // dropped records touched; the BM25 index ignores that Refresh when the
+  // truncation left it exact).
   std::vector<std::pair<std::string, std::string>> TruncateIndex(uint64_t lsn);
   // The readable view moved past commits that touched `tenants`.
   void InvalidateFilters(const std::set<std::string>& tenants);
@@ -117,9 +117,6 @@ class ShardSearcher {
   // Set by OpenLexical, before any other use.
   std::unique_ptr<index::LexicalStore> lexical_;
   std::string lexical_status_;
-  // A Refresh at this LSN re-applies nothing (see TruncateIndex). Touched by
-  // the replica's writer only.
-  uint64_t skip_lexical_at_ = index::kNever;
   mutable index::PrefilterCache filter_cache_;  // Thread-safe itself.
   mutable absl::Mutex vectors_mu_;
   // Entries are never removed, so a pointer handed out stays valid.
