@@ -30,11 +30,13 @@ const std::vector<std::string>* AnalyzedTexts::Find(absl::string_view text) cons
 
 absl::StatusOr<std::optional<std::vector<std::string>>> AnalyzeStoredClaim(
     const storage::Reader& r, absl::string_view tenant, absl::string_view claim_id,
-    const std::vector<const AnalyzedTexts*>& ahead) {
+    const std::vector<const AnalyzedTexts*>& ahead, std::vector<float>* embedding) {
+  if (embedding != nullptr) embedding->clear();
   DASH_ASSIGN_OR_RETURN(auto raw_claim, r.Get(Family::kClaims, keys::Claim(tenant, claim_id)));
   if (!raw_claim.has_value()) return std::nullopt;
   v1::Claim claim;
   if (!claim.ParseFromString(*raw_claim)) return absl::DataLossError("stored claim is corrupt");
+  if (embedding != nullptr) embedding->assign(claim.embedding().begin(), claim.embedding().end());
   auto analyze = [&ahead](absl::string_view text) {
     for (const AnalyzedTexts* a : ahead) {
       if (const std::vector<std::string>* found = a->Find(text)) return *found;

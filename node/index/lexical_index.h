@@ -39,10 +39,11 @@ class AnalyzedTexts {
 // The lexical document of a claim as stored in `r`: its text followed by the
 // quotes of all its evidence, analyzed by AnalyzeText (or found in `ahead`);
 // nullopt when the claim does not exist. DATA_LOSS when a stored record does
-// not parse.
+// not parse. `embedding` (when set) receives the claim's embedding as stored
+// (empty when it has none).
 absl::StatusOr<std::optional<std::vector<std::string>>> AnalyzeStoredClaim(
     const storage::Reader& r, absl::string_view tenant, absl::string_view claim_id,
-    const std::vector<const AnalyzedTexts*>& ahead = {});
+    const std::vector<const AnalyzedTexts*>& ahead = {}, std::vector<float>* embedding = nullptr);
 
 struct ScoredClaim {
   std::string claim_id;

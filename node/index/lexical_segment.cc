@@ -23,6 +23,7 @@ using google::protobuf::io::StringOutputStream;
 
 constexpr uint32_t kDocsVersion = 1;
 constexpr uint32_t kPostingsVersion = 1;  // DICT and POST (segment_format.md).
+constexpr uint32_t kVectorsVersion = 1;
 
 std::string NewSegmentId() {
   // From the OS's entropy source: ids of segments made by different
@@ -76,7 +77,7 @@ std::string TenantTermKey(absl::string_view tenant, absl::string_view term) {
 LexicalSegment::~LexicalSegment() {
   if (!obsolete_.load() || dir_.empty()) return;
   const std::string hex = hex_id();
-  for (const char* ext : {"dict", "post", "docs"}) {
+  for (const char* ext : {"dict", "post", "docs", "vec"}) {
     const std::string path = PathOf(dir_, hex, ext);
     if (std::remove(path.c_str()) != 0) PLOG(WARNING) << "removing " << path;
   }
@@ -95,6 +96,17 @@ const std::string& LexicalSegment::tenant_of(uint32_t doc) const {
   auto it = std::upper_bound(ranges_.begin(), ranges_.end(), doc,
                              [](uint32_t d, const TenantRange& r) { return d < r.end; });
   return it->tenant;
+}
+
+std::pair<uint32_t, uint32_t> LexicalSegment::DocsOf(const TenantRange& r,
+                                                     absl::string_view claim_id) const {
+  auto first = claim_ids_.begin() + r.first, end = claim_ids_.begin() + r.end;
+  auto lo = std::lower_bound(first, end, claim_id,
+                             [](const std::string& a, absl::string_view b) { return a < b; });
+  auto hi = std::upper_bound(lo, end, claim_id,
+                             [](absl::string_view a, const std::string& b) { return a < b; });
+  return {static_cast<uint32_t>(lo - claim_ids_.begin()),
+          static_cast<uint32_t>(hi - claim_ids_.begin())};
 }
 
 uint32_t LexicalSegment::dead_count() const {
@@ -169,6 +181,14 @@ absl::StatusOr<std::shared_ptr<LexicalSegment>> LexicalSegment::Build(
   auto seg = std::shared_ptr<LexicalSegment>(new LexicalSegment());
   seg->id_ = NewSegmentId();
   seg->InitDocs(sorted);
+  for (size_t i = 0; i < sorted.size(); ++i) {
+    const LexicalDocInput& d = *sorted[i];
+    if (d.vector.has_value() && !seg->vectors_.Add(static_cast<uint32_t>(i), d.tenant, *d.vector)) {
+      LOG(ERROR) << "claim \"" << d.claim_id << "\" of \"" << d.tenant
+                 << "\": its vector does not fit its tenant's other vectors; not indexed";
+    }
+  }
+  DASH_RETURN_IF_ERROR(seg->vectors_.Finish());
   DASH_RETURN_IF_ERROR(seg->Seal(writer, content_lsn));
   return seg;
 }
@@ -236,20 +256,36 @@ absl::StatusOr<std::shared_ptr<LexicalSegment>> LexicalSegment::Merge(
   for (uint32_t i = 0; i < refs.size(); ++i) {
     seg->died_[i].store(sources[refs[i].source]->died(refs[i].doc));
   }
+  // The kept docs' vectors, rows copied from their sources' sections.
+  for (uint32_t i = 0; i < refs.size(); ++i) {
+    const Ref& ref = refs[i];
+    const SegmentVectors::Section* section = sources[ref.source]->vectors_.Find(*ref.tenant);
+    if (section == nullptr) continue;
+    const int64_t row = section->RowOf(ref.doc);
+    if (row < 0) continue;
+    seg->vectors_.Add(i, *ref.tenant, section->metric, section->row(static_cast<size_t>(row)),
+                      section->dim);
+  }
+  DASH_RETURN_IF_ERROR(seg->vectors_.Finish());
   DASH_RETURN_IF_ERROR(seg->Seal(writer, content_lsn));
   if (remap != nullptr) *remap = std::move(map);
   return seg;
 }
 
-absl::Status LexicalSegment::Persist(const std::string& dir) {
+absl::Status LexicalSegment::Persist(const std::string& dir, const VectorGraphOptions& graphs) {
   if (persisted()) return absl::OkStatus();
   const std::string hex = hex_id();
+  DASH_RETURN_IF_ERROR(vectors_.BuildGraphs(graphs));
+  DASH_ASSIGN_OR_RETURN(std::string vec_body, vectors_.Serialize());
   DASH_RETURN_IF_ERROR(
       WriteSegmentFile(PathOf(dir, hex, "dict"), {"DICT", kPostingsVersion, id_}, dict_body_));
   DASH_RETURN_IF_ERROR(
       WriteSegmentFile(PathOf(dir, hex, "post"), {"POST", kPostingsVersion, id_}, post_body_));
   DASH_RETURN_IF_ERROR(
       WriteSegmentFile(PathOf(dir, hex, "docs"), {"DOCS", kDocsVersion, id_}, docs_body_));
+  DASH_RETURN_IF_ERROR(
+      WriteSegmentFile(PathOf(dir, hex, "vec"), {"VECS", kVectorsVersion, id_}, vec_body));
+  bytes_ += vec_body.size();
   dir_ = dir;
   // The postings keep their own copies; these were only for writing.
   std::string().swap(dict_body_);
@@ -322,6 +358,21 @@ absl::StatusOr<std::shared_ptr<LexicalSegment>> LexicalSegment::Load(const std::
   seg->InitDocs(sorted);
   for (TenantRange& r : seg->ranges_) {
     for (uint32_t d = r.first; d < r.end; ++d) r.total_length += seg->postings_->DocLength(d);
+  }
+  {
+    const std::string vec_path = PathOf(dir, hex, "vec");
+    DASH_ASSIGN_OR_RETURN(std::string vec,
+                          ReadSegmentFile(vec_path, {"VECS", kVectorsVersion, id}));
+    seg->bytes_ += vec.size();
+    DASH_ASSIGN_OR_RETURN(seg->vectors_,
+                          SegmentVectors::Parse(vec, vec_path, static_cast<uint32_t>(total)));
+    for (const SegmentVectors::Section& sec : seg->vectors_.sections()) {
+      const TenantRange* r = seg->Range(sec.tenant);
+      if (r == nullptr || sec.docs.front() < r->first || sec.docs.back() >= r->end) {
+        return absl::DataLossError(
+            absl::StrCat(vec_path, ": vectors of \"", sec.tenant, "\" outside its docs"));
+      }
+    }
   }
   if (dead.size() > (total + 7) / 8) {
     return absl::DataLossError(absl::StrCat("segment ", hex, ": dead-docs bitmap of ", dead.size(),

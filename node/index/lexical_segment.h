@@ -12,9 +12,13 @@
 // a doc iff born <= R < died, so one set of segments serves every readable
 // view (a leader's view lags its own log until a majority holds it).
 //
-// A segment lives in memory until it is written to three segment files
-// (segment_format.md): <id>.dict, <id>.post (SegmentPostings bodies) and
-// <id>.docs (the document table). Once marked obsolete (merged away and no
+// The claims' embeddings are the segment's vectors (segment_vectors.h),
+// per tenant, searched under the same visibility.
+//
+// A segment lives in memory until it is written to four segment files
+// (segment_format.md): <id>.dict, <id>.post (SegmentPostings bodies),
+// <id>.docs (the document table) and <id>.vec (the vectors and, for big
+// enough tenants, their HNSW graph, built just before). Once marked obsolete (merged away and no
 // longer in the persisted manifest), its files are deleted when the last
 // reader drops it.
 //
@@ -35,6 +39,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "node/index/segment_postings.h"
+#include "node/index/segment_vectors.h"
 
 namespace dash::index {
 
@@ -45,7 +50,8 @@ struct LexicalDocInput {
   std::string tenant;
   std::string claim_id;
   uint64_t born = 0;
-  std::vector<std::string> terms;  // Analyzed, repeats counted.
+  std::vector<std::string> terms;   // Analyzed, repeats counted.
+  std::optional<DocVector> vector;  // The claim's embedding, if it has one.
 };
 
 // The dictionary key of `term` for `tenant`.
@@ -75,9 +81,11 @@ class LexicalSegment {
       const std::function<bool(const LexicalSegment&, uint32_t)>& keep,
       std::vector<std::vector<uint32_t>>* remap);
 
-  // Writes the three files under `dir` (durably, the directory synced).
-  // ALREADY_EXISTS if they exist; UNAVAILABLE on an I/O error.
-  absl::Status Persist(const std::string& dir);
+  // Builds the HNSW graphs `graphs` asks for, then writes the four files
+  // under `dir` (durably, the directory synced). Only before the segment is
+  // shared with readers. ALREADY_EXISTS if they exist; UNAVAILABLE on an I/O
+  // error; INTERNAL if FAISS fails.
+  absl::Status Persist(const std::string& dir, const VectorGraphOptions& graphs = {});
 
   // Opens the segment `id` persisted under `dir`: every doc born at 0 and
   // dead (died 0) where `dead` (a bitmap, bit i of byte i/8) says so.
@@ -95,7 +103,8 @@ class LexicalSegment {
   std::string hex_id() const;
   uint32_t doc_count() const { return static_cast<uint32_t>(claim_ids_.size()); }
   const SegmentPostings& postings() const { return *postings_; }
-  uint64_t bytes() const { return bytes_; }  // Of its three file bodies.
+  uint64_t bytes() const { return bytes_; }  // Of its file bodies.
+  const SegmentVectors& vectors() const { return vectors_; }
   bool persisted() const { return !dir_.empty(); }
   uint64_t content_lsn() const { return content_lsn_.load(std::memory_order_acquire); }
 
@@ -103,6 +112,9 @@ class LexicalSegment {
   const std::vector<TenantRange>& ranges() const { return ranges_; }
   const std::string& claim_id(uint32_t doc) const { return claim_ids_[doc]; }
   const std::string& tenant_of(uint32_t doc) const;
+  // The docs of `claim_id` in range `r`, [first, second) (every version the
+  // segment holds).
+  std::pair<uint32_t, uint32_t> DocsOf(const TenantRange& r, absl::string_view claim_id) const;
 
   uint64_t born(uint32_t doc) const { return born_[doc].load(std::memory_order_acquire); }
   uint64_t died(uint32_t doc) const { return died_[doc].load(std::memory_order_acquire); }
@@ -139,6 +151,7 @@ class LexicalSegment {
   std::string dir_;                                // Where its files are; empty while in memory.
   std::optional<SegmentPostings> postings_;        // Set once built or loaded.
   std::string dict_body_, post_body_, docs_body_;  // Kept until persisted.
+  SegmentVectors vectors_;
   uint64_t bytes_ = 0;
   std::vector<TenantRange> ranges_;  // Tenant order.
   std::vector<std::string> claim_ids_;

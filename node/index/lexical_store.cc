@@ -25,6 +25,9 @@ std::string CurrentKey(absl::string_view tenant, absl::string_view claim_id) {
   return absl::StrCat(tenant, absl::string_view("\0", 1), claim_id);
 }
 
+// 2: segments have a VECS file.
+constexpr uint32_t kManifestFormat = 2;
+
 // Size tier of a segment: segments within a factor `base` share one.
 int Tier(uint32_t docs, size_t base) {
   int tier = 0;
@@ -45,9 +48,14 @@ absl::StatusOr<std::unique_ptr<LexicalStore>> LexicalStore::Open(LexicalStoreOpt
   if (!manifest.empty() && !m.ParseFromArray(manifest.data(), static_cast<int>(manifest.size()))) {
     return absl::DataLossError("the lexical manifest does not parse");
   }
-  if (m.format() > 1) {
+  if (m.format() > kManifestFormat) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "lexical manifest format ", m.format(), " is newer than this binary's ", kManifestFormat));
+  }
+  if (!manifest.empty() && m.format() < kManifestFormat) {
+    // Format 1 segments hold no vectors.
     return absl::FailedPreconditionError(
-        absl::StrCat("lexical manifest format ", m.format(), " is newer than this binary's 1"));
+        absl::StrCat("lexical manifest format ", m.format(), " predates segment vectors"));
   }
   auto store = std::unique_ptr<LexicalStore>(new LexicalStore(std::move(options)));
   auto list = std::make_shared<SegmentList>();
@@ -125,7 +133,8 @@ absl::Status LexicalStore::Apply(std::vector<LexicalChange> changes, uint64_t co
   std::vector<LexicalDocInput> docs;
   for (LexicalChange& c : changes) {
     if (!c.terms.has_value()) continue;
-    docs.push_back(LexicalDocInput{c.tenant, c.claim_id, c.lsn, std::move(*c.terms)});
+    docs.push_back(
+        LexicalDocInput{c.tenant, c.claim_id, c.lsn, std::move(*c.terms), std::move(c.vector)});
   }
   std::shared_ptr<LexicalSegment> seg;
   if (!docs.empty()) {
@@ -268,6 +277,59 @@ absl::StatusOr<std::vector<ScoredClaim>> LexicalStore::Search(
   return out;
 }
 
+absl::StatusOr<std::vector<ScoredClaim>> LexicalStore::SearchVectors(
+    const Snapshot& s, absl::string_view tenant, const std::vector<float>& q, size_t k,
+    SearchMode mode, const absl::flat_hash_set<std::string>* allowed, bool* used_exact) const {
+  if (used_exact != nullptr) *used_exact = true;
+  std::vector<ScoredClaim> out;
+  if (k == 0) return out;
+  VectorQuery query;
+  query.q = q.data();
+  query.k = k;
+  query.ef_search = options_.ef_search;
+  query.mode = mode;
+  query.exact_threshold = options_.exact_threshold;
+  query.exact_fraction = options_.exact_fraction;
+  for (const auto& seg : *s.segments) {
+    const SegmentVectors::Section* section = seg->vectors().Find(tenant);
+    const LexicalSegment::TenantRange* range = seg->Range(tenant);
+    if (section == nullptr || range == nullptr || section->dim != q.size()) continue;
+    const bool all = seg->AllVisibleAt(s.lsn);
+    std::function<bool(uint32_t)> admit;
+    if (!all || allowed != nullptr) {
+      admit = [&, seg = seg.get()](uint32_t doc) {
+        if (!all && !seg->VisibleAt(doc, s.lsn)) return false;
+        return allowed == nullptr || allowed->contains(seg->claim_id(doc));
+      };
+    }
+    // A filter that admits few of the section's rows is resolved to docs
+    // (a binary search per id) and scanned exactly, unless ANN was asked for.
+    std::vector<uint32_t> candidates;
+    const bool resolve = allowed != nullptr && mode != SearchMode::kApproximate &&
+                         (allowed->size() < options_.exact_threshold ||
+                          static_cast<double>(allowed->size()) <
+                              options_.exact_fraction * static_cast<double>(section->rows()));
+    if (resolve) {
+      for (const std::string& id : *allowed) {
+        const auto [first, end] = seg->DocsOf(*range, id);
+        for (uint32_t d = first; d < end; ++d) candidates.push_back(d);
+      }
+      std::sort(candidates.begin(), candidates.end());
+    }
+    bool exact = true;
+    DASH_ASSIGN_OR_RETURN(
+        auto hits,
+        SegmentVectors::Search(*section, query, admit, resolve ? &candidates : nullptr, &exact));
+    if (!exact && used_exact != nullptr) *used_exact = false;
+    for (const auto& [score, doc] : hits) out.push_back(ScoredClaim{seg->claim_id(doc), score});
+  }
+  std::sort(out.begin(), out.end(), [](const ScoredClaim& a, const ScoredClaim& b) {
+    return a.score != b.score ? a.score > b.score : a.claim_id < b.claim_id;
+  });
+  if (out.size() > k) out.resize(k);
+  return out;
+}
+
 absl::StatusOr<std::shared_ptr<LexicalSegment>> LexicalStore::MergeSegments(
     const SegmentList& sources, bool persist, std::vector<std::vector<uint32_t>>* remap,
     uint64_t covered) {
@@ -286,7 +348,7 @@ absl::StatusOr<std::shared_ptr<LexicalSegment>> LexicalStore::MergeSegments(
                             },
                             remap));
   if (merged->doc_count() == 0) return std::shared_ptr<LexicalSegment>();
-  if (persist) DASH_RETURN_IF_ERROR(merged->Persist(options_.dir));
+  if (persist) DASH_RETURN_IF_ERROR(merged->Persist(options_.dir, options_.graphs));
   return merged;
 }
 
@@ -354,7 +416,7 @@ void LexicalStore::Install(const SegmentList& sources,
 
 absl::Status LexicalStore::WriteManifest(uint64_t covered) {
   storage::LexicalManifest m;
-  m.set_format(1);
+  m.set_format(kManifestFormat);
   m.set_covered_lsn(covered);
   // Held for the loop: the list may be replaced meanwhile.
   const std::shared_ptr<const SegmentList> list = segments();
@@ -535,6 +597,8 @@ LexicalStoreInfo LexicalStore::Info() const {
     }
     info.docs += seg->doc_count();
     info.dead_docs += seg->dead_count();
+    info.vectors += seg->vectors().rows();
+    info.vector_graphs += static_cast<uint32_t>(seg->vectors().graphs());
   }
   info.covered_lsn = covered_.load();
   info.merge_backlog = !PickMemoryMerge(*list).empty() + !PickPersistedMerge(*list).empty();

@@ -46,6 +46,7 @@ struct LexicalChange {
   std::string claim_id;
   uint64_t lsn = 0;
   std::optional<std::vector<std::string>> terms;  // Analyzed; nullopt: gone.
+  std::optional<DocVector> vector;                // Its embedding, prepared.
 };
 
 struct LexicalStoreOptions {
@@ -62,6 +63,12 @@ struct LexicalStoreOptions {
   size_t merge_factor = 4;                           // Segments of one size tier that get merged.
   double merge_dead_ratio = 0.3;                     // A segment this dead is rewritten alone.
   double merge_bytes_per_second = 64e6;              // Merge output rate limit.
+  // Vectors: which persisted sections get an HNSW graph, and how searches
+  // use it (VectorQuery).
+  VectorGraphOptions graphs;
+  int ef_search = 64;
+  size_t exact_threshold = 2000;
+  double exact_fraction = 0.05;
 };
 
 struct LexicalStoreInfo {
@@ -73,6 +80,8 @@ struct LexicalStoreInfo {
   uint64_t buffer_docs = 0;  // Docs in memory segments.
   uint64_t covered_lsn = 0;
   uint32_t merge_backlog = 0;  // Merges the policy would run now.
+  uint64_t vectors = 0;        // Rows, current or not.
+  uint32_t vector_graphs = 0;  // Sections searched through HNSW.
 };
 
 class LexicalStore {
@@ -127,6 +136,16 @@ class LexicalStore {
       const Snapshot& s, absl::string_view tenant, const std::vector<std::string>& terms, size_t k,
       const Bm25Params& params, const CorpusStats& stats,
       const absl::flat_hash_set<std::string>* allowed = nullptr) const;
+
+  // The top `k` of `tenant`'s visible docs by vector score for prepared
+  // query `q` (PrepareVector, the tenant's dimension), ties by claim id;
+  // only `allowed` ones if set. Each segment is searched through its HNSW
+  // graph or exactly, as `mode` and the filter's size decide; `used_exact`
+  // is set when every segment was searched exactly. INTERNAL if FAISS fails.
+  absl::StatusOr<std::vector<ScoredClaim>> SearchVectors(
+      const Snapshot& s, absl::string_view tenant, const std::vector<float>& q, size_t k,
+      SearchMode mode, const absl::flat_hash_set<std::string>* allowed = nullptr,
+      bool* used_exact = nullptr) const;
 
   // Maintenance steps (the background thread runs them; tests call them).
   // Flush: persists every in-memory segment whose content is committed.

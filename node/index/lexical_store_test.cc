@@ -256,6 +256,9 @@ TEST_F(LexicalStoreTest, ReopenServesPersistedSegmentsAndReplayedChanges) {
   ExpectMatches(3, {"red", "apple", "banana"});
 }
 
+// .dict, .post, .docs and .vec.
+constexpr size_t kFilesPerSegment = 4;
+
 TEST_F(LexicalStoreTest, ADamagedOrMissingSegmentIsNotServed) {
   Commit(1, {{"c1", "some words here"}});
   committed_ = readable_ = 1;
@@ -287,10 +290,10 @@ TEST_F(LexicalStoreTest, OpenRemovesFilesNoManifestNames) {
   Commit(2, {{"c2", "orphan"}});
   committed_ = readable_ = 2;
   ASSERT_TRUE(store_->Flush().ok());  // As if the crash came before its manifest.
-  EXPECT_EQ(Files().size(), 6u);
+  EXPECT_EQ(Files().size(), 2 * kFilesPerSegment);
   store_.reset();
   store_ = OpenStore(kept);
-  EXPECT_EQ(Files().size(), 3u);
+  EXPECT_EQ(Files().size(), kFilesPerSegment);
 }
 
 TEST_F(LexicalStoreTest, AFailedManifestWriteKeepsTheOldFilesAndRetries) {
@@ -312,16 +315,17 @@ TEST_F(LexicalStoreTest, MergedAwayFilesGoWhenTheLastReaderDoes) {
     ASSERT_TRUE(store_->Flush().ok());
   }
   EXPECT_EQ(store_->Info().segments, 3u);
-  EXPECT_EQ(Files().size(), 9u);
+  EXPECT_EQ(Files().size(), 3 * kFilesPerSegment);
   LexicalStore::Snapshot held = At(3);
   uint64_t written = 0;
   ASSERT_TRUE(store_->MergeOnce(&written).ok());
   EXPECT_GT(written, 0u);
   EXPECT_EQ(store_->Info().segments, 1u);
-  EXPECT_EQ(Files().size(), 12u) << "a reader still holds the merged-away segments";
+  EXPECT_EQ(Files().size(), 4 * kFilesPerSegment)
+      << "a reader still holds the merged-away segments";
   ExpectMatches(3, {"common"});
   held = LexicalStore::Snapshot();
-  EXPECT_EQ(Files().size(), 3u);
+  EXPECT_EQ(Files().size(), kFilesPerSegment);
   store_.reset();
   store_ = OpenStore(manifest_);
   ExpectMatches(3, {"common", "word"});

@@ -445,6 +445,8 @@ v1::NodeInfo ShardHost::Info() const {
     li->set_covered_lsn(lex.covered_lsn);
     li->set_merge_backlog(lex.merge_backlog);
     li->set_status(r->lexical_status());
+    li->set_vectors(lex.vectors);
+    li->set_vector_graphs(lex.vector_graphs);
   }
   return info;
 }

@@ -83,7 +83,6 @@ absl::StatusOr<std::unique_ptr<ShardReplica>> ShardReplica::Open(
   const storage::ShardMeta meta = log.meta();
   auto replica =
       std::unique_ptr<ShardReplica>(new ShardReplica(options, std::move(engine), std::move(log)));
-  DASH_RETURN_IF_ERROR(replica->searcher_.LoadVectors(*replica->engine_->NewSnapshot()));
   ShardSearcher::LexicalOpen lexical;
   lexical.engine = replica->engine_.get();
   lexical.dir = options.dir + "/lexical";

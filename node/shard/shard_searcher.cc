@@ -44,6 +44,30 @@ absl::StatusOr<index::CorpusStats> ShardSearcher::Stats(
 
 namespace {
 
+index::Metric MetricOf(v1::VectorMetric m) {
+  switch (m) {
+    case v1::VECTOR_METRIC_DOT:
+      return index::Metric::kDot;
+    case v1::VECTOR_METRIC_L2:
+      return index::Metric::kL2;
+    default:
+      return index::Metric::kCosine;
+  }
+}
+
+// The tenant's stored vector settings; dim 0 when it has none.
+absl::StatusOr<ShardSearcher::VectorSpec> VectorSpecOf(const storage::Reader& r,
+                                                       absl::string_view tenant) {
+  DASH_ASSIGN_OR_RETURN(auto raw, r.Get(Family::kTenants, keys::Tenant(tenant)));
+  ShardSearcher::VectorSpec spec;
+  if (!raw.has_value()) return spec;
+  storage::TenantState ts;
+  if (!ts.ParseFromString(*raw)) return absl::DataLossError("stored tenant state is corrupt");
+  spec.dim = ts.embedding_dim();
+  spec.metric = MetricOf(ts.vector_metric());
+  return spec;
+}
+
 // Claims re-indexed per batch when rebuilding, so that their analyzed terms
 // are not all held at once.
 constexpr size_t kRebuildChunk = 4096;
@@ -105,19 +129,48 @@ absl::Status ShardSearcher::OpenLexical(const LexicalOpen& open) {
   return RebuildLexical(*engine, open.last_lsn);
 }
 
+absl::StatusOr<index::LexicalChange> ShardSearcher::ReadChange(
+    const storage::Reader& r, const std::string& tenant, const std::string& claim_id, uint64_t lsn,
+    const std::vector<const index::AnalyzedTexts*>& ahead,
+    std::map<std::string, VectorSpec>* specs) {
+  index::LexicalChange change{tenant, claim_id, lsn, std::nullopt, std::nullopt};
+  std::vector<float> embedding;
+  DASH_ASSIGN_OR_RETURN(change.terms,
+                        index::AnalyzeStoredClaim(r, tenant, claim_id, ahead, &embedding));
+  if (!change.terms.has_value() || embedding.empty()) return change;
+  auto it = specs->find(tenant);
+  if (it == specs->end()) {
+    DASH_ASSIGN_OR_RETURN(VectorSpec spec, VectorSpecOf(r, tenant));
+    it = specs->emplace(tenant, spec).first;
+  }
+  if (it->second.dim == 0) {
+    return absl::DataLossError(
+        absl::StrCat("tenant \"", tenant, "\" has embeddings but no dimension"));
+  }
+  absl::StatusOr<std::vector<float>> v =
+      index::PrepareVector(it->second.metric, it->second.dim, embedding.data(), embedding.size());
+  if (!v.ok()) {
+    return absl::DataLossError(
+        absl::StrCat("stored embedding of \"", claim_id, "\": ", v.status().message()));
+  }
+  change.vector = index::DocVector{it->second.metric, std::move(*v)};
+  return change;
+}
+
 absl::Status ShardSearcher::RebuildLexical(storage::Engine& engine, uint64_t last_lsn) {
   std::unique_ptr<storage::Reader> snapshot = engine.NewSnapshot();
   std::vector<index::LexicalChange> chunk;
+  std::map<std::string, VectorSpec> specs;
   size_t total = 0;
   auto cursor = snapshot->Scan(Family::kClaims, "");
   for (; cursor->Valid(); cursor->Next()) {
     const absl::string_view key = cursor->key();
     const size_t sep = key.find('\0');
     if (sep == absl::string_view::npos) return absl::DataLossError("malformed claim key");
-    index::LexicalChange change{std::string(key.substr(0, sep)), std::string(key.substr(sep + 1)),
-                                /*lsn=*/0, std::nullopt};
-    DASH_ASSIGN_OR_RETURN(change.terms,
-                          index::AnalyzeStoredClaim(*snapshot, change.tenant, change.claim_id));
+    DASH_ASSIGN_OR_RETURN(
+        index::LexicalChange change,
+        ReadChange(*snapshot, std::string(key.substr(0, sep)), std::string(key.substr(sep + 1)),
+                   /*lsn=*/0, {}, &specs));
     chunk.push_back(std::move(change));
     if (chunk.size() == kRebuildChunk) {
       total += chunk.size();
@@ -150,10 +203,10 @@ absl::Status ShardSearcher::ReplayLexical(storage::Engine& engine, uint64_t cove
   }
   std::unique_ptr<storage::Reader> snapshot = engine.NewSnapshot();
   std::vector<index::LexicalChange> changes;
+  std::map<std::string, VectorSpec> specs;
   for (const auto& [key, lsn] : touched) {
-    index::LexicalChange change{key.first, key.second, lsn, std::nullopt};
-    DASH_ASSIGN_OR_RETURN(change.terms,
-                          index::AnalyzeStoredClaim(*snapshot, key.first, key.second));
+    DASH_ASSIGN_OR_RETURN(index::LexicalChange change,
+                          ReadChange(*snapshot, key.first, key.second, lsn, {}, &specs));
     changes.push_back(std::move(change));
   }
   return lexical_->Apply(std::move(changes), last_lsn);
@@ -171,120 +224,28 @@ absl::Status ShardSearcher::FlushLexical() {
   return absl::OkStatus();
 }
 
-index::VectorIndex* ShardSearcher::VectorsFor(const std::string& tenant) const {
-  absl::MutexLock l(&vectors_mu_);
-  auto it = vectors_.find(tenant);
-  return it == vectors_.end() ? nullptr : it->second.get();
-}
-
-namespace {
-
-index::Metric MetricOf(v1::VectorMetric m) {
-  switch (m) {
-    case v1::VECTOR_METRIC_DOT:
-      return index::Metric::kDot;
-    case v1::VECTOR_METRIC_L2:
-      return index::Metric::kL2;
-    default:
-      return index::Metric::kCosine;
-  }
-}
-
-}  // namespace
-
-absl::Status ShardSearcher::LoadVectors(const storage::Reader& r) {
-  const storage::Reader* snapshot = &r;
-  // Per tenant: ids and rows, loaded in one batch per tenant.
-  std::map<std::string, std::pair<std::vector<std::string>, std::vector<float>>> rows;
-  std::map<std::string, storage::TenantState> tenants;
-  auto cursor = snapshot->Scan(Family::kClaims, "");
-  for (; cursor->Valid(); cursor->Next()) {
-    DASH_ASSIGN_OR_RETURN(v1::Claim claim, ParseStored<v1::Claim>(cursor->value(), "claim"));
-    if (claim.embedding_size() == 0) continue;
-    auto& r = rows[claim.tenant()];
-    r.first.push_back(claim.claim_id());
-    r.second.insert(r.second.end(), claim.embedding().begin(), claim.embedding().end());
-  }
-  DASH_RETURN_IF_ERROR(cursor->status());
-  size_t total = 0;
-  for (auto& [tenant, r] : rows) {
-    DASH_ASSIGN_OR_RETURN(auto raw, snapshot->Get(Family::kTenants, keys::Tenant(tenant)));
-    storage::TenantState ts;
-    if (!raw.has_value() || !ts.ParseFromString(*raw) || ts.embedding_dim() == 0) {
-      return absl::DataLossError(
-          absl::StrCat("tenant \"", tenant, "\" has embeddings but no dimension"));
-    }
-    auto vi =
-        std::make_unique<index::VectorIndex>(ts.embedding_dim(), MetricOf(ts.vector_metric()));
-    DASH_RETURN_IF_ERROR(vi->UpsertBatch(r.first, r.second.data(), r.second.size()));
-    total += r.first.size();
-    absl::MutexLock l(&vectors_mu_);
-    vectors_[tenant] = std::move(vi);
-  }
-  if (total > 0) LOG(INFO) << "shard " << shard_id_ << ": loaded " << total << " vectors";
-  return absl::OkStatus();
-}
-
 void ShardSearcher::Refresh(const storage::Reader& latest,
                             const std::vector<std::pair<std::string, std::string>>& touched,
                             uint64_t lsn, const std::vector<const index::AnalyzedTexts*>& ahead) {
-  const storage::Reader* snapshot = &latest;
-  {
-    std::vector<index::LexicalChange> changes;
-    const std::set<std::pair<std::string, std::string>> unique(touched.begin(), touched.end());
-    for (const auto& [tenant, claim_id] : unique) {
-      index::LexicalChange change{tenant, claim_id, lsn, std::nullopt};
-      absl::StatusOr<std::optional<std::vector<std::string>>> terms =
-          index::AnalyzeStoredClaim(latest, tenant, claim_id, ahead);
-      if (!terms.ok()) {
-        LOG(ERROR) << "shard " << shard_id_ << ": BM25 document of \"" << claim_id
-                   << "\": " << terms.status();
-      } else {
-        change.terms = std::move(*terms);
-      }
-      changes.push_back(std::move(change));
-    }
-    absl::Status st = lexical_->Apply(std::move(changes), lsn);
-    if (!st.ok())
-      LOG(ERROR) << "shard " << shard_id_ << ": BM25 index at lsn " << lsn << ": " << st;
-  }
-  if (touched.empty()) return;
-  // Per tenant: the vectors to (re)insert, applied in one batch.
-  std::map<std::string, std::pair<std::vector<std::string>, std::vector<float>>> upserts;
+  std::vector<index::LexicalChange> changes;
+  std::map<std::string, VectorSpec> specs;
+  const std::set<std::pair<std::string, std::string>> unique(touched.begin(), touched.end());
   std::set<std::string> tenants;
-  for (const auto& [tenant, claim_id] : touched) {
+  for (const auto& [tenant, claim_id] : unique) {
     tenants.insert(tenant);
-    absl::StatusOr<std::optional<std::string>> raw =
-        snapshot->Get(Family::kClaims, keys::Claim(tenant, claim_id));
-    v1::Claim claim;
-    const bool has_vector =
-        raw.ok() && raw->has_value() && claim.ParseFromString(**raw) && claim.embedding_size() > 0;
-    if (!has_vector) {
-      if (index::VectorIndex* vi = VectorsFor(tenant)) vi->Remove(claim_id);
+    absl::StatusOr<index::LexicalChange> change =
+        ReadChange(latest, tenant, claim_id, lsn, ahead, &specs);
+    if (!change.ok()) {
+      // The claim leaves the index rather than keep a stale version.
+      LOG(ERROR) << "shard " << shard_id_ << ": index document of \"" << claim_id
+                 << "\": " << change.status();
+      changes.push_back(index::LexicalChange{tenant, claim_id, lsn, std::nullopt, std::nullopt});
       continue;
     }
-    auto& u = upserts[tenant];
-    u.first.push_back(claim_id);
-    u.second.insert(u.second.end(), claim.embedding().begin(), claim.embedding().end());
+    changes.push_back(std::move(*change));
   }
-  for (auto& [tenant, u] : upserts) {
-    index::VectorIndex* vi = VectorsFor(tenant);
-    if (vi == nullptr) {
-      absl::StatusOr<std::optional<std::string>> ts_raw =
-          snapshot->Get(Family::kTenants, keys::Tenant(tenant));
-      storage::TenantState ts;
-      if (!ts_raw.ok() || !ts_raw->has_value() || !ts.ParseFromString(**ts_raw)) continue;
-      absl::MutexLock l(&vectors_mu_);
-      auto& slot = vectors_[tenant];
-      if (slot == nullptr) {
-        slot =
-            std::make_unique<index::VectorIndex>(ts.embedding_dim(), MetricOf(ts.vector_metric()));
-      }
-      vi = slot.get();
-    }
-    absl::Status st = vi->UpsertBatch(u.first, u.second.data(), u.second.size());
-    if (!st.ok()) LOG(ERROR) << "vector index of \"" << tenant << "\": " << st;
-  }
+  absl::Status st = lexical_->Apply(std::move(changes), lsn);
+  if (!st.ok()) LOG(ERROR) << "shard " << shard_id_ << ": index at lsn " << lsn << ": " << st;
   for (const auto& tenant : tenants) filter_cache_.Invalidate(tenant);
 }
 
@@ -341,30 +302,30 @@ absl::StatusOr<query::LegResult> ShardSearcher::RunLegs(absl::string_view tenant
     for (auto& s : scored) result.lexical.push_back({std::move(s.claim_id), s.score});
   }
   if (!request.embedding.empty()) {
-    index::VectorIndex* vi = VectorsFor(tenant_s);
-    if (vi != nullptr) {
-      if (request.embedding.size() != vi->dim()) {
+    DASH_ASSIGN_OR_RETURN(VectorSpec spec, VectorSpecOf(*snapshot, tenant));
+    if (spec.dim != 0) {  // Else the tenant has no vectors yet.
+      if (request.embedding.size() != spec.dim) {
         return absl::InvalidArgumentError(absl::StrCat("embedding: has ", request.embedding.size(),
                                                        " dimensions but tenant \"", tenant,
-                                                       "\" uses ", vi->dim()));
+                                                       "\" uses ", spec.dim));
+      }
+      absl::StatusOr<std::vector<float>> q = index::PrepareVector(
+          spec.metric, spec.dim, request.embedding.data(), request.embedding.size());
+      if (!q.ok()) {
+        // The query's vector is what is wrong (a zero vector under cosine).
+        return absl::InvalidArgumentError(absl::StrCat("embedding: ", q.status().message()));
       }
       index::SearchMode mode = index::SearchMode::kAuto;
       if (request.vector_mode == v1::VECTOR_SEARCH_EXACT) mode = index::SearchMode::kExact;
       if (request.vector_mode == v1::VECTOR_SEARCH_APPROXIMATE) {
         mode = index::SearchMode::kApproximate;
       }
-      bool exact = false;
-      // The vector index may run ahead of the snapshot by the commits that
-      // happened since it was taken; hits are re-read from storage later.
-      absl::StatusOr<std::vector<index::VectorHit>> hits =
-          vi->Search(request.embedding.data(), request.embedding.size(), request.depth,
-                     allowed.get(), mode, &exact);
-      if (absl::IsInvalidArgument(hits.status())) {
-        // The query's vector is what is wrong (a zero vector under cosine).
-        return absl::InvalidArgumentError(absl::StrCat("embedding: ", hits.status().message()));
-      }
-      if (!hits.ok()) return hits.status();
-      for (auto& h : *hits) result.vector.push_back({std::move(h.claim_id), h.score});
+      bool exact = true;
+      // The same segments and view as the lexical leg.
+      DASH_ASSIGN_OR_RETURN(
+          std::vector<index::ScoredClaim> hits,
+          lexical_->SearchVectors(lexical, tenant, *q, request.depth, mode, allowed.get(), &exact));
+      for (auto& h : hits) result.vector.push_back({std::move(h.claim_id), h.score});
       result.vector_plan = exact ? "exact" : "approximate";
     }
   }

@@ -2,17 +2,17 @@
 // and vector legs of a query, run on the replica's readable view
 // (ReadViews), and the hits' fetch with evidence chosen by stance mode.
 //
-// It owns what retrieval derives from stored data: the BM25 index
-// (LexicalStore: segments derived from the log, loaded at open and brought
-// up to the log's end, refreshed after each commit before it is
-// acknowledged), the per-tenant vector indexes (built from stored embeddings
-// at open, refreshed likewise) and the prefilter cache of filter results
-// (invalidated when a view touching the tenant becomes readable).
+// It owns what retrieval derives from stored data: the index (LexicalStore:
+// segments holding each claim's BM25 document and embedding, derived from
+// the log, loaded at open and brought up to the log's end, refreshed after
+// each commit before it is acknowledged) and the prefilter cache of filter
+// results (invalidated when a view touching the tenant becomes readable).
 // Thread-safe.
 #ifndef DASH_NODE_SHARD_SHARD_SEARCHER_H_
 #define DASH_NODE_SHARD_SHARD_SEARCHER_H_
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -26,7 +26,7 @@
 #include "node/index/lexical_index.h"
 #include "node/index/lexical_store.h"
 #include "node/index/prefilter_cache.h"
-#include "node/index/vector_index.h"
+#include "node/index/segment_vectors.h"
 #include "node/shard/claim_reader.h"
 #include "node/shard/read_views.h"
 #include "query/shard_target.h"
@@ -42,9 +42,11 @@ class ShardSearcher {
   ShardSearcher(const ShardSearcher&) = delete;
   ShardSearcher& operator=(const ShardSearcher&) = delete;
 
-  // Builds the vector indexes from every embedding stored in `r`. DATA_LOSS
-  // when a tenant has embeddings but no stored dimension.
-  absl::Status LoadVectors(const storage::Reader& r);
+  // A tenant's vector settings (dim 0: it has no vectors yet).
+  struct VectorSpec {
+    uint32_t dim = 0;
+    index::Metric metric = index::Metric::kCosine;
+  };
 
   struct LexicalOpen {
     storage::Engine* engine = nullptr;  // The replica's; holds the manifest.
@@ -54,14 +56,14 @@ class ShardSearcher {
     std::function<uint64_t()> committed_lsn;
     bool background = true;
   };
-  // Opens the BM25 index: the manifest's segments, then the log after the LSN
-  // they cover. A damaged or missing segment, or a log that no longer holds
-  // the records after it, is not served: the index is rebuilt from the
-  // stored claims instead, which is logged and kept in lexical_status().
+  // Opens the index (BM25 and vectors, one set of segments): the manifest's
+  // segments, then the log after the LSN they cover. A damaged or missing segment, or a log that no
+  // longer holds the records after it, is not served: the index is rebuilt from the stored claims
+  // instead, which is logged and kept in lexical_status().
   absl::Status OpenLexical(const LexicalOpen& open);
   // After a commit that brought the log to `lsn`: re-reads the (tenant,
-  // claim id) pairs it touched from `latest` into the BM25 and vector indexes
-  // and invalidates their tenants' filters.
+  // claim id) pairs it touched from `latest` into the index (terms and
+  // embedding) and invalidates their tenants' filters.
   // `ahead`: texts of the commit's batches already analyzed by their writers.
   void Refresh(const storage::Reader& latest,
                const std::vector<std::pair<std::string, std::string>>& touched, uint64_t lsn,
@@ -101,7 +103,14 @@ class ShardSearcher {
                                                               absl::string_view tenant,
                                                               const query::LegRequest& request,
                                                               uint64_t generation) const;
-  index::VectorIndex* VectorsFor(const std::string& tenant) const;
+  // The index change of a claim as stored in `r` (terms and prepared
+  // vector; `specs` caches tenants' vector settings). DATA_LOSS when a record
+  // does not parse, or an embedding does not fit its tenant's stored
+  // dimension (or the tenant has none).
+  static absl::StatusOr<index::LexicalChange> ReadChange(
+      const storage::Reader& r, const std::string& tenant, const std::string& claim_id,
+      uint64_t lsn, const std::vector<const index::AnalyzedTexts*>& ahead,
+      std::map<std::string, VectorSpec>* specs);
   // The readable view and the BM25 segments that go with it.
   absl::StatusOr<index::LexicalStore::Snapshot> AcquireLexical(
       std::shared_ptr<const storage::Reader>* view) const;
@@ -118,10 +127,6 @@ class ShardSearcher {
   std::unique_ptr<index::LexicalStore> lexical_;
   std::string lexical_status_;
   mutable index::PrefilterCache filter_cache_;  // Thread-safe itself.
-  mutable absl::Mutex vectors_mu_;
-  // Entries are never removed, so a pointer handed out stays valid.
-  absl::flat_hash_map<std::string, std::unique_ptr<index::VectorIndex>> vectors_
-      ABSL_GUARDED_BY(vectors_mu_);
 };
 
 }  // namespace dash::shard

@@ -63,7 +63,8 @@ class ShardSearcherTest : public ::testing::Test {
     return touched;
   }
   // A searcher whose readable view is the storage as it is now (or none).
-  void OpenSearcher(bool readable = true) {
+  void OpenSearcher(bool readable = true) { ASSERT_TRUE(TryOpenSearcher(readable).ok()); }
+  absl::Status TryOpenSearcher(bool readable = true) {
     views_ = std::make_unique<ReadViews>(
         0, std::shared_ptr<const storage::Reader>(engine_->NewSnapshot()), lsn_, readable);
     searcher_ = std::make_unique<ShardSearcher>(0, views_.get(), &reader_);
@@ -73,7 +74,7 @@ class ShardSearcherTest : public ::testing::Test {
     open.last_lsn = lsn_;
     open.committed_lsn = [this] { return lsn_; };
     open.background = false;
-    ASSERT_TRUE(searcher_->OpenLexical(open).ok());
+    return searcher_->OpenLexical(open);
   }
   static v1::WriteRequest WithEmbedding(const std::string& id, std::vector<float> e) {
     v1::WriteRequest req = ClaimBatch("acme", id);
@@ -132,7 +133,6 @@ TEST_F(ShardSearcherTest, NoReadableViewMeansUnavailableNotAnEmptyAnswer) {
 TEST_F(ShardSearcherTest, VectorsLoadedAtOpenAndRefreshedAfterACommitAreSearched) {
   Apply(WithEmbedding("c1", {1, 0, 0}), 1);
   OpenSearcher();
-  ASSERT_TRUE(searcher_->LoadVectors(*engine_->NewSnapshot()).ok());
   query::LegRequest req;
   req.embedding = {0, 1, 0};
   req.depth = 10;
@@ -149,6 +149,12 @@ TEST_F(ShardSearcherTest, VectorsLoadedAtOpenAndRefreshedAfterACommitAreSearched
   *del.add_ops() = DeleteOp("c1");
   for (auto& t : Apply(del, 3)) touched.push_back(t);
   searcher_->Refresh(*engine_->NewSnapshot(), touched, 3);
+  legs = searcher_->RunLegs("acme", req);
+  ASSERT_TRUE(legs.ok()) << legs.status();
+  ASSERT_EQ(legs->vector.size(), 1u);
+  EXPECT_EQ(legs->vector[0].id, "c1") << "the readable view is still at lsn 1";
+  views_->Queue(3, std::shared_ptr<const storage::Reader>(engine_->NewSnapshot()), {"acme"});
+  views_->Advance(3);
   legs = searcher_->RunLegs("acme", req);
   ASSERT_TRUE(legs.ok()) << legs.status();
   ASSERT_EQ(legs->vector.size(), 1u);
@@ -169,8 +175,7 @@ TEST_F(ShardSearcherTest, EmbeddingsWithoutAStoredDimensionAreDataLoss) {
   auto ws = engine_->NewWriteSet();
   ws->Delete(storage::Family::kTenants, storage::keys::Tenant("acme"));
   ASSERT_TRUE(engine_->Commit(*ws, true).ok());
-  OpenSearcher();
-  absl::Status st = searcher_->LoadVectors(*engine_->NewSnapshot());
+  absl::Status st = TryOpenSearcher();
   EXPECT_TRUE(absl::IsDataLoss(st)) << st;
   EXPECT_THAT(st.message(), HasSubstr("tenant \"acme\" has embeddings but no dimension"));
 }
