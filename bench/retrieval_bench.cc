@@ -5,7 +5,7 @@
 //
 //   retrieval_bench --profile=small|medium|large|xlarge [--queries=N]
 //                   [--history=bench/history.jsonl] [--baseline=FILE]
-//                   [--tolerance=0.5] [--accept] [--dir=PATH]
+//                   [--tolerance=0.5] [--accept] [--dir=PATH] [--keep]
 //
 // Profiles: small 1k, medium 10k, large 50k, xlarge 100k claims; each claim
 // has 10-30 words of Zipf-distributed text, 3-5 evidence quotes of 15-40 words
@@ -37,6 +37,7 @@
 #include "bench/progress.h"
 #include "common/hashing.h"
 #include "dash/v1/data.grpc.pb.h"
+#include "dash/v1/node.grpc.pb.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "nlohmann/json.hpp"
@@ -141,6 +142,17 @@ long RssMiB() {
   return 0;
 }
 
+// Bytes of the regular files under `dir`.
+uint64_t DirBytes(const std::string& dir) {
+  uint64_t n = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_regular_file(ec)) n += it->file_size(ec);
+  }
+  return n;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -148,7 +160,7 @@ int main(int argc, char** argv) {
               dir = "/tmp/dash-retrieval-bench";
   int queries = 200;
   double tolerance = 0.5;
-  bool accept = false;
+  bool accept = false, keep = false;
   for (int i = 1; i < argc; ++i) {
     absl::string_view a = argv[i];
     if (absl::ConsumePrefix(&a, "--profile="))
@@ -165,10 +177,12 @@ int main(int argc, char** argv) {
       dir = std::string(a);
     else if (a == "--accept")
       accept = true;
+    else if (a == "--keep")
+      keep = true;
     else {
       fprintf(stderr,
               "usage: retrieval_bench --profile=small|medium|large|xlarge [--queries=N] "
-              "[--history=F] [--baseline=F] [--tolerance=X] [--accept] [--dir=D]\n");
+              "[--history=F] [--baseline=F] [--tolerance=X] [--accept] [--dir=D] [--keep]\n");
       return 2;
     }
   }
@@ -199,13 +213,16 @@ int main(int argc, char** argv) {
 
   // Ingest: batches of 25 claims per shard-sized group from 4 client threads.
   std::vector<dash::v1::WriteRequest> batches;
+  uint64_t payload_bytes = 0;  // The claims' and evidence's serialized size.
   {
     std::vector<dash::v1::WriteRequest> per_shard(4);
     for (int n = 0; n < claims; ++n) {
       const uint32_t shard = dash::ShardOf("bench", absl::StrCat("claim-", n), 4);
       auto& b = per_shard[shard];
       b.set_tenant("bench");
+      const int before = b.ops_size();
       AddClaim(corpus, &b, n);
+      for (int i = before; i < b.ops_size(); ++i) payload_bytes += b.ops(i).ByteSizeLong();
       if (b.ops_size() >= 25 * 5) {
         batches.push_back(std::move(b));
         b = dash::v1::WriteRequest();
@@ -239,6 +256,34 @@ int main(int argc, char** argv) {
     fprintf(stderr, "retrieval_bench: %d write batches failed\n", failures.load());
     return 1;
   }
+  // Queries are timed once the index has settled: every replica's write
+  // buffer flushed into segments (with their HNSW graphs) and no merge due.
+  const auto settle_start = Clock::now();
+  nlohmann::json index_info = nlohmann::json::object();
+  {
+    auto admin = dash::v1::NodeAdmin::NewStub(channel);
+    for (;;) {
+      grpc::ClientContext ctx;
+      dash::v1::NodeInfo info;
+      bool settled = admin->GetNodeInfo(&ctx, dash::v1::GetNodeInfoRequest(), &info).ok();
+      for (const auto& r : info.replicas()) {
+        settled = settled && r.lexical().buffer_docs() == 0 && r.lexical().merge_backlog() == 0;
+      }
+      if (settled || Clock::now() - settle_start > std::chrono::minutes(10)) {
+        uint64_t segments = 0, graphs = 0, bytes = 0;
+        for (const auto& r : info.replicas()) {
+          segments += r.lexical().segments();
+          graphs += r.lexical().vector_graphs();
+          bytes += r.lexical().segment_bytes();
+        }
+        index_info = {
+            {"segments", segments}, {"vector_graphs", graphs}, {"segment_mib", bytes / 1048576.0}};
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
+  const double settle_s = std::chrono::duration<double>(Clock::now() - settle_start).count();
   // Free the generated corpus so that the RSS reported is the node's (plus a
   // small client), not the benchmark's copy of the data.
   std::vector<dash::v1::WriteRequest>().swap(batches);
@@ -320,6 +365,33 @@ int main(int argc, char** argv) {
     recall += truth.empty() ? 1.0 : static_cast<double>(found) / truth.size();
   }
   recall /= queries;
+  const long rss_mib = RssMiB();
+
+  // Restart: the node stops and starts again on its data directory; timed
+  // from the start to its first answered query.
+  server->reset();
+  const uint64_t disk_bytes = DirBytes(dir);
+  const auto restart_start = Clock::now();
+  server = dash::service::NodeServer::Start(options, "127.0.0.1:0");
+  if (!server.ok()) {
+    fprintf(stderr, "retrieval_bench: restart: %s\n", server.status().ToString().c_str());
+    return 1;
+  }
+  {
+    auto restarted = dash::v1::Data::NewStub(grpc::CreateChannel(
+        absl::StrCat("127.0.0.1:", (*server)->port()), grpc::InsecureChannelCredentials()));
+    for (;;) {
+      grpc::ClientContext ctx;
+      dash::v1::QueryResponse resp;
+      if (restarted->Query(&ctx, base(0, true, true), &resp).ok()) break;
+      if (Clock::now() - restart_start > std::chrono::minutes(5)) {
+        fprintf(stderr, "retrieval_bench: no answer 5 minutes after the restart\n");
+        return 1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  const double restart_s = std::chrono::duration<double>(Clock::now() - restart_start).count();
 
   nlohmann::json card = {{"bench", "retrieval"},
                          {"profile", profile},
@@ -328,9 +400,14 @@ int main(int argc, char** argv) {
                          {"time", absl::FormatTime(absl::Now(), absl::UTCTimeZone())},
                          {"ingest_claims_per_s", claims / ingest_s},
                          {"ingest_s", ingest_s},
+                         {"index_settle_s", settle_s},
+                         {"index", index_info},
                          {"latency", latency},
                          {"ann_recall_at_10", recall},
-                         {"rss_mib", RssMiB()}};
+                         {"rss_mib", rss_mib},
+                         {"restart_to_first_answer_s", restart_s},
+                         {"disk_mib", disk_bytes / 1048576.0},
+                         {"payload_mib", payload_bytes / 1048576.0}};
   printf("%s\n", card.dump(2).c_str());
   {
     std::ofstream out(history, std::ios::app);
@@ -374,6 +451,6 @@ int main(int argc, char** argv) {
     fprintf(stderr, "accepted as %s\n", baseline.c_str());
   }
   server->reset();
-  std::filesystem::remove_all(dir);
+  if (!keep) std::filesystem::remove_all(dir);
   return exit_code;
 }

@@ -28,6 +28,9 @@ DEFINE_uint32(shard_count, 1, "The cluster's fixed number of shards.");
 DEFINE_string(shards, "", "Comma-separated shard ids this node hosts; empty hosts all.");
 DEFINE_uint64(log_retention_records, 1000000,
               "Log records each replica keeps (the most recent); 0 keeps the whole log.");
+DEFINE_uint64(vector_graph_min_rows, 2000,
+              "A tenant's vectors in an index segment get a persisted HNSW graph from this many "
+              "rows; fewer are searched exactly.");
 DEFINE_bool(sync, true,
             "Sync every group commit before acknowledging. false risks acknowledged writes on a "
             "machine crash; for benchmarks only.");
@@ -92,6 +95,7 @@ int main(int argc, char** argv) {
     options.shards.push_back(id);
   }
   options.replica.log_retention_records = FLAGS_log_retention_records;
+  options.replica.vector_graph_min_rows = FLAGS_vector_graph_min_rows;
   options.replica.sync = FLAGS_sync;
   options.replica.engine.block_cache_bytes = FLAGS_block_cache_mb << 20;
   options.replica.commit_timeout = absl::Milliseconds(FLAGS_commit_timeout_ms);

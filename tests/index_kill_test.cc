@@ -3,7 +3,9 @@
 // segment is written — chosen with the node's --kill_at sync points rather
 // than by timing. After the restart, lexical queries return every claim the
 // acknowledged writes left, once, with its latest text: no hit lost,
-// duplicated or resurrected from a replaced or deleted version.
+// duplicated or resurrected from a replaced or deleted version. The same
+// holds for vector queries: each claim's embedding points along its word, and
+// the segments carry the vectors (and their graphs) through the same kills.
 #include <map>
 #include <set>
 #include <string>
@@ -35,12 +37,39 @@ class IndexKillTest : public ::testing::TestWithParam<const char*> {
       req.add_ops()->mutable_delete_()->set_claim_id(id);
     } else {
       *req.add_ops() = ClaimOp(id, absl::StrCat("claim ", id, " says ", word, " about glaciers"));
+      for (float x : EmbeddingOf(word, batch))
+        req.mutable_ops(0)->mutable_claim()->add_embedding(x);
       *req.add_ops() = EvidenceOp(id, id + "-e");
     }
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
     v1::WriteResponse resp;
     return stub.Write(&ctx, req, &resp);
+  }
+
+  // Near the first axis for "alpha", the second for "beta": every alpha
+  // claim is closer to (1, 0, 0) than every beta claim.
+  static std::vector<float> EmbeddingOf(const std::string& word, int n) {
+    const float jitter = 0.01f * static_cast<float>(n % 10);
+    return word == "alpha" ? std::vector<float>{1, 0, jitter} : std::vector<float>{0, 1, jitter};
+  }
+
+  // The claim ids of the top `k` by vector similarity to `q`.
+  std::multiset<std::string> VectorHits(v1::Data::Stub& stub, const std::vector<float>& q, int k,
+                                        v1::VectorSearchMode mode) {
+    v1::QueryRequest req;
+    req.set_tenant("acme");
+    for (float x : q) req.add_embedding(x);
+    req.set_k(k);
+    req.set_vector_mode(mode);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    v1::QueryResponse resp;
+    grpc::Status st = stub.Query(&ctx, req, &resp);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    std::multiset<std::string> ids;
+    for (const auto& h : resp.hits()) ids.insert(h.record().claim().claim_id());
+    return ids;
   }
 
   // The claim ids a lexical query for `word` returns (all of them: k 1000).
@@ -64,7 +93,8 @@ TEST_P(IndexKillTest, NoHitIsLostDuplicatedOrResurrected) {
   if (!kTestHooks) GTEST_SKIP() << "a Release build has no sync points";
   const std::string point = GetParam();
   testing::TestDir dir;
-  testing::NodeProcess node(dir.Sub("node"), {"--shard_count=1", "--kill_at=" + point});
+  testing::NodeProcess node(dir.Sub("node"),
+                            {"--shard_count=1", "--vector_graph_min_rows=4", "--kill_at=" + point});
   ASSERT_TRUE(node.Start().ok());
   auto stub = v1::Data::NewStub(node.channel());
 
@@ -118,6 +148,18 @@ TEST_P(IndexKillTest, NoHitIsLostDuplicatedOrResurrected) {
       if (w == word || word == "glaciers") want.insert(id);
     }
     EXPECT_EQ(Hits(*stub, word), want) << "query \"" << word << "\" after a kill at " << point;
+  }
+  for (const std::string word : {"alpha", "beta"}) {
+    std::multiset<std::string> want;
+    for (const auto& [id, w] : model) {
+      if (w == word) want.insert(id);
+    }
+    if (want.empty()) continue;
+    const std::vector<float> q = EmbeddingOf(word, 0);
+    for (v1::VectorSearchMode mode : {v1::VECTOR_SEARCH_EXACT, v1::VECTOR_SEARCH_APPROXIMATE}) {
+      EXPECT_EQ(VectorHits(*stub, q, static_cast<int>(want.size()), mode), want)
+          << "vector query near \"" << word << "\" (mode " << mode << ") after a kill at " << point;
+    }
   }
 }
 

@@ -105,6 +105,7 @@ absl::StatusOr<std::unique_ptr<LexicalStore>> LexicalStore::Open(LexicalStoreOpt
 }
 
 LexicalStore::~LexicalStore() {
+  cancel_.store(true);
   {
     absl::MutexLock l(&mu_);
     stopping_ = true;
@@ -289,7 +290,6 @@ absl::StatusOr<std::vector<ScoredClaim>> LexicalStore::SearchVectors(
   query.ef_search = options_.ef_search;
   query.mode = mode;
   query.exact_threshold = options_.exact_threshold;
-  query.exact_fraction = options_.exact_fraction;
   for (const auto& seg : *s.segments) {
     const SegmentVectors::Section* section = seg->vectors().Find(tenant);
     const LexicalSegment::TenantRange* range = seg->Range(tenant);
@@ -348,7 +348,11 @@ absl::StatusOr<std::shared_ptr<LexicalSegment>> LexicalStore::MergeSegments(
                             },
                             remap));
   if (merged->doc_count() == 0) return std::shared_ptr<LexicalSegment>();
-  if (persist) DASH_RETURN_IF_ERROR(merged->Persist(options_.dir, options_.graphs));
+  if (persist) {
+    VectorGraphOptions graphs = options_.graphs;
+    graphs.cancel = &cancel_;
+    DASH_RETURN_IF_ERROR(merged->Persist(options_.dir, graphs));
+  }
   return merged;
 }
 
@@ -565,12 +569,12 @@ void LexicalStore::MaintenanceLoop() {
     }
     if (flush) {
       absl::Status st = Flush();
-      if (!st.ok()) LOG(ERROR) << "lexical index flush: " << st;
+      if (!st.ok() && !absl::IsCancelled(st)) LOG(ERROR) << "lexical index flush: " << st;
       last_flush = absl::Now();
     }
     uint64_t written = 0;
     absl::Status st = MergeOnce(&written);
-    if (!st.ok()) LOG(ERROR) << "lexical index merge: " << st;
+    if (!st.ok() && !absl::IsCancelled(st)) LOG(ERROR) << "lexical index merge: " << st;
     // The rate limit: a merge's output, spread over time.
     if (written > 0 && options_.merge_bytes_per_second > 0) {
       absl::MutexLock l(&mu_);

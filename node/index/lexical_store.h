@@ -20,6 +20,7 @@
 #ifndef DASH_NODE_INDEX_LEXICAL_STORE_H_
 #define DASH_NODE_INDEX_LEXICAL_STORE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -67,6 +68,8 @@ struct LexicalStoreOptions {
   // use it (VectorQuery).
   VectorGraphOptions graphs;
   int ef_search = 64;
+  // A filter of fewer ids than this, or than this fraction of a section's
+  // rows, is scanned exactly; a section smaller than the threshold too.
   size_t exact_threshold = 2000;
   double exact_fraction = 0.05;
 };
@@ -203,6 +206,7 @@ class LexicalStore {
   std::atomic<uint64_t> covered_{0};
   absl::Time oldest_unflushed_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<bool> cancel_{false};  // Set on close: stops graph builds.
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };

@@ -297,7 +297,16 @@ absl::Status SegmentVectors::BuildGraphs(const VectorGraphOptions& options) {
       // efSearch = the wanted ef, so the index-wide value must not raise it.
       hnsw->hnsw.efSearch = 1;
       OmpThreads threads(options.build_threads);
-      hnsw->add(static_cast<FaissId>(s.rows()), FlatOf(s.index.get(), false)->get_xb());
+      // In chunks, so that a cancellation is seen within one chunk's build.
+      constexpr size_t kChunk = 4096;
+      const float* rows = FlatOf(s.index.get(), false)->get_xb();
+      for (size_t r = 0; r < s.rows(); r += kChunk) {
+        if (options.cancel != nullptr && options.cancel->load()) {
+          return absl::CancelledError("vector graph build cancelled");
+        }
+        const size_t n = std::min(kChunk, s.rows() - r);
+        hnsw->add(static_cast<FaissId>(n), rows + r * s.dim);
+      }
       s.index = std::move(hnsw);
       s.graph = true;
     } catch (const std::exception& e) {

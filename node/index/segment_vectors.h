@@ -17,6 +17,7 @@
 #ifndef DASH_NODE_INDEX_SEGMENT_VECTORS_H_
 #define DASH_NODE_INDEX_SEGMENT_VECTORS_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -54,6 +55,9 @@ struct VectorGraphOptions {
   int hnsw_m = 32;
   int ef_construction = 64;
   int build_threads = 1;  // OpenMP threads FAISS may use while building.
+  // When set and true, a build stops between chunks of rows (CANCELLED): a
+  // closing store need not wait for a big graph.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 struct VectorQuery {
@@ -61,10 +65,9 @@ struct VectorQuery {
   size_t k = 0;
   int ef_search = 64;
   SearchMode mode = SearchMode::kAuto;
-  // kAuto goes exact when fewer than this many rows (or this fraction of
-  // the section) may be admitted.
+  // kAuto goes exact when the section has fewer rows than this (a selective
+  // filter is the caller's to resolve into `candidates`).
   size_t exact_threshold = 2000;
-  double exact_fraction = 0.05;
 };
 
 class SegmentVectors {
@@ -99,7 +102,8 @@ class SegmentVectors {
   absl::Status Finish();
 
   // Gives every section of at least options.min_rows rows an HNSW graph.
-  // INTERNAL if FAISS fails.
+  // INTERNAL if FAISS fails; CANCELLED (sections unchanged) when
+  // options.cancel turns true meanwhile.
   absl::Status BuildGraphs(const VectorGraphOptions& options);
 
   // The VECS body, and back. Parse: DATA_LOSS naming `name` when malformed.

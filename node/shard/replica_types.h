@@ -26,6 +26,9 @@ struct ReplicaOptions {
   std::string dir;  // The replica's RocksDB directory.
   // Keep at least this many most recent log records; 0 keeps the whole log.
   uint64_t log_retention_records = 1000000;
+  // A tenant's vectors in a segment get an HNSW graph (written with the
+  // segment) from this many rows; fewer are searched exactly.
+  size_t vector_graph_min_rows = 2000;
   // Sync each group commit to stable storage before acknowledging. Turning it
   // off risks losing acknowledged writes on a machine crash (not on a
   // process crash); only for tests and benchmarks that say so.

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <set>
+#include <thread>
 #include <tuple>
 
 #include "absl/strings/escaping.h"
@@ -66,7 +67,22 @@ absl::StatusOr<std::unique_ptr<ShardHost>> ShardHost::Open(const HostOptions& op
   }
   auto host = std::unique_ptr<ShardHost>(new ShardHost(opts, managed));
   if (!managed) {
-    for (uint32_t s : opts.shards) DASH_RETURN_IF_ERROR(host->AddReplica(s).status());
+    // Replicas open in parallel: each reads its own RocksDB and index
+    // segments, so a restart takes about the longest one, not their sum.
+    absl::MutexLock open_lock(&host->open_mu_);
+    std::vector<absl::StatusOr<std::unique_ptr<ShardReplica>>> opened;
+    for (size_t i = 0; i < opts.shards.size(); ++i) opened.emplace_back(absl::UnknownError(""));
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < opts.shards.size(); ++i) {
+      threads.emplace_back(
+          [&, i] { opened[i] = ShardReplica::Open(host->ReplicaOptionsFor(opts.shards[i])); });
+    }
+    for (auto& t : threads) t.join();
+    absl::MutexLock l(&host->mu_);
+    for (size_t i = 0; i < opts.shards.size(); ++i) {
+      if (!opened[i].ok()) return opened[i].status();
+      host->replicas_.emplace(opts.shards[i], std::shared_ptr<ShardReplica>(std::move(*opened[i])));
+    }
   }
   return host;
 }

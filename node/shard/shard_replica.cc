@@ -89,6 +89,7 @@ absl::StatusOr<std::unique_ptr<ShardReplica>> ShardReplica::Open(
   lexical.last_lsn = meta.last_lsn();
   lexical.log_start_lsn = replica->log_.log_start_lsn();
   lexical.committed_lsn = [r = replica.get()] { return r->quorum_.commit_lsn(); };
+  lexical.vector_graph_min_rows = options.vector_graph_min_rows;
   DASH_RETURN_IF_ERROR(replica->searcher_.OpenLexical(lexical));
   LOG(INFO) << "shard " << options.shard_id << " open at " << options.dir << ": epoch "
             << meta.epoch() << ", last lsn " << meta.last_lsn();

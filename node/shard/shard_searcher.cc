@@ -86,6 +86,7 @@ absl::Status ShardSearcher::OpenLexical(const LexicalOpen& open) {
     return engine->Commit(*ws, /*sync=*/true);
   };
   options.background = open.background;
+  options.graphs.min_rows = open.vector_graph_min_rows;
   DASH_ASSIGN_OR_RETURN(std::optional<std::string> manifest,
                         engine->NewSnapshot()->Get(Family::kMeta, keys::kLexicalManifestKey));
   std::string why;  // Not empty: rebuild, for this reason.

@@ -55,6 +55,7 @@ class ShardSearcher {
     uint64_t log_start_lsn = 1;         // Its first record still held.
     std::function<uint64_t()> committed_lsn;
     bool background = true;
+    size_t vector_graph_min_rows = 2000;
   };
   // Opens the index (BM25 and vectors, one set of segments): the manifest's
   // segments, then the log after the LSN they cover. A damaged or missing segment, or a log that no
