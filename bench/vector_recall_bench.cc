@@ -1,36 +1,47 @@
-// Vector index benchmark: recall@k of the HNSW path against exact search, and
-// per-query latency of each path, on synthetic embeddings.
+// Segment vectors benchmark: recall@k of the HNSW path against exact search,
+// and per-query latency of each path, on synthetic embeddings, for one
+// SegmentVectors section (the vectors of one tenant in one index segment).
 //
-// Loads N vectors with UpsertBatch (the start-up path, `--threads` OpenMP
-// threads), times single Upserts on top, then for each ef_search measures
-// recall@k (MeasureRecallAtK: ANN vs exact over the same queries) and ANN
-// latency; then exact latency, and filtered searches as the kAuto planner
-// routes them (1% filter -> exact, 50% filter -> ANN inside the filter).
-// Queries are drawn from the data's distribution, not from the data. Prints a
-// table and one JSON scorecard line.
+// Builds the section from N vectors (Add per row, Finish), times the HNSW
+// build (BuildGraphs, `--threads` OpenMP threads) and the restart cost
+// (Serialize, then Parse of the section: a reopened segment reads its graph
+// back; the bench fails unless the parsed section answers exactly like the
+// original), then for each ef_search measures recall@k (kApproximate vs kExact
+// over the same queries, unfiltered) and ANN latency; then exact latency, and
+// filtered searches (an admit function letting 1% or 50% of the docs
+// through): ANN inside the filter, and for the 1% filter also the exact scan
+// of the resolved `candidates`, which is the path LexicalStore takes for a
+// filter that selective. Queries are drawn from the data's distribution, not
+// from the data. Prints a table and one JSON scorecard line.
 //
 //   vector_recall_bench [--n=20000] [--dim=384] [--queries=200] [--k=10]
 //                       [--threads=2] [--data=latent|clustered|random] [--seed=1]
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <random>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
-#include "node/index/vector_index.h"
+#include "node/index/segment_vectors.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using dash::index::Metric;
 using dash::index::SearchMode;
-using dash::index::VectorIndex;
+using dash::index::SegmentVectors;
+using dash::index::VectorQuery;
+using Hits = std::vector<std::pair<double, uint32_t>>;  // (score, doc), best first.
 
 double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
@@ -106,6 +117,30 @@ Latency Time(size_t queries, F search) {
   return l;
 }
 
+// Mean over queries of |got ∩ truth| / |truth| (1 for an empty truth).
+double Recall(const std::vector<Hits>& got, const std::vector<Hits>& truth) {
+  double sum = 0;
+  for (size_t i = 0; i < truth.size(); ++i) {
+    if (truth[i].empty()) {
+      sum += 1;
+      continue;
+    }
+    std::set<uint32_t> docs;
+    for (const auto& h : got[i]) docs.insert(h.second);
+    size_t found = 0;
+    for (const auto& h : truth[i]) found += docs.count(h.second);
+    sum += static_cast<double>(found) / static_cast<double>(truth[i].size());
+  }
+  return truth.empty() ? 1 : sum / static_cast<double>(truth.size());
+}
+
+void Check(const absl::Status& s) {
+  if (!s.ok()) {
+    fprintf(stderr, "vector_recall_bench: %s\n", s.ToString().c_str());
+    std::exit(1);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -134,7 +169,7 @@ int main(int argc, char** argv) {
     } else {
       ok = false;
     }
-    if (!ok || n < 200 || dim == 0) {
+    if (!ok || n < 200 || n > UINT32_MAX || dim == 0) {
       fprintf(stderr,
               "usage: vector_recall_bench [--n=N>=200] [--dim=D] [--queries=Q] [--k=K] "
               "[--threads=T] [--data=clustered|latent|random] [--seed=S]\n");
@@ -146,95 +181,152 @@ int main(int argc, char** argv) {
                                         : Kind::kRandom;
   std::mt19937 rng(seed);
   const Model model = MakeModel(kind, dim, rng);
-  const size_t extra = 200;  // Inserted one by one after the bulk load.
-  const auto vectors = Generate(n + extra, dim, kind, model, rng);
-  const auto qs = Generate(queries, dim, kind, model, rng);
+  const auto vectors = Generate(n, dim, kind, model, rng);
+  const auto raw_queries = Generate(queries, dim, kind, model, rng);
+  const uint32_t d32 = static_cast<uint32_t>(dim);
 
-  dash::index::VectorIndexOptions options;
-  options.build_threads = threads;
-  VectorIndex index(static_cast<uint32_t>(dim), dash::index::Metric::kCosine, options);
-  printf(
-      "DASH vector index benchmark: %zu x %zu %s vectors, cosine, HNSW M=%d efC=%d, "
-      "%zu queries, k=%zu, %d build threads (searches: 1 thread each)\n",
-      n + extra, dim, data.c_str(), options.hnsw_m, options.ef_construction, queries, k, threads);
-
-  std::vector<std::string> ids;
-  std::vector<float> flat;
-  flat.reserve(n * dim);
-  for (size_t i = 0; i < n; ++i) {
-    ids.push_back(absl::StrCat("c", i));
-    flat.insert(flat.end(), vectors[i].begin(), vectors[i].end());
+  // Vectors and queries as stored: normalized for cosine.
+  std::vector<std::vector<float>> qs;
+  for (const auto& q : raw_queries) {
+    auto p = dash::index::PrepareVector(Metric::kCosine, d32, q.data(), q.size());
+    Check(p.status());
+    qs.push_back(*std::move(p));
   }
+
+  dash::index::VectorGraphOptions graphs;
+  graphs.min_rows = 0;
+  graphs.hnsw_m = 32;
+  graphs.ef_construction = 64;
+  graphs.build_threads = threads;
+  printf(
+      "DASH segment vectors benchmark: %zu x %zu %s vectors, cosine, HNSW M=%d efC=%d, "
+      "%zu queries, k=%zu, %d build threads (searches: 1 thread each)\n",
+      n, dim, data.c_str(), graphs.hnsw_m, graphs.ef_construction, queries, k, threads);
+
   auto t = Clock::now();
-  if (auto s = index.UpsertBatch(ids, flat.data(), flat.size()); !s.ok()) {
-    fprintf(stderr, "vector_recall_bench: %s\n", s.ToString().c_str());
+  SegmentVectors vecs;
+  for (size_t i = 0; i < n; ++i) {
+    auto p = dash::index::PrepareVector(Metric::kCosine, d32, vectors[i].data(), dim);
+    Check(p.status());
+    if (!vecs.Add(static_cast<uint32_t>(i), "t", Metric::kCosine, p->data(), p->size())) {
+      fprintf(stderr, "vector_recall_bench: Add refused row %zu\n", i);
+      return 1;
+    }
+  }
+  Check(vecs.Finish());
+  const double load_s = Seconds(t);
+  t = Clock::now();
+  Check(vecs.BuildGraphs(graphs));
+  const double build_s = Seconds(t);
+  const SegmentVectors::Section& section = *vecs.Find("t");
+  if (!section.graph) {
+    fprintf(stderr, "vector_recall_bench: no graph was built\n");
     return 1;
   }
-  const double build_s = Seconds(t);
-  t = Clock::now();
-  for (size_t i = n; i < n + extra; ++i) {
-    if (!index.Upsert(absl::StrCat("c", i), vectors[i].data(), dim).ok()) return 1;
-  }
-  const double upsert_ms = Seconds(t) * 1e3 / extra;
-  printf("bulk load (UpsertBatch) %zu vectors: %.1f s; single Upsert: %.2f ms each\n", n, build_s,
-         upsert_ms);
+  printf("load (Add, Finish) %zu vectors: %.2f s; HNSW build (BuildGraphs): %.1f s\n", n, load_s,
+         build_s);
 
-  auto search = [&](size_t i, size_t kk, const absl::flat_hash_set<std::string>* allowed,
-                    SearchMode mode, bool* used_exact = nullptr) {
-    auto r = index.Search(qs[i].data(), dim, kk, allowed, mode, used_exact);
-    if (!r.ok()) {
-      fprintf(stderr, "vector_recall_bench: %s\n", r.status().ToString().c_str());
-      std::exit(1);
-    }
-    return *r;
+  // The restart cost: the section written as the segment's VECS body and read
+  // back, graph included.
+  t = Clock::now();
+  absl::StatusOr<std::string> body = vecs.Serialize();
+  Check(body.status());
+  const double serialize_ms = Seconds(t) * 1e3;
+  t = Clock::now();
+  absl::StatusOr<SegmentVectors> parsed =
+      SegmentVectors::Parse(*body, "bench", static_cast<uint32_t>(n));
+  Check(parsed.status());
+  const double parse_ms = Seconds(t) * 1e3;
+  const double mib = static_cast<double>(body->size()) / (1 << 20);
+  printf("serialized: %.1f MiB; Serialize %.1f ms, Parse %.1f ms\n", mib, serialize_ms, parse_ms);
+
+  auto search = [&](const SegmentVectors::Section& s, size_t i, int ef, SearchMode mode,
+                    const std::function<bool(uint32_t)>& admit,
+                    const std::vector<uint32_t>* candidates, bool* used_exact = nullptr) {
+    VectorQuery q;
+    q.q = qs[i].data();
+    q.k = k;
+    q.ef_search = ef;
+    q.mode = mode;
+    auto r = SegmentVectors::Search(s, q, admit, candidates, used_exact);
+    Check(r.status());
+    return *std::move(r);
   };
+
+  // Exact answers, unfiltered; timed as the exact path.
+  std::vector<Hits> truth(queries);
+  const Latency exact = Time(queries, [&](size_t i) {
+    truth[i] = search(section, i, 64, SearchMode::kExact, nullptr, nullptr);
+  });
 
   printf("%-28s %9s %10s %10s %10s\n", "search", "recall@k", "mean ms", "p50 ms", "p99 ms");
   std::string json = absl::StrFormat(
-      R"({"bench":"vector_recall","n":%d,"dim":%d,"data":"%s","k":%d,"build_s":%.2f,"upsert_ms":%.3f)",
-      n + extra, dim, data, k, build_s, upsert_ms);
+      R"({"bench":"vector_recall","n":%d,"dim":%d,"data":"%s","k":%d,"build_s":%.2f,)"
+      R"("vecs_mib":%.1f,"serialize_ms":%.1f,"parse_ms":%.1f)",
+      n, dim, data, k, build_s, mib, serialize_ms, parse_ms);
   for (int ef : {16, 32, 64, 128}) {
-    index.set_ef_search(ef);
-    const double recall = dash::index::MeasureRecallAtK(index, qs, k);
-    const Latency l =
-        Time(queries, [&](size_t i) { search(i, k, nullptr, SearchMode::kApproximate); });
+    std::vector<Hits> answers(queries);
+    const Latency l = Time(queries, [&](size_t i) {
+      answers[i] = search(section, i, ef, SearchMode::kApproximate, nullptr, nullptr);
+    });
+    const double recall = Recall(answers, truth);
     printf("%-28s %9.4f %10.3f %10.3f %10.3f\n", absl::StrCat("ANN ef_search=", ef).c_str(), recall,
            l.mean_ms, l.p50_ms, l.p99_ms);
     absl::StrAppendFormat(&json, R"(,"ef%d":{"recall":%.4f,"mean_ms":%.3f,"p99_ms":%.3f})", ef,
                           recall, l.mean_ms, l.p99_ms);
   }
-  index.set_ef_search(options.ef_search);
-
-  const Latency exact = Time(queries, [&](size_t i) { search(i, k, nullptr, SearchMode::kExact); });
   printf("%-28s %9s %10.3f %10.3f %10.3f\n", "exact (brute force)", "1", exact.mean_ms,
          exact.p50_ms, exact.p99_ms);
 
-  // Filters as the planner routes them; recall of the filtered answer against
-  // the exact answer under the same filter.
-  for (size_t every : {100, 2}) {
-    absl::flat_hash_set<std::string> allowed;
-    for (size_t i = 0; i < n + extra; i += every) allowed.insert(absl::StrCat("c", i));
+  // The parsed section must answer exactly as the one it was written from.
+  size_t same = 0;
+  for (size_t i = 0; i < queries; ++i) {
+    same += search(*parsed->Find("t"), i, 64, SearchMode::kApproximate, nullptr, nullptr) ==
+            search(section, i, 64, SearchMode::kApproximate, nullptr, nullptr);
+  }
+  if (same != queries) {
+    fprintf(stderr, "vector_recall_bench: the parsed section differs on %zu of %zu queries\n",
+            queries - same, queries);
+    return 1;
+  }
+
+  // Filters as an admit function; recall of the filtered answer against the
+  // exact answer under the same filter. ANN walks the graph through the
+  // filter (and falls back to exact when it finds fewer than k); the 1%
+  // filter also runs as LexicalStore routes it, resolved to `candidates` and
+  // scanned exactly.
+  for (uint32_t every : {100u, 2u}) {
+    const std::function<bool(uint32_t)> admit = [every](uint32_t doc) { return doc % every == 0; };
+    std::vector<Hits> filtered_truth(queries);
+    for (size_t i = 0; i < queries; ++i) {
+      filtered_truth[i] = search(section, i, 64, SearchMode::kExact, admit, nullptr);
+    }
     size_t exact_calls = 0;
-    std::vector<std::vector<dash::index::VectorHit>> answers(queries);
+    std::vector<Hits> answers(queries);
     const Latency l = Time(queries, [&](size_t i) {
       bool used_exact = false;
-      answers[i] = search(i, k, &allowed, SearchMode::kAuto, &used_exact);
+      answers[i] = search(section, i, 64, SearchMode::kApproximate, admit, nullptr, &used_exact);
       exact_calls += used_exact ? 1 : 0;
     });
-    double found = 0;
-    for (size_t i = 0; i < queries; ++i) {
-      absl::flat_hash_set<std::string> got;
-      for (const auto& h : answers[i]) got.insert(h.claim_id);
-      for (const auto& h : search(i, k, &allowed, SearchMode::kExact))
-        found += got.count(h.claim_id);
-    }
-    const double recall = found / static_cast<double>(queries * std::min(k, allowed.size()));
+    const double recall = Recall(answers, filtered_truth);
     const std::string label =
-        absl::StrFormat("filter %zu%% auto (%zu/%zu exact)", 100 / every, exact_calls, queries);
+        absl::StrFormat("filter %u%% ANN (%zu/%zu exact)", 100 / every, exact_calls, queries);
     printf("%-28s %9.4f %10.3f %10.3f %10.3f\n", label.c_str(), recall, l.mean_ms, l.p50_ms,
            l.p99_ms);
-    absl::StrAppendFormat(&json, R"(,"filter%zu":{"recall":%.4f,"mean_ms":%.3f,"exact":%d})",
+    absl::StrAppendFormat(&json, R"(,"filter%u":{"recall":%.4f,"mean_ms":%.3f,"exact":%d})",
                           100 / every, recall, l.mean_ms, exact_calls);
+    if (every < 100) continue;
+    std::vector<uint32_t> candidates;
+    for (uint32_t doc = 0; doc < n; doc += every) candidates.push_back(doc);
+    const Latency lc = Time(queries, [&](size_t i) {
+      answers[i] = search(section, i, 64, SearchMode::kAuto, admit, &candidates);
+    });
+    const double recall_c = Recall(answers, filtered_truth);
+    printf("%-28s %9.4f %10.3f %10.3f %10.3f\n",
+           absl::StrFormat("filter %u%% candidates", 100 / every).c_str(), recall_c, lc.mean_ms,
+           lc.p50_ms, lc.p99_ms);
+    absl::StrAppendFormat(&json, R"(,"filter%u_candidates":{"recall":%.4f,"mean_ms":%.3f})",
+                          100 / every, recall_c, lc.mean_ms);
   }
   absl::StrAppendFormat(&json, R"(,"exact_mean_ms":%.3f})", exact.mean_ms);
   printf("%s\n", json.c_str());

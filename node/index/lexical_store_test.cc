@@ -347,11 +347,12 @@ TEST_F(LexicalStoreTest, ReopenServesPersistedSegmentsAndReplayedChanges) {
   EXPECT_EQ(store_->covered_lsn(), 2u);
   ExpectMatches(2, {"red", "apple"});  // What the segments hold.
   // The owner replays the log after the covered lsn.
-  ASSERT_TRUE(store_
-                  ->Apply({{"t", "c1", 3, std::vector<std::string>{"yellow", "banana"}},
-                           {"t", "c2", 3, std::nullopt}},
-                          3)
-                  .ok());
+  ASSERT_TRUE(
+      store_
+          ->Apply({{"t", "c1", 3, std::vector<std::string>{"yellow", "banana"}, std::nullopt},
+                   {"t", "c2", 3, std::nullopt, std::nullopt}},
+                  3)
+          .ok());
   ExpectMatches(3, {"red", "apple", "banana"});
 }
 
@@ -602,8 +603,8 @@ TEST_F(LexicalStoreTest, TruncationInsideAGroupAsksForTheKeptRecordsAgain) {
   history_[2] = {{{"t", "c1"}, {"one"}}, {{"t", "c2"}, {"two"}}};
   history_[3] = {{{"t", "c1"}, {"three"}}, {{"t", "c2"}, {"two"}}};
   ASSERT_TRUE(store_
-                  ->Apply({{"t", "c1", 3, std::vector<std::string>{"three"}},
-                           {"t", "c2", 3, std::vector<std::string>{"two"}}},
+                  ->Apply({{"t", "c1", 3, std::vector<std::string>{"three"}, std::nullopt},
+                           {"t", "c2", 3, std::vector<std::string>{"two"}, std::nullopt}},
                           3)
                   .ok());
   std::vector<std::pair<std::string, std::string>> changed;
@@ -612,8 +613,8 @@ TEST_F(LexicalStoreTest, TruncationInsideAGroupAsksForTheKeptRecordsAgain) {
                                                        std::make_pair("t", "c2")));
   history_.erase(3);
   ASSERT_TRUE(store_
-                  ->Apply({{"t", "c1", 2, std::vector<std::string>{"one"}},
-                           {"t", "c2", 2, std::vector<std::string>{"two"}}},
+                  ->Apply({{"t", "c1", 2, std::vector<std::string>{"one"}, std::nullopt},
+                           {"t", "c2", 2, std::vector<std::string>{"two"}, std::nullopt}},
                           2)
                   .ok());
   ExpectMatches(1, {"one", "two", "three"});

@@ -27,13 +27,25 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "node/index/vector_index.h"
 
 namespace faiss {
 struct Index;
 }  // namespace faiss
 
 namespace dash::index {
+
+// How a hit's score is computed; in every case higher is better.
+enum class Metric {
+  kCosine,  // cosine similarity; vectors are normalized on the way in
+  kDot,     // inner product
+  kL2,      // NEGATIVE SQUARED Euclidean distance (0 for an identical vector)
+};
+
+enum class SearchMode {
+  kAuto,         // Exact when the section is small (see VectorQuery), else ANN.
+  kExact,        // Brute force over the admitted vectors.
+  kApproximate,  // HNSW; still falls back to exact if it finds too few hits.
+};
 
 // A vector as stored: validated and, under kCosine, normalized (PrepareVector).
 struct DocVector {
