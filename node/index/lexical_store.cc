@@ -521,7 +521,25 @@ LexicalStore::SegmentList LexicalStore::PickPersistedMerge(const SegmentList& li
       return segs;
     }
   }
-  return {};
+  SegmentList persisted;
+  for (const auto& seg : list) {
+    if (seg->persisted()) persisted.push_back(seg);
+  }
+  if (options_.max_segments == 0 || persisted.size() <= options_.max_segments) return {};
+  // The smallest, enough of them to come back to the cap, or as many (at
+  // least two) as stay within the size bound.
+  std::stable_sort(persisted.begin(), persisted.end(),
+                   [](const auto& a, const auto& b) { return a->doc_count() < b->doc_count(); });
+  const uint64_t budget = options_.max_cap_merge_docs;
+  size_t n = 0;
+  uint64_t docs = 0;
+  for (; n < persisted.size() - options_.max_segments + 1; ++n) {
+    if (docs + persisted[n]->doc_count() > budget) break;
+    docs += persisted[n]->doc_count();
+  }
+  if (n < 2) return {};
+  persisted.resize(n);
+  return persisted;
 }
 
 absl::Status LexicalStore::MergeOnce(uint64_t* written) {

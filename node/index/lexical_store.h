@@ -63,7 +63,15 @@ struct LexicalStoreOptions {
   absl::Duration flush_interval = absl::Seconds(1);  // The most an unflushed doc waits.
   size_t merge_factor = 4;                           // Segments of one size tier that get merged.
   double merge_dead_ratio = 0.3;                     // A segment this dead is rewritten alone.
-  double merge_bytes_per_second = 64e6;              // Merge output rate limit.
+  // Beyond this many persisted segments the smallest are merged (at least
+  // two, no more than max_cap_merge_docs docs together, so that a big index
+  // is not rewritten at every flush): a query searches every segment (an
+  // HNSW walk and a posting-list pass each), and fewer segments are faster
+  // to query. As Qdrant's merge optimizer does (a segment count, bounded by
+  // a maximum segment size).
+  size_t max_segments = 2;
+  size_t max_cap_merge_docs = 131072;
+  double merge_bytes_per_second = 64e6;  // Merge output rate limit.
   // Vectors: which persisted sections get an HNSW graph, and how searches
   // use it (VectorQuery).
   VectorGraphOptions graphs;

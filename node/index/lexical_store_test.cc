@@ -173,7 +173,9 @@ class LexicalStoreTest : public ::testing::Test {
       return absl::OkStatus();
     };
     o.background = false;
-    o.merge_factor = 3;
+    o.merge_factor = merge_factor_;
+    o.max_segments = max_segments_;
+    o.max_cap_merge_docs = max_cap_merge_docs_;
     o.merge_bytes_per_second = 0;
     o.graphs.min_rows = graph_min_rows_;
     return LexicalStore::Open(o, manifest);
@@ -269,6 +271,9 @@ class LexicalStoreTest : public ::testing::Test {
 
   fs::path dir_;
   size_t graph_min_rows_ = VectorGraphOptions().min_rows;
+  size_t merge_factor_ = 3;
+  size_t max_segments_ = 2;
+  size_t max_cap_merge_docs_ = 131072;
   std::unique_ptr<LexicalStore> store_;
   uint64_t committed_ = 0;
   uint64_t readable_ = 0;
@@ -593,6 +598,53 @@ TEST_F(LexicalStoreTest, MergedAwayFilesGoWhenTheLastReaderDoes) {
   store_.reset();
   store_ = OpenStore(manifest_);
   ExpectMatches(3, {"common", "word"});
+}
+
+TEST_F(LexicalStoreTest, BeyondTheSegmentCapTheSmallestAreMergedWithinTheBound) {
+  merge_factor_ = 100;  // No size tier fills up: only the cap merges.
+  max_cap_merge_docs_ = 5;
+  store_ = OpenStore("");
+  uint64_t lsn = 0;
+  int next = 0;
+  // A flushed segment of `n` new claims.
+  auto segment = [&](int n) {
+    ++lsn;
+    std::vector<std::pair<std::string, std::string>> upserts;
+    for (int i = 0; i < n; ++i) upserts.emplace_back(absl::StrCat("c", next++), "shared word");
+    Commit(lsn, upserts);
+    committed_ = readable_ = lsn;
+    ASSERT_TRUE(store_->Flush().ok());
+  };
+  auto sizes = [&] {
+    std::multiset<uint32_t> out;
+    LexicalStore::Snapshot s = At(lsn);
+    for (const auto& seg : *s.segments) out.insert(seg->doc_count());
+    return out;
+  };
+  auto merge = [&] {
+    uint64_t written = 0;
+    EXPECT_TRUE(store_->MergeOnce(&written).ok());
+    return written > 0;
+  };
+  segment(4);
+  segment(1);
+  EXPECT_FALSE(merge()) << "two segments: within the cap";
+  segment(1);
+  EXPECT_TRUE(merge());
+  EXPECT_EQ(sizes(), (std::multiset<uint32_t>{4, 2})) << "the two smallest";
+  segment(3);
+  EXPECT_TRUE(merge());
+  EXPECT_EQ(sizes(), (std::multiset<uint32_t>{4, 5}));
+  segment(1);
+  EXPECT_TRUE(merge());
+  EXPECT_EQ(sizes(), (std::multiset<uint32_t>{5, 5})) << "1 + 4 is within the bound of 5";
+  segment(1);
+  EXPECT_FALSE(merge()) << "1 + 5 would pass the bound";
+  EXPECT_EQ(sizes(), (std::multiset<uint32_t>{5, 5, 1}));
+  ExpectMatches(lsn, {"shared", "word"}, 20);
+  store_.reset();
+  store_ = OpenStore(manifest_);
+  ExpectMatches(lsn, {"shared"}, 20);
 }
 
 TEST_F(LexicalStoreTest, TruncationInsideAGroupAsksForTheKeptRecordsAgain) {
