@@ -184,6 +184,28 @@ TEST_F(ClusterTest, QueryThroughTheRouterRanksExactlyAsASingleShardNode) {
         {"--addr=" + addr, "ingest", DASH_SAMPLE_FILE, "--tenant=cf"}, "", dir_.Sub("ingest.err"));
     ASSERT_EQ(r.exit_code, 0) << addr;
   }
+  ASSERT_TRUE(cluster_
+                  ->WaitForPlacement(testing::LocalCluster::FullyReplicated, absl::Seconds(10),
+                                     "followers to catch up")
+                  .ok());
+  // Until then a follower may not yet know its last records committed.
+  auto count = [](v1::Data::Stub& stub, v1::ReadPreference preference) {
+    grpc::ClientContext ctx;
+    v1::ListClaimsRequest list;
+    list.set_tenant("cf");
+    list.set_page_size(1000);
+    list.set_read_preference(preference);
+    v1::ListClaimsResponse page;
+    return stub.ListClaims(&ctx, list, &page).ok() ? page.records_size() : -1;
+  };
+  auto single_list = v1::Data::NewStub(single.channel());
+  const int ingested = count(*single_list, v1::READ_PREFERENCE_LEADER_ONLY);
+  ASSERT_GT(ingested, 0);
+  ASSERT_TRUE(
+      testing::PollUntil(
+          [&] { return count(*router_, v1::READ_PREFERENCE_FOLLOWER_PREFERRED) == ingested; },
+          absl::Seconds(10), "followers to read every claim")
+          .ok());
   // Replicas hold byte-identical state, metadata maps included (their
   // serialization must not depend on the process).
   testing::CommandResult verify =
@@ -194,13 +216,19 @@ TEST_F(ClusterTest, QueryThroughTheRouterRanksExactlyAsASingleShardNode) {
   auto single_stub = v1::Data::NewStub(single.channel());
   for (const char* text : {"global warming is caused by the sun", "sea level rise",
                            "carbon dioxide emissions", "polar bears extinction"}) {
-    for (v1::StanceMode mode : {v1::STANCE_MODE_ALL, v1::STANCE_MODE_BALANCED}) {
+    // Followers derive their index segments on their own (their own flushes
+    // and merges) and must rank exactly as the leader, and as one shard.
+    for (auto [mode, preference] :
+         {std::pair{v1::STANCE_MODE_ALL, v1::READ_PREFERENCE_LEADER_ONLY},
+          std::pair{v1::STANCE_MODE_ALL, v1::READ_PREFERENCE_FOLLOWER_PREFERRED},
+          std::pair{v1::STANCE_MODE_BALANCED, v1::READ_PREFERENCE_FOLLOWER_PREFERRED},
+          std::pair{v1::STANCE_MODE_BALANCED, v1::READ_PREFERENCE_ANY_HEALTHY}}) {
       v1::QueryRequest q;
       q.set_tenant("cf");
       q.set_text(text);
       q.set_k(10);
       q.set_stance_mode(mode);
-      q.set_read_preference(v1::READ_PREFERENCE_ANY_HEALTHY);
+      q.set_read_preference(preference);
       v1::QueryResponse a, b;
       grpc::ClientContext c1, c2;
       ASSERT_TRUE(router_->Query(&c1, q, &a).ok());

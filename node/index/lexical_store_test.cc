@@ -21,6 +21,7 @@
 #include "gtest/gtest.h"
 #include "node/index/segment_file.h"
 #include "node/index/segment_vectors.h"
+#include "node/storage/records.pb.h"
 
 namespace dash::index {
 namespace {
@@ -598,6 +599,22 @@ TEST_F(LexicalStoreTest, MergedAwayFilesGoWhenTheLastReaderDoes) {
   store_.reset();
   store_ = OpenStore(manifest_);
   ExpectMatches(3, {"common", "word"});
+}
+
+TEST_F(LexicalStoreTest, AFormatOneManifestIsRefusedSoTheOwnerRebuilds) {
+  // Format 1 segments hold no vectors: serving them would lose every
+  // embedding, so the owner must rebuild from the stored claims.
+  storage::LexicalManifest old;
+  old.set_format(1);
+  old.set_covered_lsn(7);
+  absl::StatusOr<std::unique_ptr<LexicalStore>> s = TryOpen(old.SerializeAsString());
+  EXPECT_TRUE(absl::IsFailedPrecondition(s.status())) << s.status();
+  EXPECT_THAT(std::string(s.status().message()), ::testing::HasSubstr("predates segment vectors"));
+  storage::LexicalManifest newer;
+  newer.set_format(3);
+  s = TryOpen(newer.SerializeAsString());
+  EXPECT_TRUE(absl::IsFailedPrecondition(s.status())) << s.status();
+  EXPECT_THAT(std::string(s.status().message()), ::testing::HasSubstr("newer than this binary"));
 }
 
 TEST_F(LexicalStoreTest, BeyondTheSegmentCapTheSmallestAreMergedWithinTheBound) {
