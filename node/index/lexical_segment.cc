@@ -232,15 +232,18 @@ absl::StatusOr<std::shared_ptr<LexicalSegment>> LexicalSegment::Merge(
     inputs[i].born = ref.born;
     sorted[i] = &inputs[i];
   }
+  std::vector<Posting> kept;  // One term's postings of one source.
   for (uint32_t s = 0; s < sources.size(); ++s) {
     const SegmentPostings& p = sources[s]->postings();
     for (size_t t = 0; t < p.term_count(); ++t) {
+      kept.clear();
       PostingCursor c = p.Cursor(p.term_info(t));
       for (; c.Valid(); c.Next()) {
         const uint32_t to = map[s][c.doc()];
-        if (to != UINT32_MAX) DASH_RETURN_IF_ERROR(writer.AddPosting(p.term(t), {to, c.tf()}));
+        if (to != UINT32_MAX) kept.push_back({to, c.tf()});
       }
       DASH_RETURN_IF_ERROR(c.status());
+      DASH_RETURN_IF_ERROR(writer.AddPostings(p.term(t), kept));
     }
   }
   auto seg = std::shared_ptr<LexicalSegment>(new LexicalSegment());

@@ -51,19 +51,35 @@ absl::Status SegmentPostingsWriter::AddLength(uint32_t doc, uint32_t length) {
   return absl::OkStatus();
 }
 
+bool SegmentPostingsWriter::Declared(uint32_t doc) const {
+  // A merge declares docs 0, 1, 2, ...: then doc is its own index.
+  if (doc < lengths_.size() && lengths_[doc].first == doc) return true;
+  auto it = std::lower_bound(lengths_.begin(), lengths_.end(), std::make_pair(doc, 0u));
+  return it != lengths_.end() && it->first == doc;
+}
+
 absl::Status SegmentPostingsWriter::AddPosting(absl::string_view term, Posting posting) {
+  return AddPostings(term, {posting});
+}
+
+absl::Status SegmentPostingsWriter::AddPostings(absl::string_view term,
+                                                const std::vector<Posting>& postings) {
+  if (postings.empty()) return absl::OkStatus();
   if (term.empty() || term.size() > kMaxTermBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("doc ", posting.doc, ": a term of ", term.size(), " bytes is not indexed"));
+    return absl::InvalidArgumentError(absl::StrCat("doc ", postings[0].doc, ": a term of ",
+                                                   term.size(), " bytes is not indexed"));
   }
-  auto it = std::lower_bound(lengths_.begin(), lengths_.end(), std::make_pair(posting.doc, 0u));
-  if (it == lengths_.end() || it->first != posting.doc || posting.tf == 0) {
-    return absl::InvalidArgumentError(absl::StrCat("posting (doc ", posting.doc, ", tf ",
-                                                   posting.tf, ") of an undeclared doc or tf 0"));
+  for (const Posting& posting : postings) {
+    if (!Declared(posting.doc) || posting.tf == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("posting (doc ", posting.doc, ", tf ",
+                                                     posting.tf, ") of an undeclared doc or tf 0"));
+    }
   }
   std::vector<Posting>& list = terms_[std::string(term)];
-  if (!list.empty() && list.back().doc >= posting.doc) unsorted_ = true;
-  list.push_back(posting);
+  for (const Posting& posting : postings) {
+    if (!list.empty() && list.back().doc >= posting.doc) unsorted_ = true;
+    list.push_back(posting);
+  }
   return absl::OkStatus();
 }
 

@@ -40,6 +40,9 @@ class SegmentPostingsWriter {
   // a doc out of order or undeclared, a tf of 0 or a term AddDoc refuses.
   absl::Status AddLength(uint32_t doc, uint32_t length);
   absl::Status AddPosting(absl::string_view term, Posting posting);
+  // AddPosting for several postings of one term (one dictionary lookup; a
+  // merge's way): all are checked before any is added.
+  absl::Status AddPostings(absl::string_view term, const std::vector<Posting>& postings);
 
   struct Bodies {
     std::string dict;      // The dictionary file's body (kind DICT).
@@ -48,6 +51,8 @@ class SegmentPostingsWriter {
   Bodies Finish();
 
  private:
+  bool Declared(uint32_t doc) const;
+
   std::map<std::string, std::vector<Posting>> terms_;
   std::vector<std::pair<uint32_t, uint32_t>> lengths_;  // (doc, length), increasing doc.
   bool unsorted_ = false;                               // AddPosting added a list out of doc order.
