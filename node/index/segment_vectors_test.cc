@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "node/index/segment_file.h"
 
 namespace dash::index {
 namespace {
@@ -650,6 +651,42 @@ TEST(SegmentVectorsSerializeTest, ADocAtOrPastTheDocCountIsDataLoss) {
     EXPECT_TRUE(absl::IsDataLoss(p.status())) << doc_count << " docs: " << p.status();
     EXPECT_THAT(std::string(p.status().message()), HasSubstr("seg.vec"));
   }
+}
+
+// The v1 fixture, written by a script from segment_format.md alone
+// (testdata/README.md): the framing, the section layout and FAISS's flat
+// index layout of the documented version still read.
+TEST(SegmentVectorsFormatTest, TheV1FixtureReads) {
+  const SegmentFileInfo expected{"VECS", 1, std::string("fixture-vec-v1\0\0", 16)};
+  const std::string path = std::string(DASH_INDEX_TESTDATA_DIR) + "/vectors_v1.vec";
+  absl::StatusOr<std::string> body = ReadSegmentFile(path, expected);
+  ASSERT_TRUE(body.ok()) << body.status();
+  absl::StatusOr<SegmentVectors> v = SegmentVectors::Parse(*body, path, /*doc_count=*/6);
+  ASSERT_TRUE(v.ok()) << v.status();
+  ASSERT_EQ(v->sections().size(), 1u);
+  const SegmentVectors::Section* s = v->Find("acme");
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s->dim, 2u);
+  EXPECT_EQ(s->metric, Metric::kL2);
+  EXPECT_FALSE(s->graph);
+  EXPECT_THAT(s->docs, ElementsAre(0u, 2u, 5u));
+  EXPECT_EQ(s->row(2)[0], 5.0f);
+  EXPECT_EQ(s->row(2)[1], 6.0f);
+  const float q[2] = {3.0f, 4.5f};
+  VectorQuery query;
+  query.q = q;
+  query.k = 3;
+  bool exact = false;
+  absl::StatusOr<Hits> hits = SegmentVectors::Search(*s, query, nullptr, nullptr, &exact);
+  ASSERT_TRUE(hits.ok()) << hits.status();
+  EXPECT_TRUE(exact);
+  // Negative squared distances: (3, 4) is 0.25 away, (5, 6) 6.25, (1, 2) 10.25.
+  EXPECT_THAT(*hits, ElementsAre(std::make_pair(-0.25, 2u), std::make_pair(-6.25, 5u),
+                                 std::make_pair(-10.25, 0u)));
+  // The same section as DASH writes it reads back the same.
+  absl::StatusOr<std::string> again = v->Serialize();
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(*again, *body) << "the fixture is byte-for-byte what the current writer produces";
 }
 
 }  // namespace
