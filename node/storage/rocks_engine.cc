@@ -10,6 +10,7 @@
 #include "node/storage/engine.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/db.h"
+#include "rocksdb/filter_policy.h"
 #include "rocksdb/options.h"
 #include "rocksdb/table.h"
 #include "rocksdb/utilities/checkpoint.h"
@@ -212,6 +213,11 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenRocksEngine(const std::string& path,
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
   table.cache_index_and_filter_blocks = true;
+  // A point read (a hit's claim, an idempotency key, a tenant's state) skips
+  // the files that cannot hold its key: Bloom filters, 10 bits per key
+  // (about 1% false positives), as RocksDB's tuning guide suggests.
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  table.pin_l0_filter_and_index_blocks_in_cache = true;
   rocksdb::ColumnFamilyOptions cf_options;
   cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
 
