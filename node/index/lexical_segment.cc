@@ -279,7 +279,9 @@ absl::Status LexicalSegment::Persist(const std::string& dir, const VectorGraphOp
   if (persisted()) return absl::OkStatus();
   const std::string hex = hex_id();
   DASH_RETURN_IF_ERROR(vectors_.BuildGraphs(graphs));
-  DASH_ASSIGN_OR_RETURN(std::string vec_body, vectors_.Serialize());
+  std::vector<std::string> vec_pieces;
+  DASH_RETURN_IF_ERROR(vectors_.SerializeParts(&vec_pieces));
+  std::vector<absl::string_view> vec_parts(vec_pieces.begin(), vec_pieces.end());
   DASH_RETURN_IF_ERROR(
       WriteSegmentFile(PathOf(dir, hex, "dict"), {"DICT", kPostingsVersion, id_}, dict_body_));
   DASH_RETURN_IF_ERROR(
@@ -287,8 +289,8 @@ absl::Status LexicalSegment::Persist(const std::string& dir, const VectorGraphOp
   DASH_RETURN_IF_ERROR(
       WriteSegmentFile(PathOf(dir, hex, "docs"), {"DOCS", kDocsVersion, id_}, docs_body_));
   DASH_RETURN_IF_ERROR(
-      WriteSegmentFile(PathOf(dir, hex, "vec"), {"VECS", kVectorsVersion, id_}, vec_body));
-  bytes_ += vec_body.size();
+      WriteSegmentFile(PathOf(dir, hex, "vec"), {"VECS", kVectorsVersion, id_}, vec_parts));
+  for (const std::string& p : vec_pieces) bytes_ += p.size();
   dir_ = dir;
   // The postings keep their own copies; these were only for writing.
   std::string().swap(dict_body_);

@@ -121,13 +121,40 @@ absl::StatusOr<absl::string_view> UnframeSegmentFile(absl::string_view file,
 
 absl::Status WriteSegmentFile(const std::string& path, const SegmentFileInfo& info,
                               absl::string_view body) {
-  DASH_ASSIGN_OR_RETURN(std::string file, FrameSegmentFile(info, body));
+  return WriteSegmentFile(path, info, std::vector<absl::string_view>{body});
+}
+
+absl::Status WriteSegmentFile(const std::string& path, const SegmentFileInfo& info,
+                              const std::vector<absl::string_view>& parts) {
+  DASH_RETURN_IF_ERROR(CheckInfo(info));
   struct stat st;
   if (::stat(path.c_str(), &st) == 0) {
     return absl::AlreadyExistsError(
         absl::StrCat("segment file ", path, " exists; segment files are immutable"));
   }
-  return storage::WriteFileAtomically(path, path + ".tmp", file);
+  // The same bytes as FrameSegmentFile, the CRC computed part by part.
+  std::string header;
+  header.append(kMagic.data(), kMagic.size());
+  header.append(info.kind);
+  Append32(info.version, &header);
+  header.append(info.segment_id);
+  uLong crc =
+      crc32_z(crc32_z(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(header.data()), header.size());
+  uint64_t body_bytes = 0;
+  for (absl::string_view part : parts) {
+    crc = crc32_z(crc, reinterpret_cast<const Bytef*>(part.data()), part.size());
+    body_bytes += part.size();
+  }
+  std::string footer;
+  Append64(body_bytes, &footer);
+  Append32(static_cast<uint32_t>(crc), &footer);
+  footer.append(kFooterMagic.data(), kFooterMagic.size());
+  std::vector<absl::string_view> all;
+  all.reserve(parts.size() + 2);
+  all.push_back(header);
+  all.insert(all.end(), parts.begin(), parts.end());
+  all.push_back(footer);
+  return storage::WriteFileAtomically(path, path + ".tmp", all);
 }
 
 absl::StatusOr<std::string> ReadSegmentFile(const std::string& path,

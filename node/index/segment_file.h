@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -48,6 +49,10 @@ absl::StatusOr<absl::string_view> UnframeSegmentFile(absl::string_view file,
 // if `path` exists: segment files are immutable.
 absl::Status WriteSegmentFile(const std::string& path, const SegmentFileInfo& info,
                               absl::string_view body);
+// The same for a body given as the concatenation of `parts`, which are never
+// joined in memory (a segment's vectors can be hundreds of MiB).
+absl::Status WriteSegmentFile(const std::string& path, const SegmentFileInfo& info,
+                              const std::vector<absl::string_view>& parts);
 
 // Reads and checks the file at `path` (UnframeSegmentFile's errors, naming
 // the path, and NOT_FOUND when it does not exist); returns its body.

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -44,6 +45,17 @@ TEST_F(SegmentFileTest, AWrittenFileReadsBackItsBody) {
   auto empty = FrameSegmentFile(Info(), "");
   ASSERT_TRUE(empty.ok());
   EXPECT_EQ(*UnframeSegmentFile(*empty, Info(), "empty"), "");
+}
+
+TEST_F(SegmentFileTest, AFileWrittenInPartsIsTheFramedConcatenation) {
+  const std::string path = dir_ + "/parts.vec";
+  ASSERT_TRUE(WriteSegmentFile(path, Info(), std::vector<absl::string_view>{"ab", "", "cde"}).ok());
+  absl::StatusOr<std::string> written = storage::ReadFile(path);
+  ASSERT_TRUE(written.ok()) << written.status();
+  absl::StatusOr<std::string> framed = FrameSegmentFile(Info(), "abcde");
+  ASSERT_TRUE(framed.ok());
+  EXPECT_EQ(*written, *framed) << "same header, body and checksum as one piece";
+  EXPECT_EQ(*ReadSegmentFile(path, Info()), "abcde");
 }
 
 TEST_F(SegmentFileTest, SegmentFilesAreImmutable) {

@@ -16,6 +16,7 @@
 #include <exception>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace dash::index {
 namespace {
@@ -398,17 +399,27 @@ absl::Status SegmentVectors::BuildGraphs(const VectorGraphOptions& options) {
 // u32 kind (0 IndexFlat, 1 IndexHNSWFlat), u64 blob length, blob (FAISS's
 // write_index). All integers little-endian.
 absl::StatusOr<std::string> SegmentVectors::Serialize() const {
+  std::vector<std::string> pieces;
+  DASH_RETURN_IF_ERROR(SerializeParts(&pieces));
   std::string out;
-  PutU32(&out, static_cast<uint32_t>(sections_.size()));
+  for (const std::string& p : pieces) out += p;
+  return out;
+}
+
+absl::Status SegmentVectors::SerializeParts(std::vector<std::string>* pieces) const {
+  pieces->clear();
+  pieces->emplace_back();
+  std::string* out = &pieces->back();
+  PutU32(out, static_cast<uint32_t>(sections_.size()));
   for (const Section& s : sections_) {
     if (s.index == nullptr) return absl::FailedPreconditionError("vectors not finished");
-    PutU32(&out, static_cast<uint32_t>(s.tenant.size()));
-    out += s.tenant;
-    PutU32(&out, s.dim);
-    PutU32(&out, static_cast<uint32_t>(s.metric));
-    PutU32(&out, static_cast<uint32_t>(s.rows()));
-    for (uint32_t d : s.docs) PutU32(&out, d);
-    PutU32(&out, s.graph ? 1 : 0);
+    PutU32(out, static_cast<uint32_t>(s.tenant.size()));
+    *out += s.tenant;
+    PutU32(out, s.dim);
+    PutU32(out, static_cast<uint32_t>(s.metric));
+    PutU32(out, static_cast<uint32_t>(s.rows()));
+    for (uint32_t d : s.docs) PutU32(out, d);
+    PutU32(out, s.graph ? 1 : 0);
     std::string blob;
     try {
       StringWriter writer(&blob);
@@ -416,10 +427,12 @@ absl::StatusOr<std::string> SegmentVectors::Serialize() const {
     } catch (const std::exception& e) {
       return absl::InternalError(absl::StrCat("faiss write_index failed: ", e.what()));
     }
-    PutU64(&out, blob.size());
-    out += blob;
+    PutU64(out, blob.size());
+    pieces->push_back(std::move(blob));
+    pieces->emplace_back();  // The next section's header.
+    out = &pieces->back();
   }
-  return out;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<SegmentVectors> SegmentVectors::Parse(absl::string_view body, absl::string_view name,

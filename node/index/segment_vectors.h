@@ -120,6 +120,9 @@ class SegmentVectors {
 
   // The VECS body, and back. Parse: DATA_LOSS naming `name` when malformed.
   absl::StatusOr<std::string> Serialize() const;
+  // The same body as pieces to write one after the other, so that a big
+  // section's FAISS index is held once, not copied into a joined body.
+  absl::Status SerializeParts(std::vector<std::string>* pieces) const;
   static absl::StatusOr<SegmentVectors> Parse(absl::string_view body, absl::string_view name,
                                               uint32_t doc_count);
 

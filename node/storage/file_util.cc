@@ -69,18 +69,25 @@ absl::Status SyncPath(const std::string& path) {
 
 absl::Status WriteFileAtomically(const std::string& path, const std::string& tmp_path,
                                  absl::string_view data) {
+  return WriteFileAtomically(path, tmp_path, std::vector<absl::string_view>{data});
+}
+
+absl::Status WriteFileAtomically(const std::string& path, const std::string& tmp_path,
+                                 const std::vector<absl::string_view>& parts) {
   const int fd = ::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return IoError("cannot create", tmp_path, errno);
-  size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      return IoError("cannot write", tmp_path, err);
+  for (absl::string_view data : parts) {
+    size_t done = 0;
+    while (done < data.size()) {
+      const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        const int err = errno;
+        ::close(fd);
+        return IoError("cannot write", tmp_path, err);
+      }
+      done += static_cast<size_t>(n);
     }
-    done += static_cast<size_t>(n);
   }
   if (::fsync(fd) != 0) {
     const int err = errno;

@@ -6,6 +6,7 @@
 #define DASH_NODE_STORAGE_FILE_UTIL_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -23,6 +24,9 @@ absl::Status SyncPath(const std::string& path);
 // renamed over `path`, and the directory synced.
 absl::Status WriteFileAtomically(const std::string& path, const std::string& tmp_path,
                                  absl::string_view data);
+// The same for the concatenation of `parts`, without joining them in memory.
+absl::Status WriteFileAtomically(const std::string& path, const std::string& tmp_path,
+                                 const std::vector<absl::string_view>& parts);
 
 // The whole file. NOT_FOUND if it does not exist.
 absl::StatusOr<std::string> ReadFile(const std::string& path);
