@@ -62,26 +62,24 @@ class IndexKillTest : public ::testing::TestWithParam<const char*> {
     for (float x : q) req.add_embedding(x);
     req.set_k(k);
     req.set_vector_mode(mode);
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
-    v1::QueryResponse resp;
-    grpc::Status st = stub.Query(&ctx, req, &resp);
-    EXPECT_TRUE(st.ok()) << st.error_message();
-    std::multiset<std::string> ids;
-    for (const auto& h : resp.hits()) ids.insert(h.record().claim().claim_id());
-    return ids;
+    return Ids(stub, req);
   }
 
   // The claim ids a lexical query for `word` returns (all of them: k 1000).
   std::multiset<std::string> Hits(v1::Data::Stub& stub, const std::string& word) {
-    v1::QueryRequest q;
-    q.set_tenant("acme");
-    q.set_text(word);
-    q.set_k(1000);
+    v1::QueryRequest req;
+    req.set_tenant("acme");
+    req.set_text(word);
+    req.set_k(1000);
+    return Ids(stub, req);
+  }
+
+  // The claim ids `req` returns.
+  static std::multiset<std::string> Ids(v1::Data::Stub& stub, const v1::QueryRequest& req) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
     v1::QueryResponse resp;
-    grpc::Status st = stub.Query(&ctx, q, &resp);
+    grpc::Status st = stub.Query(&ctx, req, &resp);
     EXPECT_TRUE(st.ok()) << st.error_message();
     std::multiset<std::string> ids;
     for (const auto& h : resp.hits()) ids.insert(h.record().claim().claim_id());

@@ -25,6 +25,26 @@ std::string CurrentKey(absl::string_view tenant, absl::string_view claim_id) {
   return absl::StrCat(tenant, absl::string_view("\0", 1), claim_id);
 }
 
+// The docs of `seg` a search at view `lsn` may return: visible there and,
+// when `allowed` is set, in it. Null when that is every doc (no check).
+std::function<bool(uint32_t)> AdmitFor(const LexicalSegment& seg, uint64_t lsn,
+                                       const absl::flat_hash_set<std::string>* allowed) {
+  const bool all = seg.AllVisibleAt(lsn);
+  if (all && allowed == nullptr) return nullptr;
+  return [&seg, lsn, allowed, all](uint32_t doc) {
+    if (!all && !seg.VisibleAt(doc, lsn)) return false;
+    return allowed == nullptr || allowed->contains(seg.claim_id(doc));
+  };
+}
+
+// The best `k` of the segments' hits: by score, ties by claim id.
+void KeepTop(size_t k, std::vector<ScoredClaim>* hits) {
+  std::sort(hits->begin(), hits->end(), [](const ScoredClaim& a, const ScoredClaim& b) {
+    return a.score != b.score ? a.score > b.score : a.claim_id < b.claim_id;
+  });
+  if (hits->size() > k) hits->resize(k);
+}
+
 // 2: segments have a VECS file.
 constexpr uint32_t kManifestFormat = 2;
 
@@ -259,22 +279,12 @@ absl::StatusOr<std::vector<ScoredClaim>> LexicalStore::Search(
   if (weighted.empty()) return out;
   for (const auto& seg : *s.segments) {
     if (seg->Range(tenant) == nullptr) continue;
-    const bool all = seg->AllVisibleAt(s.lsn);
-    std::function<bool(uint32_t)> admit;
-    if (!all || allowed != nullptr) {
-      admit = [&, seg = seg.get()](uint32_t doc) {
-        if (!all && !seg->VisibleAt(doc, s.lsn)) return false;
-        return allowed == nullptr || allowed->contains(seg->claim_id(doc));
-      };
-    }
+    const std::function<bool(uint32_t)> admit = AdmitFor(*seg, s.lsn, allowed);
     DASH_ASSIGN_OR_RETURN(std::vector<ScoredDoc> hits,
                           SearchSegment(seg->postings(), weighted, k, params, avgdl, admit));
     for (const ScoredDoc& h : hits) out.push_back(ScoredClaim{seg->claim_id(h.doc), h.score});
   }
-  std::sort(out.begin(), out.end(), [](const ScoredClaim& a, const ScoredClaim& b) {
-    return a.score != b.score ? a.score > b.score : a.claim_id < b.claim_id;
-  });
-  if (out.size() > k) out.resize(k);
+  KeepTop(k, &out);
   return out;
 }
 
@@ -294,14 +304,7 @@ absl::StatusOr<std::vector<ScoredClaim>> LexicalStore::SearchVectors(
     const SegmentVectors::Section* section = seg->vectors().Find(tenant);
     const LexicalSegment::TenantRange* range = seg->Range(tenant);
     if (section == nullptr || range == nullptr || section->dim != q.size()) continue;
-    const bool all = seg->AllVisibleAt(s.lsn);
-    std::function<bool(uint32_t)> admit;
-    if (!all || allowed != nullptr) {
-      admit = [&, seg = seg.get()](uint32_t doc) {
-        if (!all && !seg->VisibleAt(doc, s.lsn)) return false;
-        return allowed == nullptr || allowed->contains(seg->claim_id(doc));
-      };
-    }
+    const std::function<bool(uint32_t)> admit = AdmitFor(*seg, s.lsn, allowed);
     // A filter that admits few of the section's rows is resolved to docs
     // (a binary search per id) and scanned exactly, unless ANN was asked for.
     std::vector<uint32_t> candidates;
@@ -323,10 +326,7 @@ absl::StatusOr<std::vector<ScoredClaim>> LexicalStore::SearchVectors(
     if (!exact && used_exact != nullptr) *used_exact = false;
     for (const auto& [score, doc] : hits) out.push_back(ScoredClaim{seg->claim_id(doc), score});
   }
-  std::sort(out.begin(), out.end(), [](const ScoredClaim& a, const ScoredClaim& b) {
-    return a.score != b.score ? a.score > b.score : a.claim_id < b.claim_id;
-  });
-  if (out.size() > k) out.resize(k);
+  KeepTop(k, &out);
   return out;
 }
 
