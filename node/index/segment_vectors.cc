@@ -311,10 +311,6 @@ double VectorScore(Metric metric, const float* q, const float* x, uint32_t dim) 
   return (a0 + a1) + (a2 + a3);
 }
 
-const float* SegmentVectors::Section::row(size_t r) const {
-  return FlatOf(index.get(), graph)->get_xb() + r * dim;
-}
-
 int64_t SegmentVectors::Section::RowOf(uint32_t doc) const {
   auto it = std::lower_bound(docs.begin(), docs.end(), doc);
   return it != docs.end() && *it == doc ? it - docs.begin() : -1;
@@ -353,6 +349,7 @@ absl::Status SegmentVectors::Finish() {
     auto flat =
         std::make_unique<faiss::IndexFlat>(static_cast<FaissId>(s.dim), FaissMetric(s.metric));
     flat->add(static_cast<FaissId>(s.rows()), pending_.data());
+    s.xb = flat->get_xb();
     s.index = std::move(flat);
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("faiss add failed: ", e.what()));
@@ -377,7 +374,7 @@ absl::Status SegmentVectors::BuildGraphs(const VectorGraphOptions& options) {
       OmpThreads threads(options.build_threads);
       // In chunks, so that a cancellation is seen within one chunk's build.
       constexpr size_t kChunk = 4096;
-      const float* rows = FlatOf(s.index.get(), false)->get_xb();
+      const float* rows = s.xb;
       for (size_t r = 0; r < s.rows(); r += kChunk) {
         if (options.cancel != nullptr && options.cancel->load()) {
           return absl::CancelledError("vector graph build cancelled");
@@ -385,6 +382,7 @@ absl::Status SegmentVectors::BuildGraphs(const VectorGraphOptions& options) {
         const size_t n = std::min(kChunk, s.rows() - r);
         hnsw->add(static_cast<FaissId>(n), rows + r * s.dim);
       }
+      s.xb = FlatOf(hnsw.get(), true)->get_xb();
       s.index = std::move(hnsw);
       s.graph = true;
     } catch (const std::exception& e) {
@@ -484,6 +482,7 @@ absl::StatusOr<SegmentVectors> SegmentVectors::Parse(absl::string_view body, abs
         s.index->metric_type != FaissMetric(s.metric) || flat->ntotal != s.index->ntotal) {
       return corrupt(absl::StrCat("index of \"", s.tenant, "\" disagrees with its header"));
     }
+    s.xb = flat->get_xb();
     if (s.graph) {
       auto* hnsw = dynamic_cast<faiss::IndexHNSWFlat*>(s.index.get());
       hnsw->hnsw.efSearch = 1;  // See BuildGraphs.

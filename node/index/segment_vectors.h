@@ -90,10 +90,11 @@ class SegmentVectors {
     Metric metric = Metric::kCosine;
     std::vector<uint32_t> docs;  // Row -> doc, ascending.
     std::unique_ptr<faiss::Index> index;
-    bool graph = false;  // index is an IndexHNSWFlat.
+    bool graph = false;         // index is an IndexHNSWFlat.
+    const float* xb = nullptr;  // The rows, in the index's flat storage.
 
     size_t rows() const { return docs.size(); }
-    const float* row(size_t r) const;
+    const float* row(size_t r) const { return xb + r * dim; }
     // The row of `doc`, or -1.
     int64_t RowOf(uint32_t doc) const;
   };
