@@ -10,7 +10,9 @@
 // Both sequential (one client), plus DASH with concurrent clients, where group
 // commit shares each sync. Prints a table and one JSON scorecard line.
 //
-//   ingest_bench [--claims=N] [--clients=N] [--dir=PATH]
+//   ingest_bench [--claims=N] [--clients=N] [--batch=N] [--dir=PATH]
+//
+// --batch runs one batch size only (for profiling one path).
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -132,6 +134,7 @@ double DashGrpc(const std::string& address, const std::vector<dash::v1::WriteReq
 int main(int argc, char** argv) {
   int claims = 2000;
   int clients = 8;
+  int only_batch = 0;
   std::string dir = "/tmp/dash-ingest-bench";
   for (int i = 1; i < argc; ++i) {
     absl::string_view a = argv[i];
@@ -139,10 +142,12 @@ int main(int argc, char** argv) {
       if (!absl::SimpleAtoi(a, &claims)) return 2;
     } else if (absl::ConsumePrefix(&a, "--clients=")) {
       if (!absl::SimpleAtoi(a, &clients)) return 2;
+    } else if (absl::ConsumePrefix(&a, "--batch=")) {
+      if (!absl::SimpleAtoi(a, &only_batch) || only_batch < 1) return 2;
     } else if (absl::ConsumePrefix(&a, "--dir=")) {
       dir = std::string(a);
     } else {
-      fprintf(stderr, "usage: ingest_bench [--claims=N] [--clients=N] [--dir=PATH]\n");
+      fprintf(stderr, "usage: ingest_bench [--claims=N] [--clients=N] [--batch=N] [--dir=PATH]\n");
       return 2;
     }
   }
@@ -163,7 +168,9 @@ int main(int argc, char** argv) {
   std::string json = absl::StrCat("{\"bench\":\"ingest\",\"claims\":", claims, ",\"results\":[");
   int offset = 0;
   bool first = true;
-  for (int per_batch : {1, 10, 100}) {
+  std::vector<int> sizes = {1, 10, 100};
+  if (only_batch > 0) sizes = {only_batch};
+  for (int per_batch : sizes) {
     for (int c : {1, clients}) {
       if (per_batch == 100 && c > 1) continue;  // 20 batches: too few to share syncs.
       auto batches = MakeBatches(claims, per_batch, offset);

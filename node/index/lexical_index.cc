@@ -30,27 +30,40 @@ const std::vector<std::string>* AnalyzedTexts::Find(absl::string_view text) cons
 
 absl::StatusOr<std::optional<std::vector<std::string>>> AnalyzeStoredClaim(
     const storage::Reader& r, absl::string_view tenant, absl::string_view claim_id,
-    const std::vector<const AnalyzedTexts*>& ahead, std::vector<float>* embedding) {
+    const std::vector<const AnalyzedTexts*>& ahead, std::vector<float>* embedding,
+    std::unique_ptr<storage::Cursor>* evidence) {
   if (embedding != nullptr) embedding->clear();
   DASH_ASSIGN_OR_RETURN(auto raw_claim, r.Get(Family::kClaims, keys::Claim(tenant, claim_id)));
   if (!raw_claim.has_value()) return std::nullopt;
   v1::Claim claim;
   if (!claim.ParseFromString(*raw_claim)) return absl::DataLossError("stored claim is corrupt");
   if (embedding != nullptr) embedding->assign(claim.embedding().begin(), claim.embedding().end());
-  auto analyze = [&ahead](absl::string_view text) {
+  std::vector<std::string> terms;
+  auto analyze = [&ahead, &terms](absl::string_view text) {
     for (const AnalyzedTexts* a : ahead) {
-      if (const std::vector<std::string>* found = a->Find(text)) return *found;
+      if (const std::vector<std::string>* found = a->Find(text)) {
+        terms.insert(terms.end(), found->begin(), found->end());
+        return;
+      }
     }
-    return query::AnalyzeText(text);
+    for (std::string& t : query::AnalyzeText(text)) terms.push_back(std::move(t));
   };
-  std::vector<std::string> terms = analyze(claim.text());
-  auto ev = r.Scan(Family::kEvidence, keys::ClaimPrefix(tenant, claim_id));
+  analyze(claim.text());
+  const std::string prefix = keys::ClaimPrefix(tenant, claim_id);
+  std::unique_ptr<storage::Cursor> own;
+  if (evidence == nullptr) evidence = &own;
+  if (*evidence == nullptr) {
+    *evidence = r.Scan(Family::kEvidence, prefix);
+  } else {
+    (*evidence)->Seek(prefix);
+  }
+  storage::Cursor* ev = evidence->get();
   for (; ev->Valid(); ev->Next()) {
     v1::Evidence e;
     if (!e.ParseFromArray(ev->value().data(), static_cast<int>(ev->value().size()))) {
       return absl::DataLossError("stored evidence is corrupt");
     }
-    for (std::string& t : analyze(e.citation().quote())) terms.push_back(std::move(t));
+    analyze(e.citation().quote());
   }
   DASH_RETURN_IF_ERROR(ev->status());
   return terms;

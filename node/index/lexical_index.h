@@ -40,10 +40,12 @@ class AnalyzedTexts {
 // quotes of all its evidence, analyzed by AnalyzeText (or found in `ahead`);
 // nullopt when the claim does not exist. DATA_LOSS when a stored record does
 // not parse. `embedding` (when set) receives the claim's embedding as stored
-// (empty when it has none).
+// (empty when it has none). `evidence` (when set) is an evidence cursor of `r`
+// reused across calls, created at first use.
 absl::StatusOr<std::optional<std::vector<std::string>>> AnalyzeStoredClaim(
     const storage::Reader& r, absl::string_view tenant, absl::string_view claim_id,
-    const std::vector<const AnalyzedTexts*>& ahead = {}, std::vector<float>* embedding = nullptr);
+    const std::vector<const AnalyzedTexts*>& ahead = {}, std::vector<float>* embedding = nullptr,
+    std::unique_ptr<storage::Cursor>* evidence = nullptr);
 
 struct ScoredClaim {
   std::string claim_id;

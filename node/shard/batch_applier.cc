@@ -360,18 +360,26 @@ absl::Status CheckClaimLimits(const storage::LogPayload& payload,
   for (const v1::WriteOp& op : payload.ops()) {
     if (op.has_edge()) claims.insert(op.edge().from_claim());
   }
+  // One cursor per family for all the claims (see Cursor::Seek).
+  std::unique_ptr<storage::Cursor> ev, out;
   for (const std::string& claim_id : claims) {
     DASH_ASSIGN_OR_RETURN(auto claim, ws->Get(Family::kClaims, keys::Claim(tenant, claim_id)));
     if (!claim.has_value()) continue;  // Deleted.
     size_t count = 0, edges = 0;
     size_t bytes = claim->size();
-    auto ev = ws->Scan(Family::kEvidence, keys::ClaimPrefix(tenant, claim_id));
+    const std::string prefix = keys::ClaimPrefix(tenant, claim_id);
+    if (ev == nullptr) {
+      ev = ws->Scan(Family::kEvidence, prefix);
+      out = ws->Scan(Family::kEdges, prefix);
+    } else {
+      ev->Seek(prefix);
+      out->Seek(prefix);
+    }
     for (; ev->Valid(); ev->Next()) {
       ++count;
       bytes += ev->value().size();
     }
     DASH_RETURN_IF_ERROR(ev->status());
-    auto out = ws->Scan(Family::kEdges, keys::ClaimPrefix(tenant, claim_id));
     for (; out->Valid(); out->Next()) {
       ++edges;
       bytes += out->value().size();

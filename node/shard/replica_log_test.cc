@@ -1,6 +1,7 @@
 #include "node/shard/replica_log.h"
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -124,6 +125,36 @@ TEST_F(ReplicaLogTest, TruncationUndoesTheRemovedRecordsAndTheirEpochs) {
   ASSERT_TRUE(log_->TruncateAfter(0, 0, &touched).ok());
   EXPECT_EQ(Claim(), "<none>");
   EXPECT_EQ(log_->log_start_lsn(), 0u);
+}
+
+TEST_F(ReplicaLogTest, UndoCaptureKeepsTheFirstImageOfKeysItReadBeforeChanging) {
+  {
+    auto ws = engine_->NewWriteSet();
+    ws->Put(Family::kClaims, "a", "old a");
+    ws->Put(Family::kClaims, "d", "old d");
+    ASSERT_TRUE(engine_->Commit(*ws, true).ok());
+  }
+  auto ws = engine_->NewWriteSet();
+  UndoCapture undo(ws.get());
+  ASSERT_EQ(undo.Get(Family::kClaims, "a")->value_or("<none>"), "old a");
+  ASSERT_FALSE(undo.Get(Family::kClaims, "b")->has_value());
+  undo.Put(Family::kClaims, "a", "new a");
+  EXPECT_EQ(undo.Get(Family::kClaims, "a")->value_or("<none>"), "new a");
+  undo.Put(Family::kClaims, "a", "newer a");
+  undo.Put(Family::kClaims, "b", "new b");
+  ASSERT_EQ(undo.Get(Family::kClaims, "d")->value_or("<none>"), "old d");
+  undo.Delete(Family::kClaims, "d");
+  undo.Put(Family::kClaims, "e", "never read");  // Read at its change.
+  ASSERT_TRUE(undo.status().ok());
+  storage::UndoRecord record;
+  ASSERT_TRUE(record.ParseFromString(undo.Encoded()));
+  std::map<std::string, std::string> images;
+  for (const auto& e : record.entries()) {
+    EXPECT_EQ(e.family(), storage::FamilyName(Family::kClaims));
+    EXPECT_TRUE(images.emplace(e.key(), e.existed() ? e.value() : "<none>").second) << e.key();
+  }
+  EXPECT_THAT(images, ElementsAre(Pair("a", "old a"), Pair("b", "<none>"), Pair("d", "old d"),
+                                  Pair("e", "<none>")));
 }
 
 TEST_F(ReplicaLogTest, CommittedRecordsAreNeverTruncated) {

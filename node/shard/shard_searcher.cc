@@ -132,17 +132,16 @@ absl::Status ShardSearcher::OpenLexical(const LexicalOpen& open) {
 
 absl::StatusOr<index::LexicalChange> ShardSearcher::ReadChange(
     const storage::Reader& r, const std::string& tenant, const std::string& claim_id, uint64_t lsn,
-    const std::vector<const index::AnalyzedTexts*>& ahead,
-    std::map<std::string, VectorSpec>* specs) {
+    const std::vector<const index::AnalyzedTexts*>& ahead, ReadContext* ctx) {
   index::LexicalChange change{tenant, claim_id, lsn, std::nullopt, std::nullopt};
   std::vector<float> embedding;
-  DASH_ASSIGN_OR_RETURN(change.terms,
-                        index::AnalyzeStoredClaim(r, tenant, claim_id, ahead, &embedding));
+  DASH_ASSIGN_OR_RETURN(change.terms, index::AnalyzeStoredClaim(r, tenant, claim_id, ahead,
+                                                                &embedding, &ctx->evidence));
   if (!change.terms.has_value() || embedding.empty()) return change;
-  auto it = specs->find(tenant);
-  if (it == specs->end()) {
+  auto it = ctx->specs.find(tenant);
+  if (it == ctx->specs.end()) {
     DASH_ASSIGN_OR_RETURN(VectorSpec spec, VectorSpecOf(r, tenant));
-    it = specs->emplace(tenant, spec).first;
+    it = ctx->specs.emplace(tenant, spec).first;
   }
   if (it->second.dim == 0) {
     return absl::DataLossError(
@@ -161,7 +160,7 @@ absl::StatusOr<index::LexicalChange> ShardSearcher::ReadChange(
 absl::Status ShardSearcher::RebuildLexical(storage::Engine& engine, uint64_t last_lsn) {
   std::unique_ptr<storage::Reader> snapshot = engine.NewSnapshot();
   std::vector<index::LexicalChange> chunk;
-  std::map<std::string, VectorSpec> specs;
+  ReadContext ctx;
   size_t total = 0;
   auto cursor = snapshot->Scan(Family::kClaims, "");
   for (; cursor->Valid(); cursor->Next()) {
@@ -171,7 +170,7 @@ absl::Status ShardSearcher::RebuildLexical(storage::Engine& engine, uint64_t las
     DASH_ASSIGN_OR_RETURN(
         index::LexicalChange change,
         ReadChange(*snapshot, std::string(key.substr(0, sep)), std::string(key.substr(sep + 1)),
-                   /*lsn=*/0, {}, &specs));
+                   /*lsn=*/0, {}, &ctx));
     chunk.push_back(std::move(change));
     if (chunk.size() == kRebuildChunk) {
       total += chunk.size();
@@ -204,10 +203,10 @@ absl::Status ShardSearcher::ReplayLexical(storage::Engine& engine, uint64_t cove
   }
   std::unique_ptr<storage::Reader> snapshot = engine.NewSnapshot();
   std::vector<index::LexicalChange> changes;
-  std::map<std::string, VectorSpec> specs;
+  ReadContext ctx;
   for (const auto& [key, lsn] : touched) {
     DASH_ASSIGN_OR_RETURN(index::LexicalChange change,
-                          ReadChange(*snapshot, key.first, key.second, lsn, {}, &specs));
+                          ReadChange(*snapshot, key.first, key.second, lsn, {}, &ctx));
     changes.push_back(std::move(change));
   }
   return lexical_->Apply(std::move(changes), last_lsn);
@@ -229,13 +228,13 @@ void ShardSearcher::Refresh(const storage::Reader& latest,
                             const std::vector<std::pair<std::string, std::string>>& touched,
                             uint64_t lsn, const std::vector<const index::AnalyzedTexts*>& ahead) {
   std::vector<index::LexicalChange> changes;
-  std::map<std::string, VectorSpec> specs;
+  ReadContext ctx;
   const std::set<std::pair<std::string, std::string>> unique(touched.begin(), touched.end());
   std::set<std::string> tenants;
   for (const auto& [tenant, claim_id] : unique) {
     tenants.insert(tenant);
     absl::StatusOr<index::LexicalChange> change =
-        ReadChange(latest, tenant, claim_id, lsn, ahead, &specs);
+        ReadChange(latest, tenant, claim_id, lsn, ahead, &ctx);
     if (!change.ok()) {
       // The claim leaves the index rather than keep a stale version.
       LOG(ERROR) << "shard " << shard_id_ << ": index document of \"" << claim_id
@@ -262,12 +261,18 @@ absl::StatusOr<std::shared_ptr<const index::IdSet>> ShardSearcher::Allowed(
         const bool check_evidence =
             request.support_only || query::HasEvidenceCondition(request.filter);
         auto cursor = r.Scan(Family::kClaims, keys::TenantPrefix(tenant));
+        std::unique_ptr<storage::Cursor> ev;  // One for all claims (see Cursor::Seek).
         for (; cursor->Valid(); cursor->Next()) {
           DASH_ASSIGN_OR_RETURN(v1::Claim claim, ParseStored<v1::Claim>(cursor->value(), "claim"));
           if (!query::MatchesClaim(request.filter, claim)) continue;
           if (check_evidence) {
             bool ok = false;
-            auto ev = r.Scan(Family::kEvidence, keys::ClaimPrefix(tenant, claim.claim_id()));
+            const std::string prefix = keys::ClaimPrefix(tenant, claim.claim_id());
+            if (ev == nullptr) {
+              ev = r.Scan(Family::kEvidence, prefix);
+            } else {
+              ev->Seek(prefix);
+            }
             for (; ev->Valid() && !ok; ev->Next()) {
               DASH_ASSIGN_OR_RETURN(v1::Evidence e,
                                     ParseStored<v1::Evidence>(ev->value(), "evidence"));

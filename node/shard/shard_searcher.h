@@ -104,14 +104,19 @@ class ShardSearcher {
                                                               absl::string_view tenant,
                                                               const query::LegRequest& request,
                                                               uint64_t generation) const;
+  // What reading many claims' changes from one reader shares: tenants'
+  // vector settings and one evidence cursor.
+  struct ReadContext {
+    std::map<std::string, VectorSpec> specs;
+    std::unique_ptr<storage::Cursor> evidence;
+  };
   // The index change of a claim as stored in `r` (terms and prepared
-  // vector; `specs` caches tenants' vector settings). DATA_LOSS when a record
-  // does not parse, or an embedding does not fit its tenant's stored
-  // dimension (or the tenant has none).
+  // vector); `ctx` is used with `r` only. DATA_LOSS when a record does not
+  // parse, or an embedding does not fit its tenant's stored dimension (or the
+  // tenant has none).
   static absl::StatusOr<index::LexicalChange> ReadChange(
       const storage::Reader& r, const std::string& tenant, const std::string& claim_id,
-      uint64_t lsn, const std::vector<const index::AnalyzedTexts*>& ahead,
-      std::map<std::string, VectorSpec>* specs);
+      uint64_t lsn, const std::vector<const index::AnalyzedTexts*>& ahead, ReadContext* ctx);
   // The readable view and the BM25 segments that go with it.
   absl::StatusOr<index::LexicalStore::Snapshot> AcquireLexical(
       std::shared_ptr<const storage::Reader>* view) const;

@@ -6,10 +6,11 @@
 
 #include <memory>
 #include <optional>
-#include <set>
 #include <string>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "node/storage/engine.h"
 #include "node/storage/records.pb.h"
 
@@ -20,9 +21,16 @@ class UndoCapture final : public storage::WriteSet {
   // `inner` receives every change and must outlive this.
   explicit UndoCapture(storage::WriteSet* inner) : inner_(inner) {}
 
+  // A key read before its first change keeps the value read as its
+  // before-image, so that the change does not read it again (the applier
+  // reads most keys it writes: existence checks, created_at, counters).
   absl::StatusOr<std::optional<std::string>> Get(storage::Family f,
                                                  absl::string_view key) const override {
-    return inner_->Get(f, key);
+    absl::StatusOr<std::optional<std::string>> value = inner_->Get(f, key);
+    if (value.ok() && !seen_.contains(std::make_pair(static_cast<int>(f), std::string(key)))) {
+      read_.insert_or_assign(std::make_pair(static_cast<int>(f), std::string(key)), *value);
+    }
+    return value;
   }
   std::unique_ptr<storage::Cursor> Scan(storage::Family f, absl::string_view prefix,
                                         absl::string_view start) const override {
@@ -49,8 +57,15 @@ class UndoCapture final : public storage::WriteSet {
 
  private:
   void Capture(storage::Family f, absl::string_view key) {
-    if (!seen_.emplace(static_cast<int>(f), std::string(key)).second) return;
-    absl::StatusOr<std::optional<std::string>> old = inner_->Get(f, key);
+    auto id = std::make_pair(static_cast<int>(f), std::string(key));
+    if (!seen_.insert(id).second) return;
+    absl::StatusOr<std::optional<std::string>> old;
+    if (auto it = read_.find(id); it != read_.end()) {
+      old = std::move(it->second);
+      read_.erase(it);
+    } else {
+      old = inner_->Get(f, key);
+    }
     if (!old.ok()) {
       if (status_.ok()) status_ = old.status();
       return;
@@ -63,7 +78,10 @@ class UndoCapture final : public storage::WriteSet {
   }
 
   storage::WriteSet* const inner_;
-  std::set<std::pair<int, std::string>> seen_;
+  absl::flat_hash_set<std::pair<int, std::string>> seen_;
+  // Values read (through Get) of keys not changed yet. Changes go through
+  // this object only, so a value here is still the key's current one.
+  mutable absl::flat_hash_map<std::pair<int, std::string>, std::optional<std::string>> read_;
   storage::UndoRecord undo_;
   absl::Status status_;
 };

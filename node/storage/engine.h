@@ -33,7 +33,7 @@ enum class Family : int {
   kDocs,      // Lexical index: per-claim term vectors.
   kTerms,     // Lexical index: document frequency per term.
   kPostings,  // Lexical index: term -> claims with tf and length.
-  kCount,  // Not a family.
+  kCount,     // Not a family.
 };
 
 const char* FamilyName(Family f);
@@ -47,6 +47,11 @@ class Cursor {
   virtual absl::string_view key() const = 0;
   virtual absl::string_view value() const = 0;
   virtual void Next() = 0;
+  // Restarts at the first key that starts with `prefix`, which the cursor is
+  // restricted to from then on. Reading many prefixes of one family through
+  // one cursor is cheaper than one Scan each: a RocksDB iterator costs more to
+  // create than to seek.
+  virtual void Seek(absl::string_view prefix) = 0;
   // An I/O or corruption error that ended the iteration early.
   virtual absl::Status status() const = 0;
 };

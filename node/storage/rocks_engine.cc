@@ -44,12 +44,16 @@ class RocksCursor final : public Cursor {
   absl::string_view key() const override { return View(it_->key()); }
   absl::string_view value() const override { return View(it_->value()); }
   void Next() override { it_->Next(); }
+  void Seek(absl::string_view prefix) override {
+    prefix_.assign(prefix.data(), prefix.size());
+    it_->Seek(Sl(prefix_));
+  }
   absl::Status status() const override { return FromRocks(it_->status(), "iterator"); }
 
  private:
   // A write set's merged iterator owns (and deletes) its base iterator.
   std::unique_ptr<rocksdb::Iterator> it_;
-  const std::string prefix_;
+  std::string prefix_;
 };
 
 class RocksEngine;
@@ -226,9 +230,20 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenRocksEngine(const std::string& path,
   db_options.create_missing_column_families = true;
   db_options.max_background_jobs = 2;
 
+  // Every write checks whether the claims, evidence and edges it writes
+  // exist (counters, created_at, undo images), and most do not: a Bloom
+  // filter over the memtable's keys answers those misses without walking its
+  // skiplist. 1% of the 64 MiB write buffer, on these families only.
+  rocksdb::ColumnFamilyOptions point_read_options = cf_options;
+  point_read_options.memtable_prefix_bloom_size_ratio = 0.01;
+  point_read_options.memtable_whole_key_filtering = true;
+
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (int i = 0; i < static_cast<int>(Family::kCount); ++i) {
-    descriptors.emplace_back(FamilyName(static_cast<Family>(i)), cf_options);
+    const auto f = static_cast<Family>(i);
+    const bool point_reads = f == Family::kClaims || f == Family::kEvidence ||
+                             f == Family::kEdges || f == Family::kIdempotency;
+    descriptors.emplace_back(FamilyName(f), point_reads ? point_read_options : cf_options);
   }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;

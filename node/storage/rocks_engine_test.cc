@@ -75,6 +75,34 @@ TEST_F(RocksEngineTest, ScanMergesPendingWritesAndStaysInPrefix) {
   EXPECT_EQ(values, (std::vector<std::string>{"1", "2"}));
 }
 
+TEST_F(RocksEngineTest, SeekMovesACursorToAnotherPrefixAndStaysInIt) {
+  auto ws = engine_->NewWriteSet();
+  ws->Put(Family::kEvidence, std::string("t\0a\0e1", 6), "a1");
+  ws->Put(Family::kEvidence, std::string("t\0c\0e1", 6), "c1");
+  ws->Put(Family::kEvidence, std::string("t\0d\0e1", 6), "d1");
+  ASSERT_TRUE(engine_->Commit(*ws, true).ok());
+  auto ws2 = engine_->NewWriteSet();
+  ws2->Put(Family::kEvidence, std::string("t\0c\0e2", 6), "c2");  // Pending only.
+  auto values = [](Cursor* c) {
+    std::vector<std::string> out;
+    for (; c->Valid(); c->Next()) out.emplace_back(c->value());
+    return out;
+  };
+  auto check = [&](const Reader& r, const std::vector<std::string>& in_c) {
+    auto c = r.Scan(Family::kEvidence, std::string("t\0a\0", 4));
+    EXPECT_EQ(values(c.get()), (std::vector<std::string>{"a1"}));
+    c->Seek(std::string("t\0c\0", 4));
+    EXPECT_EQ(values(c.get()), in_c);
+    c->Seek(std::string("t\0b\0", 4));  // No key: not the next prefix's keys.
+    EXPECT_FALSE(c->Valid());
+    c->Seek(std::string("t\0a\0", 4));  // Backwards too.
+    EXPECT_EQ(values(c.get()), (std::vector<std::string>{"a1"}));
+    EXPECT_TRUE(c->status().ok());
+  };
+  check(*ws2, {"c1", "c2"});
+  check(*engine_->NewSnapshot(), {"c1"});
+}
+
 TEST_F(RocksEngineTest, SnapshotDoesNotSeeLaterCommits) {
   auto snap = engine_->NewSnapshot();
   auto ws = engine_->NewWriteSet();
