@@ -25,12 +25,15 @@ namespace {
 using storage::Family;
 namespace keys = storage::keys;
 
-std::string BatchDigest(const v1::WriteRequest& request) {
+// The ops are lent to the payload for the serialization, not copied.
+std::string BatchDigest(v1::WriteRequest& request) {
   storage::LogPayload p;
   p.set_tenant(request.tenant());
-  *p.mutable_ops() = request.ops();
+  p.mutable_ops()->Swap(request.mutable_ops());
   p.set_vector_metric(request.vector_metric());
-  return Sha256(DeterministicSerialize(p));
+  std::string digest = Sha256(DeterministicSerialize(p));
+  p.mutable_ops()->Swap(request.mutable_ops());
+  return digest;
 }
 
 std::set<std::string> TenantsOf(const std::vector<std::pair<std::string, std::string>>& claims) {
@@ -246,7 +249,7 @@ void ShardReplica::CommitGroup(std::vector<Pending> group) {
   };
 
   for (Pending& p : group) {
-    const v1::WriteRequest& req = p.request;
+    v1::WriteRequest& req = p.request;
     if (absl::Status refused = Refusal(req, epoch); !refused.ok()) {
       p.done(refused);
       continue;
@@ -276,7 +279,7 @@ void ShardReplica::CommitGroup(std::vector<Pending> group) {
     }
     storage::LogPayload payload;
     payload.set_tenant(req.tenant());
-    *payload.mutable_ops() = req.ops();
+    payload.mutable_ops()->Swap(req.mutable_ops());  // Its ops are not read again.
     payload.set_idempotency_key(req.idempotency_key());
     payload.set_request_digest(p.digest);
     payload.set_vector_metric(req.vector_metric());
