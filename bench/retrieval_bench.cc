@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <set>
 #include <string>
@@ -260,6 +261,7 @@ int main(int argc, char** argv) {
   // buffer flushed into segments (with their HNSW graphs) and no merge due.
   const auto settle_start = Clock::now();
   nlohmann::json index_info = nlohmann::json::object();
+  nlohmann::json disk_parts = nlohmann::json::object();  // MiB, when the index settled.
   {
     auto admin = dash::v1::NodeAdmin::NewStub(channel);
     for (;;) {
@@ -278,6 +280,18 @@ int main(int argc, char** argv) {
         }
         index_info = {
             {"segments", segments}, {"vector_graphs", graphs}, {"segment_mib", bytes / 1048576.0}};
+        // Where the disk goes, over all replicas: RocksDB's table files by
+        // family, its write-ahead log, the index segments.
+        std::map<std::string, uint64_t> parts;
+        for (const auto& r : info.replicas()) {
+          for (const auto& f : r.storage().families()) parts[f.name()] += f.table_bytes();
+          parts["(write-ahead log)"] += r.storage().wal_bytes();
+          parts["(index segments)"] += r.lexical().segment_bytes();
+        }
+        disk_parts = nlohmann::json::object();
+        for (const auto& [name, b] : parts) {
+          if (b > 0) disk_parts[name] = b / 1048576.0;
+        }
         break;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -407,6 +421,7 @@ int main(int argc, char** argv) {
                          {"rss_mib", rss_mib},
                          {"restart_to_first_answer_s", restart_s},
                          {"disk_mib", disk_bytes / 1048576.0},
+                         {"disk_parts_mib", disk_parts},
                          {"payload_mib", payload_bytes / 1048576.0}};
   printf("%s\n", card.dump(2).c_str());
   {

@@ -463,6 +463,17 @@ v1::NodeInfo ShardHost::Info() const {
     li->set_status(r->lexical_status());
     li->set_vectors(lex.vectors);
     li->set_vector_graphs(lex.vector_graphs);
+    if (absl::StatusOr<storage::StorageUsage> usage = r->StorageUsage(); usage.ok()) {
+      for (const storage::FamilyUsage& f : usage->families) {
+        v1::StorageUsage::Family* out = ri->mutable_storage()->add_families();
+        out->set_name(storage::FamilyName(f.family));
+        out->set_table_bytes(f.table_bytes);
+        out->set_memtable_bytes(f.memtable_bytes);
+      }
+      ri->mutable_storage()->set_wal_bytes(usage->wal_bytes);
+    } else {
+      LOG(WARNING) << "shard " << id << ": storage usage: " << usage.status();
+    }
   }
   return info;
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -90,6 +91,23 @@ TEST_F(ShardHostTest, RankingDoesNotDependOnShardCount) {
       EXPECT_NEAR(ra[i].second, rb[i].second, 1e-9) << q;
       EXPECT_EQ(b->hits(i).lexical().rank(), i + 1);
     }
+  }
+}
+
+TEST_F(ShardHostTest, NodeInfoSaysWhereEachReplicasBytesAre) {
+  auto host = MakeHost(2);
+  const v1::NodeInfo info = host->Info();
+  ASSERT_EQ(info.replicas_size(), 2);
+  for (const v1::ReplicaInfo& r : info.replicas()) {
+    std::map<std::string, uint64_t> memtable;
+    for (const auto& f : r.storage().families()) memtable[f.name()] = f.memtable_bytes();
+    // Every family, by name; nothing flushed yet, so the writes are in the
+    // memtables and the write-ahead log.
+    EXPECT_EQ(memtable.size(), static_cast<size_t>(storage::Family::kCount));
+    EXPECT_GT(memtable["claims"], memtable["edges"]) << "shard " << r.shard();
+    EXPECT_GT(memtable["evidence"], memtable["edges"]) << "shard " << r.shard();
+    EXPECT_GT(memtable["log"], memtable["edges"]) << "shard " << r.shard();
+    EXPECT_GT(r.storage().wal_bytes(), 0u) << "shard " << r.shard();
   }
 }
 

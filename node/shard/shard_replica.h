@@ -111,6 +111,7 @@ class ShardReplica {
   index::PrefilterCacheStats FilterCacheStats() const { return searcher_.FilterCacheStats(); }
   // The BM25 index's segments, and why it was rebuilt at open (or empty).
   index::LexicalStoreInfo LexicalInfo() const { return searcher_.LexicalInfo(); }
+  absl::StatusOr<storage::StorageUsage> StorageUsage() const { return engine_->Usage(); }
   const std::string& lexical_status() const { return searcher_.lexical_status(); }
   // Flushes the BM25 index's committed documents into segments and runs the
   // merges that are due (the background thread does this on its own).

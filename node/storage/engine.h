@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -81,6 +82,19 @@ class WriteSet : public Reader {
   virtual bool Empty() const = 0;
 };
 
+// What a family holds, in bytes: its table files on disk and its memtables
+// in memory (whose changes are also in the write-ahead log).
+struct FamilyUsage {
+  Family family = Family::kMeta;
+  uint64_t table_bytes = 0;
+  uint64_t memtable_bytes = 0;
+};
+
+struct StorageUsage {
+  std::vector<FamilyUsage> families;  // In Family order.
+  uint64_t wal_bytes = 0;             // Write-ahead log files, all families.
+};
+
 class Engine {
  public:
   virtual ~Engine() = default;
@@ -97,6 +111,8 @@ class Engine {
   // which must not exist: hard links to the immutable table files where the
   // file system allows, copies otherwise. The copy opens as an engine.
   virtual absl::Status CreateCheckpoint(const std::string& dir) = 0;
+  // Where the bytes are (for NodeInfo and capacity planning).
+  virtual absl::StatusOr<StorageUsage> Usage() = 0;
 };
 
 struct EngineOptions {

@@ -13,6 +13,7 @@
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/options.h"
 #include "rocksdb/table.h"
+#include "rocksdb/transaction_log.h"
 #include "rocksdb/utilities/checkpoint.h"
 #include "rocksdb/utilities/write_batch_with_index.h"
 
@@ -171,6 +172,24 @@ class RocksEngine final : public Engine {
     // write-ahead log replay beyond what it holds.
     return FromRocks(checkpoint->CreateCheckpoint(dir, /*log_size_for_flush=*/0),
                      absl::StrCat("checkpoint into ", dir));
+  }
+  absl::StatusOr<StorageUsage> Usage() override {
+    StorageUsage usage;
+    for (int i = 0; i < static_cast<int>(Family::kCount); ++i) {
+      FamilyUsage f;
+      f.family = static_cast<Family>(i);
+      if (!db_->GetIntProperty(cfs_[i], rocksdb::DB::Properties::kLiveSstFilesSize,
+                               &f.table_bytes) ||
+          !db_->GetIntProperty(cfs_[i], rocksdb::DB::Properties::kCurSizeAllMemTables,
+                               &f.memtable_bytes)) {
+        return absl::InternalError(absl::StrCat("no size properties for ", FamilyName(f.family)));
+      }
+      usage.families.push_back(f);
+    }
+    rocksdb::VectorLogPtr wal;
+    DASH_RETURN_IF_ERROR(FromRocks(db_->GetSortedWalFiles(wal), "list write-ahead log files"));
+    for (const auto& file : wal) usage.wal_bytes += file->SizeFileBytes();
+    return usage;
   }
 
  private:
