@@ -243,11 +243,23 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenRocksEngine(const std::string& path,
   table.pin_l0_filter_and_index_blocks_in_cache = true;
   rocksdb::ColumnFamilyOptions cf_options;
   cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  // RocksDB's compression guide: LZ4 is "almost always better than Snappy"
+  // (the default), and ZSTD for the bottommost level, which holds most of
+  // the data, saves space for little CPU.
+  cf_options.compression = rocksdb::kLZ4Compression;
+  cf_options.bottommost_compression = rocksdb::kZSTD;
 
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = options.create_if_missing;
   db_options.create_missing_column_families = true;
   db_options.max_background_jobs = 2;
+  // A write-ahead log file is deleted once every family's memtable holding
+  // its changes is flushed, and some families (tenants, meta) change at
+  // every commit but fill their memtables slowly: without a bound, the log
+  // kept every change since the last flush of the slowest family (656 MiB
+  // of 1,057 on disk after 100k claims). Past this size RocksDB flushes the
+  // families that hold the oldest log file.
+  db_options.max_total_wal_size = 64 << 20;
 
   // Every write checks whether the claims, evidence and edges it writes
   // exist (counters, created_at, undo images), and most do not: a Bloom
