@@ -67,12 +67,17 @@ class ThreadPool {
   std::vector<std::thread> workers_;
 };
 
-// Calls fn(0) .. fn(n - 1) through pool->ParallelFor and returns their
-// results in index order. REQUIRES: `pool` is not null.
+// Calls fn(0) .. fn(n - 1) through pool->ParallelFor (or in turn on the
+// calling thread when `pool` is null) and returns their results in index
+// order.
 template <typename T, typename Fn>
 std::vector<absl::StatusOr<T>> RunAll(ThreadPool* pool, size_t n, Fn&& fn) {
   std::vector<absl::StatusOr<T>> results(n, absl::UnknownError("not run"));
-  pool->ParallelFor(n, [&results, &fn](size_t i) { results[i] = fn(i); });
+  if (pool == nullptr) {
+    for (size_t i = 0; i < n; ++i) results[i] = fn(i);
+  } else {
+    pool->ParallelFor(n, [&results, &fn](size_t i) { results[i] = fn(i); });
+  }
   return results;
 }
 

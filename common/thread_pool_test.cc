@@ -39,6 +39,20 @@ TEST(RunAllTest, ResultsArriveInIndexOrder) {
   EXPECT_TRUE(RunAll<int>(&pool, 0, [](size_t) -> absl::StatusOr<int> { return 1; }).empty());
 }
 
+TEST(RunAllTest, WithoutAPoolTheCallerRunsEveryCallInTurn) {
+  const std::thread::id caller = std::this_thread::get_id();
+  std::vector<size_t> order;
+  auto results = RunAll<bool>(nullptr, 5, [&](size_t i) -> absl::StatusOr<bool> {
+    order.push_back(i);
+    if (i == 2) return absl::InternalError("two");
+    return std::this_thread::get_id() == caller;
+  });
+  EXPECT_EQ(order, (std::vector<size_t>{0, 1, 2, 3, 4}));
+  ASSERT_EQ(results.size(), 5u);
+  EXPECT_EQ(results[2].status(), absl::InternalError("two"));
+  for (size_t i : {0, 1, 3, 4}) EXPECT_TRUE(results[i].ok() && *results[i]) << i;
+}
+
 // Every call of a batch waits until all of them have started: only true
 // fan-out (the caller and size() workers together) gets through.
 TEST(RunAllTest, CallsRunAtTheSameTimeOnTheCallerAndTheWorkers) {

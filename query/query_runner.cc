@@ -132,8 +132,13 @@ absl::StatusOr<v1::QueryResponse> RunQuery(const v1::QueryRequest& request,
   // lowest shard id that failed, whatever the order the answers came in.
   std::vector<ShardTarget*> targets;
   for (const auto& [id, target] : shards) targets.push_back(target);
+  // Statistics and fetches of local shards take microseconds: waking pool
+  // threads for them costs more than it saves (the legs still fan out).
+  const bool all_local =
+      std::all_of(targets.begin(), targets.end(), [](const ShardTarget* t) { return t->local(); });
+  ThreadPool* cheap_pool = all_local ? nullptr : pool;
   if (!legs.terms.empty()) {
-    auto stats = RunAll<CorpusStats>(pool, targets.size(), [&](size_t i) {
+    auto stats = RunAll<CorpusStats>(cheap_pool, targets.size(), [&](size_t i) {
       return targets[i]->Stats(request.tenant(), legs.terms);
     });
     for (auto& s : stats) {
@@ -203,9 +208,9 @@ absl::StatusOr<v1::QueryResponse> RunQuery(const v1::QueryRequest& request,
       auto it = shards.find(shard);
       if (it != shards.end()) asks.emplace_back(it->second, &ids);
     }
-    auto answers = RunAll<std::map<std::string, v1::QueryHit>>(pool, asks.size(), [&](size_t i) {
-      return asks[i].first->Fetch(request.tenant(), *asks[i].second, fetch);
-    });
+    auto answers = RunAll<std::map<std::string, v1::QueryHit>>(
+        cheap_pool, asks.size(),
+        [&](size_t i) { return asks[i].first->Fetch(request.tenant(), *asks[i].second, fetch); });
     std::map<std::string, v1::QueryHit> fetched;
     for (auto& hits : answers) {
       DASH_RETURN_IF_ERROR(hits.status());

@@ -84,6 +84,10 @@ class ShardTarget {
   virtual absl::StatusOr<std::map<std::string, v1::QueryHit>> Fetch(
       absl::string_view tenant, const std::vector<std::string>& ids,
       const FetchOptions& options) = 0;
+  // True when its calls run in this process and never wait on I/O: then a
+  // fan-out of cheap calls (statistics, fetches) is faster in the caller's
+  // thread, one after another, than handed to a pool's threads.
+  virtual bool local() const { return false; }
 };
 
 }  // namespace dash::query

@@ -277,14 +277,27 @@ absl::StatusOr<std::vector<ScoredClaim>> LexicalStore::Search(
     weighted.push_back(WeightedTerm{TenantTermKey(tenant, term), q * idf});
   }
   if (weighted.empty()) return out;
+  // Claim ids stay in their segments (which the snapshot holds) until the
+  // top k is known: only those are copied.
+  struct Hit {
+    double score;
+    const std::string* claim_id;
+  };
+  std::vector<Hit> hits;
   for (const auto& seg : *s.segments) {
     if (seg->Range(tenant) == nullptr) continue;
     const std::function<bool(uint32_t)> admit = AdmitFor(*seg, s.lsn, allowed);
-    DASH_ASSIGN_OR_RETURN(std::vector<ScoredDoc> hits,
+    DASH_ASSIGN_OR_RETURN(std::vector<ScoredDoc> docs,
                           SearchSegment(seg->postings(), weighted, k, params, avgdl, admit));
-    for (const ScoredDoc& h : hits) out.push_back(ScoredClaim{seg->claim_id(h.doc), h.score});
+    for (const ScoredDoc& d : docs) hits.push_back(Hit{d.score, &seg->claim_id(d.doc)});
   }
-  KeepTop(k, &out);
+  const size_t keep = std::min(k, hits.size());
+  // KeepTop's order.
+  std::partial_sort(hits.begin(), hits.begin() + keep, hits.end(), [](const Hit& a, const Hit& b) {
+    return a.score != b.score ? a.score > b.score : *a.claim_id < *b.claim_id;
+  });
+  out.reserve(keep);
+  for (size_t i = 0; i < keep; ++i) out.push_back(ScoredClaim{*hits[i].claim_id, hits[i].score});
   return out;
 }
 

@@ -15,14 +15,7 @@ absl::StatusOr<query::LegResult> LocalShardTarget::Legs(absl::string_view tenant
 absl::StatusOr<std::map<std::string, v1::QueryHit>> LocalShardTarget::Fetch(
     absl::string_view tenant, const std::vector<std::string>& ids,
     const query::FetchOptions& options) {
-  std::map<std::string, v1::QueryHit> hits;
-  for (const std::string& id : ids) {
-    absl::StatusOr<v1::QueryHit> hit = replica_->FetchHit(tenant, id, options);
-    if (absl::IsNotFound(hit.status())) continue;  // Deleted since the legs ran.
-    if (!hit.ok()) return hit.status();
-    hits.emplace(id, std::move(*hit));
-  }
-  return hits;
+  return replica_->FetchHits(tenant, ids, options);
 }
 
 }  // namespace dash::shard

@@ -22,6 +22,7 @@ class LocalShardTarget : public query::ShardTarget {
   absl::StatusOr<std::map<std::string, v1::QueryHit>> Fetch(
       absl::string_view tenant, const std::vector<std::string>& ids,
       const query::FetchOptions& options) override;
+  bool local() const override { return true; }
 
  private:
   const ShardReplica* replica_;

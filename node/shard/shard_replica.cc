@@ -583,10 +583,10 @@ absl::StatusOr<query::LegResult> ShardReplica::RunLegs(absl::string_view tenant,
   return searcher_.RunLegs(tenant, request);
 }
 
-absl::StatusOr<v1::QueryHit> ShardReplica::FetchHit(absl::string_view tenant,
-                                                    absl::string_view claim_id,
-                                                    const query::FetchOptions& options) const {
-  return searcher_.FetchHit(tenant, claim_id, options);
+absl::StatusOr<std::map<std::string, v1::QueryHit>> ShardReplica::FetchHits(
+    absl::string_view tenant, const std::vector<std::string>& claim_ids,
+    const query::FetchOptions& options) const {
+  return searcher_.FetchHits(tenant, claim_ids, options);
 }
 
 }  // namespace dash::shard

@@ -104,10 +104,10 @@ class ShardReplica {
   // tenant's dimension.
   absl::StatusOr<query::LegResult> RunLegs(absl::string_view tenant,
                                            const query::LegRequest& request) const;
-  // One hit with its evidence as `options` select it; every returned quote is
-  // checked against its stored hash. NOT_FOUND if the claim is gone.
-  absl::StatusOr<v1::QueryHit> FetchHit(absl::string_view tenant, absl::string_view claim_id,
-                                        const query::FetchOptions& options) const;
+  // ShardSearcher::FetchHits.
+  absl::StatusOr<std::map<std::string, v1::QueryHit>> FetchHits(
+      absl::string_view tenant, const std::vector<std::string>& claim_ids,
+      const query::FetchOptions& options) const;
   index::PrefilterCacheStats FilterCacheStats() const { return searcher_.FilterCacheStats(); }
   // The BM25 index's segments, and why it was rebuilt at open (or empty).
   index::LexicalStoreInfo LexicalInfo() const { return searcher_.LexicalInfo(); }

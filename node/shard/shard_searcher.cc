@@ -339,20 +339,45 @@ absl::StatusOr<query::LegResult> ShardSearcher::RunLegs(absl::string_view tenant
   return result;
 }
 
-absl::StatusOr<v1::QueryHit> ShardSearcher::FetchHit(absl::string_view tenant,
-                                                     absl::string_view claim_id,
-                                                     const query::FetchOptions& options) const {
+absl::StatusOr<std::map<std::string, v1::QueryHit>> ShardSearcher::FetchHits(
+    absl::string_view tenant, const std::vector<std::string>& claim_ids,
+    const query::FetchOptions& options) const {
   DASH_ASSIGN_OR_RETURN(auto snapshot, views_->Current());
-  DASH_ASSIGN_OR_RETURN(auto raw, snapshot->Get(Family::kClaims, keys::Claim(tenant, claim_id)));
+  const v1::CommitToken read_at = reader_->Token(*snapshot);
+  std::map<std::string, v1::QueryHit> hits;
+  Cursors cursors;
+  for (const std::string& claim_id : claim_ids) {
+    absl::StatusOr<v1::QueryHit> hit =
+        FetchHit(*snapshot, tenant, claim_id, options, read_at, &cursors);
+    if (absl::IsNotFound(hit.status())) continue;  // Deleted since the legs ran.
+    if (!hit.ok()) return hit.status();
+    hits.emplace(claim_id, std::move(*hit));
+  }
+  return hits;
+}
+
+absl::StatusOr<v1::QueryHit> ShardSearcher::FetchHit(
+    const storage::Reader& snapshot, absl::string_view tenant, absl::string_view claim_id,
+    const query::FetchOptions& options, const v1::CommitToken& read_at, Cursors* cursors) const {
+  DASH_ASSIGN_OR_RETURN(auto raw, snapshot.Get(Family::kClaims, keys::Claim(tenant, claim_id)));
   if (!raw.has_value())
     return absl::NotFoundError(absl::StrCat("claim \"", claim_id, "\" is gone"));
   v1::QueryHit hit;
   DASH_ASSIGN_OR_RETURN(*hit.mutable_record()->mutable_claim(),
                         ParseStored<v1::Claim>(*raw, "claim"));
-  *hit.mutable_read_at() = reader_->Token(*snapshot);
+  *hit.mutable_read_at() = read_at;
   const std::string prefix = keys::ClaimPrefix(tenant, claim_id);
+  // One cursor per family for all the hits (see Cursor::Seek).
+  auto seek = [&](std::unique_ptr<storage::Cursor>* c, Family f) {
+    if (*c == nullptr) {
+      *c = snapshot.Scan(f, prefix);
+    } else {
+      (*c)->Seek(prefix);
+    }
+    return c->get();
+  };
   if (options.include_evidence || options.include_edges) {
-    auto edges = snapshot->Scan(Family::kEdges, prefix);
+    storage::Cursor* edges = seek(&cursors->edges, Family::kEdges);
     for (; edges->Valid(); edges->Next()) {
       DASH_ASSIGN_OR_RETURN(*hit.mutable_record()->add_edges(),
                             ParseStored<v1::Edge>(edges->value(), "edge"));
@@ -363,7 +388,7 @@ absl::StatusOr<v1::QueryHit> ShardSearcher::FetchHit(absl::string_view tenant,
   if (!want_evidence) return hit;
 
   std::vector<v1::Evidence> evidence;
-  auto ev = snapshot->Scan(Family::kEvidence, prefix);
+  storage::Cursor* ev = seek(&cursors->evidence, Family::kEvidence);
   for (; ev->Valid(); ev->Next()) {
     DASH_ASSIGN_OR_RETURN(v1::Evidence e, ParseStored<v1::Evidence>(ev->value(), "evidence"));
     if (Sha256Hex(e.citation().quote()) != e.citation().quote_sha256()) {

@@ -86,10 +86,12 @@ class ShardSearcher {
   // is a zero vector under cosine); UNAVAILABLE while no view is readable.
   absl::StatusOr<query::LegResult> RunLegs(absl::string_view tenant,
                                            const query::LegRequest& request) const;
-  // One hit with its evidence as `options` select it; every returned quote is
-  // checked against its stored hash. NOT_FOUND if the claim is gone.
-  absl::StatusOr<v1::QueryHit> FetchHit(absl::string_view tenant, absl::string_view claim_id,
-                                        const query::FetchOptions& options) const;
+  // The hits of `claim_ids` with their evidence as `options` select it, all
+  // read from one view (and stamped with its token); every returned quote is
+  // checked against its stored hash. A claim that is gone is left out.
+  absl::StatusOr<std::map<std::string, v1::QueryHit>> FetchHits(
+      absl::string_view tenant, const std::vector<std::string>& claim_ids,
+      const query::FetchOptions& options) const;
 
   index::PrefilterCacheStats FilterCacheStats() const { return filter_cache_.stats(); }
   index::LexicalStoreInfo LexicalInfo() const { return lexical_->Info(); }
@@ -104,6 +106,15 @@ class ShardSearcher {
                                                               absl::string_view tenant,
                                                               const query::LegRequest& request,
                                                               uint64_t generation) const;
+  struct Cursors {
+    std::unique_ptr<storage::Cursor> edges, evidence;
+  };
+  // One hit of FetchHits; NOT_FOUND if the claim is gone. `cursors` are of
+  // `snapshot`.
+  absl::StatusOr<v1::QueryHit> FetchHit(const storage::Reader& snapshot, absl::string_view tenant,
+                                        absl::string_view claim_id,
+                                        const query::FetchOptions& options,
+                                        const v1::CommitToken& read_at, Cursors* cursors) const;
   // What reading many claims' changes from one reader shares: tenants'
   // vector settings and one evidence cursor.
   struct ReadContext {

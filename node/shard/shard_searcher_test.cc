@@ -127,7 +127,7 @@ TEST_F(ShardSearcherTest, NoReadableViewMeansUnavailableNotAnEmptyAnswer) {
   req.depth = 10;
   EXPECT_TRUE(absl::IsUnavailable(searcher_->RunLegs("acme", req).status()));
   EXPECT_TRUE(absl::IsUnavailable(searcher_->Stats("acme", {"claim"}).status()));
-  EXPECT_TRUE(absl::IsUnavailable(searcher_->FetchHit("acme", "c1", {}).status()));
+  EXPECT_TRUE(absl::IsUnavailable(searcher_->FetchHits("acme", {"c1"}, {}).status()));
 }
 
 TEST_F(ShardSearcherTest, VectorsLoadedAtOpenAndRefreshedAfterACommitAreSearched) {
