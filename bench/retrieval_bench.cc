@@ -410,6 +410,22 @@ int main(int argc, char** argv) {
   }
   recall /= queries;
   const long rss_mib = RssMiB();
+  nlohmann::json filter_cache = nlohmann::json::object();
+  {
+    grpc::ClientContext ctx;
+    dash::v1::NodeInfo info;
+    if (dash::v1::NodeAdmin::NewStub(channel)
+            ->GetNodeInfo(&ctx, dash::v1::GetNodeInfoRequest(), &info)
+            .ok()) {
+      uint64_t hits = 0, misses = 0, patches = 0;
+      for (const auto& r : info.replicas()) {
+        hits += r.filter_cache().hits();
+        misses += r.filter_cache().misses();
+        patches += r.filter_cache().patches();
+      }
+      filter_cache = {{"hits", hits}, {"misses", misses}, {"patches", patches}};
+    }
+  }
 
   // Restart: the node stops and starts again on its data directory; timed
   // from the start to its first answered query.
@@ -448,6 +464,7 @@ int main(int argc, char** argv) {
                          {"index", index_info},
                          {"latency", latency},
                          {"ann_recall_at_10", recall},
+                         {"filter_cache", filter_cache},
                          {"rss_mib", rss_mib},
                          {"restart_to_first_answer_s", restart_s},
                          {"disk_mib", disk_bytes / 1048576.0},

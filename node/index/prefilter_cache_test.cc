@@ -1,5 +1,10 @@
 #include "node/index/prefilter_cache.h"
 
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
 #include "gtest/gtest.h"
 
 namespace dash::index {
@@ -29,6 +34,99 @@ TEST(PrefilterCacheTest, HitsUntilTheTenantChanges) {
   EXPECT_EQ(s.hits, 2u);
   EXPECT_EQ(s.misses, 2u);
   EXPECT_EQ(s.entries, 1u);
+}
+
+// A "filter" over a fake store: claim -> admitted.
+struct FakeFilter {
+  std::map<std::string, bool> admitted;
+  int computed = 0;
+  std::vector<std::vector<std::string>> patched;  // The changed lists seen.
+  std::function<absl::StatusOr<IdSet>()> Compute() {
+    return [this]() -> absl::StatusOr<IdSet> {
+      ++computed;
+      IdSet ids;
+      for (const auto& [id, ok] : admitted) {
+        if (ok) ids.insert(id);
+      }
+      return ids;
+    };
+  }
+  PrefilterCache::Patch Patch() {
+    return [this](const std::vector<std::string>& changed, IdSet* ids) {
+      patched.push_back(changed);
+      for (const std::string& id : changed) {
+        ids->erase(id);
+        auto it = admitted.find(id);
+        if (it != admitted.end() && it->second) ids->insert(id);
+      }
+      return absl::OkStatus();
+    };
+  }
+};
+
+TEST(PrefilterCacheTest, AnOutdatedEntryIsPatchedWithTheClaimsNamedSince) {
+  PrefilterCache cache;
+  FakeFilter f;
+  f.admitted = {{"a", true}, {"b", false}, {"c", true}};
+  auto get = [&] {
+    auto r = cache.GetOrCompute("t", "f", cache.Generation("t"), false, f.Compute(), f.Patch());
+    EXPECT_TRUE(r.ok()) << r.status();
+    return std::set<std::string>((*r)->begin(), (*r)->end());
+  };
+  EXPECT_EQ(get(), (std::set<std::string>{"a", "c"}));
+  f.admitted["b"] = true;  // Written.
+  cache.Invalidate("t", {"b"});
+  f.admitted.erase("a");   // Deleted.
+  f.admitted["d"] = true;  // Added.
+  cache.Invalidate("t", {"a", "d"});
+  EXPECT_EQ(get(), (std::set<std::string>{"b", "c", "d"}));
+  EXPECT_EQ(f.computed, 1) << "patched, not rescanned";
+  ASSERT_EQ(f.patched.size(), 1u);
+  EXPECT_EQ(f.patched[0], (std::vector<std::string>{"a", "b", "d"})) << "every bump since, once";
+  EXPECT_EQ(get(), (std::set<std::string>{"b", "c", "d"}));
+  EXPECT_EQ(cache.stats().hits, 1u);
+  EXPECT_EQ(cache.stats().patches, 1u);
+
+  // A bump that names no claims cannot be patched across.
+  f.admitted["c"] = false;
+  cache.Invalidate("t");
+  cache.Invalidate("t", {"x"});
+  EXPECT_EQ(get(), (std::set<std::string>{"b", "d"}));
+  EXPECT_EQ(f.computed, 2);
+  // Nor can a history that no longer reaches back: the bound trims it.
+  cache.Invalidate("t", {"y"});
+  EXPECT_EQ(get(), (std::set<std::string>{"b", "d"}));
+  EXPECT_EQ(f.computed, 2) << "patched across the one named bump";
+}
+
+TEST(PrefilterCacheTest, TheHistoryIsBoundedByBumpsAndClaims) {
+  PrefilterCacheOptions o;
+  o.max_bumps = 3;
+  o.max_bump_ids = 4;
+  PrefilterCache cache(o);
+  FakeFilter f;
+  f.admitted = {{"a", true}};
+  auto get = [&] {
+    ASSERT_TRUE(
+        cache.GetOrCompute("t", "f", cache.Generation("t"), false, f.Compute(), f.Patch()).ok());
+  };
+  get();
+  for (int i = 0; i < 3; ++i) cache.Invalidate("t", {"a"});
+  get();
+  EXPECT_EQ(f.computed, 1) << "three bumps are remembered";
+  for (int i = 0; i < 4; ++i) cache.Invalidate("t", {"a"});
+  get();
+  EXPECT_EQ(f.computed, 2) << "the fourth bump back is forgotten";
+  cache.Invalidate("t", {"a", "b", "c", "d", "e"});  // More claims than kept: a full bump.
+  get();
+  EXPECT_EQ(f.computed, 3);
+  cache.Invalidate("t", {"a", "b"});
+  cache.Invalidate("t", {"c", "d", "e"});  // Together over 4: the first is dropped.
+  get();
+  EXPECT_EQ(f.computed, 4);
+  cache.Invalidate("t", {"a", "b"});
+  get();
+  EXPECT_EQ(f.computed, 4);
 }
 
 TEST(PrefilterCacheTest, BypassNeitherReadsNorWrites) {

@@ -16,15 +16,26 @@ ReadViews::ReadViews(uint32_t shard_id, std::shared_ptr<const storage::Reader> i
   }
 }
 
+void ReadViews::Merge(const Touched& from, Touched* into) {
+  for (const auto& [tenant, claims] : from) {
+    auto [it, added] = into->emplace(tenant, claims);
+    if (added || it->second.empty()) continue;  // New, or already every claim.
+    if (claims.empty()) {
+      it->second.clear();
+    } else {
+      it->second.insert(claims.begin(), claims.end());
+    }
+  }
+}
+
 void ReadViews::Queue(uint64_t lsn, std::shared_ptr<const storage::Reader> reader,
-                      std::set<std::string> tenants) {
+                      Touched touched) {
   absl::MutexLock l(&mu_);
   if (queued_.size() >= kMaxQueued) {
-    View& last = queued_.back();
-    tenants.insert(last.tenants.begin(), last.tenants.end());
+    Merge(queued_.back().touched, &touched);
     queued_.pop_back();
   }
-  queued_.push_back(View{lsn, std::move(reader), std::move(tenants)});
+  queued_.push_back(View{lsn, std::move(reader), std::move(touched)});
 }
 
 ReadViews::Advanced ReadViews::Advance(uint64_t commit_lsn) {
@@ -34,7 +45,7 @@ ReadViews::Advanced ReadViews::Advance(uint64_t commit_lsn) {
     View& view = queued_.front();
     readable_ = std::move(view.reader);
     readable_lsn_ = view.lsn;
-    out.tenants.insert(view.tenants.begin(), view.tenants.end());
+    Merge(view.touched, &out.touched);
     queued_.pop_front();
     out.moved = true;
   }
@@ -46,7 +57,7 @@ std::set<std::string> ReadViews::DropFrom(uint64_t lsn) {
   std::set<std::string> tenants;
   absl::MutexLock l(&mu_);
   while (!queued_.empty() && queued_.back().lsn >= lsn) {
-    tenants.insert(queued_.back().tenants.begin(), queued_.back().tenants.end());
+    for (const auto& [tenant, claims] : queued_.back().touched) tenants.insert(tenant);
     queued_.pop_back();
   }
   return tenants;

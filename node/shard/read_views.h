@@ -6,14 +6,16 @@
 // therefore never see an uncommitted write, and a write is readable before it
 // is acknowledged (its owner advances the views before answering).
 //
-// Each queued view carries the tenants its commits touched, so that the owner
-// can invalidate their cached filter results when the view becomes readable.
+// Each queued view carries the claims its commits touched, per tenant, so
+// that the owner can invalidate (or patch) their cached filter results when
+// the view becomes readable.
 // Thread-safe.
 #ifndef DASH_NODE_SHARD_READ_VIEWS_H_
 #define DASH_NODE_SHARD_READ_VIEWS_H_
 
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -39,15 +41,20 @@ class ReadViews {
   ReadViews(const ReadViews&) = delete;
   ReadViews& operator=(const ReadViews&) = delete;
 
+  // Tenant -> the claims commits changed; an empty set stands for every
+  // claim of the tenant (the changes are not known claim by claim).
+  using Touched = std::map<std::string, std::set<std::string>>;
+  // Adds `from` to `into` (a tenant unknown in either stays unknown).
+  static void Merge(const Touched& from, Touched* into);
+
   // Queues `reader`, a snapshot of the log end `lsn`, whose commits touched
-  // `tenants`. REQUIRES: lsn is not below an already queued view's.
-  void Queue(uint64_t lsn, std::shared_ptr<const storage::Reader> reader,
-             std::set<std::string> tenants);
+  // `touched`. REQUIRES: lsn is not below an already queued view's.
+  void Queue(uint64_t lsn, std::shared_ptr<const storage::Reader> reader, Touched touched);
 
   struct Advanced {
-    bool moved = false;             // The readable view changed.
-    uint64_t read_lsn = 0;          // The readable view's LSN after it.
-    std::set<std::string> tenants;  // Touched by the views now readable.
+    bool moved = false;     // The readable view changed.
+    uint64_t read_lsn = 0;  // The readable view's LSN after it.
+    Touched touched;        // By the views now readable.
   };
   // Makes the newest queued view at or below `commit_lsn` readable.
   Advanced Advance(uint64_t commit_lsn);
@@ -68,7 +75,7 @@ class ReadViews {
   struct View {
     uint64_t lsn;
     std::shared_ptr<const storage::Reader> reader;
-    std::set<std::string> tenants;
+    Touched touched;
   };
 
   const uint32_t shard_id_;

@@ -54,50 +54,60 @@ TEST(ReadViewsTest, AnUnconfirmedStartServesNothingUntilTheCommitLsnReachesIt) {
   EXPECT_EQ(CurrentOf(v), s.get());
 }
 
-TEST(ReadViewsTest, TheNewestViewTheCommitLsnReachesBecomesReadableWithItsTenants) {
+using Touched = ReadViews::Touched;
+
+TEST(ReadViewsTest, TheNewestViewTheCommitLsnReachesBecomesReadableWithItsClaims) {
   auto s0 = Snap(), s1 = Snap(), s2 = Snap(), s3 = Snap();
   ReadViews v(0, s0, 0, true);
-  v.Queue(1, s1, {"a"});
-  v.Queue(2, s2, {"b"});
-  v.Queue(3, s3, {"c"});
+  v.Queue(1, s1, Touched{{"a", {"c1"}}});
+  v.Queue(2, s2, Touched{{"a", {"c2"}}, {"b", {"c1"}}});
+  v.Queue(3, s3, Touched{{"c", {"c1"}}});
   EXPECT_EQ(CurrentOf(v), s0.get()) << "nothing is readable before it is committed";
   ReadViews::Advanced a = v.Advance(2);
   EXPECT_TRUE(a.moved);
   EXPECT_EQ(a.read_lsn, 2u);
-  EXPECT_THAT(a.tenants, ElementsAre("a", "b"));
+  EXPECT_EQ(a.touched, (Touched{{"a", {"c1", "c2"}}, {"b", {"c1"}}}));
   EXPECT_EQ(CurrentOf(v), s2.get());
   a = v.Advance(2);
   EXPECT_FALSE(a.moved);
-  EXPECT_THAT(a.tenants, IsEmpty());
+  EXPECT_THAT(a.touched, IsEmpty());
   a = v.Advance(10);
   EXPECT_EQ(a.read_lsn, 3u);
   EXPECT_EQ(CurrentOf(v), s3.get());
 }
 
+TEST(ReadViewsTest, ATenantNotKnownClaimByClaimStaysSoWhenMerged) {
+  Touched into{{"a", {"c1"}}, {"b", {}}};
+  ReadViews::Merge(Touched{{"a", {}}, {"b", {"c9"}}, {"c", {"c3"}}}, &into);
+  EXPECT_EQ(into, (Touched{{"a", {}}, {"b", {}}, {"c", {"c3"}}}));
+}
+
 TEST(ReadViewsTest, DroppingATruncatedSuffixReturnsTheTenantsItsViewsTouched) {
   auto s0 = Snap();
   ReadViews v(0, s0, 0, true);
-  v.Queue(1, Snap(), {"a"});
-  v.Queue(2, Snap(), {"b"});
-  v.Queue(3, Snap(), {"c"});
+  v.Queue(1, Snap(), Touched{{"a", {"c1"}}});
+  v.Queue(2, Snap(), Touched{{"b", {"c1"}}});
+  v.Queue(3, Snap(), Touched{{"c", {"c1"}}});
   EXPECT_THAT(v.DropFrom(2), ElementsAre("b", "c"));
   auto s1 = Snap();
   v.Queue(2, s1, {});  // The truncated log's end.
   ReadViews::Advanced a = v.Advance(3);
   EXPECT_EQ(a.read_lsn, 2u);
-  EXPECT_THAT(a.tenants, ElementsAre("a"));
+  EXPECT_EQ(a.touched, (Touched{{"a", {"c1"}}}));
   EXPECT_EQ(CurrentOf(v), s1.get());
 }
 
 TEST(ReadViewsTest, TheQueueIsBoundedByMergingItsNewestViews) {
   ReadViews v(0, Snap(), 0, true);
   for (uint64_t lsn = 1; lsn <= ReadViews::kMaxQueued + 10; ++lsn) {
-    v.Queue(lsn, Snap(), {"t" + std::to_string(lsn)});
+    v.Queue(lsn, Snap(),
+            Touched{{"t" + std::to_string(lsn), {"c"}}, {"all", {std::to_string(lsn)}}});
   }
-  // Every tenant survives the merges; the last view is the newest.
+  // Every tenant and claim survives the merges; the last view is the newest.
   ReadViews::Advanced a = v.Advance(ReadViews::kMaxQueued + 10);
   EXPECT_EQ(a.read_lsn, ReadViews::kMaxQueued + 10);
-  EXPECT_EQ(a.tenants.size(), ReadViews::kMaxQueued + 10);
+  EXPECT_EQ(a.touched.size(), ReadViews::kMaxQueued + 11);
+  EXPECT_EQ(a.touched["all"].size(), ReadViews::kMaxQueued + 10);
 }
 
 }  // namespace

@@ -450,6 +450,7 @@ v1::NodeInfo ShardHost::Info() const {
     ri->mutable_filter_cache()->set_evictions(c.evictions);
     ri->mutable_filter_cache()->set_entries(c.entries);
     ri->mutable_filter_cache()->set_ids(c.ids);
+    ri->mutable_filter_cache()->set_patches(c.patches);
     const index::LexicalStoreInfo lex = r->LexicalInfo();
     v1::LexicalIndexInfo* li = ri->mutable_lexical();
     li->set_segments(lex.segments);

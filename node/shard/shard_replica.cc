@@ -36,10 +36,10 @@ std::string BatchDigest(v1::WriteRequest& request) {
   return digest;
 }
 
-std::set<std::string> TenantsOf(const std::vector<std::pair<std::string, std::string>>& claims) {
-  std::set<std::string> tenants;
-  for (const auto& c : claims) tenants.insert(c.first);
-  return tenants;
+ReadViews::Touched TouchedOf(const std::vector<std::pair<std::string, std::string>>& claims) {
+  ReadViews::Touched touched;
+  for (const auto& [tenant, claim_id] : claims) touched[tenant].insert(claim_id);
+  return touched;
 }
 
 // What a replica knows to be committed when it opens: a standalone replica is
@@ -330,7 +330,7 @@ void ShardReplica::CommitGroup(std::vector<Pending> group) {
     for (const Pending& p : group) {
       if (p.analyzed != nullptr) ahead.push_back(p.analyzed.get());
     }
-    AfterCommit(touched, TenantsOf(touched), ahead);
+    AfterCommit(touched, TouchedOf(touched), ahead);
   }
   // Durable here; answered once a majority of the replicas hold it.
   for (Staged& s : staged) {
@@ -348,14 +348,14 @@ void ShardReplica::CommitGroup(std::vector<Pending> group) {
 }
 
 void ShardReplica::AfterCommit(const std::vector<std::pair<std::string, std::string>>& touched,
-                               std::set<std::string> tenants,
+                               ReadViews::Touched changed,
                                const std::vector<const index::AnalyzedTexts*>& ahead) {
   log_.MaybeTruncate(options_.log_retention_records);
   log_.MaybeDropUndo(quorum_.commit_lsn());
   PublishLog();
   std::shared_ptr<const storage::Reader> now(engine_->NewSnapshot());
   searcher_.Refresh(*now, touched, log_.meta().last_lsn(), ahead);
-  views_.Queue(log_.meta().last_lsn(), std::move(now), std::move(tenants));
+  views_.Queue(log_.meta().last_lsn(), std::move(now), std::move(changed));
   AdvanceReadView();
 }
 
@@ -384,7 +384,7 @@ void ShardReplica::AdvanceReadView() {
   if (!advanced.moved) return;
   // After the view moved (see PrefilterCache): a result computed on the old
   // view is stored under an outdated generation.
-  searcher_.InvalidateFilters(advanced.tenants);
+  searcher_.InvalidateFilters(advanced.touched);
   absl::MutexLock l(&mu_);
   state_.read_lsn = std::max(state_.read_lsn, advanced.read_lsn);
   state_.readable = true;
@@ -455,7 +455,7 @@ absl::Status ShardReplica::ApplyEncodedRecords(const std::vector<std::string>& e
   log_.Committed(append);
   DASH_SYNC_POINT("ShardReplica::ApplyEncodedRecords:Committed");
   if (role_.epoch < log_.meta().epoch()) role_.epoch = log_.meta().epoch();
-  AfterCommit(touched, TenantsOf(touched));
+  AfterCommit(touched, TouchedOf(touched));
   // A standalone replica replaying records is its own majority.
   ReleaseCommitted();
   return absl::OkStatus();
@@ -473,12 +473,12 @@ absl::Status ShardReplica::TruncateLogAfter(uint64_t lsn) {
   // The index forgets the dropped records; AfterCommit re-reads what they
   // touched at `lsn`, and what the index changed.
   for (auto& key : searcher_.TruncateIndex(lsn)) touched.push_back(std::move(key));
-  // The dropped views also covered kept records: their tenants' filter
-  // caches must be invalidated when the new view becomes readable.
-  std::set<std::string> tenants = TenantsOf(touched);
-  std::set<std::string> dropped = views_.DropFrom(lsn);
-  tenants.insert(dropped.begin(), dropped.end());
-  AfterCommit(touched, std::move(tenants));
+  // The dropped views also covered kept records, which are not known claim
+  // by claim: their tenants' filter caches must be invalidated whole when
+  // the new view becomes readable.
+  ReadViews::Touched changed = TouchedOf(touched);
+  for (const std::string& tenant : views_.DropFrom(lsn)) changed[tenant].clear();
+  AfterCommit(touched, std::move(changed));
   return absl::OkStatus();
 }
 

@@ -217,9 +217,10 @@ class ShardReplica {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   // After a storage commit that moved the log end (or back, by truncation):
   // publishes it, applies retention, refreshes the searcher's caches for the
-  // claims it touched and queues a read view of it.
+  // claims it touched and queues a read view of it, which `changed` (the
+  // claims whose state differs from the previous view's) goes with.
   void AfterCommit(const std::vector<std::pair<std::string, std::string>>& touched,
-                   std::set<std::string> tenants,
+                   ReadViews::Touched changed,
                    const std::vector<const index::AnalyzedTexts*>& ahead = {})
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   // Answers the waiting writes the quorum now commits (all of them with

@@ -22,8 +22,14 @@ namespace dash::shard {
 using storage::Family;
 namespace keys = storage::keys;
 
-void ShardSearcher::InvalidateFilters(const std::set<std::string>& tenants) {
-  for (const auto& tenant : tenants) filter_cache_.Invalidate(tenant);
+void ShardSearcher::InvalidateFilters(const std::map<std::string, std::set<std::string>>& touched) {
+  for (const auto& [tenant, claims] : touched) {
+    if (claims.empty()) {
+      filter_cache_.Invalidate(tenant);
+    } else {
+      filter_cache_.Invalidate(tenant, std::vector<std::string>(claims.begin(), claims.end()));
+    }
+  }
 }
 
 absl::StatusOr<index::LexicalStore::Snapshot> ShardSearcher::AcquireLexical(
@@ -230,9 +236,9 @@ void ShardSearcher::Refresh(const storage::Reader& latest,
   std::vector<index::LexicalChange> changes;
   ReadContext ctx;
   const std::set<std::pair<std::string, std::string>> unique(touched.begin(), touched.end());
-  std::set<std::string> tenants;
+  std::map<std::string, std::vector<std::string>> by_tenant;
   for (const auto& [tenant, claim_id] : unique) {
-    tenants.insert(tenant);
+    by_tenant[tenant].push_back(claim_id);
     absl::StatusOr<index::LexicalChange> change =
         ReadChange(latest, tenant, claim_id, lsn, ahead, &ctx);
     if (!change.ok()) {
@@ -246,7 +252,7 @@ void ShardSearcher::Refresh(const storage::Reader& latest,
   }
   absl::Status st = lexical_->Apply(std::move(changes), lsn);
   if (!st.ok()) LOG(ERROR) << "shard " << shard_id_ << ": index at lsn " << lsn << ": " << st;
-  for (const auto& tenant : tenants) filter_cache_.Invalidate(tenant);
+  for (const auto& [tenant, claims] : by_tenant) filter_cache_.Invalidate(tenant, claims);
 }
 
 absl::StatusOr<std::shared_ptr<const index::IdSet>> ShardSearcher::Allowed(
@@ -254,38 +260,51 @@ absl::StatusOr<std::shared_ptr<const index::IdSet>> ShardSearcher::Allowed(
     uint64_t generation) const {
   const std::string key =
       absl::StrCat(request.support_only ? "S" : "A", DeterministicSerialize(request.filter));
+  const bool check_evidence = request.support_only || query::HasEvidenceCondition(request.filter);
+  std::unique_ptr<storage::Cursor> ev;  // One for all claims (see Cursor::Seek).
+  // Whether stored claim `claim` passes the filter (and has support, if asked).
+  auto admits = [&](const v1::Claim& claim) -> absl::StatusOr<bool> {
+    if (!query::MatchesClaim(request.filter, claim)) return false;
+    if (!check_evidence) return true;
+    const std::string prefix = keys::ClaimPrefix(tenant, claim.claim_id());
+    if (ev == nullptr) {
+      ev = r.Scan(Family::kEvidence, prefix);
+    } else {
+      ev->Seek(prefix);
+    }
+    bool ok = false;
+    for (; ev->Valid() && !ok; ev->Next()) {
+      DASH_ASSIGN_OR_RETURN(v1::Evidence e, ParseStored<v1::Evidence>(ev->value(), "evidence"));
+      ok = query::MatchesEvidence(request.filter, e) &&
+           (!request.support_only || e.stance() == v1::STANCE_SUPPORTS);
+    }
+    DASH_RETURN_IF_ERROR(ev->status());
+    return ok;
+  };
   return filter_cache_.GetOrCompute(
       std::string(tenant), key, generation, request.bypass_filter_cache,
       [&]() -> absl::StatusOr<index::IdSet> {
         index::IdSet ids;
-        const bool check_evidence =
-            request.support_only || query::HasEvidenceCondition(request.filter);
         auto cursor = r.Scan(Family::kClaims, keys::TenantPrefix(tenant));
-        std::unique_ptr<storage::Cursor> ev;  // One for all claims (see Cursor::Seek).
         for (; cursor->Valid(); cursor->Next()) {
           DASH_ASSIGN_OR_RETURN(v1::Claim claim, ParseStored<v1::Claim>(cursor->value(), "claim"));
-          if (!query::MatchesClaim(request.filter, claim)) continue;
-          if (check_evidence) {
-            bool ok = false;
-            const std::string prefix = keys::ClaimPrefix(tenant, claim.claim_id());
-            if (ev == nullptr) {
-              ev = r.Scan(Family::kEvidence, prefix);
-            } else {
-              ev->Seek(prefix);
-            }
-            for (; ev->Valid() && !ok; ev->Next()) {
-              DASH_ASSIGN_OR_RETURN(v1::Evidence e,
-                                    ParseStored<v1::Evidence>(ev->value(), "evidence"));
-              ok = query::MatchesEvidence(request.filter, e) &&
-                   (!request.support_only || e.stance() == v1::STANCE_SUPPORTS);
-            }
-            DASH_RETURN_IF_ERROR(ev->status());
-            if (!ok) continue;
-          }
-          ids.insert(claim.claim_id());
+          DASH_ASSIGN_OR_RETURN(bool ok, admits(claim));
+          if (ok) ids.insert(claim.claim_id());
         }
         DASH_RETURN_IF_ERROR(cursor->status());
         return ids;
+      },
+      // Patching: only the claims changed since the cached result.
+      [&](const std::vector<std::string>& changed, index::IdSet* ids) -> absl::Status {
+        for (const std::string& claim_id : changed) {
+          ids->erase(claim_id);
+          DASH_ASSIGN_OR_RETURN(auto raw, r.Get(Family::kClaims, keys::Claim(tenant, claim_id)));
+          if (!raw.has_value()) continue;  // Deleted.
+          DASH_ASSIGN_OR_RETURN(v1::Claim claim, ParseStored<v1::Claim>(*raw, "claim"));
+          DASH_ASSIGN_OR_RETURN(bool ok, admits(claim));
+          if (ok) ids->insert(claim_id);
+        }
+        return absl::OkStatus();
       });
 }
 

@@ -74,8 +74,9 @@ class ShardSearcher {
   // dropped records touched; the BM25 index ignores that Refresh when the
   // truncation left it exact).
   std::vector<std::pair<std::string, std::string>> TruncateIndex(uint64_t lsn);
-  // The readable view moved past commits that touched `tenants`.
-  void InvalidateFilters(const std::set<std::string>& tenants);
+  // The readable view moved past commits that changed `touched` (tenant ->
+  // claims; an empty set: every claim of the tenant).
+  void InvalidateFilters(const std::map<std::string, std::set<std::string>>& touched);
 
   // This replica's BM25 corpus statistics for analyzed query `terms`.
   absl::StatusOr<index::CorpusStats> Stats(absl::string_view tenant,

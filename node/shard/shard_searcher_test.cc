@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -153,7 +154,8 @@ TEST_F(ShardSearcherTest, VectorsLoadedAtOpenAndRefreshedAfterACommitAreSearched
   ASSERT_TRUE(legs.ok()) << legs.status();
   ASSERT_EQ(legs->vector.size(), 1u);
   EXPECT_EQ(legs->vector[0].id, "c1") << "the readable view is still at lsn 1";
-  views_->Queue(3, std::shared_ptr<const storage::Reader>(engine_->NewSnapshot()), {"acme"});
+  views_->Queue(3, std::shared_ptr<const storage::Reader>(engine_->NewSnapshot()),
+                ReadViews::Touched{{"acme", {"c1", "c2"}}});
   views_->Advance(3);
   legs = searcher_->RunLegs("acme", req);
   ASSERT_TRUE(legs.ok()) << legs.status();
@@ -190,12 +192,53 @@ TEST_F(ShardSearcherTest, FilterResultsAreCachedUntilTheirTenantIsInvalidated) {
   ASSERT_TRUE(searcher_->RunLegs("acme", req).ok());
   ASSERT_TRUE(searcher_->RunLegs("acme", req).ok());
   EXPECT_EQ(searcher_->FilterCacheStats().hits, 1u);
-  searcher_->InvalidateFilters({"other"});
+  searcher_->InvalidateFilters({{"other", {}}});
   ASSERT_TRUE(searcher_->RunLegs("acme", req).ok());
   EXPECT_EQ(searcher_->FilterCacheStats().hits, 2u) << "another tenant's invalidation";
-  searcher_->InvalidateFilters({"acme"});
+  searcher_->InvalidateFilters({{"acme", {}}});
   ASSERT_TRUE(searcher_->RunLegs("acme", req).ok());
   EXPECT_EQ(searcher_->FilterCacheStats().hits, 2u) << "recomputed after its tenant's";
+}
+
+TEST_F(ShardSearcherTest, AFilterResultIsPatchedWithTheClaimsChangedSinceAndEqualsARescan) {
+  Apply(ClaimBatch("acme", "c1"), 1);
+  Apply(ClaimBatch("acme", "c2"), 2);
+  OpenSearcher();
+  query::LegRequest req;
+  req.terms = {"claim"};
+  req.depth = 10;
+  req.support_only = true;  // Goes through the prefilter cache.
+  auto ids = [&](bool bypass) {
+    req.bypass_filter_cache = bypass;
+    auto stats = searcher_->Stats("acme", req.terms);
+    EXPECT_TRUE(stats.ok()) << stats.status();
+    req.stats = *stats;
+    auto legs = searcher_->RunLegs("acme", req);
+    EXPECT_TRUE(legs.ok()) << legs.status();
+    std::set<std::string> out;
+    for (const auto& c : legs->lexical) out.insert(c.id);
+    return out;
+  };
+  EXPECT_EQ(ids(false), (std::set<std::string>{"c1", "c2"}));
+  // c2 loses its support (its evidence now contradicts), c3 arrives with
+  // support, c1 is deleted: each changes the filter's answer.
+  v1::WriteRequest change;
+  change.set_tenant("acme");
+  *change.add_ops() = EvidenceOp("c2", "c2-e0", v1::STANCE_CONTRADICTS);
+  auto touched = Apply(change, 3);
+  for (auto& t : Apply(ClaimBatch("acme", "c3"), 4)) touched.push_back(t);
+  v1::WriteRequest del;
+  del.set_tenant("acme");
+  *del.add_ops() = DeleteOp("c1");
+  for (auto& t : Apply(del, 5)) touched.push_back(t);
+  searcher_->Refresh(*engine_->NewSnapshot(), touched, 5);
+  ReadViews::Touched changed;
+  for (const auto& [tenant, id] : touched) changed[tenant].insert(id);
+  views_->Queue(5, std::shared_ptr<const storage::Reader>(engine_->NewSnapshot()), changed);
+  searcher_->InvalidateFilters(views_->Advance(5).touched);
+  EXPECT_EQ(ids(false), (std::set<std::string>{"c3"}));
+  EXPECT_EQ(searcher_->FilterCacheStats().patches, 1u) << "patched, not rescanned";
+  EXPECT_EQ(ids(true), (std::set<std::string>{"c3"})) << "a rescan agrees";
 }
 
 }  // namespace
