@@ -534,9 +534,9 @@ LexicalStore::SegmentList LexicalStore::PickPersistedMerge(const SegmentList& li
       return segs;
     }
   }
-  SegmentList persisted;
+  SegmentList persisted;  // Those the cap counts.
   for (const auto& seg : list) {
-    if (seg->persisted()) persisted.push_back(seg);
+    if (seg->persisted() && seg->doc_count() >= options_.cap_min_docs) persisted.push_back(seg);
   }
   if (options_.max_segments == 0 || persisted.size() <= options_.max_segments) return {};
   // The smallest, enough of them to come back to the cap, or as many (at

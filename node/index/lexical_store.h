@@ -71,6 +71,11 @@ struct LexicalStoreOptions {
   // a maximum segment size).
   size_t max_segments = 2;
   size_t max_cap_merge_docs = 131072;
+  // Segments of fewer docs do not count toward max_segments and are left to
+  // the size tiers: they are searched exactly (no graph walk) and cheaply,
+  // while merging each flush into a big segment would rewrite it (and
+  // rebuild its graph) at every flush under steady writes.
+  size_t cap_min_docs = 2048;
   double merge_bytes_per_second = 64e6;  // Merge output rate limit.
   // Vectors: which persisted sections get an HNSW graph, and how searches
   // use it (VectorQuery).

@@ -177,6 +177,7 @@ class LexicalStoreTest : public ::testing::Test {
     o.merge_factor = merge_factor_;
     o.max_segments = max_segments_;
     o.max_cap_merge_docs = max_cap_merge_docs_;
+    o.cap_min_docs = cap_min_docs_;
     o.merge_bytes_per_second = 0;
     o.graphs.min_rows = graph_min_rows_;
     return LexicalStore::Open(o, manifest);
@@ -275,6 +276,7 @@ class LexicalStoreTest : public ::testing::Test {
   size_t merge_factor_ = 3;
   size_t max_segments_ = 2;
   size_t max_cap_merge_docs_ = 131072;
+  size_t cap_min_docs_ = 0;  // Every segment counts toward the cap.
   std::unique_ptr<LexicalStore> store_;
   uint64_t committed_ = 0;
   uint64_t readable_ = 0;
@@ -662,6 +664,47 @@ TEST_F(LexicalStoreTest, BeyondTheSegmentCapTheSmallestAreMergedWithinTheBound) 
   store_.reset();
   store_ = OpenStore(manifest_);
   ExpectMatches(lsn, {"shared"}, 20);
+}
+
+TEST_F(LexicalStoreTest, SegmentsBelowTheCapsMinimumAreLeftToTheTiers) {
+  merge_factor_ = 3;
+  cap_min_docs_ = 4;
+  store_ = OpenStore("");
+  uint64_t lsn = 0;
+  int next = 0;
+  auto segment = [&](int n) {
+    ++lsn;
+    std::vector<std::pair<std::string, std::string>> upserts;
+    for (int i = 0; i < n; ++i) upserts.emplace_back(absl::StrCat("c", next++), "shared word");
+    Commit(lsn, upserts);
+    committed_ = readable_ = lsn;
+    ASSERT_TRUE(store_->Flush().ok());
+  };
+  auto sizes = [&] {
+    std::multiset<uint32_t> out;
+    LexicalStore::Snapshot s = At(lsn);
+    for (const auto& seg : *s.segments) out.insert(seg->doc_count());
+    return out;
+  };
+  auto merge = [&] {
+    uint64_t written = 0;
+    EXPECT_TRUE(store_->MergeOnce(&written).ok());
+    return written > 0;
+  };
+  segment(30);
+  segment(20);
+  segment(1);
+  EXPECT_FALSE(merge()) << "a small flush is not merged into the big segments";
+  segment(1);
+  EXPECT_FALSE(merge());
+  EXPECT_EQ(sizes(), (std::multiset<uint32_t>{30, 20, 1, 1}));
+  segment(2);
+  EXPECT_TRUE(merge()) << "three of one tier";
+  EXPECT_EQ(sizes(), (std::multiset<uint32_t>{30, 20, 4}));
+  EXPECT_TRUE(merge()) << "now big enough to count: the cap merges the smallest";
+  EXPECT_EQ(sizes(), (std::multiset<uint32_t>{30, 24}));
+  EXPECT_FALSE(merge());
+  ExpectMatches(lsn, {"shared", "word"}, 60);
 }
 
 TEST_F(LexicalStoreTest, TruncationInsideAGroupAsksForTheKeptRecordsAgain) {
