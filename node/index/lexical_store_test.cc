@@ -201,6 +201,29 @@ class LexicalStoreTest : public ::testing::Test {
     ASSERT_TRUE(store_->Apply(std::move(changes), lsn).ok());
   }
 
+  // Commits and flushes a segment of `n` new claims (all "shared word").
+  void FlushedSegment(int n) {
+    ++segment_lsn_;
+    std::vector<std::pair<std::string, std::string>> upserts;
+    for (int i = 0; i < n; ++i)
+      upserts.emplace_back(absl::StrCat("c", next_claim_++), "shared word");
+    Commit(segment_lsn_, upserts);
+    committed_ = readable_ = segment_lsn_;
+    ASSERT_TRUE(store_->Flush().ok());
+  }
+  std::multiset<uint32_t> SegmentSizes() {
+    std::multiset<uint32_t> out;
+    LexicalStore::Snapshot s = At(segment_lsn_);
+    for (const auto& seg : *s.segments) out.insert(seg->doc_count());
+    return out;
+  }
+  // One MergeOnce; whether it merged anything.
+  bool Merged() {
+    uint64_t written = 0;
+    EXPECT_TRUE(store_->MergeOnce(&written).ok());
+    return written > 0;
+  }
+
   LexicalStore::Snapshot At(uint64_t lsn) {
     absl::StatusOr<LexicalStore::Snapshot> s =
         store_->Acquire([lsn]() -> absl::StatusOr<uint64_t> { return lsn; });
@@ -284,6 +307,8 @@ class LexicalStoreTest : public ::testing::Test {
   std::string manifest_;
   std::map<uint64_t, Docs> history_;
   Bm25Params params_;
+  uint64_t segment_lsn_ = 0;  // FlushedSegment's.
+  int next_claim_ = 0;
 };
 
 TEST_F(LexicalStoreTest, AnAppliedDocIsSearchableAtOnceAndOnlyFromItsLsn) {
@@ -623,88 +648,45 @@ TEST_F(LexicalStoreTest, BeyondTheSegmentCapTheSmallestAreMergedWithinTheBound) 
   merge_factor_ = 100;  // No size tier fills up: only the cap merges.
   max_cap_merge_docs_ = 5;
   store_ = OpenStore("");
-  uint64_t lsn = 0;
-  int next = 0;
-  // A flushed segment of `n` new claims.
-  auto segment = [&](int n) {
-    ++lsn;
-    std::vector<std::pair<std::string, std::string>> upserts;
-    for (int i = 0; i < n; ++i) upserts.emplace_back(absl::StrCat("c", next++), "shared word");
-    Commit(lsn, upserts);
-    committed_ = readable_ = lsn;
-    ASSERT_TRUE(store_->Flush().ok());
-  };
-  auto sizes = [&] {
-    std::multiset<uint32_t> out;
-    LexicalStore::Snapshot s = At(lsn);
-    for (const auto& seg : *s.segments) out.insert(seg->doc_count());
-    return out;
-  };
-  auto merge = [&] {
-    uint64_t written = 0;
-    EXPECT_TRUE(store_->MergeOnce(&written).ok());
-    return written > 0;
-  };
-  segment(4);
-  segment(1);
-  EXPECT_FALSE(merge()) << "two segments: within the cap";
-  segment(1);
-  EXPECT_TRUE(merge());
-  EXPECT_EQ(sizes(), (std::multiset<uint32_t>{4, 2})) << "the two smallest";
-  segment(3);
-  EXPECT_TRUE(merge());
-  EXPECT_EQ(sizes(), (std::multiset<uint32_t>{4, 5}));
-  segment(1);
-  EXPECT_TRUE(merge());
-  EXPECT_EQ(sizes(), (std::multiset<uint32_t>{5, 5})) << "1 + 4 is within the bound of 5";
-  segment(1);
-  EXPECT_FALSE(merge()) << "1 + 5 would pass the bound";
-  EXPECT_EQ(sizes(), (std::multiset<uint32_t>{5, 5, 1}));
-  ExpectMatches(lsn, {"shared", "word"}, 20);
+  FlushedSegment(4);
+  FlushedSegment(1);
+  EXPECT_FALSE(Merged()) << "two segments: within the cap";
+  FlushedSegment(1);
+  EXPECT_TRUE(Merged());
+  EXPECT_EQ(SegmentSizes(), (std::multiset<uint32_t>{4, 2})) << "the two smallest";
+  FlushedSegment(3);
+  EXPECT_TRUE(Merged());
+  EXPECT_EQ(SegmentSizes(), (std::multiset<uint32_t>{4, 5}));
+  FlushedSegment(1);
+  EXPECT_TRUE(Merged());
+  EXPECT_EQ(SegmentSizes(), (std::multiset<uint32_t>{5, 5})) << "1 + 4 is within the bound of 5";
+  FlushedSegment(1);
+  EXPECT_FALSE(Merged()) << "1 + 5 would pass the bound";
+  EXPECT_EQ(SegmentSizes(), (std::multiset<uint32_t>{5, 5, 1}));
+  ExpectMatches(segment_lsn_, {"shared", "word"}, 20);
   store_.reset();
   store_ = OpenStore(manifest_);
-  ExpectMatches(lsn, {"shared"}, 20);
+  ExpectMatches(segment_lsn_, {"shared"}, 20);
 }
 
 TEST_F(LexicalStoreTest, SegmentsBelowTheCapsMinimumAreLeftToTheTiers) {
   merge_factor_ = 3;
   cap_min_docs_ = 4;
   store_ = OpenStore("");
-  uint64_t lsn = 0;
-  int next = 0;
-  auto segment = [&](int n) {
-    ++lsn;
-    std::vector<std::pair<std::string, std::string>> upserts;
-    for (int i = 0; i < n; ++i) upserts.emplace_back(absl::StrCat("c", next++), "shared word");
-    Commit(lsn, upserts);
-    committed_ = readable_ = lsn;
-    ASSERT_TRUE(store_->Flush().ok());
-  };
-  auto sizes = [&] {
-    std::multiset<uint32_t> out;
-    LexicalStore::Snapshot s = At(lsn);
-    for (const auto& seg : *s.segments) out.insert(seg->doc_count());
-    return out;
-  };
-  auto merge = [&] {
-    uint64_t written = 0;
-    EXPECT_TRUE(store_->MergeOnce(&written).ok());
-    return written > 0;
-  };
-  segment(30);
-  segment(20);
-  segment(1);
-  EXPECT_FALSE(merge()) << "a small flush is not merged into the big segments";
-  segment(1);
-  EXPECT_FALSE(merge());
-  EXPECT_EQ(sizes(), (std::multiset<uint32_t>{30, 20, 1, 1}));
-  segment(2);
-  EXPECT_TRUE(merge()) << "three of one tier";
-  EXPECT_EQ(sizes(), (std::multiset<uint32_t>{30, 20, 4}));
-  EXPECT_TRUE(merge()) << "now big enough to count: the cap merges the smallest";
-  EXPECT_EQ(sizes(), (std::multiset<uint32_t>{30, 24}));
-  EXPECT_FALSE(merge());
-  ExpectMatches(lsn, {"shared", "word"}, 60);
+  FlushedSegment(30);
+  FlushedSegment(20);
+  FlushedSegment(1);
+  EXPECT_FALSE(Merged()) << "a small flush is not merged into the big segments";
+  FlushedSegment(1);
+  EXPECT_FALSE(Merged());
+  EXPECT_EQ(SegmentSizes(), (std::multiset<uint32_t>{30, 20, 1, 1}));
+  FlushedSegment(2);
+  EXPECT_TRUE(Merged()) << "three of one tier";
+  EXPECT_EQ(SegmentSizes(), (std::multiset<uint32_t>{30, 20, 4}));
+  EXPECT_TRUE(Merged()) << "now big enough to count: the cap merges the smallest";
+  EXPECT_EQ(SegmentSizes(), (std::multiset<uint32_t>{30, 24}));
+  EXPECT_FALSE(Merged());
+  ExpectMatches(segment_lsn_, {"shared", "word"}, 60);
 }
 
 TEST_F(LexicalStoreTest, TruncationInsideAGroupAsksForTheKeptRecordsAgain) {
