@@ -15,7 +15,11 @@
 // its claims (and the tenant's bounded history still holds them), the owner
 // re-checks just those claims on its snapshot — under writes, a filter costs
 // the claims written since, not a scan of the tenant. Each claim of the patch
-// is read at the new snapshot or later, so the rule above still holds.
+// is read at the new snapshot or later, so the rule above still holds,
+// provided the owner bumps for each change of its readable view before any
+// reader can take that view, in the views' order (ReadViews::Advance): then
+// the claims named between two generations cover every change between the
+// views they stand for.
 // Thread-safe.
 #ifndef DASH_NODE_INDEX_PREFILTER_CACHE_H_
 #define DASH_NODE_INDEX_PREFILTER_CACHE_H_

@@ -38,16 +38,24 @@ void ReadViews::Queue(uint64_t lsn, std::shared_ptr<const storage::Reader> reade
   queued_.push_back(View{lsn, std::move(reader), std::move(touched)});
 }
 
-ReadViews::Advanced ReadViews::Advance(uint64_t commit_lsn) {
+ReadViews::Advanced ReadViews::Advance(uint64_t commit_lsn,
+                                       const std::function<void(const Touched&)>& before_readable) {
   Advanced out;
   absl::MutexLock l(&mu_);
+  std::shared_ptr<const storage::Reader> reader;
+  uint64_t lsn = 0;
   while (!queued_.empty() && queued_.front().lsn <= commit_lsn) {
     View& view = queued_.front();
-    readable_ = std::move(view.reader);
-    readable_lsn_ = view.lsn;
+    reader = std::move(view.reader);
+    lsn = view.lsn;
     Merge(view.touched, &out.touched);
     queued_.pop_front();
     out.moved = true;
+  }
+  if (out.moved) {
+    if (before_readable != nullptr) before_readable(out.touched);
+    readable_ = std::move(reader);
+    readable_lsn_ = lsn;
   }
   out.read_lsn = readable_lsn_;
   return out;

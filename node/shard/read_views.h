@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -56,8 +57,14 @@ class ReadViews {
     uint64_t read_lsn = 0;  // The readable view's LSN after it.
     Touched touched;        // By the views now readable.
   };
-  // Makes the newest queued view at or below `commit_lsn` readable.
-  Advanced Advance(uint64_t commit_lsn);
+  // Makes the newest queued view at or below `commit_lsn` readable. When the
+  // view moves, `before_readable` is called with what it touched while no
+  // reader can take the new view yet (under this object's lock: it must not
+  // call back into it): a filter cache bumped there is never read at an old
+  // generation together with the new view (PrefilterCache's patching needs
+  // every view change and its bump to be seen in the same order).
+  Advanced Advance(uint64_t commit_lsn,
+                   const std::function<void(const Touched&)>& before_readable = nullptr);
 
   // Drops the queued views of LSN >= `lsn` (the log was truncated back to
   // `lsn`) and returns the tenants they touched.

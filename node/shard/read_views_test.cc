@@ -3,7 +3,9 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -74,6 +76,32 @@ TEST(ReadViewsTest, TheNewestViewTheCommitLsnReachesBecomesReadableWithItsClaims
   a = v.Advance(10);
   EXPECT_EQ(a.read_lsn, 3u);
   EXPECT_EQ(CurrentOf(v), s3.get());
+}
+
+TEST(ReadViewsTest, NoReaderTakesTheNewViewBeforeItsCallbackReturns) {
+  auto s0 = Snap(), s1 = Snap();
+  ReadViews v(0, s0, 0, true);
+  v.Queue(1, s1, Touched{{"a", {"c1"}}});
+  absl::Notification in_callback, release, read;
+  const storage::Reader* seen = nullptr;
+  std::thread advancer([&] {
+    v.Advance(1, [&](const Touched& touched) {
+      EXPECT_EQ(touched, (Touched{{"a", {"c1"}}}));
+      in_callback.Notify();
+      release.WaitForNotification();
+    });
+  });
+  in_callback.WaitForNotification();
+  std::thread reader([&] {
+    seen = CurrentOf(v);
+    read.Notify();
+  });
+  EXPECT_FALSE(read.WaitForNotificationWithTimeout(absl::Milliseconds(100)))
+      << "a reader got a view while the callback ran";
+  release.Notify();
+  advancer.join();
+  reader.join();
+  EXPECT_EQ(seen, s1.get()) << "after the callback, the new view";
 }
 
 TEST(ReadViewsTest, ATenantNotKnownClaimByClaimStaysSoWhenMerged) {

@@ -380,11 +380,14 @@ void ShardReplica::ReleaseCommitted(const absl::Status& fail_all) {
 }
 
 void ShardReplica::AdvanceReadView() {
-  ReadViews::Advanced advanced = views_.Advance(quorum_.commit_lsn());
+  // The filter cache's bump happens before any reader can take the new view
+  // (see PrefilterCache and ReadViews::Advance): a result computed on the old
+  // view is stored under an outdated generation, and bumps follow the views'
+  // order, as patching needs.
+  ReadViews::Advanced advanced = views_.Advance(
+      quorum_.commit_lsn(),
+      [this](const ReadViews::Touched& touched) { searcher_.InvalidateFilters(touched); });
   if (!advanced.moved) return;
-  // After the view moved (see PrefilterCache): a result computed on the old
-  // view is stored under an outdated generation.
-  searcher_.InvalidateFilters(advanced.touched);
   absl::MutexLock l(&mu_);
   state_.read_lsn = std::max(state_.read_lsn, advanced.read_lsn);
   state_.readable = true;
