@@ -51,13 +51,8 @@ absl::StatusOr<std::optional<std::vector<std::string>>> AnalyzeStoredClaim(
   analyze(claim.text());
   const std::string prefix = keys::ClaimPrefix(tenant, claim_id);
   std::unique_ptr<storage::Cursor> own;
-  if (evidence == nullptr) evidence = &own;
-  if (*evidence == nullptr) {
-    *evidence = r.Scan(Family::kEvidence, prefix);
-  } else {
-    (*evidence)->Seek(prefix);
-  }
-  storage::Cursor* ev = evidence->get();
+  storage::Cursor* ev =
+      storage::ScanReusing(r, Family::kEvidence, prefix, evidence != nullptr ? evidence : &own);
   for (; ev->Valid(); ev->Next()) {
     v1::Evidence e;
     if (!e.ParseFromArray(ev->value().data(), static_cast<int>(ev->value().size()))) {

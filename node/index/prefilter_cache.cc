@@ -94,13 +94,10 @@ absl::StatusOr<std::shared_ptr<const IdSet>> PrefilterCache::GetOrCompute(
   }
   if (!computed.ok()) return computed.status();
   auto ids = std::make_shared<const IdSet>(std::move(*computed));
-  if (outdated != nullptr) {
-    absl::MutexLock l(&mu_);
-    ++stats_.patches;
-  }
   if (bypass) return ids;
   const size_t bytes = EntryBytes(map_key, *ids);
   absl::MutexLock l(&mu_);
+  if (outdated != nullptr) ++stats_.patches;
   auto it = index_.find(map_key);
   if (it != index_.end()) {
     stats_.ids -= it->second->ids->size();

@@ -368,13 +368,8 @@ absl::Status CheckClaimLimits(const storage::LogPayload& payload,
     size_t count = 0, edges = 0;
     size_t bytes = claim->size();
     const std::string prefix = keys::ClaimPrefix(tenant, claim_id);
-    if (ev == nullptr) {
-      ev = ws->Scan(Family::kEvidence, prefix);
-      out = ws->Scan(Family::kEdges, prefix);
-    } else {
-      ev->Seek(prefix);
-      out->Seek(prefix);
-    }
+    storage::ScanReusing(*ws, Family::kEvidence, prefix, &ev);
+    storage::ScanReusing(*ws, Family::kEdges, prefix, &out);
     for (; ev->Valid(); ev->Next()) {
       ++count;
       bytes += ev->value().size();

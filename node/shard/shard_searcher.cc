@@ -266,12 +266,7 @@ absl::StatusOr<std::shared_ptr<const index::IdSet>> ShardSearcher::Allowed(
   auto admits = [&](const v1::Claim& claim) -> absl::StatusOr<bool> {
     if (!query::MatchesClaim(request.filter, claim)) return false;
     if (!check_evidence) return true;
-    const std::string prefix = keys::ClaimPrefix(tenant, claim.claim_id());
-    if (ev == nullptr) {
-      ev = r.Scan(Family::kEvidence, prefix);
-    } else {
-      ev->Seek(prefix);
-    }
+    storage::ScanReusing(r, Family::kEvidence, keys::ClaimPrefix(tenant, claim.claim_id()), &ev);
     bool ok = false;
     for (; ev->Valid() && !ok; ev->Next()) {
       DASH_ASSIGN_OR_RETURN(v1::Evidence e, ParseStored<v1::Evidence>(ev->value(), "evidence"));
@@ -386,17 +381,9 @@ absl::StatusOr<v1::QueryHit> ShardSearcher::FetchHit(
                         ParseStored<v1::Claim>(*raw, "claim"));
   *hit.mutable_read_at() = read_at;
   const std::string prefix = keys::ClaimPrefix(tenant, claim_id);
-  // One cursor per family for all the hits (see Cursor::Seek).
-  auto seek = [&](std::unique_ptr<storage::Cursor>* c, Family f) {
-    if (*c == nullptr) {
-      *c = snapshot.Scan(f, prefix);
-    } else {
-      (*c)->Seek(prefix);
-    }
-    return c->get();
-  };
   if (options.include_evidence || options.include_edges) {
-    storage::Cursor* edges = seek(&cursors->edges, Family::kEdges);
+    storage::Cursor* edges =
+        storage::ScanReusing(snapshot, Family::kEdges, prefix, &cursors->edges);
     for (; edges->Valid(); edges->Next()) {
       DASH_ASSIGN_OR_RETURN(*hit.mutable_record()->add_edges(),
                             ParseStored<v1::Edge>(edges->value(), "edge"));
@@ -407,7 +394,8 @@ absl::StatusOr<v1::QueryHit> ShardSearcher::FetchHit(
   if (!want_evidence) return hit;
 
   std::vector<v1::Evidence> evidence;
-  storage::Cursor* ev = seek(&cursors->evidence, Family::kEvidence);
+  storage::Cursor* ev =
+      storage::ScanReusing(snapshot, Family::kEvidence, prefix, &cursors->evidence);
   for (; ev->Valid(); ev->Next()) {
     DASH_ASSIGN_OR_RETURN(v1::Evidence e, ParseStored<v1::Evidence>(ev->value(), "evidence"));
     if (Sha256Hex(e.citation().quote()) != e.citation().quote_sha256()) {

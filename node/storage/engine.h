@@ -68,6 +68,18 @@ class Reader {
                                        absl::string_view start = {}) const = 0;
 };
 
+// `*cursor` (a cursor of `r` over `f`, created at first use) positioned at
+// `prefix`: many prefixes of one family read through one cursor.
+inline Cursor* ScanReusing(const Reader& r, Family f, absl::string_view prefix,
+                           std::unique_ptr<Cursor>* cursor) {
+  if (*cursor == nullptr) {
+    *cursor = r.Scan(f, prefix);
+  } else {
+    (*cursor)->Seek(prefix);
+  }
+  return cursor->get();
+}
+
 // Pending changes that read through to the latest committed state.
 class WriteSet : public Reader {
  public:
