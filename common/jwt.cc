@@ -24,10 +24,13 @@ absl::Status Refused(absl::string_view why) {
   return absl::UnauthenticatedError(absl::StrCat("bearer token refused: ", why));
 }
 
-// RFC 7515 §2: base64url without padding.
+// RFC 7515 §2: base64url without padding, in its one canonical spelling: the
+// unused low bits of the last character must be zero, or one token would have
+// several spellings (a signature's last character could change unnoticed).
 bool DecodePart(absl::string_view part, std::string* out) {
   if (part.empty() || absl::StrContains(part, '=')) return false;
-  return absl::WebSafeBase64Unescape(part, out);
+  if (!absl::WebSafeBase64Unescape(part, out)) return false;
+  return absl::WebSafeBase64Escape(*out) == part;
 }
 
 std::string HmacSha256(absl::string_view key, absl::string_view data) {

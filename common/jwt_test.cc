@@ -181,6 +181,24 @@ TEST(JwtTest, OnlyHs256WithTheRightKeyIsAccepted) {
   parts[1] = Part(R"({"exp":1800003600,"tenants":"*","roles":["admin"]})");
   EXPECT_THAT(keys.Verify(absl::StrJoin(parts, "."), kNow).status().message(),
               HasSubstr("bad signature"));
+  // A signature spelled otherwise: the last character of 32 bytes in
+  // base64url carries 2 unused bits; setting them decodes to the same bytes
+  // but is not the token that was signed.
+  parts = absl::StrSplit(good, '.');
+  ASSERT_EQ(parts[2].size(), 43u);
+  std::string respelled = parts[2];
+  const std::string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  respelled.back() = alphabet[alphabet.find(respelled.back()) | 1];
+  if (respelled.back() == parts[2].back()) {
+    respelled.back() = alphabet[alphabet.find(respelled.back()) & ~size_t{3}];
+  }
+  std::string same_bytes, original_bytes;
+  ASSERT_TRUE(absl::WebSafeBase64Unescape(respelled, &same_bytes));
+  ASSERT_TRUE(absl::WebSafeBase64Unescape(parts[2], &original_bytes));
+  ASSERT_EQ(same_bytes, original_bytes) << "the respelling must decode to the same signature";
+  EXPECT_THAT(
+      keys.Verify(absl::StrCat(parts[0], ".", parts[1], ".", respelled), kNow).status().message(),
+      HasSubstr("base64url"));
   // Padding is not base64url of JWS.
   parts = absl::StrSplit(good, '.');
   EXPECT_FALSE(keys.Verify(absl::StrCat(parts[0], "=.", parts[1], ".", parts[2]), kNow).ok());

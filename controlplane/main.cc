@@ -9,6 +9,7 @@
 
 #include "common/port_file.h"
 #include "common/proto_log.h"
+#include "common/security_flags.h"
 #include "controlplane/service/control_plane_service.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
@@ -79,8 +80,14 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  auto server =
-      dash::controlplane::ControlPlaneServer::Start(options, FLAGS_data_dir, FLAGS_listen);
+  absl::StatusOr<std::shared_ptr<const dash::Security>> security =
+      dash::SecurityFromFlags("dash-controlplane");
+  if (!security.ok()) {
+    fprintf(stderr, "dash-controlplane: %s\n", std::string(security.status().message()).c_str());
+    return 2;
+  }
+  auto server = dash::controlplane::ControlPlaneServer::Start(options, FLAGS_data_dir, FLAGS_listen,
+                                                              *security);
   if (!server.ok()) {
     LOG(ERROR) << "dash-controlplane: " << server.status();
     return 1;

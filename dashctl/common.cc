@@ -1,10 +1,15 @@
 #include "dashctl/common.h"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/security.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
@@ -12,18 +17,65 @@
 
 namespace dash::ctl {
 
-namespace {
-std::shared_ptr<grpc::Channel> ConnectTo(const std::string& addr) {
+std::string ConfigDir() {
+  if (const char* dir = std::getenv("DASH_CONFIG_DIR"); dir != nullptr && *dir) return dir;
+  if (const char* xdg = std::getenv("XDG_CONFIG_HOME"); xdg != nullptr && *xdg) {
+    return absl::StrCat(xdg, "/dash");
+  }
+  const char* home = std::getenv("HOME");
+  return absl::StrCat(home != nullptr ? home : ".", "/.config/dash");
+}
+
+void ResolveCredentials(GlobalOptions& g) {
+  if (g.plaintext) return;
+  auto resolve = [](std::string& value, const char* env, const char* file) {
+    if (!value.empty()) return;
+    if (const char* v = std::getenv(env); v != nullptr && *v) {
+      value = v;
+      return;
+    }
+    const std::string path = absl::StrCat(ConfigDir(), "/", file);
+    if (access(path.c_str(), R_OK) == 0) value = path;
+  };
+  resolve(g.token_file, "DASH_TOKEN_FILE", "token");
+  resolve(g.tls_ca, "DASH_TLS_CA", "ca.pem");
+}
+
+std::shared_ptr<grpc::Channel> ConnectTo(const GlobalOptions& g, const std::string& addr) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
-  return grpc::CreateCustomChannel(addr, grpc::InsecureChannelCredentials(), args);
+  ClientCredentials creds;
+  if (!g.plaintext) {
+    if (!g.tls_ca.empty()) {
+      absl::StatusOr<std::string> ca = ReadSmallFile(g.tls_ca);
+      if (!ca.ok()) {
+        fprintf(stderr, "dashctl: --tls-ca: %s\n", std::string(ca.status().message()).c_str());
+        std::exit(kUsage);
+      }
+      creds.ca_pem = *std::move(ca);
+    }
+    if (!g.token_file.empty()) {
+      absl::StatusOr<std::string> token = ReadSmallFile(g.token_file);
+      if (!token.ok()) {
+        fprintf(stderr, "dashctl: --token-file: %s\n",
+                std::string(token.status().message()).c_str());
+        std::exit(kUsage);
+      }
+      creds.token = std::string(absl::StripAsciiWhitespace(*token));
+    }
+  }
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = OpenChannel(addr, creds, args);
+  if (!channel.ok()) {
+    fprintf(stderr, "dashctl: %s\n", std::string(channel.status().message()).c_str());
+    std::exit(kUsage);
+  }
+  return *std::move(channel);
 }
-}  // namespace
 
-std::shared_ptr<grpc::Channel> Connect(const GlobalOptions& g) { return ConnectTo(g.addr); }
+std::shared_ptr<grpc::Channel> Connect(const GlobalOptions& g) { return ConnectTo(g, g.addr); }
 
 std::shared_ptr<grpc::Channel> ConnectControlPlane(const GlobalOptions& g) {
-  return ConnectTo(g.controlplane);
+  return ConnectTo(g, g.controlplane);
 }
 
 void SetDeadline(grpc::ClientContext* ctx, const GlobalOptions& g,

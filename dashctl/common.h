@@ -26,7 +26,20 @@ struct GlobalOptions {
   bool json = false;  // Machine output: response protos as JSON.
   // Reads through a router: which replica of each shard may answer.
   std::string read_preference = "leader-only";
+  // Credentials (see ResolveCredentials): a bearer token file and the CA that
+  // issued the servers' certificates; plaintext turns both off.
+  std::string token_file;
+  std::string tls_ca;
+  bool plaintext = false;
 };
+
+// Where dashctl looks for credentials no flag or variable named:
+// $DASH_CONFIG_DIR, else $XDG_CONFIG_HOME/dash, else ~/.config/dash (its
+// files "token" and "ca.pem"; deploy/local/up.sh writes them).
+std::string ConfigDir();
+// Fills g.token_file and g.tls_ca from the environment (DASH_TOKEN_FILE,
+// DASH_TLS_CA) or ConfigDir() when the command line left them empty.
+void ResolveCredentials(GlobalOptions& g);
 
 // The --read-preference value as the API's enum (validated by CLI11).
 v1::ReadPreference ReadPreferenceOf(const GlobalOptions& g);
@@ -57,6 +70,11 @@ void AddQueryCommands(CLI::App& app, GlobalOptions& g, std::function<int()>* run
 // placement show|watch, nodes, failover, promote, transfer, drain, replicas
 // add|remove|move: the control plane's admin API (dash.v1.ControlPlane).
 void AddPlacementCommands(CLI::App& app, GlobalOptions& g, std::function<int()>* run);
+// token mint: bearer tokens for operators and applications.
+void AddTokenCommands(CLI::App& app, std::function<int()>* run);
+// A channel to any address (e.g. a node `verify` reaches directly), with the
+// same credentials as Connect.
+std::shared_ptr<grpc::Channel> ConnectTo(const GlobalOptions& g, const std::string& addr);
 
 }  // namespace dash::ctl
 

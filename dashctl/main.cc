@@ -25,17 +25,28 @@ int main(int argc, char** argv) {
                  "any-healthy")
       ->check(CLI::IsMember({"leader-only", "follower-preferred", "any-healthy"}))
       ->capture_default_str();
+  app.add_option("--token-file", g.token_file,
+                 "File holding the bearer token sent with every call (env DASH_TOKEN_FILE; "
+                 "default <config>/token when it exists, config = $DASH_CONFIG_DIR or "
+                 "~/.config/dash)");
+  app.add_option("--tls-ca", g.tls_ca,
+                 "PEM certificate of the CA that issued the servers' certificates: connect over "
+                 "TLS (env DASH_TLS_CA; default <config>/ca.pem when it exists)");
+  app.add_flag("--plaintext", g.plaintext,
+               "Connect without TLS and send no token (servers run with --insecure_no_auth)");
   std::function<int()> run;
   dash::ctl::AddDataCommands(app, g, &run);
   dash::ctl::AddQueryCommands(app, g, &run);
   dash::ctl::AddConvertCommands(app, &run);
   dash::ctl::AddPlacementCommands(app, g, &run);
   dash::ctl::AddVerifyCommand(app, g, &run);
+  dash::ctl::AddTokenCommands(app, &run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? 0 : dash::ctl::kUsage;
   }
+  dash::ctl::ResolveCredentials(g);
   return run ? run() : dash::ctl::kUsage;
 }

@@ -62,8 +62,7 @@ int RunVerify(const GlobalOptions& g, const VerifyOptions& o) {
       sums.clear();
       error.clear();
       for (const std::string& node : nodes) {
-        auto admin = v1::NodeAdmin::NewStub(
-            grpc::CreateChannel(address[node], grpc::InsecureChannelCredentials()));
+        auto admin = v1::NodeAdmin::NewStub(ConnectTo(g, address[node]));
         v1::ReplicaChecksumRequest req;
         req.set_shard(shard.shard());
         v1::ReplicaChecksum sum;

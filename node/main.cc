@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "common/port_file.h"
 #include "common/proto_log.h"
+#include "common/security_flags.h"
 #include "common/sync_point.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
@@ -82,6 +83,12 @@ int main(int argc, char** argv) {
     fprintf(stderr, "dash-node: --data_dir is required\n");
     return 2;
   }
+  absl::StatusOr<std::shared_ptr<const dash::Security>> security =
+      dash::SecurityFromFlags("dash-node");
+  if (!security.ok()) {
+    fprintf(stderr, "dash-node: %s\n", std::string(security.status().message()).c_str());
+    return 2;
+  }
   dash::shard::HostOptions options;
   options.node_id = FLAGS_node_id;
   options.data_dir = FLAGS_data_dir;
@@ -144,7 +151,7 @@ int main(int argc, char** argv) {
     LOG(INFO) << "dash-node: asking the control plane at " << FLAGS_controlplane
               << " for the cluster's shard count";
     absl::StatusOr<uint32_t> count = dash::service::PlacementAgent::FetchShardCount(
-        FLAGS_controlplane, absl::InfiniteDuration());
+        FLAGS_controlplane, **security, absl::InfiniteDuration());
     if (!count.ok()) {
       LOG(ERROR) << "dash-node: " << count.status();
       return 1;
@@ -155,6 +162,7 @@ int main(int argc, char** argv) {
   dash::service::NodeServerOptions server_options;
   server_options.managed = managed;
   server_options.snapshot_rate_bytes_per_s = FLAGS_snapshot_rate_mb_per_s << 20;
+  server_options.security = *security;
   auto server = dash::service::NodeServer::Start(options, FLAGS_listen, server_options);
   if (!server.ok()) {
     LOG(ERROR) << "dash-node: " << server.status();
@@ -174,6 +182,7 @@ int main(int argc, char** argv) {
                                           ? absl::StrCat("127.0.0.1:", (*server)->port())
                                           : FLAGS_advertise_address;
     agent_options.heartbeat_interval = absl::Milliseconds(FLAGS_heartbeat_ms);
+    agent_options.security = *security;
     agent = std::make_unique<dash::service::PlacementAgent>((*server)->host(), agent_options);
     agent->Start();
   }

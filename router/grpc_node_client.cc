@@ -33,7 +33,7 @@ std::shared_ptr<grpc::Channel> GrpcNodeClient::Channel(const std::string& addres
     args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
     args.SetMaxReceiveMessageSize(64 << 20);
-    ch = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+    ch = security_->PeerChannel(address, args);
   }
   return ch;
 }

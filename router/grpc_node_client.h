@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/synchronization/mutex.h"
+#include "common/security.h"
 #include "grpcpp/channel.h"
 #include "router/node_client.h"
 
@@ -17,6 +18,10 @@ namespace dash::router {
 
 class GrpcNodeClient final : public NodeClient {
  public:
+  // Calls nodes as a cluster member, with `security`'s TLS identity.
+  explicit GrpcNodeClient(std::shared_ptr<const Security> security = Security::Insecure())
+      : security_(std::move(security)) {}
+
   absl::StatusOr<v1::WriteResponse> Write(const std::string& address,
                                           const v1::WriteRequest& request,
                                           absl::Time deadline) override;
@@ -39,6 +44,7 @@ class GrpcNodeClient final : public NodeClient {
  private:
   std::shared_ptr<grpc::Channel> Channel(const std::string& address);
 
+  const std::shared_ptr<const Security> security_;
   absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<grpc::Channel>> channels_ ABSL_GUARDED_BY(mu_);
 };

@@ -11,6 +11,7 @@
 #include "common/inflight.h"
 #include "common/port_file.h"
 #include "common/proto_log.h"
+#include "common/security_flags.h"
 #include "common/thread_pool.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
@@ -59,7 +60,13 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  dash::router::PlacementCache placement(FLAGS_controlplane);
+  absl::StatusOr<std::shared_ptr<const dash::Security>> security =
+      dash::SecurityFromFlags("dash-router");
+  if (!security.ok()) {
+    fprintf(stderr, "dash-router: %s\n", std::string(security.status().message()).c_str());
+    return 2;
+  }
+  dash::router::PlacementCache placement(FLAGS_controlplane, **security);
   placement.Start();
   dash::router::RouterOptions options;
   options.rpc_timeout = absl::Milliseconds(FLAGS_rpc_timeout_ms);
@@ -69,15 +76,15 @@ int main(int argc, char** argv) {
   // The pools outlive the server: its last calls are finished from them.
   dash::ThreadPool requests(std::max<uint32_t>(FLAGS_request_threads, 1));
   dash::ThreadPool fanout(std::max<uint32_t>(FLAGS_fanout_threads, 1));
-  dash::router::GrpcNodeClient nodes;
+  dash::router::GrpcNodeClient nodes(*security);
   dash::router::Router router(&placement, &nodes, &fanout, options);
   dash::router::RouterService service(&router, &requests,
-                                      std::max<uint32_t>(FLAGS_max_queued_requests, 1));
-  dash::router::RouterAdminService admin(&router);
+                                      std::max<uint32_t>(FLAGS_max_queued_requests, 1), *security);
+  dash::router::RouterAdminService admin(&router, *security);
 
   int port = 0;
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(FLAGS_listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(FLAGS_listen, (*security)->ServerCredentials(), &port);
   builder.RegisterService(&service);
   builder.RegisterService(&admin);
   builder.SetMaxReceiveMessageSize(64 << 20);

@@ -6,9 +6,9 @@
 
 namespace dash::router {
 
-PlacementCache::PlacementCache(std::string controlplane) : controlplane_(std::move(controlplane)) {
-  stub_ = v1::ControlPlane::NewStub(
-      grpc::CreateChannel(controlplane_, grpc::InsecureChannelCredentials()));
+PlacementCache::PlacementCache(std::string controlplane, const Security& security)
+    : controlplane_(std::move(controlplane)) {
+  stub_ = v1::ControlPlane::NewStub(security.PeerChannel(controlplane_));
 }
 
 PlacementCache::~PlacementCache() {

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/security.h"
 #include "dash/v1/placement.grpc.pb.h"
 #include "grpcpp/client_context.h"
 #include "router/placement_view.h"
@@ -20,7 +21,9 @@ namespace dash::router {
 
 class PlacementCache final : public PlacementView {
  public:
-  explicit PlacementCache(std::string controlplane);
+  // Calls the control plane with `security`'s TLS identity.
+  explicit PlacementCache(std::string controlplane,
+                          const Security& security = *Security::Insecure());
   ~PlacementCache() override;
 
   void Start();

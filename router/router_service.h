@@ -12,6 +12,7 @@
 #ifndef DASH_ROUTER_ROUTER_SERVICE_H_
 #define DASH_ROUTER_ROUTER_SERVICE_H_
 
+#include "common/security.h"
 #include "common/thread_pool.h"
 #include "dash/v1/data.grpc.pb.h"
 #include "dash/v1/node.grpc.pb.h"
@@ -28,8 +29,13 @@ class RouterService final : public v1::Data::CallbackService {
   // `router` and `executor` must outlive the server's last call. Once
   // `max_queued` requests wait for an executor thread, more are refused
   // RESOURCE_EXHAUSTED (retry with backoff) rather than queued without bound.
-  RouterService(Router* router, ThreadPool* executor, size_t max_queued = 10000)
-      : router_(router), executor_(executor), max_queued_(max_queued) {}
+  // Every call is authorized by `security` first (common/security.h).
+  RouterService(Router* router, ThreadPool* executor, size_t max_queued = 10000,
+                std::shared_ptr<const Security> security = Security::Insecure())
+      : router_(router),
+        executor_(executor),
+        max_queued_(max_queued),
+        security_(std::move(security)) {}
 
   grpc::ServerUnaryReactor* Write(grpc::CallbackServerContext* ctx, const v1::WriteRequest* request,
                                   v1::WriteResponse* response) override;
@@ -46,6 +52,7 @@ class RouterService final : public v1::Data::CallbackService {
   Router* const router_;
   ThreadPool* const executor_;
   const size_t max_queued_;
+  const std::shared_ptr<const Security> security_;
 };
 
 // dash.v1.NodeAdmin on the router: the cluster as one node, so that tools
@@ -53,12 +60,16 @@ class RouterService final : public v1::Data::CallbackService {
 // Synchronous: it only reads the cached placement.
 class RouterAdminService final : public v1::NodeAdmin::Service {
  public:
-  explicit RouterAdminService(const Router* router) : router_(router) {}
+  // GetNodeInfo needs the admin role.
+  explicit RouterAdminService(const Router* router,
+                              std::shared_ptr<const Security> security = Security::Insecure())
+      : router_(router), security_(std::move(security)) {}
   grpc::Status GetNodeInfo(grpc::ServerContext* ctx, const v1::GetNodeInfoRequest* request,
                            v1::NodeInfo* response) override;
 
  private:
   const Router* const router_;
+  const std::shared_ptr<const Security> security_;
 };
 
 }  // namespace dash::router

@@ -69,7 +69,8 @@ class FakeNode final : public v1::NodeAdmin::Service {
   void Start() {
     grpc::ServerBuilder builder;
     int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.AddListeningPort(
+        "127.0.0.1:0", testing::TestSecurity::Get().MemberSecurity()->ServerCredentials(), &port);
     builder.RegisterService(this);
     server_ = builder.BuildAndStart();
     ASSERT_TRUE(server_ != nullptr && port > 0) << id_ << ": cannot serve";

@@ -79,7 +79,7 @@ TEST(CrashRecoveryTest, SigkillDuringWritesLosesNoAcknowledgedBatch) {
     std::atomic<bool> stop{false};
     std::atomic<int> acked_now{0};
     std::vector<std::thread> writers;
-    auto channel = grpc::CreateChannel(node.address(), grpc::InsecureChannelCredentials());
+    auto channel = testing::MemberChannel(node.address());
     for (int w = 0; w < kWriters; ++w) {
       writers.emplace_back([&, w] {
         auto stub = v1::Data::NewStub(channel);

@@ -60,7 +60,8 @@ class FakeNodes {
       fencers_.push_back(std::make_unique<FenceService>(this, ids_[i]));
       grpc::ServerBuilder builder;
       int port = 0;
-      builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+      builder.AddListeningPort(
+          "127.0.0.1:0", testing::TestSecurity::Get().MemberSecurity()->ServerCredentials(), &port);
       builder.RegisterService(fencers_.back().get());
       servers_.push_back(builder.BuildAndStart());
       if (servers_.back() == nullptr || port == 0) return absl::InternalError("cannot serve");

@@ -25,6 +25,8 @@ constexpr int kMaxReconnectBackoffMs = 1000;
 
 class GrpcFencer final : public Fencer {
  public:
+  explicit GrpcFencer(std::shared_ptr<const Security> security) : security_(std::move(security)) {}
+
   std::vector<absl::StatusOr<v1::FenceShardResponse>> Fence(const std::vector<FenceCall>& calls,
                                                             absl::Duration timeout) override {
     struct Pending {
@@ -88,18 +90,20 @@ class GrpcFencer final : public Fencer {
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, kMinReconnectBackoffMs);
     args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kMinReconnectBackoffMs);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kMaxReconnectBackoffMs);
-    std::shared_ptr<grpc::Channel> channel =
-        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+    std::shared_ptr<grpc::Channel> channel = security_->PeerChannel(address, args);
     channels_.emplace(address, channel);
     return channel;
   }
 
+  const std::shared_ptr<const Security> security_;
   absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<grpc::Channel>> channels_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
 
-std::unique_ptr<Fencer> NewGrpcFencer() { return std::make_unique<GrpcFencer>(); }
+std::unique_ptr<Fencer> NewGrpcFencer(std::shared_ptr<const Security> security) {
+  return std::make_unique<GrpcFencer>(std::move(security));
+}
 
 }  // namespace dash::controlplane

@@ -9,11 +9,14 @@
 
 #include <memory>
 
+#include "common/security.h"
 #include "controlplane/fencing/fencer.h"
 
 namespace dash::controlplane {
 
-std::unique_ptr<Fencer> NewGrpcFencer();
+// Fences with `security`'s TLS identity (the nodes accept FenceShard from
+// cluster members only).
+std::unique_ptr<Fencer> NewGrpcFencer(std::shared_ptr<const Security> security);
 
 }  // namespace dash::controlplane
 

@@ -29,18 +29,23 @@ grpc::Status Reply(grpc::ServerContext* ctx, absl::StatusOr<T> result, T* respon
 grpc::Status ControlPlaneService::RegisterNode(grpc::ServerContext* ctx,
                                                const v1::RegisterNodeRequest* request,
                                                v1::RegisterNodeResponse* response) {
+  if (grpc::Status auth = security_->AuthorizePeer(*ctx); !auth.ok()) return auth;
   return Reply(ctx, manager_->RegisterNode(*request), response);
 }
 
 grpc::Status ControlPlaneService::Heartbeat(grpc::ServerContext* ctx,
                                             const v1::HeartbeatRequest* request,
                                             v1::HeartbeatResponse* response) {
+  if (grpc::Status auth = security_->AuthorizePeer(*ctx); !auth.ok()) return auth;
   return Reply(ctx, manager_->Heartbeat(*request), response);
 }
 
 grpc::Status ControlPlaneService::GetPlacement(grpc::ServerContext* ctx,
                                                const v1::GetPlacementRequest* request,
                                                v1::Placement* response) {
+  if (grpc::Status auth = security_->AuthorizeRole(*ctx, jwt::Role::kAdmin); !auth.ok()) {
+    return auth;
+  }
   *response = manager_->GetPlacement();
   return grpc::Status::OK;
 }
@@ -48,6 +53,9 @@ grpc::Status ControlPlaneService::GetPlacement(grpc::ServerContext* ctx,
 grpc::Status ControlPlaneService::WatchPlacement(grpc::ServerContext* ctx,
                                                  const v1::WatchPlacementRequest* request,
                                                  grpc::ServerWriter<v1::Placement>* writer) {
+  if (grpc::Status auth = security_->AuthorizeRole(*ctx, jwt::Role::kAdmin); !auth.ok()) {
+    return auth;
+  }
   uint64_t sent = request->after_version();
   while (!ctx->IsCancelled()) {
     // Always the latest table: a slow watcher skips versions, never reorders.
@@ -66,6 +74,9 @@ grpc::Status ControlPlaneService::WatchPlacement(grpc::ServerContext* ctx,
 grpc::Status ControlPlaneService::ListNodes(grpc::ServerContext* ctx,
                                             const v1::ListNodesRequest* request,
                                             v1::ListNodesResponse* response) {
+  if (grpc::Status auth = security_->AuthorizeRole(*ctx, jwt::Role::kAdmin); !auth.ok()) {
+    return auth;
+  }
   *response = manager_->ListNodes();
   return grpc::Status::OK;
 }
@@ -73,59 +84,81 @@ grpc::Status ControlPlaneService::ListNodes(grpc::ServerContext* ctx,
 grpc::Status ControlPlaneService::Failover(grpc::ServerContext* ctx,
                                            const v1::FailoverRequest* request,
                                            v1::PlacementChange* response) {
+  if (grpc::Status auth = security_->AuthorizeRole(*ctx, jwt::Role::kAdmin); !auth.ok()) {
+    return auth;
+  }
   return Reply(ctx, manager_->Failover(*request), response);
 }
 
 grpc::Status ControlPlaneService::Promote(grpc::ServerContext* ctx,
                                           const v1::PromoteRequest* request,
                                           v1::PlacementChange* response) {
+  if (grpc::Status auth = security_->AuthorizeRole(*ctx, jwt::Role::kAdmin); !auth.ok()) {
+    return auth;
+  }
   return Reply(ctx, manager_->Promote(*request), response);
 }
 
 grpc::Status ControlPlaneService::TransferLeader(grpc::ServerContext* ctx,
                                                  const v1::TransferLeaderRequest* request,
                                                  v1::PlacementChange* response) {
+  if (grpc::Status auth = security_->AuthorizeRole(*ctx, jwt::Role::kAdmin); !auth.ok()) {
+    return auth;
+  }
   return Reply(ctx, manager_->TransferLeader(*request), response);
 }
 
 grpc::Status ControlPlaneService::DrainNode(grpc::ServerContext* ctx,
                                             const v1::DrainNodeRequest* request,
                                             v1::PlacementChange* response) {
+  if (grpc::Status auth = security_->AuthorizeRole(*ctx, jwt::Role::kAdmin); !auth.ok()) {
+    return auth;
+  }
   return Reply(ctx, manager_->DrainNode(*request), response);
 }
 
 grpc::Status ControlPlaneService::AddReplica(grpc::ServerContext* ctx,
                                              const v1::AddReplicaRequest* request,
                                              v1::PlacementChange* response) {
+  if (grpc::Status auth = security_->AuthorizeRole(*ctx, jwt::Role::kAdmin); !auth.ok()) {
+    return auth;
+  }
   return Reply(ctx, manager_->AddReplica(*request), response);
 }
 
 grpc::Status ControlPlaneService::RemoveReplica(grpc::ServerContext* ctx,
                                                 const v1::RemoveReplicaRequest* request,
                                                 v1::PlacementChange* response) {
+  if (grpc::Status auth = security_->AuthorizeRole(*ctx, jwt::Role::kAdmin); !auth.ok()) {
+    return auth;
+  }
   return Reply(ctx, manager_->RemoveReplica(*request), response);
 }
 
 grpc::Status ControlPlaneService::MoveReplica(grpc::ServerContext* ctx,
                                               const v1::MoveReplicaRequest* request,
                                               v1::PlacementChange* response) {
+  if (grpc::Status auth = security_->AuthorizeRole(*ctx, jwt::Role::kAdmin); !auth.ok()) {
+    return auth;
+  }
   return Reply(ctx, manager_->MoveReplica(*request), response);
 }
 
 absl::StatusOr<std::unique_ptr<ControlPlaneServer>> ControlPlaneServer::Start(
-    ManagerOptions options, const std::string& data_dir, const std::string& listen_address) {
+    ManagerOptions options, const std::string& data_dir, const std::string& listen_address,
+    std::shared_ptr<const Security> security) {
   auto server = std::unique_ptr<ControlPlaneServer>(new ControlPlaneServer());
   if (options.fencer == nullptr) {
-    server->fencer_ = NewGrpcFencer();
+    server->fencer_ = NewGrpcFencer(security);
     options.fencer = server->fencer_.get();
   }
   DASH_ASSIGN_OR_RETURN(std::unique_ptr<PlacementStore> store, OpenRocksPlacementStore(data_dir));
   DASH_ASSIGN_OR_RETURN(server->manager_, PlacementManager::Open(std::move(store), options));
-  server->service_ = std::make_unique<ControlPlaneService>(server->manager_.get());
+  server->service_ = std::make_unique<ControlPlaneService>(server->manager_.get(), security);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(listen_address, grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(listen_address, security->ServerCredentials(), &server->port_);
   builder.RegisterService(server->service_.get());
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(ParseErrorsAsInvalidArgument());

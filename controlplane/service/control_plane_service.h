@@ -16,6 +16,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/security.h"
 #include "controlplane/fencing/fencer.h"
 #include "controlplane/placement/placement_manager.h"
 #include "dash/v1/placement.grpc.pb.h"
@@ -25,8 +26,12 @@ namespace dash::controlplane {
 
 class ControlPlaneService final : public v1::ControlPlane::Service {
  public:
-  // `manager` is not owned and must outlive the service.
-  explicit ControlPlaneService(PlacementManager* manager) : manager_(manager) {}
+  // `manager` is not owned and must outlive the service. RegisterNode and
+  // Heartbeat are internal (cluster members only); every other call needs
+  // the admin role (common/security.h).
+  ControlPlaneService(PlacementManager* manager,
+                      std::shared_ptr<const Security> security = Security::Insecure())
+      : manager_(manager), security_(std::move(security)) {}
 
   grpc::Status RegisterNode(grpc::ServerContext* ctx, const v1::RegisterNodeRequest* request,
                             v1::RegisterNodeResponse* response) override;
@@ -55,6 +60,7 @@ class ControlPlaneService final : public v1::ControlPlane::Service {
 
  private:
   PlacementManager* const manager_;
+  const std::shared_ptr<const Security> security_;
 };
 
 // A running control plane: the manager (table in `data_dir`) behind a gRPC
@@ -62,8 +68,10 @@ class ControlPlaneService final : public v1::ControlPlane::Service {
 class ControlPlaneServer {
  public:
   // Without options.fencer the server fences over gRPC (NewGrpcFencer).
+  // `security` guards the port and gives the fencer its TLS identity.
   static absl::StatusOr<std::unique_ptr<ControlPlaneServer>> Start(
-      ManagerOptions options, const std::string& data_dir, const std::string& listen_address);
+      ManagerOptions options, const std::string& data_dir, const std::string& listen_address,
+      std::shared_ptr<const Security> security = Security::Insecure());
   // Shutdown() and Wait().
   ~ControlPlaneServer();
 

@@ -4,6 +4,10 @@
 # (4 shards, 3 replicas each, majority commit) and a router — then loads the
 # sample CLIMATE-FEVER claims with their cited evidence through the router and
 # answers a query with ranked claims and the evidence behind them.
+# Secure as in production: every port speaks TLS with certificates of a dev CA made here
+# (deploy/tls/make-certs.sh, in deploy/local/run/tls), and calls need a bearer token. An admin
+# token is minted and written with the CA's certificate to dashctl's config directory
+# ($DASH_CONFIG_DIR, default ~/.config/dash), where dashctl finds them without flags.
 # Everything keeps running; stop it with deploy/local/down.sh.
 #   env: DASH_PORT (router, default 7100; nodes use the next three ports),
 #        DASH_CONTROLPLANE_PORT (default 7000)
@@ -18,6 +22,20 @@ scripts/bootstrap.sh
 scripts/build.sh dash-controlplane dash-node dash-router dashctl
 ctl="$root/build/dashctl/dashctl --addr=127.0.0.1:$port --controlplane=127.0.0.1:$cp_port"
 mkdir -p "$run"
+
+tls=$run/tls
+deploy/tls/make-certs.sh "$tls" controlplane router node
+secure() { # secure KIND: sets SECURE to the flags of a server of that kind
+  SECURE=("--auth_key_file=$tls/auth-keys.json" "--tls_ca=$tls/ca.pem" "--tls_cert=$tls/$1.pem"
+    "--tls_key=$tls/$1.key")
+}
+config=${DASH_CONFIG_DIR:-${XDG_CONFIG_HOME:-$HOME/.config}/dash}
+mkdir -p "$config"
+(umask 077 && "$root/build/dashctl/dashctl" token mint --key-file="$tls/auth-keys.json" \
+  --tenant='*' --role=read --role=write --role=admin --ttl=720h --subject=local-admin \
+  >"$config/token")
+cp "$tls/ca.pem" "$config/ca.pem"
+echo "== TLS certificates in $tls; an admin token (30 days) and the CA in $config"
 
 running() { [[ -f $run/$1.pid ]] && kill -0 "$(cat "$run/$1.pid")" 2>/dev/null; }
 
@@ -42,13 +60,17 @@ start() {
   echo "== started $name (pid $(cat "$run/$name.pid"), log $run/$name.log)"
 }
 
+secure controlplane
 start controlplane controlplane/dash-controlplane --data_dir="$run/controlplane/data" \
-  --listen="127.0.0.1:$cp_port" --shard_count=4 --replication_factor=3
+  --listen="127.0.0.1:$cp_port" --shard_count=4 --replication_factor=3 "${SECURE[@]}"
+secure node
 for i in 1 2 3; do
   start "n$i" node/dash-node --data_dir="$run/n$i/data" --listen="127.0.0.1:$((port + i))" \
-    --node_id="n$i" --controlplane="127.0.0.1:$cp_port"
+    --node_id="n$i" --controlplane="127.0.0.1:$cp_port" "${SECURE[@]}"
 done
-start router router/dash-router --listen="127.0.0.1:$port" --controlplane="127.0.0.1:$cp_port"
+secure router
+start router router/dash-router --listen="127.0.0.1:$port" --controlplane="127.0.0.1:$cp_port" \
+  "${SECURE[@]}"
 
 echo "== waiting for every shard to have a healthy leader that takes writes"
 for _ in $(seq 300); do
@@ -80,5 +102,7 @@ $ctl query --tenant=climate -k 3 --evidence "are polar bear populations declinin
 echo
 echo "The cluster is running: router 127.0.0.1:$port, control plane 127.0.0.1:$cp_port."
 echo "Try: build/dashctl/dashctl placement show    build/dashctl/dashctl nodes"
+echo "     build/dashctl/dashctl token mint --key-file=$tls/auth-keys.json --tenant=climate \\"
+echo "       --role=read --ttl=1h    (a read-only token for one tenant)"
 echo "     build/dashctl/dashctl list --tenant=climate"
 echo "Stop it with: deploy/local/down.sh"

@@ -22,8 +22,9 @@ std::chrono::system_clock::time_point In(absl::Duration d) {
 
 }  // namespace
 
-LogFollower::LogFollower(shard::ShardHost* host, uint32_t shard, shard::Role role)
-    : host_(host), shard_(shard), role_(std::move(role)) {
+LogFollower::LogFollower(shard::ShardHost* host, uint32_t shard, shard::Role role,
+                         std::shared_ptr<const Security> security)
+    : host_(host), shard_(shard), security_(std::move(security)), role_(std::move(role)) {
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -141,8 +142,7 @@ void LogFollower::Run() {
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetMaxReceiveMessageSize(64 << 20);
-  auto channel =
-      grpc::CreateCustomChannel(role_.leader_address, grpc::InsecureChannelCredentials(), args);
+  auto channel = security_->PeerChannel(role_.leader_address, args);
   auto stub = v1::Replication::NewStub(channel);
   auto snapshots = v1::Snapshots::NewStub(channel);
   absl::Duration backoff = absl::Milliseconds(20);

@@ -22,6 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/security.h"
 #include "dash/v1/node.grpc.pb.h"
 #include "grpcpp/client_context.h"
 #include "node/shard/shard_host.h"
@@ -45,7 +46,9 @@ struct FollowStatus {
 class LogFollower {
  public:
   // Follows `role.leader_address` for `shard` of `host` at `role.epoch`.
-  LogFollower(shard::ShardHost* host, uint32_t shard, shard::Role role);
+  // `security` gives the follower's TLS identity towards its leader.
+  LogFollower(shard::ShardHost* host, uint32_t shard, shard::Role role,
+              std::shared_ptr<const Security> security = Security::Insecure());
   // Stops and joins the thread.
   ~LogFollower();
 
@@ -71,6 +74,7 @@ class LogFollower {
 
   shard::ShardHost* const host_;
   const uint32_t shard_;
+  const std::shared_ptr<const Security> security_;
   const shard::Role role_;
   std::atomic<bool> diverged_{false};
 

@@ -23,6 +23,7 @@ absl::StatusOr<std::shared_ptr<shard::ShardReplica>> LogServer::LeaderAt(uint32_
 
 grpc::Status LogServer::PullLog(grpc::ServerContext* ctx, const v1::PullLogRequest* request,
                                 grpc::ServerWriter<v1::PullLogResponse>* writer) {
+  if (grpc::Status auth = security_->AuthorizePeer(*ctx); !auth.ok()) return auth;
   const uint32_t shard = request->shard();
   absl::StatusOr<std::shared_ptr<shard::ShardReplica>> leader = LeaderAt(shard, request->epoch());
   if (!leader.ok()) return ToGrpcStatus(leader.status(), ctx);
@@ -113,6 +114,7 @@ grpc::Status LogServer::PullLog(grpc::ServerContext* ctx, const v1::PullLogReque
 
 grpc::Status LogServer::AckLog(grpc::ServerContext* ctx, const v1::AckLogRequest* request,
                                v1::AckLogResponse* response) {
+  if (grpc::Status auth = security_->AuthorizePeer(*ctx); !auth.ok()) return auth;
   absl::StatusOr<std::shared_ptr<shard::ShardReplica>> r =
       LeaderAt(request->shard(), request->epoch());
   if (!r.ok()) return ToGrpcStatus(r.status(), ctx);
@@ -124,6 +126,7 @@ grpc::Status LogServer::AckLog(grpc::ServerContext* ctx, const v1::AckLogRequest
 grpc::Status LogServer::EpochEndOffset(grpc::ServerContext* ctx,
                                        const v1::EpochEndOffsetRequest* request,
                                        v1::EpochEndOffsetResponse* response) {
+  if (grpc::Status auth = security_->AuthorizePeer(*ctx); !auth.ok()) return auth;
   absl::StatusOr<std::shared_ptr<shard::ShardReplica>> r =
       LeaderAt(request->shard(), request->epoch());
   if (!r.ok()) return ToGrpcStatus(r.status(), ctx);

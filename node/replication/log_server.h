@@ -8,6 +8,7 @@
 #include <atomic>
 
 #include "common/rate_limiter.h"
+#include "common/security.h"
 #include "dash/v1/node.grpc.pb.h"
 #include "node/shard/shard_host.h"
 
@@ -18,8 +19,10 @@ class LogServer final : public v1::Replication::Service {
   // `catch_up_limiter` (optional, not owned) paces the stream of a follower
   // more than kCatchUpRecords behind, so that catch-up traffic leaves
   // bandwidth for client writes; followers keeping up are never paced.
-  explicit LogServer(shard::ShardHost* host, RateLimiter* catch_up_limiter = nullptr)
-      : host_(host), limiter_(catch_up_limiter) {}
+  // Internal: only cluster members (followers) may call, by `security`.
+  explicit LogServer(shard::ShardHost* host, RateLimiter* catch_up_limiter = nullptr,
+                     std::shared_ptr<const Security> security = Security::Insecure())
+      : host_(host), limiter_(catch_up_limiter), security_(std::move(security)) {}
 
   static constexpr uint64_t kCatchUpRecords = 1024;
 
@@ -41,6 +44,7 @@ class LogServer final : public v1::Replication::Service {
 
   shard::ShardHost* const host_;
   RateLimiter* const limiter_;
+  const std::shared_ptr<const Security> security_;
   std::atomic<bool> stopping_{false};
 };
 

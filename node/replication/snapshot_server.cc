@@ -24,13 +24,14 @@ absl::StatusOr<std::unique_ptr<SnapshotServer>> SnapshotServer::Create(
   store_options.clock = options.clock;
   DASH_ASSIGN_OR_RETURN(std::unique_ptr<SnapshotStore> store,
                         SnapshotStore::Open(host, std::move(store_options)));
-  return std::unique_ptr<SnapshotServer>(
-      new SnapshotServer(std::move(store), options.limiter, options.chunk_bytes));
+  return std::unique_ptr<SnapshotServer>(new SnapshotServer(
+      std::move(store), options.limiter, options.chunk_bytes, std::move(options.security)));
 }
 
 grpc::Status SnapshotServer::CreateSnapshot(grpc::ServerContext* ctx,
                                             const v1::CreateSnapshotRequest* request,
                                             v1::SnapshotManifest* response) {
+  if (grpc::Status auth = security_->AuthorizePeer(*ctx); !auth.ok()) return auth;
   if (absl::Status cut = FaultHook::CheckReplicationTraffic(); !cut.ok()) return ToGrpcStatus(cut);
   absl::StatusOr<v1::SnapshotManifest> manifest =
       store_->Create(request->shard(), request->epoch(), request->follower_node_id());
@@ -42,6 +43,7 @@ grpc::Status SnapshotServer::CreateSnapshot(grpc::ServerContext* ctx,
 grpc::Status SnapshotServer::FetchSnapshotFile(grpc::ServerContext* ctx,
                                                const v1::FetchSnapshotFileRequest* request,
                                                grpc::ServerWriter<v1::SnapshotChunk>* writer) {
+  if (grpc::Status auth = security_->AuthorizePeer(*ctx); !auth.ok()) return auth;
   if (absl::Status cut = FaultHook::CheckReplicationTraffic(); !cut.ok()) return ToGrpcStatus(cut);
   absl::StatusOr<std::unique_ptr<SnapshotStore::FileReader>> reader = store_->OpenFile(
       request->snapshot_id(), request->shard(), request->name(), request->offset());
@@ -72,6 +74,7 @@ grpc::Status SnapshotServer::FetchSnapshotFile(grpc::ServerContext* ctx,
 grpc::Status SnapshotServer::ReleaseSnapshot(grpc::ServerContext* ctx,
                                              const v1::ReleaseSnapshotRequest* request,
                                              v1::ReleaseSnapshotResponse* response) {
+  if (grpc::Status auth = security_->AuthorizePeer(*ctx); !auth.ok()) return auth;
   if (absl::Status cut = FaultHook::CheckReplicationTraffic(); !cut.ok()) return ToGrpcStatus(cut);
   return ToGrpcStatus(store_->Release(request->snapshot_id(), request->shard()), ctx);
 }

@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/rate_limiter.h"
+#include "common/security.h"
 #include "dash/v1/node.grpc.pb.h"
 #include "node/replication/snapshot_store.h"
 #include "node/shard/shard_host.h"
@@ -34,6 +35,8 @@ struct SnapshotServerOptions {
   // Data bytes per SnapshotChunk; at most 1 MiB (the proto's limit).
   size_t chunk_bytes = 1 << 20;
   Clock* clock = Clock::Real();  // For the idle expiry.
+  // Internal service: only cluster members (followers) may call.
+  std::shared_ptr<const Security> security = Security::Insecure();
 };
 
 class SnapshotServer final : public v1::Snapshots::Service {
@@ -58,13 +61,18 @@ class SnapshotServer final : public v1::Snapshots::Service {
   void Stop();
 
  private:
-  SnapshotServer(std::unique_ptr<SnapshotStore> store, RateLimiter* limiter, size_t chunk_bytes)
-      : store_(std::move(store)), limiter_(limiter), chunk_bytes_(chunk_bytes) {}
+  SnapshotServer(std::unique_ptr<SnapshotStore> store, RateLimiter* limiter, size_t chunk_bytes,
+                 std::shared_ptr<const Security> security)
+      : store_(std::move(store)),
+        limiter_(limiter),
+        chunk_bytes_(chunk_bytes),
+        security_(std::move(security)) {}
 
   // Constant after construction.
   const std::unique_ptr<SnapshotStore> store_;
   RateLimiter* const limiter_;
   const size_t chunk_bytes_;
+  const std::shared_ptr<const Security> security_;
 
   std::atomic<bool> stopping_{false};
 };

@@ -26,6 +26,11 @@ grpc::ServerUnaryReactor* DataService::Write(grpc::CallbackServerContext* ctx,
                                              const v1::WriteRequest* request,
                                              v1::WriteResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (grpc::Status auth = security_->Authorize(*ctx, request->tenant(), jwt::Role::kWrite);
+      !auth.ok()) {
+    reactor->Finish(auth);
+    return reactor;
+  }
   host_->Write(*request, [ctx, reactor, response](absl::StatusOr<shard::WriteResult> result) {
     if (!result.ok()) {
       reactor->Finish(ToGrpcStatus(result.status(), ctx));
@@ -42,6 +47,10 @@ grpc::ServerUnaryReactor* DataService::Write(grpc::CallbackServerContext* ctx,
 
 grpc::Status DataService::GetClaim(grpc::ServerContext* ctx, const v1::GetClaimRequest* request,
                                    v1::GetClaimResponse* response) {
+  if (grpc::Status auth = security_->Authorize(*ctx, request->tenant(), jwt::Role::kRead);
+      !auth.ok()) {
+    return auth;
+  }
   absl::Status valid = query::ValidateTenant(request->tenant(), "tenant");
   if (valid.ok()) valid = query::ValidateId(request->claim_id(), "claim_id");
   if (valid.ok()) {
@@ -58,6 +67,10 @@ grpc::Status DataService::GetClaim(grpc::ServerContext* ctx, const v1::GetClaimR
 
 grpc::Status DataService::ListClaims(grpc::ServerContext* ctx, const v1::ListClaimsRequest* request,
                                      v1::ListClaimsResponse* response) {
+  if (grpc::Status auth = security_->Authorize(*ctx, request->tenant(), jwt::Role::kRead);
+      !auth.ok()) {
+    return auth;
+  }
   // Without a shard the listing covers whatever this node hosts: a node-local
   // view, not a leader read of the cluster.
   if (request->has_shard()) {
@@ -72,6 +85,10 @@ grpc::Status DataService::ListClaims(grpc::ServerContext* ctx, const v1::ListCla
 
 grpc::Status DataService::Query(grpc::ServerContext* ctx, const v1::QueryRequest* request,
                                 v1::QueryResponse* response) {
+  if (grpc::Status auth = security_->Authorize(*ctx, request->tenant(), jwt::Role::kRead);
+      !auth.ok()) {
+    return auth;
+  }
   absl::StatusOr<v1::QueryResponse> result = host_->Query(*request);
   if (!result.ok()) return ToGrpcStatus(result.status(), ctx);
   *response = std::move(*result);
@@ -81,13 +98,18 @@ grpc::Status DataService::Query(grpc::ServerContext* ctx, const v1::QueryRequest
 grpc::Status NodeAdminService::GetNodeInfo(grpc::ServerContext* ctx,
                                            const v1::GetNodeInfoRequest* request,
                                            v1::NodeInfo* response) {
+  if (grpc::Status auth = security_->AuthorizeRole(*ctx, jwt::Role::kAdmin); !auth.ok()) {
+    return auth;
+  }
   *response = host_->Info();
+  response->set_insecure_no_auth(security_->insecure());
   return grpc::Status::OK;
 }
 
 grpc::Status NodeAdminService::FenceShard(grpc::ServerContext* ctx,
                                           const v1::FenceShardRequest* request,
                                           v1::FenceShardResponse* response) {
+  if (grpc::Status auth = security_->AuthorizePeer(*ctx); !auth.ok()) return auth;
   if (absl::Status cut = replication::FaultHook::CheckPeerTraffic(); !cut.ok()) {
     return ToGrpcStatus(cut);
   }
@@ -109,6 +131,9 @@ grpc::Status NodeAdminService::FenceShard(grpc::ServerContext* ctx,
 grpc::Status NodeAdminService::GetReplicaChecksum(grpc::ServerContext* ctx,
                                                   const v1::ReplicaChecksumRequest* request,
                                                   v1::ReplicaChecksum* response) {
+  if (grpc::Status auth = security_->AuthorizeRole(*ctx, jwt::Role::kAdmin); !auth.ok()) {
+    return auth;
+  }
   absl::StatusOr<std::shared_ptr<shard::ShardReplica>> hosted = host_->ReplicaAt(request->shard());
   if (!hosted.ok()) return ToGrpcStatus(hosted.status(), ctx);
   std::shared_ptr<shard::ShardReplica> r = *std::move(hosted);

@@ -5,6 +5,7 @@
 #ifndef DASH_NODE_SERVICE_DATA_SERVICE_H_
 #define DASH_NODE_SERVICE_DATA_SERVICE_H_
 
+#include "common/security.h"
 #include "dash/v1/data.grpc.pb.h"
 #include "dash/v1/node.grpc.pb.h"
 #include "node/shard/shard_host.h"
@@ -13,8 +14,10 @@ namespace dash::service {
 
 class DataService final : public v1::Data::WithCallbackMethod_Write<v1::Data::Service> {
  public:
-  // `host` must outlive the service.
-  explicit DataService(shard::ShardHost* host) : host_(host) {}
+  // `host` must outlive the service. Every call is authorized by `security`
+  // first: reads need the read role on their tenant, writes the write role.
+  DataService(shard::ShardHost* host, std::shared_ptr<const Security> security)
+      : host_(host), security_(std::move(security)) {}
 
   grpc::ServerUnaryReactor* Write(grpc::CallbackServerContext* ctx, const v1::WriteRequest* request,
                                   v1::WriteResponse* response) override;
@@ -27,11 +30,15 @@ class DataService final : public v1::Data::WithCallbackMethod_Write<v1::Data::Se
 
  private:
   shard::ShardHost* const host_;
+  const std::shared_ptr<const Security> security_;
 };
 
 class NodeAdminService final : public v1::NodeAdmin::Service {
  public:
-  explicit NodeAdminService(shard::ShardHost* host) : host_(host) {}
+  // GetNodeInfo and GetReplicaChecksum need the admin role (or a cluster
+  // member); FenceShard is internal: the control plane only.
+  NodeAdminService(shard::ShardHost* host, std::shared_ptr<const Security> security)
+      : host_(host), security_(std::move(security)) {}
   grpc::Status GetNodeInfo(grpc::ServerContext* ctx, const v1::GetNodeInfoRequest* request,
                            v1::NodeInfo* response) override;
   grpc::Status GetReplicaChecksum(grpc::ServerContext* ctx,
@@ -42,6 +49,7 @@ class NodeAdminService final : public v1::NodeAdmin::Service {
 
  private:
   shard::ShardHost* const host_;
+  const std::shared_ptr<const Security> security_;
 };
 
 }  // namespace dash::service

@@ -14,23 +14,25 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(
     const NodeServerOptions& server_options) {
   auto server = std::unique_ptr<NodeServer>(new NodeServer());
   DASH_ASSIGN_OR_RETURN(server->host_, shard::ShardHost::Open(options, server_options.managed));
-  server->data_service_ = std::make_unique<DataService>(server->host_.get());
-  server->admin_service_ = std::make_unique<NodeAdminService>(server->host_.get());
-  server->shard_query_service_ = std::make_unique<ShardQueryService>(server->host_.get());
+  const std::shared_ptr<const Security>& security = server_options.security;
+  server->data_service_ = std::make_unique<DataService>(server->host_.get(), security);
+  server->admin_service_ = std::make_unique<NodeAdminService>(server->host_.get(), security);
+  server->shard_query_service_ = std::make_unique<ShardQueryService>(server->host_.get(), security);
   replication::SnapshotServerOptions snapshot_options;
   snapshot_options.snapshot_dir = absl::StrCat(options.data_dir, "/snapshots");
   server->snapshot_limiter_ = std::make_unique<RateLimiter>(
       server_options.snapshot_rate_bytes_per_s, snapshot_options.chunk_bytes);
   snapshot_options.limiter = server->snapshot_limiter_.get();
+  snapshot_options.security = security;
   // Log catch-up of a far-behind follower shares the same budget.
-  server->log_server_ = std::make_unique<replication::LogServer>(server->host_.get(),
-                                                                 server->snapshot_limiter_.get());
+  server->log_server_ = std::make_unique<replication::LogServer>(
+      server->host_.get(), server->snapshot_limiter_.get(), security);
   DASH_ASSIGN_OR_RETURN(server->snapshot_server_,
                         replication::SnapshotServer::Create(server->host_.get(), snapshot_options));
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(listen_address, grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(listen_address, security->ServerCredentials(), &server->port_);
   builder.RegisterService(server->data_service_.get());
   builder.RegisterService(server->admin_service_.get());
   builder.RegisterService(server->shard_query_service_.get());

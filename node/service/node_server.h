@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "common/inflight.h"
 #include "common/rate_limiter.h"
+#include "common/security.h"
 #include "grpcpp/server.h"
 #include "node/replication/log_server.h"
 #include "node/replication/snapshot_server.h"
@@ -24,6 +25,8 @@ struct NodeServerOptions {
   // What all snapshot streams of the node (followers catching up) may send
   // together, in bytes per second; 0: unlimited.
   uint64_t snapshot_rate_bytes_per_s = 64 << 20;
+  // Who may call what, and the port's TLS (common/security.h).
+  std::shared_ptr<const Security> security = Security::Insecure();
 };
 
 class NodeServer {

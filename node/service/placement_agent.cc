@@ -38,8 +38,7 @@ PlacementAgent::PlacementAgent(shard::ShardHost* host, AgentOptions options)
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 250);
-  stub_ = v1::ControlPlane::NewStub(
-      grpc::CreateCustomChannel(options_.controlplane, grpc::InsecureChannelCredentials(), args));
+  stub_ = v1::ControlPlane::NewStub(options_.security->PeerChannel(options_.controlplane, args));
 }
 
 PlacementAgent::~PlacementAgent() {
@@ -59,9 +58,9 @@ PlacementAgent::~PlacementAgent() {
 }
 
 absl::StatusOr<uint32_t> PlacementAgent::FetchShardCount(const std::string& controlplane,
+                                                         const Security& security,
                                                          absl::Duration timeout) {
-  auto stub = v1::ControlPlane::NewStub(
-      grpc::CreateChannel(controlplane, grpc::InsecureChannelCredentials()));
+  auto stub = v1::ControlPlane::NewStub(security.PeerChannel(controlplane));
   const absl::Time deadline = absl::Now() + timeout;
   absl::Status last;
   do {
@@ -286,7 +285,7 @@ void PlacementAgent::Apply(const v1::Placement& placement) {
     if (!role.leader && !role.leader_node_id.empty() &&
         followers_.find(entry.shard()) == followers_.end()) {
       followers_[entry.shard()] =
-          std::make_shared<replication::LogFollower>(host_, entry.shard(), role);
+          std::make_shared<replication::LogFollower>(host_, entry.shard(), role, options_.security);
     }
   }
   std::vector<uint32_t> hosted;  // Ids only: RemoveReplica waits for the last reference.

@@ -15,6 +15,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/security.h"
 #include "dash/v1/placement.grpc.pb.h"
 #include "grpcpp/client_context.h"
 #include "node/replication/follower.h"
@@ -27,6 +28,9 @@ struct AgentOptions {
   std::string node_id;
   std::string advertise_address;  // How other processes reach this node.
   absl::Duration heartbeat_interval = absl::Milliseconds(150);
+  // The node's TLS identity for its calls to the control plane and to the
+  // leaders it follows.
+  std::shared_ptr<const Security> security = Security::Insecure();
 };
 
 class PlacementAgent {
@@ -40,7 +44,7 @@ class PlacementAgent {
   // The shard count the control plane fixed at cluster creation; waits (up to
   // `timeout`) for the control plane to answer.
   static absl::StatusOr<uint32_t> FetchShardCount(const std::string& controlplane,
-                                                  absl::Duration timeout);
+                                                  const Security& security, absl::Duration timeout);
 
  private:
   void HeartbeatLoop();

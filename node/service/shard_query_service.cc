@@ -19,6 +19,7 @@ absl::StatusOr<std::shared_ptr<shard::ShardReplica>> ShardQueryService::Target(
 grpc::Status ShardQueryService::Stats(grpc::ServerContext* ctx,
                                       const v1::ShardStatsRequest* request,
                                       v1::ShardStatsResponse* response) {
+  if (grpc::Status auth = security_->AuthorizePeer(*ctx); !auth.ok()) return auth;
   auto r = Target(request->shard(), request->epoch(), request->leader_read());
   if (!r.ok()) return ToGrpcStatus(r.status(), ctx);
   std::vector<std::string> terms(request->terms().begin(), request->terms().end());
@@ -30,6 +31,7 @@ grpc::Status ShardQueryService::Stats(grpc::ServerContext* ctx,
 
 grpc::Status ShardQueryService::Legs(grpc::ServerContext* ctx, const v1::ShardLegsRequest* request,
                                      v1::ShardLegsResponse* response) {
+  if (grpc::Status auth = security_->AuthorizePeer(*ctx); !auth.ok()) return auth;
   auto r = Target(request->shard(), request->epoch(), request->leader_read());
   if (!r.ok()) return ToGrpcStatus(r.status(), ctx);
   absl::StatusOr<query::LegResult> legs =
@@ -42,6 +44,7 @@ grpc::Status ShardQueryService::Legs(grpc::ServerContext* ctx, const v1::ShardLe
 grpc::Status ShardQueryService::Fetch(grpc::ServerContext* ctx,
                                       const v1::ShardFetchRequest* request,
                                       v1::ShardFetchResponse* response) {
+  if (grpc::Status auth = security_->AuthorizePeer(*ctx); !auth.ok()) return auth;
   auto r = Target(request->shard(), request->epoch(), request->leader_read());
   if (!r.ok()) return ToGrpcStatus(r.status(), ctx);
   shard::LocalShardTarget target(r->get());

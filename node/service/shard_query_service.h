@@ -3,6 +3,7 @@
 #ifndef DASH_NODE_SERVICE_SHARD_QUERY_SERVICE_H_
 #define DASH_NODE_SERVICE_SHARD_QUERY_SERVICE_H_
 
+#include "common/security.h"
 #include "dash/v1/node.grpc.pb.h"
 #include "node/shard/shard_host.h"
 
@@ -10,7 +11,9 @@ namespace dash::service {
 
 class ShardQueryService final : public v1::ShardQuery::Service {
  public:
-  explicit ShardQueryService(shard::ShardHost* host) : host_(host) {}
+  // Internal: only cluster members (the router) may call.
+  ShardQueryService(shard::ShardHost* host, std::shared_ptr<const Security> security)
+      : host_(host), security_(std::move(security)) {}
 
   grpc::Status Stats(grpc::ServerContext* ctx, const v1::ShardStatsRequest* request,
                      v1::ShardStatsResponse* response) override;
@@ -24,6 +27,7 @@ class ShardQueryService final : public v1::ShardQuery::Service {
   absl::StatusOr<std::shared_ptr<shard::ShardReplica>> Target(uint32_t shard, uint64_t epoch,
                                                               bool leader_read) const;
   shard::ShardHost* const host_;
+  const std::shared_ptr<const Security> security_;
 };
 
 }  // namespace dash::service

@@ -122,6 +122,100 @@ int Process::Wait() {
   return status_;
 }
 
+TestSecurity::TestSecurity() {
+  const char* insecure = std::getenv("DASH_TEST_INSECURE");
+  secure_ = insecure == nullptr || std::string(insecure) != "1";
+  if (!secure_) {
+    // dashctl must not pick up a developer's own credentials.
+    setenv("DASH_CONFIG_DIR", "/nonexistent/dash-test-config", 1);
+    return;
+  }
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  dir_ = absl::StrCat(tmp != nullptr && *tmp ? tmp : "/tmp", "/dash-test-tls-", getpid());
+  std::filesystem::remove_all(dir_);
+#ifdef DASH_SOURCE_DIR
+  const std::string script = DASH_SOURCE_DIR "/deploy/tls/make-certs.sh";
+#else
+  const std::string script = "deploy/tls/make-certs.sh";  // Bazel: the runfiles root.
+#endif
+  CommandResult made = RunCommand("/bin/bash", {script, dir_, "node", "router", "controlplane"});
+  if (made.exit_code != 0) {
+    fprintf(stderr, "[harness] %s failed (exit %d): cannot secure the test cluster\n",
+            script.c_str(), made.exit_code);
+    std::abort();
+  }
+  absl::StatusOr<jwt::TokenKeys> keys = jwt::TokenKeys::FromFile(dir_ + "/auth-keys.json");
+  absl::StatusOr<std::string> ca = ReadSmallFile(dir_ + "/ca.pem");
+  absl::StatusOr<std::string> cert = ReadSmallFile(dir_ + "/node.pem");
+  absl::StatusOr<std::string> key = ReadSmallFile(dir_ + "/node.key");
+  if (!keys.ok() || !ca.ok() || !cert.ok() || !key.ok()) {
+    fprintf(stderr, "[harness] %s holds no usable credentials\n", dir_.c_str());
+    std::abort();
+  }
+  keys_ = std::make_unique<jwt::TokenKeys>(*std::move(keys));
+  member_.ca_pem = *std::move(ca);
+  member_.cert_pem = *std::move(cert);
+  member_.key_pem = *std::move(key);
+  member_.token =
+      Mint({"*"}, {jwt::Role::kRead, jwt::Role::kWrite, jwt::Role::kAdmin}, absl::Hours(24));
+  const std::string token_file = dir_ + "/admin.token";
+  std::ofstream(token_file) << member_.token << "\n";
+  setenv("DASH_TLS_CA", (dir_ + "/ca.pem").c_str(), 1);
+  setenv("DASH_TOKEN_FILE", token_file.c_str(), 1);
+}
+
+const TestSecurity& TestSecurity::Get() {
+  static const TestSecurity* const kSecurity = [] {
+    auto* s = new TestSecurity();
+    // Servers read their files at start only: the directory may go at exit.
+    if (s->secure()) {
+      std::atexit([] {
+        std::error_code ec;
+        std::filesystem::remove_all(Get().dir(), ec);
+      });
+    }
+    return s;
+  }();
+  return *kSecurity;
+}
+
+std::vector<std::string> TestSecurity::ServerArgs(const std::string& kind) const {
+  if (!secure_) return {"--insecure_no_auth"};
+  return {"--auth_key_file=" + dir_ + "/auth-keys.json", "--tls_ca=" + dir_ + "/ca.pem",
+          "--tls_cert=" + dir_ + "/" + kind + ".pem", "--tls_key=" + dir_ + "/" + kind + ".key"};
+}
+
+std::shared_ptr<const Security> TestSecurity::MemberSecurity() const {
+  if (!secure_) return Security::Insecure();
+  absl::StatusOr<std::shared_ptr<const Security>> s =
+      Security::Create(*keys_, TlsFiles{dir_ + "/ca.pem", dir_ + "/node.pem", dir_ + "/node.key"});
+  if (!s.ok()) {
+    fprintf(stderr, "[harness] %s\n", s.status().ToString().c_str());
+    std::abort();
+  }
+  return *std::move(s);
+}
+
+std::string TestSecurity::Mint(const std::vector<std::string>& tenants,
+                               const std::vector<jwt::Role>& roles, absl::Duration ttl) const {
+  jwt::Claims claims;
+  claims.subject = "test";
+  claims.tenants = tenants;
+  claims.roles = roles;
+  claims.issued_at = absl::Now();
+  claims.expires = claims.issued_at + ttl;
+  absl::StatusOr<std::string> token = keys_->Mint(keys_->key_ids().back(), claims);
+  return token.ok() ? *token : std::string();
+}
+
+std::shared_ptr<grpc::Channel> MemberChannel(const std::string& address) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  ClientCredentials creds = TestSecurity::Get().member();
+  if (!TestSecurity::Get().secure()) creds = ClientCredentials();
+  return *OpenChannel(address, creds, args);
+}
+
 namespace {
 std::vector<std::string> Concat(std::vector<std::string> a, const std::vector<std::string>& b) {
   a.insert(a.end(), b.begin(), b.end());
@@ -130,11 +224,12 @@ std::vector<std::string> Concat(std::vector<std::string> a, const std::vector<st
 }  // namespace
 
 ServerProcess::ServerProcess(std::string binary, std::string dir, std::vector<std::string> args,
-                             std::string log_name)
+                             std::string log_name, std::string kind)
     : binary_(std::move(binary)),
       dir_(std::move(dir)),
       args_(std::move(args)),
-      log_name_(std::move(log_name)) {
+      log_name_(std::move(log_name)),
+      kind_(std::move(kind)) {
   std::filesystem::create_directories(dir_);
 }
 
@@ -150,6 +245,8 @@ absl::Status ServerProcess::Start(absl::Duration timeout) {
   std::filesystem::remove(port_file);
   std::vector<std::string> args = {absl::StrCat("--listen=127.0.0.1:", port_),
                                    "--port_file=" + port_file};
+  const std::vector<std::string> security = TestSecurity::Get().ServerArgs(kind_);
+  args.insert(args.end(), security.begin(), security.end());
   args.insert(args.end(), args_.begin(), args_.end());
   auto proc = Process::Start(BinaryPath(binary_), args, log_path());
   if (!proc.ok()) return proc.status();
@@ -172,7 +269,7 @@ absl::Status ServerProcess::Start(absl::Duration timeout) {
   port_ = port;
   address_ = absl::StrCat("127.0.0.1:", port);
   if (!same_address || channel_ == nullptr) {
-    channel_ = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+    channel_ = MemberChannel(address_);
   }
   return PollUntil([&] { return Ready(); }, timeout, binary_ + " at " + address_ + " to answer");
 }
@@ -198,7 +295,7 @@ absl::Status ServerProcess::Stop() {
 
 NodeProcess::NodeProcess(std::string dir, std::vector<std::string> extra_args)
     : ServerProcess("node/dash-node", dir, Concat({"--data_dir=" + dir + "/data"}, extra_args),
-                    "node.log") {}
+                    "node.log", "node") {}
 
 bool NodeProcess::Ready() {
   auto stub = v1::NodeAdmin::NewStub(channel());
@@ -210,7 +307,8 @@ bool NodeProcess::Ready() {
 
 ControlPlaneProcess::ControlPlaneProcess(std::string dir, std::vector<std::string> extra_args)
     : ServerProcess("controlplane/dash-controlplane", dir,
-                    Concat({"--data_dir=" + dir + "/data"}, extra_args), "controlplane.log") {}
+                    Concat({"--data_dir=" + dir + "/data"}, extra_args), "controlplane.log",
+                    "controlplane") {}
 
 bool ControlPlaneProcess::Ready() {
   auto stub = v1::ControlPlane::NewStub(channel());
@@ -221,7 +319,7 @@ bool ControlPlaneProcess::Ready() {
 }
 
 RouterProcess::RouterProcess(std::string dir, std::vector<std::string> extra_args)
-    : ServerProcess("router/dash-router", dir, extra_args, "router.log") {}
+    : ServerProcess("router/dash-router", dir, extra_args, "router.log", "router") {}
 
 CommandResult RunCommand(const std::string& binary, const std::vector<std::string>& args,
                          const std::string& stdin_text, const std::string& stderr_path) {

@@ -21,6 +21,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/jwt.h"
+#include "common/security.h"
 #include "grpcpp/channel.h"
 
 namespace dash::testing {
@@ -32,6 +34,44 @@ std::string BinaryPath(const std::string& relative);
 // (DEADLINE_EXCEEDED naming `what`).
 absl::Status PollUntil(const std::function<bool()>& condition, absl::Duration timeout,
                        const std::string& what, absl::Duration interval = absl::Milliseconds(20));
+
+// How the processes a test binary starts are secured. By default as in
+// production: TLS with certificates of a CA made once per test binary by
+// deploy/tls/make-certs.sh, and bearer tokens verified with its key file.
+// DASH_TEST_INSECURE=1 starts them with --insecure_no_auth instead.
+// Get() also points dashctl at the credentials (DASH_TLS_CA and
+// DASH_TOKEN_FILE, an admin token), so that CLI tests need no flags.
+class TestSecurity {
+ public:
+  static const TestSecurity& Get();
+
+  bool secure() const { return secure_; }
+  // Holds ca.pem, <kind>.pem/.key and auth-keys.json (secure only).
+  const std::string& dir() const { return dir_; }
+  // The flags of a server of `kind` ("node", "router", "controlplane").
+  std::vector<std::string> ServerArgs(const std::string& kind) const;
+  // A cluster member's credentials (the node certificate) plus an admin
+  // token: what the harness's own channels use.
+  const ClientCredentials& member() const { return member_; }
+  // A Security of a cluster member, for in-test servers that stand in for a
+  // node (their port then speaks TLS like a real one).
+  std::shared_ptr<const Security> MemberSecurity() const;
+  // A token signed with the cluster's key (secure only).
+  std::string Mint(const std::vector<std::string>& tenants, const std::vector<jwt::Role>& roles,
+                   absl::Duration ttl = absl::Hours(1)) const;
+  const jwt::TokenKeys& keys() const { return *keys_; }
+  const std::string& ca_pem() const { return member_.ca_pem; }
+
+ private:
+  TestSecurity();
+  bool secure_ = false;
+  std::string dir_;
+  std::unique_ptr<jwt::TokenKeys> keys_;
+  ClientCredentials member_;
+};
+
+// A channel to `address` with TestSecurity's member credentials.
+std::shared_ptr<grpc::Channel> MemberChannel(const std::string& address);
 
 // A directory for one test's processes, removed when the test passed and kept
 // (with its path printed) when it failed.
@@ -69,13 +109,14 @@ class Process {
 };
 
 // A DASH server binary with its own directory, listening on a free loopback
-// port (it writes the port to <dir>/port). Subclasses say how to probe it.
+// port (it writes the port to <dir>/port), secured as TestSecurity says.
+// Subclasses say how to probe it.
 class ServerProcess {
  public:
   // `binary` relative to DASH_BIN_ROOT. `dir` holds the port file and
   // <log_name> (appended across restarts); data goes where `args` say.
   ServerProcess(std::string binary, std::string dir, std::vector<std::string> args,
-                std::string log_name);
+                std::string log_name, std::string kind);
   virtual ~ServerProcess();
 
   // Starts the process and waits until Ready() holds. The first start picks a
@@ -107,6 +148,7 @@ class ServerProcess {
   const std::string dir_;
   const std::vector<std::string> args_;
   const std::string log_name_;
+  const std::string kind_;  // "node", "router", "controlplane".
   std::unique_ptr<Process> process_;
   std::string address_;
   int port_ = 0;
