@@ -17,6 +17,9 @@ packages=(
   # Stream VByte: the index's block-compressed postings (node/index/postings_block.h).
   libstreamvbyte-dev
   python3 python3-grpcio python3-protobuf
+  # openssl: deploy/tls/make-certs.sh (dev CA, certificates, JWT key). clang with its runtime:
+  # the sanitizer and libFuzzer build (scripts/sanitize-test.sh).
+  openssl clang libclang-rt-14-dev
 )
 [[ " $* " == *" --bazel "* ]] && packages+=(bazel-bootstrap)
 

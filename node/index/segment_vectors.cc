@@ -469,6 +469,20 @@ absl::StatusOr<SegmentVectors> SegmentVectors::Parse(absl::string_view body, abs
     if (!in.U32(&kind) || kind > 1) return corrupt("bad index kind");
     if (!in.U64(&blob_len) || !in.Bytes(blob_len, &blob)) return corrupt("truncated index");
     s.graph = kind == 1;
+    // FAISS's own header (fourcc, d, ntotal) is checked against ours before
+    // FAISS reads it: faiss::read_index leaks what it built when it throws
+    // half-way (FAISS 1.7.3), and a bad header is where it would throw.
+    if (blob.size() < 16) return corrupt("truncated index header");
+    const absl::string_view fourcc = blob.substr(0, 4);
+    const bool fourcc_ok =
+        s.graph ? fourcc == "IHNf" : (fourcc == "IxF2" || fourcc == "IxFI" || fourcc == "IxFl");
+    int32_t faiss_d = 0;
+    int64_t faiss_ntotal = 0;
+    std::memcpy(&faiss_d, blob.data() + 4, sizeof(faiss_d));
+    std::memcpy(&faiss_ntotal, blob.data() + 8, sizeof(faiss_ntotal));
+    if (!fourcc_ok || faiss_d != static_cast<int64_t>(s.dim) || faiss_ntotal != rows) {
+      return corrupt(absl::StrCat("index of \"", s.tenant, "\" disagrees with its header"));
+    }
     try {
       StringReader reader(blob);
       s.index.reset(faiss::read_index(&reader));

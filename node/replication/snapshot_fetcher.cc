@@ -93,29 +93,6 @@ class Watchdog {
   std::thread thread_;  // Last: starts once the fields above are set.
 };
 
-// Checks that a leader's manifest can be staged safely: its file names stay
-// inside the staging directory and are unique.
-absl::Status CheckManifest(const v1::SnapshotManifest& m, uint32_t shard) {
-  if (m.snapshot_id().empty() || m.shard() != shard) {
-    return absl::InternalError(absl::StrCat("the leader answered a snapshot of shard ", m.shard(),
-                                            " (id \"", m.snapshot_id(), "\") for shard ", shard));
-  }
-  std::set<std::string> names;
-  uint64_t total = 0;
-  for (const v1::SnapshotFile& f : m.files()) {
-    if (!internal::IsValidFileName(f.name()) || !names.insert(f.name()).second) {
-      return absl::InternalError(absl::StrCat("snapshot ", m.snapshot_id(),
-                                              ": bad or repeated file name \"", f.name(), "\""));
-    }
-    total += f.size();
-  }
-  if (total != m.total_bytes()) {
-    return absl::InternalError(absl::StrCat("snapshot ", m.snapshot_id(), ": files add up to ",
-                                            total, " bytes, not ", m.total_bytes()));
-  }
-  return absl::OkStatus();
-}
-
 class Fetcher {
  public:
   Fetcher(v1::Snapshots::StubInterface* stub, const SnapshotFetchOptions& options)
@@ -179,7 +156,7 @@ class Fetcher {
     data << in.rdbuf();
     v1::SnapshotManifest m;
     absl::Status usable = !in.fail() && m.ParseFromString(data.str())
-                              ? CheckManifest(m, o_.shard)
+                              ? internal::CheckManifest(m, o_.shard)
                               : absl::DataLossError(absl::StrCat(path, " does not parse"));
     if (!usable.ok()) {
       LOG(WARNING) << "shard " << o_.shard << ": discarding the staged snapshot: " << usable;
@@ -203,7 +180,7 @@ class Fetcher {
     const grpc::Status status = stub_->CreateSnapshot(&ctx, request, &m);
     watchdog_.Unwatch();
     if (!status.ok()) return Cancelled() ? CancelledError() : FromGrpcStatus(status, &ctx);
-    DASH_RETURN_IF_ERROR(CheckManifest(m, o_.shard));
+    DASH_RETURN_IF_ERROR(internal::CheckManifest(m, o_.shard));
     ++progress_->snapshots_created;
     DASH_RETURN_IF_ERROR(internal::WriteFileAtomically(PathOf(internal::kStagedManifest),
                                                        PathOf(internal::kStagedManifestTmp),
@@ -331,17 +308,8 @@ class Fetcher {
   // Checks one chunk (in order, within the file, CRC) and writes it at `at`.
   static absl::Status WriteChunk(int fd, const std::string& path, const v1::SnapshotFile& file,
                                  uint64_t at, const v1::SnapshotChunk& chunk) {
+    DASH_RETURN_IF_ERROR(internal::CheckChunk(file, at, chunk));
     const std::string& data = chunk.data();
-    if (chunk.offset() != at || data.empty() || data.size() > internal::kMaxChunkBytes ||
-        at + data.size() > file.size()) {
-      return absl::DataLossError(
-          absl::StrCat(file.name(), ": a chunk of ", data.size(), " bytes at offset ",
-                       chunk.offset(), " does not continue the file at ", at, " of ", file.size()));
-    }
-    if (Crc32(data) != chunk.crc32()) {
-      return absl::DataLossError(
-          absl::StrCat(file.name(), ": the chunk at offset ", at, " fails its CRC-32"));
-    }
     size_t done = 0;
     while (done < data.size()) {
       const ssize_t n =

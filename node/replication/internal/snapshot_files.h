@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "dash/v1/node.pb.h"
 #include "node/storage/file_util.h"
 
 namespace dash::replication::internal {
@@ -25,6 +26,15 @@ inline constexpr char kStagedManifestTmp[] = "MANIFEST.tmp";
 // A name a snapshot may use for one of its files: a plain file name (no '/',
 // not "." or ".."), not one of the staging directory's own names.
 bool IsValidFileName(absl::string_view name);
+
+// The follower's checks of what a leader sends, before anything touches its
+// disk. A manifest of `shard` (INTERNAL otherwise): an id, file names that
+// stay in the staging directory and are unique, sizes that add up to
+// total_bytes. A chunk of `file` that continues it at `at`: offset `at`, 1 to
+// kMaxChunkBytes bytes within the file's size, its CRC-32 right (DATA_LOSS
+// otherwise). Bytes from the network: fuzzed by tests/fuzz/snapshot_fuzz.cc.
+absl::Status CheckManifest(const v1::SnapshotManifest& m, uint32_t shard);
+absl::Status CheckChunk(const v1::SnapshotFile& file, uint64_t at, const v1::SnapshotChunk& chunk);
 
 // The file helpers (node/storage/file_util.h), by their names here.
 using storage::IoError;
