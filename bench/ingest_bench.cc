@@ -13,6 +13,7 @@
 //   ingest_bench [--claims=N] [--clients=N] [--batch=N] [--dir=PATH]
 //
 // --batch runs one batch size only (for profiling one path).
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -24,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
+#include "bench/bench_security.h"
 #include "bench/progress.h"
 #include "dash/v1/data.grpc.pb.h"
 #include "grpcpp/client_context.h"
@@ -101,10 +103,16 @@ double RawRocksDb(const std::string& dir, const std::vector<dash::v1::WriteReque
   return claims / secs;
 }
 
-double DashGrpc(const std::string& address, const std::vector<dash::v1::WriteRequest>& batches,
-                int claims, int clients) {
-  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+struct DashResult {
+  double claims_per_s = 0;
+  double p50_ms = 0;  // Latency of one Write call.
+};
+
+DashResult DashGrpc(const std::string& address, const dash::bench::BenchSecurity& security,
+                    const std::vector<dash::v1::WriteRequest>& batches, int claims, int clients) {
+  auto channel = dash::bench::BenchChannel(address, security);
   std::vector<std::thread> threads;
+  std::vector<double> latencies_ms(batches.size());
   std::atomic<size_t> next{0};
   std::atomic<int> failures{0};
   dash::bench::Progress progress("ingest", batches.size(), "batches");
@@ -115,7 +123,10 @@ double DashGrpc(const std::string& address, const std::vector<dash::v1::WriteReq
       for (size_t i = next++; i < batches.size(); i = next++) {
         grpc::ClientContext ctx;
         dash::v1::WriteResponse resp;
+        const auto call_start = Clock::now();
         if (!stub->Write(&ctx, batches[i], &resp).ok()) failures++;
+        latencies_ms[i] =
+            std::chrono::duration<double, std::milli>(Clock::now() - call_start).count();
         progress.Add(1);
       }
     });
@@ -126,7 +137,8 @@ double DashGrpc(const std::string& address, const std::vector<dash::v1::WriteReq
     fprintf(stderr, "ingest_bench: %d writes failed\n", failures.load());
     abort();
   }
-  return claims / secs;
+  std::sort(latencies_ms.begin(), latencies_ms.end());
+  return {claims / secs, latencies_ms[latencies_ms.size() / 2]};
 }
 
 }  // namespace
@@ -135,6 +147,7 @@ int main(int argc, char** argv) {
   int claims = 2000;
   int clients = 8;
   int only_batch = 0;
+  bool secure = false;
   std::string dir = "/tmp/dash-ingest-bench";
   for (int i = 1; i < argc; ++i) {
     absl::string_view a = argv[i];
@@ -146,8 +159,12 @@ int main(int argc, char** argv) {
       if (!absl::SimpleAtoi(a, &only_batch) || only_batch < 1) return 2;
     } else if (absl::ConsumePrefix(&a, "--dir=")) {
       dir = std::string(a);
+    } else if (a == "--secure") {
+      secure = true;
     } else {
-      fprintf(stderr, "usage: ingest_bench [--claims=N] [--clients=N] [--batch=N] [--dir=PATH]\n");
+      fprintf(stderr,
+              "usage: ingest_bench [--claims=N] [--clients=N] [--batch=N] [--dir=PATH] "
+              "[--secure]\n");
       return 2;
     }
   }
@@ -156,16 +173,27 @@ int main(int argc, char** argv) {
   options.node_id = "bench";
   options.data_dir = dir + "/node";
   options.shard_count = 1;
-  auto server = dash::service::NodeServer::Start(options, "127.0.0.1:0");
+  absl::StatusOr<dash::bench::BenchSecurity> security =
+      dash::bench::MakeBenchSecurity(secure, dir + "/tls");
+  if (!security.ok()) {
+    fprintf(stderr, "ingest_bench: %s\n", security.status().ToString().c_str());
+    return 1;
+  }
+  dash::service::NodeServerOptions server_options;
+  server_options.security = security->server;
+  auto server = dash::service::NodeServer::Start(options, "127.0.0.1:0", server_options);
   if (!server.ok()) {
     fprintf(stderr, "ingest_bench: %s\n", server.status().ToString().c_str());
     return 1;
   }
   const std::string address = absl::StrCat("127.0.0.1:", (*server)->port());
 
-  printf("DASH ingest benchmark: %d claims per run, 3 evidence each, sync on, 1 shard\n", claims);
-  printf("%-7s %-22s %14s %14s %8s\n", "batch", "mode", "raw claims/s", "dash claims/s", "ratio");
-  std::string json = absl::StrCat("{\"bench\":\"ingest\",\"claims\":", claims, ",\"results\":[");
+  printf("DASH ingest benchmark: %d claims per run, 3 evidence each, sync on, 1 shard, %s\n",
+         claims, secure ? "TLS and bearer tokens" : "plaintext, no authentication");
+  printf("%-7s %-22s %14s %14s %8s %12s\n", "batch", "mode", "raw claims/s", "dash claims/s",
+         "ratio", "write p50 ms");
+  std::string json = absl::StrCat("{\"bench\":\"ingest\",\"claims\":", claims,
+                                  ",\"secure\":", secure ? "true" : "false", ",\"results\":[");
   int offset = 0;
   bool first = true;
   std::vector<int> sizes = {1, 10, 100};
@@ -177,13 +205,15 @@ int main(int argc, char** argv) {
       offset += claims;
       const std::string raw_dir = absl::StrCat(dir, "/raw-", per_batch, "-", c);
       const double raw = RawRocksDb(raw_dir, batches, claims);
-      const double dash = DashGrpc(address, batches, claims, c);
+      const DashResult result = DashGrpc(address, *security, batches, claims, c);
+      const double dash = result.claims_per_s;
       const std::string mode = c == 1 ? "sequential" : absl::StrCat(c, " clients (dash)");
-      printf("%-7d %-22s %14.0f %14.0f %8.2f\n", per_batch, mode.c_str(), raw, dash, dash / raw);
+      printf("%-7d %-22s %14.0f %14.0f %8.2f %12.3f\n", per_batch, mode.c_str(), raw, dash,
+             dash / raw, result.p50_ms);
       absl::StrAppendFormat(&json,
                             "%s{\"batch\":%d,\"clients\":%d,\"raw_claims_per_s\":%.0f,"
-                            "\"dash_claims_per_s\":%.0f,\"ratio\":%.3f}",
-                            first ? "" : ",", per_batch, c, raw, dash, dash / raw);
+                            "\"dash_claims_per_s\":%.0f,\"ratio\":%.3f,\"write_p50_ms\":%.3f}",
+                            first ? "" : ",", per_batch, c, raw, dash, dash / raw, result.p50_ms);
       first = false;
     }
   }

@@ -35,6 +35,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "bench/bench_security.h"
 #include "bench/progress.h"
 #include "common/hashing.h"
 #include "dash/v1/data.grpc.pb.h"
@@ -161,7 +162,7 @@ int main(int argc, char** argv) {
               dir = "/tmp/dash-retrieval-bench";
   int queries = 200;
   double tolerance = 0.5;
-  bool accept = false, keep = false;
+  bool accept = false, keep = false, secure = false;
   for (int i = 1; i < argc; ++i) {
     absl::string_view a = argv[i];
     if (absl::ConsumePrefix(&a, "--profile="))
@@ -180,10 +181,13 @@ int main(int argc, char** argv) {
       accept = true;
     else if (a == "--keep")
       keep = true;
+    else if (a == "--secure")
+      secure = true;
     else {
       fprintf(stderr,
               "usage: retrieval_bench --profile=small|medium|large|xlarge [--queries=N] "
-              "[--history=F] [--baseline=F] [--tolerance=X] [--accept] [--dir=D] [--keep]\n");
+              "[--history=F] [--baseline=F] [--tolerance=X] [--accept] [--dir=D] [--keep] "
+              "[--secure]\n");
       return 2;
     }
   }
@@ -199,17 +203,27 @@ int main(int argc, char** argv) {
   if (baseline.empty()) baseline = absl::StrCat("bench/baseline/", profile, ".json");
 
   std::filesystem::remove_all(dir);
+  std::filesystem::remove_all(dir + "-tls");
   dash::shard::HostOptions options;
   options.node_id = "bench";
   options.data_dir = dir;
   options.shard_count = 4;
-  auto server = dash::service::NodeServer::Start(options, "127.0.0.1:0");
+  // TLS and bearer tokens with --secure, in a directory beside the data.
+  absl::StatusOr<dash::bench::BenchSecurity> security =
+      dash::bench::MakeBenchSecurity(secure, dir + "-tls");
+  if (!security.ok()) {
+    fprintf(stderr, "retrieval_bench: %s\n", security.status().ToString().c_str());
+    return 1;
+  }
+  dash::service::NodeServerOptions server_options;
+  server_options.security = security->server;
+  auto server = dash::service::NodeServer::Start(options, "127.0.0.1:0", server_options);
   if (!server.ok()) {
     fprintf(stderr, "retrieval_bench: %s\n", server.status().ToString().c_str());
     return 1;
   }
-  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*server)->port()),
-                                     grpc::InsecureChannelCredentials());
+  auto channel =
+      dash::bench::BenchChannel(absl::StrCat("127.0.0.1:", (*server)->port()), *security);
   Corpus corpus;
 
   // Ingest: batches of 25 claims per shard-sized group from 4 client threads.
@@ -433,14 +447,14 @@ int main(int argc, char** argv) {
   server->reset();
   const uint64_t disk_bytes = DirBytes(dir);
   const auto restart_start = Clock::now();
-  server = dash::service::NodeServer::Start(options, "127.0.0.1:0");
+  server = dash::service::NodeServer::Start(options, "127.0.0.1:0", server_options);
   if (!server.ok()) {
     fprintf(stderr, "retrieval_bench: restart: %s\n", server.status().ToString().c_str());
     return 1;
   }
   {
-    auto restarted = dash::v1::Data::NewStub(grpc::CreateChannel(
-        absl::StrCat("127.0.0.1:", (*server)->port()), grpc::InsecureChannelCredentials()));
+    auto restarted = dash::v1::Data::NewStub(
+        dash::bench::BenchChannel(absl::StrCat("127.0.0.1:", (*server)->port()), *security));
     for (;;) {
       grpc::ClientContext ctx;
       dash::v1::QueryResponse resp;
@@ -456,6 +470,7 @@ int main(int argc, char** argv) {
 
   nlohmann::json card = {{"bench", "retrieval"},
                          {"profile", profile},
+                         {"secure", secure},
                          {"claims", claims},
                          {"shards", 4},
                          {"time", absl::FormatTime(absl::Now(), absl::UTCTimeZone())},
@@ -515,5 +530,6 @@ int main(int argc, char** argv) {
   }
   server->reset();
   if (!keep) std::filesystem::remove_all(dir);
+  std::filesystem::remove_all(dir + "-tls");
   return exit_code;
 }
