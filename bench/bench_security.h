@@ -25,7 +25,7 @@ struct BenchSecurity {
 };
 
 // Insecure unless `secure`; then certificates and a key made in `dir`, and a
-// token for every tenant with the read and write roles.
+// token for every tenant with every role.
 inline absl::StatusOr<BenchSecurity> MakeBenchSecurity(bool secure, const std::string& dir) {
   BenchSecurity s;
   if (!secure) return s;
@@ -43,7 +43,7 @@ inline absl::StatusOr<BenchSecurity> MakeBenchSecurity(bool secure, const std::s
   jwt::Claims claims;
   claims.subject = "bench";
   claims.tenants = {"*"};
-  claims.roles = {jwt::Role::kRead, jwt::Role::kWrite};
+  claims.roles = {jwt::Role::kRead, jwt::Role::kWrite, jwt::Role::kAdmin};  // NodeInfo too.
   claims.issued_at = absl::Now();
   claims.expires = claims.issued_at + absl::Hours(12);
   absl::StatusOr<std::string> token = keys->Mint(keys->key_ids().back(), claims);
