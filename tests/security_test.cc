@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <future>
@@ -278,20 +279,21 @@ TEST_F(SecurityTest, EveryRpcRefusesWhatItMustAndTheReadmeTableSaysSo) {
       std::make_unique<v1::GetPlacementRequest>());
   add("/dash.v1.ControlPlane/ListNodes", "controlplane", Access::kAdmin,
       std::make_unique<v1::ListNodesRequest>());
-  for (const char* m :
-       {"Failover", "Promote", "TransferLeader", "AddReplica", "RemoveReplica", "MoveReplica"}) {
-    std::unique_ptr<google::protobuf::Message> req;
-    const std::string name = m;
-    if (name == "Failover") req = Harmless(v1::FailoverRequest());
-    if (name == "Promote") req = Harmless(v1::PromoteRequest());
-    if (name == "TransferLeader") req = Harmless(v1::TransferLeaderRequest());
-    if (name == "AddReplica") req = Harmless(v1::AddReplicaRequest());
-    if (name == "RemoveReplica") req = Harmless(v1::RemoveReplicaRequest());
-    if (name == "MoveReplica") req = Harmless(v1::MoveReplicaRequest());
-    add(absl::StrCat("/dash.v1.ControlPlane/", m), "controlplane", Access::kAdmin, std::move(req));
+  // The placement changes, each named by its request type ("FailoverRequest").
+  for (const google::protobuf::Message* prototype :
+       {static_cast<const google::protobuf::Message*>(&v1::FailoverRequest::default_instance()),
+        static_cast<const google::protobuf::Message*>(&v1::PromoteRequest::default_instance()),
+        static_cast<const google::protobuf::Message*>(
+            &v1::TransferLeaderRequest::default_instance()),
+        static_cast<const google::protobuf::Message*>(&v1::AddReplicaRequest::default_instance()),
+        static_cast<const google::protobuf::Message*>(
+            &v1::RemoveReplicaRequest::default_instance()),
+        static_cast<const google::protobuf::Message*>(&v1::MoveReplicaRequest::default_instance()),
+        static_cast<const google::protobuf::Message*>(&v1::DrainNodeRequest::default_instance())}) {
+    const std::string& type = prototype->GetDescriptor()->name();
+    add("/dash.v1.ControlPlane/" + type.substr(0, type.size() - std::strlen("Request")),
+        "controlplane", Access::kAdmin, Harmless(*prototype));
   }
-  add("/dash.v1.ControlPlane/DrainNode", "controlplane", Access::kAdmin,
-      Harmless(v1::DrainNodeRequest()));
 
   // Direct node calls go to the leader of a-1's shard, which takes its writes
   // and leader reads.
