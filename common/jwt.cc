@@ -192,12 +192,10 @@ absl::StatusOr<Grant> TokenKeys::Verify(absl::string_view token, absl::Time now)
   if (!payload.is_object()) return Refused("the claims are not a JSON object");
   Grant grant;
   if (!TimeClaim(payload, "exp", &grant.expires)) return Refused("no valid \"exp\"");
-  if (now >= grant.expires + options_.leeway) return Refused("expired");
-  if (payload.contains("nbf")) {
-    absl::Time nbf;
-    if (!TimeClaim(payload, "nbf", &nbf)) return Refused("\"nbf\" is not a number");
-    if (now + options_.leeway < nbf) return Refused("not valid yet (\"nbf\")");
+  if (payload.contains("nbf") && !TimeClaim(payload, "nbf", &grant.not_before)) {
+    return Refused("\"nbf\" is not a number");
   }
+  if (absl::Status st = CheckTimes(grant, now); !st.ok()) return st;
   if (!options_.issuer.empty()) {
     auto iss = payload.find("iss");
     if (iss == payload.end() || !iss->is_string() || iss->get<std::string>() != options_.issuer) {
@@ -246,6 +244,12 @@ absl::StatusOr<Grant> TokenKeys::Verify(absl::string_view token, absl::Time now)
     }
   }
   return grant;
+}
+
+absl::Status TokenKeys::CheckTimes(const Grant& grant, absl::Time now) const {
+  if (now >= grant.expires + options_.leeway) return Refused("expired");
+  if (now + options_.leeway < grant.not_before) return Refused("not valid yet (\"nbf\")");
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Grant> TokenKeys::VerifyBearer(absl::string_view header, absl::Time now) const {

@@ -52,6 +52,7 @@ struct Grant {
   std::set<std::string> tenants;
   std::set<Role> roles;
   absl::Time expires = absl::InfinitePast();
+  absl::Time not_before = absl::InfinitePast();  // "nbf", when the token has one.
 };
 
 // OK when `grant` may use `tenant` in `role`; PERMISSION_DENIED otherwise,
@@ -98,6 +99,9 @@ class TokenKeys {
 
   // The grant of `token`, or UNAUTHENTICATED with the reason it is refused.
   absl::StatusOr<Grant> Verify(absl::string_view token, absl::Time now) const;
+  // The time checks of Verify alone, for a grant verified earlier (a cache of
+  // verified tokens must still refuse one that has expired since).
+  absl::Status CheckTimes(const Grant& grant, absl::Time now) const;
   // Verify for an "authorization" header value: "Bearer <token>" (the scheme
   // is case-insensitive). UNAUTHENTICATED when absent or of another scheme.
   absl::StatusOr<Grant> VerifyBearer(absl::string_view header, absl::Time now) const;

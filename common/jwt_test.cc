@@ -138,6 +138,26 @@ TEST(JwtTest, ExpiryAndNotBeforeAllowTheLeewayAndNoMore) {
   EXPECT_THAT(keys.Verify(no_exp, kNow).status().message(), HasSubstr("\"exp\""));
 }
 
+// A grant verified once and kept (Security's cache of verified tokens) is
+// re-checked for time on every use: it expires, and its "nbf" holds, exactly
+// as the token would on a fresh verification.
+TEST(JwtTest, AKeptGrantExpiresAsItsTokenWould) {
+  const TokenKeys keys = Keys();  // Leeway 30 s.
+  const std::string later =
+      Forge(R"({"alg":"HS256","kid":"a"})",
+            R"({"exp":1800003600,"nbf":1800000100,"tenants":["acme"]})", kKeyA);
+  absl::StatusOr<Grant> grant = keys.Verify(later, kNow + absl::Seconds(71));
+  ASSERT_TRUE(grant.ok()) << grant.status();
+  EXPECT_EQ(grant->not_before, absl::FromUnixSeconds(1800000100));
+  EXPECT_EQ(grant->expires, absl::FromUnixSeconds(1800003600));
+  EXPECT_TRUE(keys.CheckTimes(*grant, kNow + absl::Seconds(71)).ok());
+  EXPECT_THAT(keys.CheckTimes(*grant, kNow).message(), HasSubstr("not valid yet"));
+  EXPECT_TRUE(keys.CheckTimes(*grant, absl::FromUnixSeconds(1800003629)).ok());
+  const absl::Status st = keys.CheckTimes(*grant, absl::FromUnixSeconds(1800003630));
+  EXPECT_TRUE(absl::IsUnauthenticated(st)) << st;
+  EXPECT_THAT(st.message(), HasSubstr("expired"));
+}
+
 TEST(JwtTest, OnlyHs256WithTheRightKeyIsAccepted) {
   const TokenKeys keys = Keys();
   const std::string payload = R"({"exp":1800003600,"tenants":["acme"],"roles":["read"]})";

@@ -74,28 +74,46 @@ bool Security::IsClusterPeer(const grpc::ServerContextBase& ctx) const {
   return false;
 }
 
-absl::StatusOr<jwt::Grant> Security::Authenticate(const grpc::ServerContextBase& ctx) const {
+absl::StatusOr<std::shared_ptr<const jwt::Grant>> Security::Authenticate(
+    const grpc::ServerContextBase& ctx) const {
+  const absl::Time now = absl::Now();
   const auto& metadata = ctx.client_metadata();
   auto it = metadata.find("authorization");
-  if (it == metadata.end()) return keys_->VerifyBearer("", absl::Now());
-  return keys_->VerifyBearer(absl::string_view(it->second.data(), it->second.size()), absl::Now());
+  if (it == metadata.end()) return keys_->VerifyBearer("", now).status();
+  const absl::string_view header(it->second.data(), it->second.size());
+  std::shared_ptr<const jwt::Grant> grant;
+  {
+    absl::ReaderMutexLock lock(&verified_mu_);
+    if (auto hit = verified_.find(header); hit != verified_.end()) grant = hit->second;
+  }
+  if (grant != nullptr) {
+    if (absl::Status st = keys_->CheckTimes(*grant, now); !st.ok()) return st;
+    return grant;
+  }
+  absl::StatusOr<jwt::Grant> verified = keys_->VerifyBearer(header, now);
+  if (!verified.ok()) return verified.status();
+  grant = std::make_shared<const jwt::Grant>(*std::move(verified));
+  absl::MutexLock lock(&verified_mu_);
+  if (verified_.size() >= kMaxVerifiedTokens) verified_.clear();
+  verified_.emplace(header, grant);
+  return grant;
 }
 
 grpc::Status Security::Authorize(const grpc::ServerContextBase& ctx, absl::string_view tenant,
                                  jwt::Role role) const {
   if (insecure() || IsClusterPeer(ctx)) return grpc::Status::OK;
-  absl::StatusOr<jwt::Grant> grant = Authenticate(ctx);
+  absl::StatusOr<std::shared_ptr<const jwt::Grant>> grant = Authenticate(ctx);
   if (!grant.ok()) return ToGrpcStatus(grant.status());
-  return ToGrpcStatus(jwt::Authorize(*grant, tenant, role));
+  return ToGrpcStatus(jwt::Authorize(**grant, tenant, role));
 }
 
 grpc::Status Security::AuthorizeRole(const grpc::ServerContextBase& ctx, jwt::Role role) const {
   if (insecure() || IsClusterPeer(ctx)) return grpc::Status::OK;
-  absl::StatusOr<jwt::Grant> grant = Authenticate(ctx);
+  absl::StatusOr<std::shared_ptr<const jwt::Grant>> grant = Authenticate(ctx);
   if (!grant.ok()) return ToGrpcStatus(grant.status());
-  if (absl::Status st = jwt::AuthorizeRole(*grant, role); !st.ok()) return ToGrpcStatus(st);
+  if (absl::Status st = jwt::AuthorizeRole(**grant, role); !st.ok()) return ToGrpcStatus(st);
   // A call that names no tenant acts on (or shows) every tenant's shards.
-  if (!grant->all_tenants) {
+  if (!(*grant)->all_tenants) {
     return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
                         absl::StrCat("the ", jwt::RoleName(role),
                                      " call acts on every tenant: the token must grant "

@@ -33,7 +33,12 @@
 // "dash-controlplane" (what deploy/tls/make-certs.sh issues). Do not sign
 // other certificates with the cluster CA.
 //
-// Thread-safety: immutable once built; share it between services and threads.
+// Verified tokens are remembered by their exact bytes (a client sends the
+// same token on every call; verifying one — base64url, HMAC, JSON — costs
+// more than a lookup). A remembered token is still refused once it expires.
+//
+// Thread-safety: share one between services and threads; its only mutable
+// state, the verified-token cache, is behind a mutex.
 #ifndef DASH_COMMON_SECURITY_H_
 #define DASH_COMMON_SECURITY_H_
 
@@ -41,8 +46,11 @@
 #include <optional>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "common/jwt.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/security/credentials.h"
@@ -91,10 +99,19 @@ class Security {
 
   // True when the caller is a cluster member (see above).
   bool IsClusterPeer(const grpc::ServerContextBase& ctx) const;
-  absl::StatusOr<jwt::Grant> Authenticate(const grpc::ServerContextBase& ctx) const;
+  absl::StatusOr<std::shared_ptr<const jwt::Grant>> Authenticate(
+      const grpc::ServerContextBase& ctx) const;
 
   std::optional<jwt::TokenKeys> keys_;  // Empty: insecure.
   std::string ca_pem_, cert_pem_, key_pem_;
+
+  // Tokens that verified, by their "authorization" value. Bounded: emptied
+  // when full, so a flood of distinct valid tokens costs verification, not
+  // memory.
+  static constexpr size_t kMaxVerifiedTokens = 1024;
+  mutable absl::Mutex verified_mu_;
+  mutable absl::flat_hash_map<std::string, std::shared_ptr<const jwt::Grant>> verified_
+      ABSL_GUARDED_BY(verified_mu_);
 };
 
 // How a client reaches a DASH port: TLS trusting `ca_pem` (plaintext when it
