@@ -3,7 +3,9 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 namespace dash {
 namespace {
@@ -24,7 +26,14 @@ class CountingFactory final : public grpc::experimental::ServerInterceptorFactor
  public:
   explicit CountingFactory(InflightCalls* calls) : calls_(calls) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(
-      grpc::experimental::ServerRpcInfo*) override {
+      grpc::experimental::ServerRpcInfo* info) override {
+    // Health watches and reflection streams stay open as long as their
+    // client likes and have no work to finish: a stop does not wait for them.
+    const absl::string_view method = info->method() != nullptr ? info->method() : "";
+    if (absl::StartsWith(method, "/grpc.health.v1.Health/") ||
+        absl::StartsWith(method, "/grpc.reflection.")) {
+      return nullptr;
+    }
     return new CountingInterceptor(calls_);
   }
 

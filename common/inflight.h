@@ -27,7 +27,8 @@ namespace dash {
 class InflightCalls {
  public:
   // One interceptor per call: it counts the call from when it starts until
-  // it is finished.
+  // it is finished. Health watches and reflection streams are not counted
+  // (they last as long as their client likes; common/serving.h).
   std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> Factory();
   // Factory() and ParseErrorsAsInvalidArgument(), in the vector
   // SetInterceptorCreators takes.

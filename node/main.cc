@@ -183,6 +183,8 @@ int main(int argc, char** argv) {
                                           : FLAGS_advertise_address;
     agent_options.heartbeat_interval = absl::Milliseconds(FLAGS_heartbeat_ms);
     agent_options.security = *security;
+    dash::service::NodeServer* node = server->get();
+    agent_options.on_ready = [node](bool ready) { node->SetReady(ready); };
     agent = std::make_unique<dash::service::PlacementAgent>((*server)->host(), agent_options);
     agent->Start();
   }
@@ -190,7 +192,8 @@ int main(int argc, char** argv) {
     int sig = 0;
     sigwait(&stop_signals, &sig);
     LOG(INFO) << "dash-node: signal " << sig << ", shutting down";
-    agent.reset();  // Stops heartbeats and followers first.
+    (*server)->StopServing();  // Probes turn away before anything stops.
+    agent.reset();             // Stops heartbeats and followers first.
     (*server)->Shutdown();
   });
   (*server)->Wait();

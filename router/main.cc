@@ -8,10 +8,12 @@
 #include <string>
 #include <thread>
 
+#include "absl/synchronization/notification.h"
 #include "common/inflight.h"
 #include "common/port_file.h"
 #include "common/proto_log.h"
 #include "common/security_flags.h"
+#include "common/serving.h"
 #include "common/thread_pool.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
@@ -19,6 +21,7 @@
 #include "grpcpp/server_builder.h"
 #include "router/grpc_node_client.h"
 #include "router/placement_cache.h"
+#include "router/replica_choice.h"
 #include "router/router.h"
 #include "router/router_service.h"
 
@@ -83,6 +86,7 @@ int main(int argc, char** argv) {
   dash::router::RouterAdminService admin(&router, *security);
 
   int port = 0;
+  dash::EnableHealthAndReflection();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(FLAGS_listen, (*security)->ServerCredentials(), &port);
   builder.RegisterService(&service);
@@ -100,15 +104,37 @@ int main(int argc, char** argv) {
     LOG(ERROR) << "dash-router: cannot write " << FLAGS_port_file;
     return 1;
   }
+  // Health: NodeAdmin serves from the start; the router as a whole ("") and
+  // its Data service once its placement has every shard led (writes would
+  // otherwise fail closed), checked every 100 ms.
+  dash::SetServing(server.get(), {dash::v1::NodeAdmin::service_full_name()}, true);
+  absl::Notification stopping;
+  std::thread readiness([&] {
+    int reported = -1;
+    do {
+      absl::StatusOr<std::shared_ptr<const dash::v1::Placement>> table = placement.Get();
+      const bool ready = table.ok() && dash::router::EveryShardLed(**table);
+      if (reported != static_cast<int>(ready)) {
+        LOG(INFO) << "dash-router: "
+                  << (ready ? "ready: every shard has a healthy leader"
+                            : "not ready: a shard has no healthy leader");
+        dash::SetServing(server.get(), {"", dash::v1::Data::service_full_name()}, ready);
+        reported = ready;
+      }
+    } while (!stopping.WaitForNotificationWithTimeout(absl::Milliseconds(100)));
+  });
   std::thread signal_waiter([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
     LOG(INFO) << "dash-router: signal " << sig << ", shutting down";
+    stopping.Notify();
+    dash::StopServing(server.get());
     // Calls in flight get up to 2 s; idle connections do not hold the stop.
     dash::ShutdownWhenIdle(server.get(), inflight, absl::Seconds(2));
   });
   server->Wait();
   signal_waiter.join();
+  readiness.join();
   LOG(INFO) << "dash-router: stopped";
   return 0;
 }

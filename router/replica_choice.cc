@@ -68,6 +68,17 @@ absl::StatusOr<Route> ChooseLeader(const v1::Placement& placement, const v1::Sha
   return MakeRoute(placement, entry, entry.leader_node_id());
 }
 
+bool EveryShardLed(const v1::Placement& placement) {
+  if (!placement.created() ||
+      placement.shards_size() != static_cast<int>(placement.shard_count())) {
+    return false;
+  }
+  for (const v1::ShardEntry& entry : placement.shards()) {
+    if (!ChooseLeader(placement, entry).ok()) return false;
+  }
+  return true;
+}
+
 bool RefusedUntilNextTable(const absl::Status& status) {
   return absl::IsUnavailable(status) && GetRoutingHint(status).has_value();
 }

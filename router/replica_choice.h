@@ -45,6 +45,11 @@ struct Route {
 // The healthy leader of `entry`, or UNAVAILABLE with a RoutingHint.
 absl::StatusOr<Route> ChooseLeader(const v1::Placement& placement, const v1::ShardEntry& entry);
 
+// Whether a router with `placement` can take writes for every shard: the
+// cluster is created and each shard has a healthy leader (the router's
+// readiness; common/serving.h).
+bool EveryShardLed(const v1::Placement& placement);
+
 // Whether a node's answer to a write is a refusal worth a brief wait for
 // the next placement table and one more try: UNAVAILABLE with a RoutingHint,
 // which nodes attach only when they refused before logging anything (replica

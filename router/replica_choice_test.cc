@@ -258,5 +258,30 @@ TEST(ReadWithFailoverTest, MovesOnOnlyAfterUnavailableAndAtMostMaxAttempts) {
   EXPECT_EQ(tried.size(), 1u);
 }
 
+// The router's readiness: created, every shard present and led by a healthy
+// node; any one of them missing makes it not ready.
+TEST(ReplicaChoiceTest, EveryShardLedNeedsACreatedTableWithAHealthyLeaderPerShard) {
+  EXPECT_TRUE(EveryShardLed(Table()));
+
+  v1::Placement not_created = Table();
+  not_created.set_created(false);
+  EXPECT_FALSE(EveryShardLed(not_created));
+
+  v1::Placement missing_shard = Table();
+  missing_shard.set_shard_count(2);
+  EXPECT_FALSE(EveryShardLed(missing_shard));
+
+  v1::Placement leaderless = Table();
+  leaderless.mutable_shards(0)->clear_leader_node_id();
+  EXPECT_FALSE(EveryShardLed(leaderless));
+
+  v1::Placement dead_leader = Table();
+  SetHealth(dead_leader, "n1", v1::NODE_HEALTH_UNHEALTHY);
+  EXPECT_FALSE(EveryShardLed(dead_leader));
+  SetHealth(dead_leader, "n1", v1::NODE_HEALTH_HEALTHY);
+  SetHealth(dead_leader, "n3", v1::NODE_HEALTH_UNHEALTHY);  // A follower: still led.
+  EXPECT_TRUE(EveryShardLed(dead_leader));
+}
+
 }  // namespace
 }  // namespace dash::router

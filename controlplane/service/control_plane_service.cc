@@ -6,9 +6,9 @@
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/inflight.h"
+#include "common/serving.h"
 #include "common/status_macros.h"
 #include "controlplane/fencing/grpc_fencer.h"
-#include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/server_builder.h"
 
 namespace dash::controlplane {
@@ -156,7 +156,7 @@ absl::StatusOr<std::unique_ptr<ControlPlaneServer>> ControlPlaneServer::Start(
   DASH_ASSIGN_OR_RETURN(server->manager_, PlacementManager::Open(std::move(store), options));
   server->service_ = std::make_unique<ControlPlaneService>(server->manager_.get(), security);
 
-  grpc::EnableDefaultHealthCheckService(true);
+  EnableHealthAndReflection();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(listen_address, security->ServerCredentials(), &server->port_);
   builder.RegisterService(server->service_.get());
@@ -167,12 +167,15 @@ absl::StatusOr<std::unique_ptr<ControlPlaneServer>> ControlPlaneServer::Start(
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", listen_address));
   }
+  // Its store is open and its table loaded: it serves.
+  SetServing(server->server_.get(), {"", v1::ControlPlane::service_full_name()}, true);
   return server;
 }
 
 void ControlPlaneServer::Wait() { server_->Wait(); }
 
 void ControlPlaneServer::Shutdown() {
+  StopServing(server_.get());
   manager_->Shutdown();
   // In-flight calls are short (watch streams end at once on manager shutdown);
   // after a second whatever remains is cancelled.

@@ -3,8 +3,8 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "common/serving.h"
 #include "common/status_macros.h"
-#include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/server_builder.h"
 
 namespace dash::service {
@@ -30,7 +30,7 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(
   DASH_ASSIGN_OR_RETURN(server->snapshot_server_,
                         replication::SnapshotServer::Create(server->host_.get(), snapshot_options));
 
-  grpc::EnableDefaultHealthCheckService(true);
+  EnableHealthAndReflection();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(listen_address, security->ServerCredentials(), &server->port_);
   builder.RegisterService(server->data_service_.get());
@@ -44,12 +44,25 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", listen_address));
   }
+  SetServing(server->server_.get(),
+             {v1::NodeAdmin::service_full_name(), v1::Replication::service_full_name(),
+              v1::Snapshots::service_full_name()},
+             true);
+  server->SetReady(!server_options.managed);
   return server;
 }
+
+void NodeServer::SetReady(bool ready) {
+  SetServing(server_.get(),
+             {"", v1::Data::service_full_name(), v1::ShardQuery::service_full_name()}, ready);
+}
+
+void NodeServer::StopServing() { dash::StopServing(server_.get()); }
 
 void NodeServer::Wait() { server_->Wait(); }
 
 void NodeServer::Shutdown() {
+  StopServing();
   // Log and snapshot streams would otherwise hold the shutdown to its deadline.
   log_server_->Stop();
   snapshot_server_->Stop();

@@ -50,6 +50,15 @@ class NodeServer {
 
   int port() const { return port_; }
   shard::ShardHost* host() { return host_.get(); }
+  // The node's health (common/serving.h): "", dash.v1.Data and
+  // dash.v1.ShardQuery are SERVING while `ready` — from the start for an
+  // unmanaged node, once its PlacementAgent reports ready for a managed one.
+  // NodeAdmin, Replication and Snapshots serve from the start (followers catch
+  // up from a draining node too). Ignored once stopping.
+  void SetReady(bool ready);
+  // Every service NOT_SERVING for good; the first step of Shutdown, and of a
+  // process's stop before it lets go of its placement.
+  void StopServing();
   // Blocks until Shutdown() is called from another thread.
   void Wait();
   void Shutdown();

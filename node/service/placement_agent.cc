@@ -247,6 +247,7 @@ void PlacementAgent::Apply(const v1::Placement& placement) {
     }
   }
   host_->SetAssigned(mine);  // Calls for them meanwhile: "opening; retry".
+  bool opened_all = true;
   for (const v1::ShardEntry& entry : placement.shards()) {
     if (mine.count(entry.shard()) == 0) continue;
     shard::Role role;
@@ -270,6 +271,7 @@ void PlacementAgent::Apply(const v1::Placement& placement) {
     absl::StatusOr<std::shared_ptr<shard::ShardReplica>> r = host_->AddReplica(entry.shard());
     if (!r.ok()) {
       LOG(ERROR) << "shard " << entry.shard() << ": cannot open the replica: " << r.status();
+      opened_all = false;
       continue;
     }
     absl::Status adopted = (*r)->AdoptRole(role);
@@ -299,8 +301,17 @@ void PlacementAgent::Apply(const v1::Placement& placement) {
     if (!st.ok()) LOG(ERROR) << "shard " << shard << ": " << st;
   }
   applied_version_ = placement.version();
-  absl::MutexLock m(&mu_);
-  reported_followers_ = followers_;
+  {
+    absl::MutexLock m(&mu_);
+    reported_followers_ = followers_;
+  }
+  if (options_.on_ready) {
+    bool draining = false;
+    for (const auto& n : placement.nodes()) {
+      if (n.node_id() == options_.node_id) draining = n.draining();
+    }
+    options_.on_ready(opened_all && !draining);
+  }
 }
 
 }  // namespace dash::service

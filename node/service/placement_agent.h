@@ -8,6 +8,7 @@
 #ifndef DASH_NODE_SERVICE_PLACEMENT_AGENT_H_
 #define DASH_NODE_SERVICE_PLACEMENT_AGENT_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -31,6 +32,10 @@ struct AgentOptions {
   // The node's TLS identity for its calls to the control plane and to the
   // leaders it follows.
   std::shared_ptr<const Security> security = Security::Insecure();
+  // Told after each placement table is applied whether the node is ready for
+  // data calls: registered, every replica assigned to it open, not draining
+  // (the node's health status; common/serving.h).
+  std::function<void(bool ready)> on_ready;
 };
 
 class PlacementAgent {
