@@ -76,11 +76,16 @@ bool Security::IsClusterPeer(const grpc::ServerContextBase& ctx) const {
 
 absl::StatusOr<std::shared_ptr<const jwt::Grant>> Security::Authenticate(
     const grpc::ServerContextBase& ctx) const {
-  const absl::Time now = absl::Now();
   const auto& metadata = ctx.client_metadata();
   auto it = metadata.find("authorization");
-  if (it == metadata.end()) return keys_->VerifyBearer("", now).status();
-  const absl::string_view header(it->second.data(), it->second.size());
+  if (it == metadata.end()) return AuthenticateHeader("");
+  return AuthenticateHeader(absl::string_view(it->second.data(), it->second.size()));
+}
+
+absl::StatusOr<std::shared_ptr<const jwt::Grant>> Security::AuthenticateHeader(
+    absl::string_view header) const {
+  const absl::Time now = absl::Now();
+  if (header.empty()) return keys_->VerifyBearer("", now).status();
   std::shared_ptr<const jwt::Grant> grant;
   {
     absl::ReaderMutexLock lock(&verified_mu_);
@@ -99,20 +104,16 @@ absl::StatusOr<std::shared_ptr<const jwt::Grant>> Security::Authenticate(
   return grant;
 }
 
-grpc::Status Security::Authorize(const grpc::ServerContextBase& ctx, absl::string_view tenant,
-                                 jwt::Role role) const {
-  if (insecure() || IsClusterPeer(ctx)) return grpc::Status::OK;
-  absl::StatusOr<std::shared_ptr<const jwt::Grant>> grant = Authenticate(ctx);
-  if (!grant.ok()) return ToGrpcStatus(grant.status());
-  return ToGrpcStatus(jwt::Authorize(**grant, tenant, role));
-}
+namespace {
 
-grpc::Status Security::AuthorizeRole(const grpc::ServerContextBase& ctx, jwt::Role role) const {
-  if (insecure() || IsClusterPeer(ctx)) return grpc::Status::OK;
-  absl::StatusOr<std::shared_ptr<const jwt::Grant>> grant = Authenticate(ctx);
+// What a verified (or refused) caller may do: `role` on `tenant`, or on every
+// tenant when there is none (a call that names no tenant acts on, or shows,
+// every tenant's shards).
+grpc::Status Permit(const absl::StatusOr<std::shared_ptr<const jwt::Grant>>& grant,
+                    std::optional<absl::string_view> tenant, jwt::Role role) {
   if (!grant.ok()) return ToGrpcStatus(grant.status());
+  if (tenant.has_value()) return ToGrpcStatus(jwt::Authorize(**grant, *tenant, role));
   if (absl::Status st = jwt::AuthorizeRole(**grant, role); !st.ok()) return ToGrpcStatus(st);
-  // A call that names no tenant acts on (or shows) every tenant's shards.
   if (!(*grant)->all_tenants) {
     return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
                         absl::StrCat("the ", jwt::RoleName(role),
@@ -120,6 +121,26 @@ grpc::Status Security::AuthorizeRole(const grpc::ServerContextBase& ctx, jwt::Ro
                                      "tenants \"*\""));
   }
   return grpc::Status::OK;
+}
+
+}  // namespace
+
+grpc::Status Security::Authorize(const grpc::ServerContextBase& ctx, absl::string_view tenant,
+                                 jwt::Role role) const {
+  if (insecure() || IsClusterPeer(ctx)) return grpc::Status::OK;
+  return Permit(Authenticate(ctx), tenant, role);
+}
+
+grpc::Status Security::AuthorizeRole(const grpc::ServerContextBase& ctx, jwt::Role role) const {
+  if (insecure() || IsClusterPeer(ctx)) return grpc::Status::OK;
+  return Permit(Authenticate(ctx), std::nullopt, role);
+}
+
+grpc::Status Security::AuthorizeBearer(absl::string_view authorization,
+                                       std::optional<absl::string_view> tenant,
+                                       jwt::Role role) const {
+  if (insecure()) return grpc::Status::OK;
+  return Permit(AuthenticateHeader(authorization), tenant, role);
 }
 
 grpc::Status Security::AuthorizePeer(const grpc::ServerContextBase& ctx) const {

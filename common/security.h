@@ -90,6 +90,16 @@ class Security {
   // For calls to other cluster members: mutual TLS with this process's
   // certificate.
   std::shared_ptr<grpc::ChannelCredentials> PeerCredentials() const;
+  // The PEM texts of the process's TLS identity (empty when insecure), for
+  // its other listeners (the HTTP port, common/http_server.h).
+  const std::string& ca_pem() const { return ca_pem_; }
+  const std::string& cert_pem() const { return cert_pem_; }
+  const std::string& key_pem() const { return key_pem_; }
+  // Authorize (with a tenant) or AuthorizeRole (without) for a caller that
+  // is not a gRPC call (HTTP): `authorization` is the header's value; no
+  // certificate counts. The same codes.
+  grpc::Status AuthorizeBearer(absl::string_view authorization,
+                               std::optional<absl::string_view> tenant, jwt::Role role) const;
   // A channel to another cluster member.
   std::shared_ptr<grpc::Channel> PeerChannel(const std::string& target,
                                              const grpc::ChannelArguments& args = {}) const;
@@ -101,6 +111,8 @@ class Security {
   bool IsClusterPeer(const grpc::ServerContextBase& ctx) const;
   absl::StatusOr<std::shared_ptr<const jwt::Grant>> Authenticate(
       const grpc::ServerContextBase& ctx) const;
+  absl::StatusOr<std::shared_ptr<const jwt::Grant>> AuthenticateHeader(
+      absl::string_view header) const;
 
   std::optional<jwt::TokenKeys> keys_;  // Empty: insecure.
   std::string ca_pem_, cert_pem_, key_pem_;

@@ -27,9 +27,16 @@ void EnableHealthAndReflection();
 // StopServing, changes are ignored.
 void SetServing(grpc::Server* server, const std::vector<std::string>& services, bool serving);
 
+// The status SetServing last gave `service` of `server` (false when none, and
+// after StopServing): what HTTP readiness probes answer (common/http_server.h).
+bool IsServing(const grpc::Server* server, const std::string& service);
+
 // Every service of `server` NOT_SERVING, for good: called first when a
 // process stops, so that probes and balancers turn away before calls fail.
 void StopServing(grpc::Server* server);
+
+// Drops what is known of `server`; call before destroying it.
+void ForgetServer(const grpc::Server* server);
 
 }  // namespace dash
 

@@ -7,9 +7,11 @@
 #include <string>
 #include <thread>
 
+#include "common/http_flags.h"
 #include "common/port_file.h"
 #include "common/proto_log.h"
 #include "common/security_flags.h"
+#include "common/serving.h"
 #include "controlplane/service/control_plane_service.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
@@ -97,6 +99,13 @@ int main(int argc, char** argv) {
     LOG(ERROR) << "dash-controlplane: cannot write " << FLAGS_port_file;
     return 1;
   }
+  dash::controlplane::ControlPlaneServer* cp = server->get();
+  absl::StatusOr<std::unique_ptr<dash::HttpServer>> http = dash::HttpServerFromFlags(
+      "dash-controlplane", **security, [cp] { return dash::IsServing(cp->grpc_server(), ""); });
+  if (!http.ok()) {
+    LOG(ERROR) << "dash-controlplane: " << http.status();
+    return 1;
+  }
   std::thread signal_waiter([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
@@ -105,6 +114,7 @@ int main(int argc, char** argv) {
   });
   (*server)->Wait();
   signal_waiter.join();
+  http->reset();
   server->reset();
   LOG(INFO) << "dash-controlplane: stopped";
   return 0;

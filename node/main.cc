@@ -11,9 +11,12 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/http_api.h"
+#include "common/http_flags.h"
 #include "common/port_file.h"
 #include "common/proto_log.h"
 #include "common/security_flags.h"
+#include "common/serving.h"
 #include "common/sync_point.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
@@ -188,6 +191,22 @@ int main(int argc, char** argv) {
     agent = std::make_unique<dash::service::PlacementAgent>((*server)->host(), agent_options);
     agent->Start();
   }
+  // The HTTP port: health, readiness, metrics and the JSON API (calls on the
+  // node's own gRPC server, authorized there).
+  dash::service::NodeServer* node_server = server->get();
+  absl::StatusOr<std::unique_ptr<dash::HttpServer>> http = dash::HttpServerFromFlags(
+      "dash-node", **security,
+      [node_server] { return dash::IsServing(node_server->grpc_server(), ""); },
+      [&](httplib::Server& routes) {
+        dash::HttpApiOptions api;
+        api.local = node_server->InProcessChannel();
+        api.security = *security;
+        dash::AddDataRoutes(routes, api);
+      });
+  if (!http.ok()) {
+    LOG(ERROR) << "dash-node: " << http.status();
+    return 1;
+  }
   std::thread signal_waiter([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
@@ -198,6 +217,7 @@ int main(int argc, char** argv) {
   });
   (*server)->Wait();
   signal_waiter.join();
+  http->reset();  // Its API calls go to the server: stopped first.
   server->reset();
   LOG(INFO) << "dash-node: stopped";
   return 0;

@@ -235,8 +235,10 @@ absl::StatusOr<uint32_t> ShardOfBatch(const v1::WriteRequest& request, uint32_t 
       shard = s;
     } else if (s != *shard) {
       return Bad(absl::StrCat("ops[", i, "]"),
-                 absl::StrCat("claim belongs to shard ", s, " but the batch is for shard ", *shard,
-                              "; a node takes single-shard batches (the router splits them)"));
+                 absl::StrCat(
+                     "claim belongs to shard ", s, " but the batch is for shard ", *shard,
+                     "; a batch is atomic within one shard: send other shards' claims in their own "
+                     "batches (dashctl ingest splits files by shard)"));
     }
   }
   if (!shard.has_value()) return Bad("ops", "must not be empty");

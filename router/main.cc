@@ -9,7 +9,11 @@
 #include <thread>
 
 #include "absl/synchronization/notification.h"
+#include "common/http_api.h"
+#include "common/http_flags.h"
 #include "common/inflight.h"
+#include "common/metrics.h"
+#include "common/placement_metrics.h"
 #include "common/port_file.h"
 #include "common/proto_log.h"
 #include "common/security_flags.h"
@@ -93,7 +97,9 @@ int main(int argc, char** argv) {
   builder.RegisterService(&admin);
   builder.SetMaxReceiveMessageSize(64 << 20);
   dash::InflightCalls inflight;
-  builder.experimental().SetInterceptorCreators(inflight.Factories());
+  auto interceptors = inflight.Factories();
+  interceptors.push_back(dash::metrics::RpcMetricsFactory());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     LOG(ERROR) << "dash-router: cannot listen on " << FLAGS_listen;
@@ -123,6 +129,31 @@ int main(int argc, char** argv) {
       }
     } while (!stopping.WaitForNotificationWithTimeout(absl::Milliseconds(100)));
   });
+  // Metrics of the table it routes by, read at each scrape.
+  std::unique_ptr<dash::metrics::CollectorHandle> collector =
+      dash::metrics::AddCollector([&placement] {
+        absl::StatusOr<std::shared_ptr<const dash::v1::Placement>> table = placement.Get();
+        return table.ok() ? dash::metrics::PlacementFamilies(**table)
+                          : std::vector<prometheus::MetricFamily>();
+      });
+  // The HTTP port: health, readiness, metrics and the JSON API (calls on the
+  // router's own gRPC server, authorized there).
+  grpc::Server* grpc_server = server.get();
+  absl::StatusOr<std::unique_ptr<dash::HttpServer>> http = dash::HttpServerFromFlags(
+      "dash-router", **security, [grpc_server] { return dash::IsServing(grpc_server, ""); },
+      [&](httplib::Server& routes) {
+        dash::HttpApiOptions api;
+        grpc::ChannelArguments args;
+        args.SetMaxReceiveMessageSize(64 << 20);
+        api.local = grpc_server->InProcessChannel(args);
+        api.security = *security;
+        api.placement = [&placement] { return placement.Get(); };
+        dash::AddDataRoutes(routes, api);
+      });
+  if (!http.ok()) {
+    LOG(ERROR) << "dash-router: " << http.status();
+    return 1;
+  }
   std::thread signal_waiter([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
@@ -135,6 +166,7 @@ int main(int argc, char** argv) {
   server->Wait();
   signal_waiter.join();
   readiness.join();
+  http->reset();
   LOG(INFO) << "dash-router: stopped";
   return 0;
 }

@@ -20,6 +20,10 @@ packages=(
   # openssl: deploy/tls/make-certs.sh (dev CA, certificates, JWT key). clang with its runtime:
   # the sanitizer and libFuzzer build (scripts/sanitize-test.sh).
   openssl clang libclang-rt-14-dev
+  # The HTTP port of every process (cpp-httplib) and its Prometheus metrics (prometheus-cpp).
+  libcpp-httplib-dev prometheus-cpp-dev
+  # curl: the quick start's HTTPS call (deploy/local/up.sh).
+  curl
 )
 [[ " $* " == *" --bazel "* ]] && packages+=(bazel-bootstrap)
 

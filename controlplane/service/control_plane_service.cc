@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/inflight.h"
+#include "common/placement_metrics.h"
 #include "common/serving.h"
 #include "common/status_macros.h"
 #include "controlplane/fencing/grpc_fencer.h"
@@ -162,6 +163,7 @@ absl::StatusOr<std::unique_ptr<ControlPlaneServer>> ControlPlaneServer::Start(
   builder.RegisterService(server->service_.get());
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(ParseErrorsAsInvalidArgument());
+  interceptors.push_back(metrics::RpcMetricsFactory());
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
@@ -169,6 +171,9 @@ absl::StatusOr<std::unique_ptr<ControlPlaneServer>> ControlPlaneServer::Start(
   }
   // Its store is open and its table loaded: it serves.
   SetServing(server->server_.get(), {"", v1::ControlPlane::service_full_name()}, true);
+  PlacementManager* manager = server->manager_.get();
+  server->collector_ = metrics::AddCollector(
+      [manager] { return metrics::PlacementFamilies(manager->GetPlacement()); });
   return server;
 }
 
@@ -183,9 +188,11 @@ void ControlPlaneServer::Shutdown() {
 }
 
 ControlPlaneServer::~ControlPlaneServer() {
+  collector_.reset();  // Before manager_ goes.
   if (server_ != nullptr) {
     Shutdown();
     server_->Wait();
+    ForgetServer(server_.get());
   }
   server_.reset();
   service_.reset();

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/metrics.h"
 #include "common/security.h"
 #include "controlplane/fencing/fencer.h"
 #include "controlplane/placement/placement_manager.h"
@@ -77,6 +78,7 @@ class ControlPlaneServer {
 
   int port() const { return port_; }
   PlacementManager* manager() { return manager_.get(); }
+  grpc::Server* grpc_server() { return server_.get(); }
   // Blocks until Shutdown() is called from another thread.
   void Wait();
   // Wakes waiting calls (watchers end, transfers are abandoned), then stops
@@ -89,6 +91,7 @@ class ControlPlaneServer {
   std::unique_ptr<Fencer> fencer_;  // Outlives manager_ (declared first).
   std::unique_ptr<PlacementManager> manager_;
   std::unique_ptr<ControlPlaneService> service_;
+  std::unique_ptr<metrics::CollectorHandle> collector_;  // Reads manager_.
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 };

@@ -6,6 +6,7 @@
 #include "common/serving.h"
 #include "common/status_macros.h"
 #include "grpcpp/server_builder.h"
+#include "node/service/node_metrics.h"
 
 namespace dash::service {
 
@@ -39,7 +40,9 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(
   builder.RegisterService(server->log_server_.get());
   builder.RegisterService(server->snapshot_server_.get());
   builder.SetMaxReceiveMessageSize(64 << 20);
-  builder.experimental().SetInterceptorCreators(server->inflight_.Factories());
+  auto interceptors = server->inflight_.Factories();
+  if (server_options.metrics) interceptors.push_back(metrics::RpcMetricsFactory());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", listen_address));
@@ -49,7 +52,17 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(
               v1::Snapshots::service_full_name()},
              true);
   server->SetReady(!server_options.managed);
+  if (server_options.metrics) {
+    shard::ShardHost* host = server->host_.get();
+    server->collector_ = metrics::AddCollector([host] { return NodeFamilies(host->Info()); });
+  }
   return server;
+}
+
+std::shared_ptr<grpc::Channel> NodeServer::InProcessChannel() {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  return server_->InProcessChannel(args);
 }
 
 void NodeServer::SetReady(bool ready) {
@@ -72,9 +85,11 @@ void NodeServer::Shutdown() {
 }
 
 NodeServer::~NodeServer() {
+  collector_.reset();  // Before host_ goes.
   if (server_ != nullptr) {
     Shutdown();
     server_->Wait();
+    ForgetServer(server_.get());
   }
   server_.reset();
   host_.reset();

@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/inflight.h"
+#include "common/metrics.h"
 #include "common/rate_limiter.h"
 #include "common/security.h"
 #include "grpcpp/server.h"
@@ -27,6 +28,9 @@ struct NodeServerOptions {
   uint64_t snapshot_rate_bytes_per_s = 64 << 20;
   // Who may call what, and the port's TLS (common/security.h).
   std::shared_ptr<const Security> security = Security::Insecure();
+  // Prometheus series (common/metrics.h): every call's latency, and the
+  // node's state read at each scrape (node_metrics.h).
+  bool metrics = true;
 };
 
 class NodeServer {
@@ -49,6 +53,9 @@ class NodeServer {
   ~NodeServer();
 
   int port() const { return port_; }
+  grpc::Server* grpc_server() { return server_.get(); }
+  // A channel into this server without the network (the HTTP API's calls).
+  std::shared_ptr<grpc::Channel> InProcessChannel();
   shard::ShardHost* host() { return host_.get(); }
   // The node's health (common/serving.h): "", dash.v1.Data and
   // dash.v1.ShardQuery are SERVING while `ready` — from the start for an
@@ -74,6 +81,7 @@ class NodeServer {
   std::unique_ptr<RateLimiter> snapshot_limiter_;  // Used by snapshot_server_.
   std::unique_ptr<replication::SnapshotServer> snapshot_server_;
   InflightCalls inflight_;  // Before server_: its interceptors point here.
+  std::unique_ptr<metrics::CollectorHandle> collector_;  // Reads host_.
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 };

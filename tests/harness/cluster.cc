@@ -24,6 +24,12 @@ absl::Status LocalCluster::Start() {
       absl::StrCat("--failure_timeout_ms=", options_.failure_timeout_ms)};
   cp_args.insert(cp_args.end(), options_.controlplane_args.begin(),
                  options_.controlplane_args.end());
+  auto with_http = [&](std::vector<std::string> args, const std::string& dir) {
+    if (!options_.http) return args;
+    for (std::string& flag : HttpArgs(dir)) args.push_back(std::move(flag));
+    return args;
+  };
+  cp_args = with_http(cp_args, dir_ + "/controlplane");
   controlplane_ = std::make_unique<ControlPlaneProcess>(dir_ + "/controlplane", cp_args);
   if (absl::Status st = controlplane_->Start(); !st.ok()) return st;
   for (int i = 1; i <= options_.nodes; ++i) {
@@ -32,11 +38,13 @@ absl::Status LocalCluster::Start() {
                                      "--controlplane=" + controlplane_->address(),
                                      absl::StrCat("--heartbeat_ms=", options_.heartbeat_ms)};
     args.insert(args.end(), options_.node_args.begin(), options_.node_args.end());
-    nodes_[id] = std::make_unique<NodeProcess>(dir_ + "/" + id, args);
+    nodes_[id] = std::make_unique<NodeProcess>(dir_ + "/" + id, with_http(args, dir_ + "/" + id));
     if (absl::Status st = nodes_[id]->Start(); !st.ok()) return st;
   }
-  router_ = std::make_unique<RouterProcess>(
-      dir_ + "/router", std::vector<std::string>{"--controlplane=" + controlplane_->address()});
+  std::vector<std::string> router_args = {"--controlplane=" + controlplane_->address()};
+  router_args.insert(router_args.end(), options_.router_args.begin(), options_.router_args.end());
+  router_ =
+      std::make_unique<RouterProcess>(dir_ + "/router", with_http(router_args, dir_ + "/router"));
   if (absl::Status st = router_->Start(); !st.ok()) return st;
   if (!options_.settle) return absl::OkStatus();
   absl::Status st = WaitForPlacement(

@@ -29,6 +29,9 @@ struct ClusterOptions {
   int heartbeat_ms = 150;
   std::vector<std::string> controlplane_args;  // Extra flags.
   std::vector<std::string> node_args;
+  std::vector<std::string> router_args;
+  // Every process also serves HTTP (HttpArgs; ServerProcess::http_port).
+  bool http = false;
   // Start() waits until the cluster is created, every shard led and fully
   // replicated, and every node acts in its role; false: it returns once the
   // processes listen.

@@ -234,6 +234,22 @@ ServerProcess::ServerProcess(std::string binary, std::string dir, std::vector<st
 
 ServerProcess::~ServerProcess() { Kill(); }
 
+std::vector<std::string> HttpArgs(const std::string& dir) {
+  return {"--http_listen=127.0.0.1:0", "--http_port_file=" + dir + "/http_port"};
+}
+
+int ServerProcess::http_port() const {
+  // Written just after the gRPC port: wait a little for it.
+  int port = 0;
+  (void)PollUntil(
+      [&] {
+        std::ifstream in(dir_ + "/http_port");
+        return static_cast<bool>(in >> port);
+      },
+      absl::Seconds(10), "the HTTP port file");
+  return port;
+}
+
 bool ServerProcess::Ready() {
   return channel_->WaitForConnected(std::chrono::system_clock::now() +
                                     std::chrono::milliseconds(500));
@@ -242,6 +258,7 @@ bool ServerProcess::Ready() {
 absl::Status ServerProcess::Start(absl::Duration timeout) {
   const std::string port_file = dir_ + "/port";
   std::filesystem::remove(port_file);
+  std::filesystem::remove(dir_ + "/http_port");
   std::vector<std::string> args = {absl::StrCat("--listen=127.0.0.1:", port_),
                                    "--port_file=" + port_file};
   const std::vector<std::string> security = TestSecurity::Get().ServerArgs(kind_);

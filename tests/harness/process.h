@@ -138,6 +138,8 @@ class ServerProcess {
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
   const std::string& dir() const { return dir_; }
   std::string log_path() const { return dir_ + "/" + log_name_; }
+  // The HTTP port of a process started with HttpArgs(dir()); 0 when none.
+  int http_port() const;
 
  protected:
   // True once the server answers; called repeatedly after the port is known.
@@ -154,6 +156,10 @@ class ServerProcess {
   int port_ = 0;
   std::shared_ptr<grpc::Channel> channel_;
 };
+
+// The flags that give a server in `dir` an HTTP port on a free loopback port,
+// written to <dir>/http_port (ServerProcess::http_port).
+std::vector<std::string> HttpArgs(const std::string& dir);
 
 // A dash-node with its data in <dir>/data; ready when it answers GetNodeInfo.
 class NodeProcess : public ServerProcess {

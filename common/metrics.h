@@ -1,0 +1,76 @@
+// Prometheus metrics of a DASH process, in the text exposition format served
+// at GET /metrics (common/http_server.h). prometheus-cpp keeps the series and
+// writes the format; DASH adds:
+//   - dash_rpc_duration_seconds{method, code}: every gRPC call the process
+//     serves, as a histogram (its _count is the call count), through a
+//     server interceptor (RpcMetricsFactory);
+//   - process_resident_memory_bytes, process_open_fds, process_cpu_seconds_total,
+//     process_start_time_seconds: the standard process metrics, by their
+//     standard names so that stock dashboards find them;
+//   - whatever the process registers: histograms on hot paths (Registry()),
+//     and collectors that read state only when scraped (AddCollector), so
+//     that state kept anyway (LSNs, lag, cache counters) costs nothing
+//     between scrapes.
+// Names follow Prometheus's conventions: the dash_ prefix, base units
+// (seconds, bytes), _total for counters. Label values are bounded: methods of
+// DASH's own services (any other path is "other"), status code names, shard
+// numbers and node ids; never claim ids or tenants.
+// Thread-safe.
+#ifndef DASH_COMMON_METRICS_H_
+#define DASH_COMMON_METRICS_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "grpcpp/support/server_interceptor.h"
+#include "prometheus/histogram.h"
+#include "prometheus/metric_family.h"
+#include "prometheus/registry.h"
+
+namespace dash::metrics {
+
+// The process-wide registry.
+prometheus::Registry& Registry();
+
+// Histogram buckets for latencies, from 100 µs to 10 s.
+const prometheus::Histogram::BucketBoundaries& LatencyBuckets();
+
+// A server interceptor factory observing every call into
+// dash_rpc_duration_seconds.
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> RpcMetricsFactory();
+
+// Families built at each scrape. Keep the handle: the collector is removed
+// when it is destroyed.
+using Collector = std::function<std::vector<prometheus::MetricFamily>()>;
+class CollectorHandle {
+ public:
+  explicit CollectorHandle(uint64_t id) : id_(id) {}
+  ~CollectorHandle();
+  CollectorHandle(const CollectorHandle&) = delete;
+  CollectorHandle& operator=(const CollectorHandle&) = delete;
+
+ private:
+  const uint64_t id_;
+};
+std::unique_ptr<CollectorHandle> AddCollector(Collector collector);
+
+// Helpers for collectors: one family of `type` with a sample per call.
+class FamilyBuilder {
+ public:
+  FamilyBuilder(std::string name, std::string help, prometheus::MetricType type);
+  // Adds a sample; labels as name/value pairs.
+  FamilyBuilder& Add(double value, std::vector<std::pair<std::string, std::string>> labels = {});
+  prometheus::MetricFamily Build();  // Moves the family out.
+
+ private:
+  prometheus::MetricFamily family_;
+};
+
+// Everything, in the text exposition format (version 0.0.4).
+std::string Render();
+
+}  // namespace dash::metrics
+
+#endif  // DASH_COMMON_METRICS_H_
