@@ -147,7 +147,7 @@ int main(int argc, char** argv) {
   int claims = 2000;
   int clients = 8;
   int only_batch = 0;
-  bool secure = false;
+  bool secure = false, metrics = true;
   std::string dir = "/tmp/dash-ingest-bench";
   for (int i = 1; i < argc; ++i) {
     absl::string_view a = argv[i];
@@ -161,10 +161,12 @@ int main(int argc, char** argv) {
       dir = std::string(a);
     } else if (a == "--secure") {
       secure = true;
+    } else if (a == "--no-metrics") {
+      metrics = false;
     } else {
       fprintf(stderr,
               "usage: ingest_bench [--claims=N] [--clients=N] [--batch=N] [--dir=PATH] "
-              "[--secure]\n");
+              "[--secure] [--no-metrics]\n");
       return 2;
     }
   }
@@ -181,6 +183,7 @@ int main(int argc, char** argv) {
   }
   dash::service::NodeServerOptions server_options;
   server_options.security = security->server;
+  server_options.metrics = metrics;  // --no-metrics: what the call histograms cost.
   auto server = dash::service::NodeServer::Start(options, "127.0.0.1:0", server_options);
   if (!server.ok()) {
     fprintf(stderr, "ingest_bench: %s\n", server.status().ToString().c_str());
@@ -193,7 +196,8 @@ int main(int argc, char** argv) {
   printf("%-7s %-22s %14s %14s %8s %12s\n", "batch", "mode", "raw claims/s", "dash claims/s",
          "ratio", "write p50 ms");
   std::string json = absl::StrCat("{\"bench\":\"ingest\",\"claims\":", claims,
-                                  ",\"secure\":", secure ? "true" : "false", ",\"results\":[");
+                                  ",\"secure\":", secure ? "true" : "false",
+                                  ",\"metrics\":", metrics ? "true" : "false", ",\"results\":[");
   int offset = 0;
   bool first = true;
   std::vector<int> sizes = {1, 10, 100};

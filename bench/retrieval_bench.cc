@@ -162,7 +162,7 @@ int main(int argc, char** argv) {
               dir = "/tmp/dash-retrieval-bench";
   int queries = 200;
   double tolerance = 0.5;
-  bool accept = false, keep = false, secure = false;
+  bool accept = false, keep = false, secure = false, metrics = true;
   for (int i = 1; i < argc; ++i) {
     absl::string_view a = argv[i];
     if (absl::ConsumePrefix(&a, "--profile="))
@@ -183,11 +183,13 @@ int main(int argc, char** argv) {
       keep = true;
     else if (a == "--secure")
       secure = true;
+    else if (a == "--no-metrics")
+      metrics = false;
     else {
       fprintf(stderr,
               "usage: retrieval_bench --profile=small|medium|large|xlarge [--queries=N] "
               "[--history=F] [--baseline=F] [--tolerance=X] [--accept] [--dir=D] [--keep] "
-              "[--secure]\n");
+              "[--secure] [--no-metrics]\n");
       return 2;
     }
   }
@@ -217,6 +219,7 @@ int main(int argc, char** argv) {
   }
   dash::service::NodeServerOptions server_options;
   server_options.security = security->server;
+  server_options.metrics = metrics;  // --no-metrics: what the call histograms cost.
   auto server = dash::service::NodeServer::Start(options, "127.0.0.1:0", server_options);
   if (!server.ok()) {
     fprintf(stderr, "retrieval_bench: %s\n", server.status().ToString().c_str());
@@ -471,6 +474,7 @@ int main(int argc, char** argv) {
   nlohmann::json card = {{"bench", "retrieval"},
                          {"profile", profile},
                          {"secure", secure},
+                         {"metrics", metrics},
                          {"claims", claims},
                          {"shards", 4},
                          {"time", absl::FormatTime(absl::Now(), absl::UTCTimeZone())},

@@ -9,6 +9,8 @@
 # token is minted and written with the CA's certificate to dashctl's config directory
 # ($DASH_CONFIG_DIR, default ~/.config/dash), where dashctl finds them without flags.
 # Everything keeps running; stop it with deploy/local/down.sh.
+# Each process also serves HTTPS (health, readiness, Prometheus metrics; the JSON API on the
+# router and the nodes) on its gRPC port + 80: router 7180, nodes 7181-7183, control plane 7080.
 #   env: DASH_PORT (router, default 7100; nodes use the next three ports),
 #        DASH_CONTROLPLANE_PORT (default 7000)
 set -euo pipefail
@@ -62,15 +64,17 @@ start() {
 
 secure controlplane
 start controlplane controlplane/dash-controlplane --data_dir="$run/controlplane/data" \
-  --listen="127.0.0.1:$cp_port" --shard_count=4 --replication_factor=3 "${SECURE[@]}"
+  --listen="127.0.0.1:$cp_port" --http_listen="127.0.0.1:$((cp_port + 80))" --shard_count=4 \
+  --replication_factor=3 "${SECURE[@]}"
 secure node
 for i in 1 2 3; do
   start "n$i" node/dash-node --data_dir="$run/n$i/data" --listen="127.0.0.1:$((port + i))" \
-    --node_id="n$i" --controlplane="127.0.0.1:$cp_port" "${SECURE[@]}"
+    --http_listen="127.0.0.1:$((port + 80 + i))" --node_id="n$i" \
+    --controlplane="127.0.0.1:$cp_port" "${SECURE[@]}"
 done
 secure router
-start router router/dash-router --listen="127.0.0.1:$port" --controlplane="127.0.0.1:$cp_port" \
-  "${SECURE[@]}"
+start router router/dash-router --listen="127.0.0.1:$port" --http_listen="127.0.0.1:$((port + 80))" \
+  --controlplane="127.0.0.1:$cp_port" "${SECURE[@]}"
 
 echo "== waiting for every shard to have a healthy leader that takes writes"
 for _ in $(seq 300); do
@@ -99,8 +103,15 @@ echo "== claim climate-fever-6 with its evidence and citations, read from a foll
 $ctl get --tenant=climate --read-preference=follower-preferred climate-fever-6
 echo "== query: \"are polar bear populations declining\" (top 3, BM25, with cited evidence)"
 $ctl query --tenant=climate -k 3 --evidence "are polar bear populations declining"
+echo "== the same claim over HTTPS (the router's JSON API), and the router's readiness"
+curl -sS --cacert "$config/ca.pem" -H "Authorization: Bearer $(cat "$config/token")" \
+  "https://127.0.0.1:$((port + 80))/v1/tenants/climate/claims/climate-fever-6" | head -c 400
+echo " ..."
+curl -sS --cacert "$config/ca.pem" "https://127.0.0.1:$((port + 80))/readyz"
 echo
 echo "The cluster is running: router 127.0.0.1:$port, control plane 127.0.0.1:$cp_port."
+echo "HTTPS: router 127.0.0.1:$((port + 80)) (JSON API, /metrics, /readyz), nodes" \
+  "$((port + 81))-$((port + 83)), control plane $((cp_port + 80))."
 echo "Try: build/dashctl/dashctl placement show    build/dashctl/dashctl nodes"
 echo "     build/dashctl/dashctl token mint --key-file=$tls/auth-keys.json --tenant=climate \\"
 echo "       --role=read --ttl=1h    (a read-only token for one tenant)"
