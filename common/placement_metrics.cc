@@ -22,6 +22,8 @@ std::vector<prometheus::MetricFamily> PlacementFamilies(const v1::Placement& pla
   FamilyBuilder led("dash_shard_leader_healthy",
                     "1 when the shard has a leader on a healthy node (0: its writes fail closed)",
                     MetricType::Gauge);
+  FamilyBuilder replicas("dash_shard_replicas", "Replicas of the shard in the table",
+                         MetricType::Gauge);
   FamilyBuilder in_sync("dash_shard_in_sync_replicas",
                         "Replicas of the shard in sync, the leader's included", MetricType::Gauge);
   for (const v1::ShardEntry& s : placement.shards()) {
@@ -36,6 +38,7 @@ std::vector<prometheus::MetricFamily> PlacementFamilies(const v1::Placement& pla
       synced += r.role() == v1::REPLICA_ROLE_LEADER || r.in_sync();
     }
     in_sync.Add(synced, {{"shard", shard}});
+    replicas.Add(s.replicas_size(), {{"shard", shard}});
   }
   std::vector<prometheus::MetricFamily> out;
   out.push_back(
@@ -45,6 +48,7 @@ std::vector<prometheus::MetricFamily> PlacementFamilies(const v1::Placement& pla
   out.push_back(epoch.Build());
   out.push_back(led.Build());
   out.push_back(in_sync.Build());
+  out.push_back(replicas.Build());
   out.push_back(FamilyBuilder("dash_nodes", "Nodes in the table by health", MetricType::Gauge)
                     .Add(healthy, {{"health", "healthy"}})
                     .Add(unhealthy, {{"health", "unhealthy"}})

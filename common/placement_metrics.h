@@ -7,6 +7,7 @@
 //   dash_shard_leader_healthy{shard}    1 when the shard has a leader on a
 //                                       healthy node (0: writes fail closed);
 //   dash_shard_in_sync_replicas{shard}  replicas in sync, the leader's included;
+//   dash_shard_replicas{shard}          replicas in the table;
 //   dash_nodes{health}, dash_nodes_draining.
 #ifndef DASH_COMMON_PLACEMENT_METRICS_H_
 #define DASH_COMMON_PLACEMENT_METRICS_H_

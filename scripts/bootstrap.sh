@@ -22,8 +22,9 @@ packages=(
   openssl clang libclang-rt-14-dev
   # The HTTP port of every process (cpp-httplib) and its Prometheus metrics (prometheus-cpp).
   libcpp-httplib-dev prometheus-cpp-dev
-  # curl: the quick start's HTTPS call (deploy/local/up.sh).
-  curl
+  # curl: the quick start's HTTPS call (deploy/local/up.sh). prometheus (with promtool): the
+  # alert rules' tests and the test that scrapes a live cluster (tests/prometheus_*).
+  curl prometheus
 )
 [[ " $* " == *" --bazel "* ]] && packages+=(bazel-bootstrap)
 

@@ -133,11 +133,7 @@ TestSecurity::TestSecurity() {
   const char* tmp = std::getenv("TEST_TMPDIR");
   dir_ = absl::StrCat(tmp != nullptr && *tmp ? tmp : "/tmp", "/dash-test-tls-", getpid());
   std::filesystem::remove_all(dir_);
-#ifdef DASH_SOURCE_DIR
-  const std::string script = DASH_SOURCE_DIR "/deploy/tls/make-certs.sh";
-#else
-  const std::string script = "deploy/tls/make-certs.sh";  // Bazel: the runfiles root.
-#endif
+  const std::string script = SourcePath("deploy/tls/make-certs.sh");
   CommandResult made = RunCommand("/bin/bash", {script, dir_, "node", "router", "controlplane"});
   if (made.exit_code != 0) {
     fprintf(stderr, "[harness] %s failed (exit %d): cannot secure the test cluster\n",
@@ -233,6 +229,14 @@ ServerProcess::ServerProcess(std::string binary, std::string dir, std::vector<st
 }
 
 ServerProcess::~ServerProcess() { Kill(); }
+
+std::string SourcePath(const std::string& relative) {
+#ifdef DASH_SOURCE_DIR
+  return absl::StrCat(DASH_SOURCE_DIR, "/", relative);
+#else
+  return relative;  // Bazel: the runfiles root.
+#endif
+}
 
 std::vector<std::string> HttpArgs(const std::string& dir) {
   return {"--http_listen=127.0.0.1:0", "--http_port_file=" + dir + "/http_port"};

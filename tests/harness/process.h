@@ -29,6 +29,9 @@ namespace dash::testing {
 
 // Path of a project binary, e.g. BinaryPath("node/dash-node").
 std::string BinaryPath(const std::string& relative);
+// Path of a source file, e.g. SourcePath("deploy/tls/make-certs.sh"): in the
+// source tree under CMake, in the runfiles root under Bazel (as a data dep).
+std::string SourcePath(const std::string& relative);
 
 // Polls `condition` every `interval` until it holds (OK) or `timeout` passes
 // (DEADLINE_EXCEEDED naming `what`).
