@@ -25,6 +25,8 @@ packages=(
   # curl: the quick start's HTTPS call (deploy/local/up.sh). prometheus (with promtool): the
   # alert rules' tests and the test that scrapes a live cluster (tests/prometheus_*).
   curl prometheus
+  # Node.js: the Node client and its test (clients/node; npm is added below when missing).
+  nodejs
 )
 [[ " $* " == *" --bazel "* ]] && packages+=(bazel-bootstrap)
 
@@ -32,6 +34,9 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# npm: Debian's package, unless a Node.js build that bundles npm (NodeSource's) is installed.
+command -v npm >/dev/null || dpkg-query -W -f='${Status}' npm 2>/dev/null | grep -q "install ok installed" ||
+  missing+=(npm)
 if ((${#missing[@]} == 0)); then
   echo "bootstrap: all ${#packages[@]} packages present"
   exit 0
