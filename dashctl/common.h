@@ -70,6 +70,8 @@ void AddQueryCommands(CLI::App& app, GlobalOptions& g, std::function<int()>* run
 // placement show|watch, nodes, failover, promote, transfer, drain, replicas
 // add|remove|move: the control plane's admin API (dash.v1.ControlPlane).
 void AddPlacementCommands(CLI::App& app, GlobalOptions& g, std::function<int()>* run);
+// health: the standard gRPC health check of any process.
+void AddHealthCommand(CLI::App& app, GlobalOptions& g, std::function<int()>* run);
 // token mint: bearer tokens for operators and applications.
 void AddTokenCommands(CLI::App& app, std::function<int()>* run);
 // A channel to any address (e.g. a node `verify` reaches directly), with the

@@ -117,6 +117,12 @@ std::set<std::string> ReflectedServices(const std::string& address) {
   return names;
 }
 
+// `dashctl health ADDR... [--service S]`: its exit code and output.
+testing::CommandResult DashctlHealth(std::vector<std::string> args) {
+  args.insert(args.begin(), "health");
+  return testing::RunCommand(testing::BinaryPath("dashctl/dashctl"), args);
+}
+
 absl::Status Drain(const std::string& controlplane, const std::string& node, bool undrain) {
   auto stub = v1::ControlPlane::NewStub(testing::MemberChannel(controlplane));
   grpc::ClientContext ctx;
@@ -145,6 +151,10 @@ TEST(ServingTest, HealthFollowsWhatEachProcessCanDoAndReflectionListsItsServices
   absl::SleepFor(absl::Milliseconds(500));  // Several readiness checks.
   EXPECT_EQ(Check(router.address(), ""), kNotServing);
   EXPECT_EQ(Check(router.address(), "dash.v1.Data"), kNotServing);
+  // dashctl health says so, by exit code (a container health check's way).
+  testing::CommandResult not_ready = DashctlHealth({router.address()});
+  EXPECT_EQ(not_ready.exit_code, 1) << not_ready.out;
+  EXPECT_EQ(not_ready.out, router.address() + " - NOT_SERVING\n");
 
   // Two nodes of three: registered, but the cluster is not created yet (it
   // needs three replicas per shard), so they hold no replica and take no data
@@ -177,6 +187,14 @@ TEST(ServingTest, HealthFollowsWhatEachProcessCanDoAndReflectionListsItsServices
   }
   ASSERT_TRUE(WaitForStatus(router.address(), "", kServing, "the router to be ready").ok());
   EXPECT_EQ(Check(router.address(), "dash.v1.Data"), kServing);
+  testing::CommandResult ready =
+      DashctlHealth({router.address(), cp.address(), nodes[0]->address()});
+  EXPECT_EQ(ready.exit_code, 0) << ready.out;
+  EXPECT_EQ(ready.out, absl::StrCat(router.address(), " - SERVING\n", cp.address(), " - SERVING\n",
+                                    nodes[0]->address(), " - SERVING\n"));
+  // A service the process does not have: 1; nothing listening: 3.
+  EXPECT_EQ(DashctlHealth({cp.address(), "--service=dash.v1.Data"}).exit_code, 1);
+  EXPECT_EQ(DashctlHealth({"127.0.0.1:1", "--timeout=2"}).exit_code, 3);
 
   // Draining n1: it takes no more data calls (balancers turn away) while its
   // admin and replication services serve on; undrained, it serves again.
