@@ -182,6 +182,19 @@ const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
   return *buckets;
 }
 
+prometheus::Counter& Counter(const std::string& name, const std::string& help) {
+  static absl::Mutex mu;
+  absl::MutexLock lock(&mu);
+  return prometheus::BuildCounter().Name(name).Help(help).Register(Registry()).Add({});
+}
+
+prometheus::Histogram& Histogram(const std::string& name, const std::string& help,
+                                 const prometheus::Histogram::BucketBoundaries& buckets) {
+  static absl::Mutex mu;
+  absl::MutexLock lock(&mu);
+  return prometheus::BuildHistogram().Name(name).Help(help).Register(Registry()).Add({}, buckets);
+}
+
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> RpcMetricsFactory() {
   Rpcs();  // The family exists (empty) from the start.
   ProcessFamilies();

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "grpcpp/support/server_interceptor.h"
+#include "prometheus/counter.h"
 #include "prometheus/histogram.h"
 #include "prometheus/metric_family.h"
 #include "prometheus/registry.h"
@@ -36,6 +37,13 @@ prometheus::Registry& Registry();
 
 // Histogram buckets for latencies, from 100 µs to 10 s.
 const prometheus::Histogram::BucketBoundaries& LatencyBuckets();
+
+// A process-wide series without labels, made on first use (the same name
+// gives the same series): for hot paths, which keep the reference, e.g.
+//   static prometheus::Counter& replays = metrics::Counter("dash_x_total", "...");
+prometheus::Counter& Counter(const std::string& name, const std::string& help);
+prometheus::Histogram& Histogram(const std::string& name, const std::string& help,
+                                 const prometheus::Histogram::BucketBoundaries& buckets);
 
 // A server interceptor factory observing every call into
 // dash_rpc_duration_seconds.

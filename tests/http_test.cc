@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
@@ -282,9 +284,19 @@ TEST_F(HttpTest, MalformedRequestsGetA4xxTheProcessServesOnAndNothingIsWritten) 
 }
 
 TEST_F(HttpTest, EveryProcessServesHealthReadinessAndMetrics) {
-  // Some traffic first, so that the call histograms have series.
-  auto router = Client(cluster_->router(), Token({"acme"}, {jwt::Role::kRead}));
+  // Some traffic first, so that the call histograms have series: a listing,
+  // and the same batch written twice under one idempotency key (the second
+  // is answered from its record: a replay).
+  auto router = Client(cluster_->router(), Token({"acme"}, {jwt::Role::kRead, jwt::Role::kWrite}));
   ASSERT_TRUE(router->Get("/v1/tenants/acme/claims"));
+  std::string batch = WriteBody({Claim("m1", "metrics are scraped", "ops"),
+                                 Evidence("m1", "prometheus scrapes every target")});
+  batch.insert(1, R"("idempotencyKey":"metrics-1",)");
+  for (int i = 0; i < 2; ++i) {
+    httplib::Result w = router->Post("/v1/tenants/acme/write", batch, "application/json");
+    ASSERT_TRUE(w);
+    ASSERT_EQ(w->status, 200) << w->body;
+  }
 
   std::vector<testing::ServerProcess*> processes = {&cluster_->controlplane(), &cluster_->router()};
   for (const std::string& id : cluster_->node_ids()) processes.push_back(&cluster_->node(id));
@@ -321,6 +333,25 @@ TEST_F(HttpTest, EveryProcessServesHealthReadinessAndMetrics) {
   EXPECT_THAT(leader_metrics, HasSubstr(R"(dash_replica_leader{shard="0"} 1)"));
   EXPECT_THAT(leader_metrics, HasSubstr(R"(dash_replica_in_sync_followers{shard="0"} 2)"));
   EXPECT_THAT(leader_metrics, HasSubstr("dash_replication_lag_records{"));
+  // The group commit and the replay, summed over the nodes (the leader of
+  // m1's shard counts them).
+  double groups = 0, replays = 0;
+  for (const std::string& id : cluster_->node_ids()) {
+    const std::string m = Client(cluster_->node(id))->Get("/metrics")->body;
+    for (absl::string_view line : absl::StrSplit(m, '\n')) {
+      double v = 0;
+      if (absl::StartsWith(line, "dash_commit_group_batches_count ") &&
+          absl::SimpleAtod(line.substr(line.find(' ') + 1), &v)) {
+        groups += v;
+      }
+      if (absl::StartsWith(line, "dash_idempotent_replays_total ") &&
+          absl::SimpleAtod(line.substr(line.find(' ') + 1), &v)) {
+        replays += v;
+      }
+    }
+  }
+  EXPECT_GE(groups, 1);
+  EXPECT_EQ(replays, 1);
   // No tenant or claim reaches a label.
   for (const std::string& m : {router_metrics, cp_metrics, leader_metrics}) {
     EXPECT_THAT(m, ::testing::Not(HasSubstr("acme")));

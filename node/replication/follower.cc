@@ -3,6 +3,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "common/metrics.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
 #include "grpcpp/create_channel.h"
@@ -130,6 +131,12 @@ absl::Status LogFollower::CatchUpFromSnapshot(v1::Snapshots::Stub& stub) {
   DASH_RETURN_IF_ERROR(replica->AdoptRole(role_));
   LOG(INFO) << "shard " << shard_ << ": installed a snapshot at lsn " << manifest.last_lsn() << " ("
             << progress.bytes_received.load() << " bytes received)";
+  static prometheus::Counter& installs = metrics::Counter(
+      "dash_snapshot_installs_total", "Snapshots of a leader's replica this node installed");
+  static prometheus::Counter& installed_bytes =
+      metrics::Counter("dash_snapshot_bytes_total", "Bytes of the snapshots this node installed");
+  installs.Increment();
+  installed_bytes.Increment(static_cast<double>(progress.bytes_received.load()));
   absl::MutexLock l(&mu_);
   ++stats_.snapshots;
   stats_.snapshot_bytes += progress.bytes_received.load();
