@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
@@ -60,6 +61,13 @@ class RpcSeries {
       }
     }
     other_.label = "other";
+  }
+
+  // Makes the OK series of `service`'s methods exist, at 0.
+  void Initialize(const std::string& service) {
+    for (const auto& series : methods_) {
+      if (absl::StartsWith(series->label, service + "/")) For(absl::StrCat("/", series->label), 0);
+    }
   }
 
   prometheus::Histogram* For(absl::string_view path, int code) {
@@ -195,8 +203,9 @@ prometheus::Histogram& Histogram(const std::string& name, const std::string& hel
   return prometheus::BuildHistogram().Name(name).Help(help).Register(Registry()).Add({}, buckets);
 }
 
-std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> RpcMetricsFactory() {
-  Rpcs();  // The family exists (empty) from the start.
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> RpcMetricsFactory(
+    const std::vector<std::string>& initialized_services) {
+  for (const std::string& service : initialized_services) Rpcs().Initialize(service);
   ProcessFamilies();
   return std::make_unique<RpcMetricsFactoryImpl>();
 }

@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
   builder.SetMaxReceiveMessageSize(64 << 20);
   dash::InflightCalls inflight;
   auto interceptors = inflight.Factories();
-  interceptors.push_back(dash::metrics::RpcMetricsFactory());
+  interceptors.push_back(dash::metrics::RpcMetricsFactory({dash::v1::Data::service_full_name()}));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {

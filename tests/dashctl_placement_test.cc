@@ -2,8 +2,6 @@
 // plays the shard nodes: it registers them and heartbeats for them over gRPC,
 // reporting the LSNs each test chooses, then runs the real dashctl binary.
 #include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <condition_variable>
@@ -173,22 +171,6 @@ class FakeNodes {
   bool stop_ = false;
   std::map<std::pair<std::string, uint32_t>, uint64_t> lsn_;
 };
-
-// A loopback port nothing listens on.
-int ClosedPort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    close(fd);
-    return 1;
-  }
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 template <typename M>
 bool ParseJson(const std::string& json, M* m) {
@@ -545,7 +527,7 @@ TEST_F(DashctlPlacementTest, RefusalsUsageErrorsAndUnreachable) {
   EXPECT_THAT(err, HasSubstr("INVALID_ARGUMENT"));
   EXPECT_EQ(Ctl({"promote", "--shard=0", "--node=nobody"}).exit_code, 1);  // NOT_FOUND
 
-  const std::string closed = absl::StrCat("--controlplane=127.0.0.1:", ClosedPort());
+  const std::string closed = absl::StrCat("--controlplane=127.0.0.1:", testing::UnusedPort());
   EXPECT_EQ(Run({closed, "--timeout=2", "placement", "show"}).exit_code, 3);
   EXPECT_EQ(Run({closed, "--timeout=2", "failover", "--shard=0"}).exit_code, 3);
   EXPECT_EQ(Run({closed, "placement", "watch", "--count=1"}).exit_code, 3);

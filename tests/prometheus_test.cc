@@ -2,8 +2,6 @@
 // control plane, three nodes, the router) with deploy/prometheus/alerts.yml
 // loaded: every target is up over HTTPS, and the key series, asked through
 // Prometheus's own HTTP API, hold what the traffic sent here must produce.
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -29,19 +27,10 @@ using testing::TestSecurity;
 
 constexpr char kPrometheus[] = "/usr/bin/prometheus";
 
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
+// The number of calls `job` answered to `method` with `code`, as PromQL.
+std::string Calls(const std::string& job, const std::string& method, const std::string& code) {
+  return absl::StrCat(R"(sum(dash_rpc_duration_seconds_count{job=")", job, R"(",method="dash.v1.)",
+                      method, R"(",code=")", code, R"("}))");
 }
 
 // One job's scrape config: HTTPS trusting the cluster CA (HTTP when the
@@ -107,7 +96,7 @@ TEST_F(PrometheusTest, ScrapesEveryProcessAndSeesWhatTheClusterDid) {
            << Job("dash-controlplane", {cluster.controlplane().http_port()})
            << Job("dash-router", {cluster.router().http_port()}) << Job("dash-node", node_ports);
   }
-  prometheus_port_ = FreePort();
+  prometheus_port_ = testing::UnusedPort();
   absl::StatusOr<std::unique_ptr<testing::Process>> prometheus = testing::Process::Start(
       kPrometheus,
       {"--config.file=" + config_path, "--storage.tsdb.path=" + dir.Sub("tsdb"),
@@ -149,19 +138,11 @@ TEST_F(PrometheusTest, ScrapesEveryProcessAndSeesWhatTheClusterDid) {
     EXPECT_EQ(router->Query(&ctx, q, &resp).ok(), i != 3);
   }
 
-  ExpectEventually(
-      R"(sum(dash_rpc_duration_seconds_count{job="dash-router",method="dash.v1.Data/Write",code="OK"}))",
-      6);
-  ExpectEventually(
-      R"(sum(dash_rpc_duration_seconds_count{job="dash-router",method="dash.v1.Data/Query",code="OK"}))",
-      3);
-  ExpectEventually(
-      R"(sum(dash_rpc_duration_seconds_count{job="dash-router",method="dash.v1.Data/Query",code="INVALID_ARGUMENT"}))",
-      1);
+  ExpectEventually(Calls("dash-router", "Data/Write", "OK"), 6);
+  ExpectEventually(Calls("dash-router", "Data/Query", "OK"), 3);
+  ExpectEventually(Calls("dash-router", "Data/Query", "INVALID_ARGUMENT"), 1);
   // The nodes' writes: each leader forwarded them, none was refused.
-  ExpectEventually(
-      R"(sum(dash_rpc_duration_seconds_count{job="dash-node",method="dash.v1.Data/Write",code="OK"}))",
-      6);
+  ExpectEventually(Calls("dash-node", "Data/Write", "OK"), 6);
   ExpectEventually(R"(sum(dash_shard_leader_healthy{job="dash-controlplane"}))", 2);
   ExpectEventually(R"(sum(dash_shard_leader_healthy{job="dash-router"}))", 2);
   ExpectEventually(R"(count(dash_replica_last_lsn{job="dash-node"}))", 6);  // 2 shards x 3.

@@ -41,7 +41,8 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(
   builder.RegisterService(server->snapshot_server_.get());
   builder.SetMaxReceiveMessageSize(64 << 20);
   auto interceptors = server->inflight_.Factories();
-  if (server_options.metrics) interceptors.push_back(metrics::RpcMetricsFactory());
+  if (server_options.metrics)
+    interceptors.push_back(metrics::RpcMetricsFactory({v1::Data::service_full_name()}));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {

@@ -160,6 +160,10 @@ class ServerProcess {
   std::shared_ptr<grpc::Channel> channel_;
 };
 
+// A loopback port nothing listens on now (bound to port 0, then released):
+// for a process the test starts itself, or for an address that must refuse.
+int UnusedPort();
+
 // The flags that give a server in `dir` an HTTP port on a free loopback port,
 // written to <dir>/http_port (ServerProcess::http_port).
 std::vector<std::string> HttpArgs(const std::string& dir);
