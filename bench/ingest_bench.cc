@@ -26,7 +26,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "bench/bench_security.h"
-#include "bench/progress.h"
+#include "common/progress.h"
 #include "dash/v1/data.grpc.pb.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
@@ -115,7 +115,7 @@ DashResult DashGrpc(const std::string& address, const dash::bench::BenchSecurity
   std::vector<double> latencies_ms(batches.size());
   std::atomic<size_t> next{0};
   std::atomic<int> failures{0};
-  dash::bench::Progress progress("ingest", batches.size(), "batches");
+  dash::Progress progress("ingest", batches.size(), "batches");
   const auto start = Clock::now();
   for (int t = 0; t < clients; ++t) {
     threads.emplace_back([&] {

@@ -15,17 +15,17 @@
 //   build/bench/replication_bench [--claims=20000] [--clients=8] [--batch=10]
 //                                 [--retention=N] [--lag_rate=200] [--lag_seconds=10]
 //   (DASH_BIN_ROOT defaults to build/)
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <algorithm>
 #include <fstream>
 #include <map>
 #include <mutex>
 #include <sstream>
-#include <tuple>
 #include <thread>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -274,8 +274,7 @@ int main(int argc, char** argv) {
     std::stringstream text;
     text << log.rdbuf();
     size_t snapshots = 0;
-    for (size_t at = 0; (at = text.str().find("bytes received)", at)) != std::string::npos;
-         ++at) {
+    for (size_t at = 0; (at = text.str().find("bytes received)", at)) != std::string::npos; ++at) {
       ++snapshots;
     }
     printf(

@@ -36,8 +36,8 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "bench/bench_security.h"
-#include "bench/progress.h"
 #include "common/hashing.h"
+#include "common/progress.h"
 #include "dash/v1/data.grpc.pb.h"
 #include "dash/v1/node.grpc.pb.h"
 #include "grpcpp/client_context.h"
@@ -252,7 +252,7 @@ int main(int argc, char** argv) {
   }
   std::atomic<size_t> next{0};
   std::atomic<int> failures{0};
-  dash::bench::Progress progress("ingest", claims, "claims");
+  dash::Progress progress("ingest", claims, "claims");
   const auto ingest_start = Clock::now();
   std::vector<std::thread> writers;
   for (int t = 0; t < 4; ++t) {

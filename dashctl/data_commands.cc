@@ -12,9 +12,11 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/hashing.h"
+#include "common/progress.h"
 #include "common/proto_bytes.h"
 #include "dash/v1/data.grpc.pb.h"
 #include "dash/v1/node.grpc.pb.h"
@@ -114,9 +116,18 @@ class Ingester {
       in->seekg(0);
     }
     start_ = std::chrono::steady_clock::now();
+    // One claim record per line: a file's (or validated input's) line count
+    // is the total the progress bar counts towards; a pipe's is unknown.
+    size_t total = 0;
+    if (in != &std::cin) {
+      std::string line;
+      while (std::getline(*in, line)) total += !absl::StripAsciiWhitespace(line).empty();
+      in->clear();
+      in->seekg(0);
+    }
+    progress_ = std::make_unique<Progress>("ingest", total, "claims");
     std::vector<std::thread> workers;
     for (int i = 0; i < std::max(1, o_.concurrency); ++i) workers.emplace_back([this] { Work(); });
-    std::thread reporter([this] { Report(); });
 
     int exit_code = ReadAll(*in);
     {
@@ -125,14 +136,10 @@ class Ingester {
     }
     cv_.notify_all();
     for (auto& w : workers) w.join();
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      finished_ = true;
-    }
-    cv_.notify_all();
-    reporter.join();
     std::lock_guard<std::mutex> l(mu_);
-    PrintProgress(exit_code == kOk && failure_code_ == kOk ? " done" : " stopped");
+    const char* state = exit_code == kOk && failure_code_ == kOk ? " done" : " stopped";
+    progress_->Finish(state);
+    PrintSummary(state);
     return exit_code != kOk ? exit_code : failure_code_;
   }
 
@@ -243,6 +250,7 @@ class Ingester {
       return;
     }
     claims_ += b.claims;
+    progress_->Add(b.claims);
     evidence_ += b.request.ops_size() - b.claims;
     batches_ += 1;
     if (resp.replayed()) replayed_ += 1;
@@ -251,20 +259,8 @@ class Ingester {
     printf("%s\n", ToJson(out, false).c_str());
   }
 
-  // Prints progress once a second until the run finishes.
-  void Report() {
-    std::unique_lock<std::mutex> l(mu_);
-    auto next = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-    while (!finished_) {
-      if (cv_.wait_until(l, next, [&] { return finished_; })) break;
-      next += std::chrono::seconds(1);
-      l.unlock();
-      PrintProgress("");
-      l.lock();
-    }
-  }
-
-  void PrintProgress(const char* state) {
+  // What was written: claims, evidence and edges, batches, replays, rate.
+  void PrintSummary(const char* state) {
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     fprintf(stderr,
@@ -289,13 +285,13 @@ class Ingester {
   uint32_t shard_count_ = 1;
   std::unique_ptr<v1::Data::Stub> stub_;
   std::chrono::steady_clock::time_point start_;
+  std::unique_ptr<Progress> progress_;
   std::atomic<long> claims_{0}, evidence_{0}, batches_{0}, replayed_{0};
 
   std::mutex mu_;  // Guards the fields below.
   std::condition_variable cv_;
   std::deque<Batch> queue_;
   bool done_reading_ = false;
-  bool finished_ = false;
   int failure_code_ = 0;
 
   std::mutex out_mu_;  // Serializes stdout.

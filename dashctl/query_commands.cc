@@ -13,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/grpc_status.h"
+#include "common/progress.h"
 #include "dash/v1/data.grpc.pb.h"
 #include "dashctl/common.h"
 #include "nlohmann/json.hpp"
@@ -121,8 +122,15 @@ int RunEval(const GlobalOptions& g, const EvalOptions& o) {
   int queries = 0;
   std::vector<std::string> texts;  // Timed again at k = 10 afterwards.
   std::string line;
+  size_t lines = 0;
+  while (std::getline(in, line)) lines += !line.empty();
+  in.clear();
+  in.seekg(0);
+  // Each claim is asked twice: ranked at k = 100, then timed at k = 10.
+  Progress progress("eval", 2 * lines, "queries");
   while (std::getline(in, line)) {
     if (line.empty()) continue;
+    progress.Add(1);
     nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
     if (j.is_discarded() || !j.contains("claim") || !j.contains("cited_doc_ids")) {
       fprintf(stderr, "dashctl: %s: not a SciFact claims line\n", o.claims.c_str());
@@ -173,7 +181,9 @@ int RunEval(const GlobalOptions& g, const EvalOptions& o) {
     grpc::Status st = stub->Query(&ctx, req, &resp);
     if (!st.ok()) return Fail(FromGrpcStatus(st, &ctx));
     ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - start));
+    progress.Add(1);
   }
+  progress.Finish(" done");
   std::sort(ms.begin(), ms.end());
   auto pct = [&ms](double p) {
     return ms[std::min(ms.size() - 1, static_cast<size_t>(p * ms.size()))];

@@ -18,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
+#include "common/progress.h"
 #include "dash/v1/node.grpc.pb.h"
 #include "dash/v1/placement.grpc.pb.h"
 #include "dashctl/common.h"
@@ -49,6 +50,7 @@ int RunVerify(const GlobalOptions& g, const VerifyOptions& o) {
   }
   bool all_agree = true;
   nlohmann::json report = nlohmann::json::array();
+  Progress progress("verify", placement.shards_size(), "shards");
   for (const v1::ShardEntry& shard : placement.shards()) {
     std::vector<std::string> nodes, skipped;
     for (const auto& r : shard.replicas()) {
@@ -124,7 +126,9 @@ int RunVerify(const GlobalOptions& g, const VerifyOptions& o) {
     }
     entry["verdict"] = verdict;
     report.push_back(entry);
+    progress.Add(1);
   }
+  progress.Finish(all_agree ? " done" : " done, with differences");
   if (g.json) printf("%s\n", report.dump(1).c_str());
   return all_agree ? kOk : kServerError;
 }
