@@ -4,6 +4,7 @@
 // Prometheus's own HTTP API, hold what the traffic sent here must produce.
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -90,11 +91,16 @@ TEST_F(PrometheusTest, ScrapesEveryProcessAndSeesWhatTheClusterDid) {
   const std::string config_path = dir.Sub("prometheus.yml");
   {
     std::ofstream config(config_path);
-    config << "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-           << "rule_files: [\"" << testing::SourcePath("deploy/prometheus/alerts.yml") << "\"]\n"
-           << "scrape_configs:\n"
-           << Job("dash-controlplane", {cluster.controlplane().http_port()})
-           << Job("dash-router", {cluster.router().http_port()}) << Job("dash-node", node_ports);
+    config
+        << "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        // Absolute: Prometheus reads rule files relative to its config's directory,
+        // and a path that matches nothing is no error (rule_files are globs).
+        << "rule_files: [\""
+        << std::filesystem::absolute(testing::SourcePath("deploy/prometheus/alerts.yml")).string()
+        << "\"]\n"
+        << "scrape_configs:\n"
+        << Job("dash-controlplane", {cluster.controlplane().http_port()})
+        << Job("dash-router", {cluster.router().http_port()}) << Job("dash-node", node_ports);
   }
   prometheus_port_ = testing::UnusedPort();
   absl::StatusOr<std::unique_ptr<testing::Process>> prometheus = testing::Process::Start(
