@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "common/metrics.h"
 #include "dash/v1/data.grpc.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/client_context.h"
@@ -18,16 +19,7 @@ namespace {
 
 using Json = nlohmann::json;
 
-constexpr const char* kCodeNames[] = {
-    "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
-    "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-    "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
-    "DATA_LOSS", "UNAUTHENTICATED"};
-
-std::string CodeName(grpc::StatusCode code) {
-  const int i = static_cast<int>(code);
-  return i >= 0 && i < 17 ? kCodeNames[i] : "UNKNOWN";
-}
+std::string CodeName(grpc::StatusCode code) { return metrics::CodeName(static_cast<int>(code)); }
 
 std::string ToJson(const google::protobuf::Message& message) {
   std::string out;

@@ -197,11 +197,18 @@ prometheus::Counter& Counter(const std::string& name, const std::string& help) {
 }
 
 prometheus::Histogram& Histogram(const std::string& name, const std::string& help,
-                                 const prometheus::Histogram::BucketBoundaries& buckets) {
+                                 const prometheus::Histogram::BucketBoundaries& buckets,
+                                 const prometheus::Labels& labels) {
   static absl::Mutex mu;
   absl::MutexLock lock(&mu);
-  return prometheus::BuildHistogram().Name(name).Help(help).Register(Registry()).Add({}, buckets);
+  return prometheus::BuildHistogram()
+      .Name(name)
+      .Help(help)
+      .Register(Registry())
+      .Add(labels, buckets);
 }
+
+const char* CodeName(int code) { return code >= 0 && code < kCodes ? kCodeNames[code] : "UNKNOWN"; }
 
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> RpcMetricsFactory(
     const std::vector<std::string>& initialized_services) {

@@ -41,9 +41,15 @@ const prometheus::Histogram::BucketBoundaries& LatencyBuckets();
 // A process-wide series without labels, made on first use (the same name
 // gives the same series): for hot paths, which keep the reference, e.g.
 //   static prometheus::Counter& replays = metrics::Counter("dash_x_total", "...");
+// With `labels`, the series of those label values (keep the label values
+// bounded: a fixed set, never tenants or claim ids).
 prometheus::Counter& Counter(const std::string& name, const std::string& help);
 prometheus::Histogram& Histogram(const std::string& name, const std::string& help,
-                                 const prometheus::Histogram::BucketBoundaries& buckets);
+                                 const prometheus::Histogram::BucketBoundaries& buckets,
+                                 const prometheus::Labels& labels = {});
+
+// "OK", "NOT_FOUND", ...: a gRPC status code's name, as the code labels use.
+const char* CodeName(int code);
 
 // A server interceptor factory observing every call into
 // dash_rpc_duration_seconds. The OK series of `initialized_services`' methods

@@ -297,6 +297,12 @@ TEST_F(HttpTest, EveryProcessServesHealthReadinessAndMetrics) {
     ASSERT_TRUE(w);
     ASSERT_EQ(w->status, 200) << w->body;
   }
+  httplib::Result q = router->Post(
+      "/v1/tenants/acme/query",
+      R"({"text":"scraped","filter":{"metadata":[{"key":"topic","eq":{"stringValue":"ops"}}]}})",
+      "application/json");
+  ASSERT_TRUE(q);
+  ASSERT_EQ(q->status, 200) << q->body;
 
   std::vector<testing::ServerProcess*> processes = {&cluster_->controlplane(), &cluster_->router()};
   for (const std::string& id : cluster_->node_ids()) processes.push_back(&cluster_->node(id));
@@ -336,8 +342,10 @@ TEST_F(HttpTest, EveryProcessServesHealthReadinessAndMetrics) {
   // The group commit and the replay, summed over the nodes (the leader of
   // m1's shard counts them).
   double groups = 0, replays = 0;
+  std::string all_nodes;
   for (const std::string& id : cluster_->node_ids()) {
     const std::string m = Client(cluster_->node(id))->Get("/metrics")->body;
+    all_nodes += m;
     for (absl::string_view line : absl::StrSplit(m, '\n')) {
       double v = 0;
       if (absl::StartsWith(line, "dash_commit_group_batches_count ") &&
@@ -352,6 +360,13 @@ TEST_F(HttpTest, EveryProcessServesHealthReadinessAndMetrics) {
   }
   EXPECT_GE(groups, 1);
   EXPECT_EQ(replays, 1);
+  // The query's legs on the replicas, and the router's calls to them.
+  EXPECT_THAT(all_nodes, HasSubstr(R"(dash_query_leg_seconds_count{leg="filter"})"));
+  EXPECT_THAT(all_nodes, HasSubstr(R"(dash_query_leg_seconds_count{leg="lexical"})"));
+  EXPECT_THAT(
+      Client(cluster_->router())->Get("/metrics")->body,
+      HasSubstr(
+          R"(dash_router_node_call_seconds_count{code="OK",method="dash.v1.ShardQuery/Legs"})"));
   // No tenant or claim reaches a label.
   for (const std::string& m : {router_metrics, cp_metrics, leader_metrics}) {
     EXPECT_THAT(m, ::testing::Not(HasSubstr("acme")));

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/hashing.h"
+#include "common/metrics.h"
 #include "common/proto_bytes.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
@@ -303,6 +304,30 @@ absl::StatusOr<std::shared_ptr<const index::IdSet>> ShardSearcher::Allowed(
       });
 }
 
+namespace {
+
+constexpr char kLegHelp[] =
+    "Time of one leg of a query on one replica: filter, lexical, vector_exact or "
+    "vector_approximate";
+
+// dash_query_leg_seconds{leg}: a query's legs on one replica — the filter
+// (prefilter, cached or not), BM25, and the vector search by the plan it took.
+enum class Leg { kFilter, kLexical, kVectorExact, kVectorApproximate };
+prometheus::Histogram& LegSeconds(Leg leg) {
+  static prometheus::Histogram* const legs[] = {
+      &metrics::Histogram("dash_query_leg_seconds", kLegHelp, metrics::LatencyBuckets(),
+                          {{"leg", "filter"}}),
+      &metrics::Histogram("dash_query_leg_seconds", kLegHelp, metrics::LatencyBuckets(),
+                          {{"leg", "lexical"}}),
+      &metrics::Histogram("dash_query_leg_seconds", kLegHelp, metrics::LatencyBuckets(),
+                          {{"leg", "vector_exact"}}),
+      &metrics::Histogram("dash_query_leg_seconds", kLegHelp, metrics::LatencyBuckets(),
+                          {{"leg", "vector_approximate"}})};
+  return *legs[static_cast<int>(leg)];
+}
+
+}  // namespace
+
 absl::StatusOr<query::LegResult> ShardSearcher::RunLegs(absl::string_view tenant,
                                                         const query::LegRequest& request) const {
   const std::string tenant_s(tenant);
@@ -312,14 +337,18 @@ absl::StatusOr<query::LegResult> ShardSearcher::RunLegs(absl::string_view tenant
   DASH_ASSIGN_OR_RETURN(index::LexicalStore::Snapshot lexical, AcquireLexical(&snapshot));
   query::LegResult result;
   std::shared_ptr<const index::IdSet> allowed;
+  absl::Time start = absl::Now();
   if (!query::IsEmpty(request.filter) || request.support_only) {
     DASH_ASSIGN_OR_RETURN(allowed, Allowed(*snapshot, tenant, request, generation));
+    LegSeconds(Leg::kFilter).Observe(absl::ToDoubleSeconds(absl::Now() - start));
   }
   if (!request.terms.empty()) {
+    start = absl::Now();
     DASH_ASSIGN_OR_RETURN(
         auto scored, lexical_->Search(lexical, tenant, request.terms, request.depth, request.bm25,
                                       request.stats, allowed.get()));
     for (auto& s : scored) result.lexical.push_back({std::move(s.claim_id), s.score});
+    LegSeconds(Leg::kLexical).Observe(absl::ToDoubleSeconds(absl::Now() - start));
   }
   if (!request.embedding.empty()) {
     DASH_ASSIGN_OR_RETURN(VectorSpec spec, VectorSpecOf(*snapshot, tenant));
@@ -341,12 +370,15 @@ absl::StatusOr<query::LegResult> ShardSearcher::RunLegs(absl::string_view tenant
         mode = index::SearchMode::kApproximate;
       }
       bool exact = true;
+      start = absl::Now();
       // The same segments and view as the lexical leg.
       DASH_ASSIGN_OR_RETURN(
           std::vector<index::ScoredClaim> hits,
           lexical_->SearchVectors(lexical, tenant, *q, request.depth, mode, allowed.get(), &exact));
       for (auto& h : hits) result.vector.push_back({std::move(h.claim_id), h.score});
       result.vector_plan = exact ? "exact" : "approximate";
+      LegSeconds(exact ? Leg::kVectorExact : Leg::kVectorApproximate)
+          .Observe(absl::ToDoubleSeconds(absl::Now() - start));
     }
   }
   result.read_at = reader_->Token(*snapshot);
