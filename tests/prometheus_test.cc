@@ -102,13 +102,27 @@ TEST_F(PrometheusTest, ScrapesEveryProcessAndSeesWhatTheClusterDid) {
         << Job("dash-controlplane", {cluster.controlplane().http_port()})
         << Job("dash-router", {cluster.router().http_port()}) << Job("dash-node", node_ports);
   }
-  prometheus_port_ = testing::UnusedPort();
-  absl::StatusOr<std::unique_ptr<testing::Process>> prometheus = testing::Process::Start(
-      kPrometheus,
-      {"--config.file=" + config_path, "--storage.tsdb.path=" + dir.Sub("tsdb"),
-       absl::StrCat("--web.listen-address=127.0.0.1:", prometheus_port_)},
-      dir.Sub("prometheus.log"));
-  ASSERT_TRUE(prometheus.ok()) << prometheus.status();
+  // The port was free when picked; another test's process may take it first,
+  // and Prometheus then exits: a new port, up to three times.
+  std::unique_ptr<testing::Process> prometheus;
+  for (int attempt = 0; attempt < 3 && prometheus == nullptr; ++attempt) {
+    prometheus_port_ = testing::UnusedPort();
+    absl::StatusOr<std::unique_ptr<testing::Process>> started = testing::Process::Start(
+        kPrometheus,
+        {"--config.file=" + config_path, "--storage.tsdb.path=" + dir.Sub("tsdb"),
+         absl::StrCat("--web.listen-address=127.0.0.1:", prometheus_port_)},
+        dir.Sub("prometheus.log"));
+    ASSERT_TRUE(started.ok()) << started.status();
+    const absl::Status ready = testing::PollUntil(
+        [&] {
+          httplib::Client api(absl::StrCat("http://127.0.0.1:", prometheus_port_));
+          httplib::Result r = api.Get("/-/ready");
+          return (r && r->status == 200) || !(*started)->Running();
+        },
+        absl::Seconds(30), "Prometheus to be ready", absl::Milliseconds(100));
+    if (ready.ok() && (*started)->Running()) prometheus = *std::move(started);
+  }
+  ASSERT_NE(prometheus, nullptr) << "Prometheus did not start; see " << dir.Sub("prometheus.log");
 
   // Every target up (scraped at least once, so that the traffic below shows
   // as a rate), and the series Prometheus stored say what happened.
@@ -163,8 +177,8 @@ TEST_F(PrometheusTest, ScrapesEveryProcessAndSeesWhatTheClusterDid) {
   ExpectEventually("dash:data_call_errors:ratio_rate5m", 0);
   EXPECT_TRUE(std::isnan(Query(R"(count(ALERTS{alertstate="firing"}))")));
 
-  (*prometheus)->Signal(SIGTERM);
-  (*prometheus)->Wait();
+  prometheus->Signal(SIGTERM);
+  prometheus->Wait();
 }
 
 }  // namespace
