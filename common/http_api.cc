@@ -28,12 +28,13 @@ std::string ToJson(const google::protobuf::Message& message) {
   return out;
 }
 
-// An error answer: the status, and the routing hint when the call had one.
+// An error answer: the status, and the routing hint when the call had one;
+// the HTTP status is the code's unless `http_status` is given.
 void Fail(httplib::Response& res, grpc::StatusCode code, const std::string& message,
-          const std::optional<v1::RoutingHint>& hint = std::nullopt) {
+          const std::optional<v1::RoutingHint>& hint = std::nullopt, int http_status = 0) {
   Json error = {{"code", CodeName(code)}, {"message", message}};
   if (hint.has_value()) error["routingHint"] = Json::parse(ToJson(*hint), nullptr, false);
-  res.status = HttpStatusOf(code);
+  res.status = http_status != 0 ? http_status : HttpStatusOf(code);
   res.set_content(Json{{"error", error}}.dump() + "\n", "application/json");
 }
 
@@ -47,13 +48,8 @@ bool ParseBody(const httplib::Request& req, httplib::Response& res,
                google::protobuf::Message* message) {
   const std::string type = absl::AsciiStrToLower(req.get_header_value("Content-Type"));
   if (!absl::StartsWith(type, "application/json")) {
-    res.status = 415;
-    res.set_content(Json{{"error",
-                          {{"code", "INVALID_ARGUMENT"},
-                           {"message", "the body must be JSON (Content-Type: application/json)"}}}}
-                            .dump() +
-                        "\n",
-                    "application/json");
+    Fail(res, grpc::StatusCode::INVALID_ARGUMENT,
+         "the body must be JSON (Content-Type: application/json)", std::nullopt, 415);
     return false;
   }
   google::protobuf::util::JsonParseOptions options;
@@ -110,9 +106,10 @@ class Routes {
       : options_(std::move(options)), data_(v1::Data::NewStub(options_.local)) {}
 
   // One call on the local server, answered as JSON.
-  template <typename Request, typename Response, typename Call>
+  template <typename Request, typename Response>
   void Forward(const httplib::Request& req, httplib::Response& res, const Request& request,
-               Call call) {
+               grpc::Status (v1::Data::Stub::*rpc)(grpc::ClientContext*, const Request&,
+                                                   Response*)) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() +
                      absl::ToChronoMilliseconds(options_.deadline));
@@ -120,7 +117,7 @@ class Routes {
       ctx.AddMetadata("authorization", req.get_header_value("Authorization"));
     }
     Response response;
-    const grpc::Status st = call(*data_, &ctx, request, &response);
+    const grpc::Status st = (data_.get()->*rpc)(&ctx, request, &response);
     if (!st.ok()) {
       Fail(res, st.error_code(), st.error_message(), GetRoutingHint(FromGrpcStatus(st, &ctx)));
       return;
@@ -128,53 +125,38 @@ class Routes {
     res.set_content(ToJson(response) + "\n", "application/json");
   }
 
+  // The request from the body (POST) or the query parameters (GET), with the
+  // path's tenant; false (and the 4xx answer written) when it is wrong.
+  template <typename Request>
+  static bool Parse(const httplib::Request& req, httplib::Response& res, Request* request) {
+    return (req.method == "POST" ? ParseBody(req, res, request) : ParseQuery(req, res, request)) &&
+           SetTenant(req.matches[1], request->mutable_tenant(), res);
+  }
+
   void Write(const httplib::Request& req, httplib::Response& res) {
     v1::WriteRequest request;
-    if (!ParseBody(req, res, &request) || !SetTenant(req.matches[1], request.mutable_tenant(), res))
-      return;
-    Forward<v1::WriteRequest, v1::WriteResponse>(
-        req, res, request, [](v1::Data::Stub& s, grpc::ClientContext* c, const auto& q, auto* r) {
-          return s.Write(c, q, r);
-        });
+    if (Parse(req, res, &request)) Forward(req, res, request, &v1::Data::Stub::Write);
   }
 
   void Query(const httplib::Request& req, httplib::Response& res) {
     v1::QueryRequest request;
-    if (!ParseBody(req, res, &request) || !SetTenant(req.matches[1], request.mutable_tenant(), res))
-      return;
-    Forward<v1::QueryRequest, v1::QueryResponse>(
-        req, res, request, [](v1::Data::Stub& s, grpc::ClientContext* c, const auto& q, auto* r) {
-          return s.Query(c, q, r);
-        });
+    if (Parse(req, res, &request)) Forward(req, res, request, &v1::Data::Stub::Query);
   }
 
   void GetClaim(const httplib::Request& req, httplib::Response& res) {
     v1::GetClaimRequest request;
-    if (!ParseQuery(req, res, &request) ||
-        !SetTenant(req.matches[1], request.mutable_tenant(), res)) {
-      return;
-    }
+    if (!Parse(req, res, &request)) return;
     if (!request.claim_id().empty() && request.claim_id() != req.matches[2]) {
       BadRequest(res, "claim_id: the query names another claim than the path");
       return;
     }
     request.set_claim_id(req.matches[2]);
-    Forward<v1::GetClaimRequest, v1::GetClaimResponse>(
-        req, res, request, [](v1::Data::Stub& s, grpc::ClientContext* c, const auto& q, auto* r) {
-          return s.GetClaim(c, q, r);
-        });
+    Forward(req, res, request, &v1::Data::Stub::GetClaim);
   }
 
   void ListClaims(const httplib::Request& req, httplib::Response& res) {
     v1::ListClaimsRequest request;
-    if (!ParseQuery(req, res, &request) ||
-        !SetTenant(req.matches[1], request.mutable_tenant(), res)) {
-      return;
-    }
-    Forward<v1::ListClaimsRequest, v1::ListClaimsResponse>(
-        req, res, request, [](v1::Data::Stub& s, grpc::ClientContext* c, const auto& q, auto* r) {
-          return s.ListClaims(c, q, r);
-        });
+    if (Parse(req, res, &request)) Forward(req, res, request, &v1::Data::Stub::ListClaims);
   }
 
   void Placement(const httplib::Request& req, httplib::Response& res) {
@@ -236,26 +218,18 @@ int HttpStatusOf(grpc::StatusCode code) {
 
 void AddDataRoutes(httplib::Server& server, HttpApiOptions options) {
   auto routes = std::make_shared<Routes>(std::move(options));
+  using Handler = void (Routes::*)(const httplib::Request&, httplib::Response&);
+  auto to = [routes](Handler handler) {
+    return [routes, handler](const httplib::Request& req, httplib::Response& res) {
+      (routes.get()->*handler)(req, res);
+    };
+  };
   constexpr const char* kTenant = "/v1/tenants/([^/]+)";
-  server.Post(
-      absl::StrCat(kTenant, "/write"),
-      [routes](const httplib::Request& req, httplib::Response& res) { routes->Write(req, res); });
-  server.Post(
-      absl::StrCat(kTenant, "/query"),
-      [routes](const httplib::Request& req, httplib::Response& res) { routes->Query(req, res); });
-  server.Get(absl::StrCat(kTenant, "/claims/([^/]+)"),
-             [routes](const httplib::Request& req, httplib::Response& res) {
-               routes->GetClaim(req, res);
-             });
-  server.Get(absl::StrCat(kTenant, "/claims"),
-             [routes](const httplib::Request& req, httplib::Response& res) {
-               routes->ListClaims(req, res);
-             });
-  if (routes->options().placement) {
-    server.Get("/v1/placement", [routes](const httplib::Request& req, httplib::Response& res) {
-      routes->Placement(req, res);
-    });
-  }
+  server.Post(absl::StrCat(kTenant, "/write"), to(&Routes::Write));
+  server.Post(absl::StrCat(kTenant, "/query"), to(&Routes::Query));
+  server.Get(absl::StrCat(kTenant, "/claims/([^/]+)"), to(&Routes::GetClaim));
+  server.Get(absl::StrCat(kTenant, "/claims"), to(&Routes::ListClaims));
+  if (routes->options().placement) server.Get("/v1/placement", to(&Routes::Placement));
 }
 
 }  // namespace dash

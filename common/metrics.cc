@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -24,11 +25,6 @@ namespace dash::metrics {
 namespace {
 
 constexpr int kCodes = 17;  // grpc::StatusCode OK .. UNAUTHENTICATED.
-constexpr const char* kCodeNames[kCodes] = {
-    "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
-    "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-    "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
-    "DATA_LOSS", "UNAUTHENTICATED"};
 
 // The services whose methods get their own label; any other path is "other".
 constexpr const char* kServices[] = {"dash.v1.Data",       "dash.v1.NodeAdmin",
@@ -77,7 +73,7 @@ class RpcSeries {
     prometheus::Histogram* h = series->by_code[code].load(std::memory_order_acquire);
     if (h != nullptr) return h;
     absl::MutexLock lock(&mu_);
-    h = &family_.Add({{"method", series->label}, {"code", kCodeNames[code]}}, LatencyBuckets());
+    h = &family_.Add({{"method", series->label}, {"code", CodeName(code)}}, LatencyBuckets());
     series->by_code[code].store(h, std::memory_order_release);
     return h;
   }
@@ -208,7 +204,11 @@ prometheus::Histogram& Histogram(const std::string& name, const std::string& hel
       .Add(labels, buckets);
 }
 
-const char* CodeName(int code) { return code >= 0 && code < kCodes ? kCodeNames[code] : "UNKNOWN"; }
+std::string CodeName(int code) {
+  // gRPC's codes and absl's are the same numbers with the same names.
+  return code >= 0 && code < kCodes ? absl::StatusCodeToString(static_cast<absl::StatusCode>(code))
+                                    : "UNKNOWN";
+}
 
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> RpcMetricsFactory(
     const std::vector<std::string>& initialized_services) {

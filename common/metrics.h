@@ -49,7 +49,7 @@ prometheus::Histogram& Histogram(const std::string& name, const std::string& hel
                                  const prometheus::Labels& labels = {});
 
 // "OK", "NOT_FOUND", ...: a gRPC status code's name, as the code labels use.
-const char* CodeName(int code);
+std::string CodeName(int code);
 
 // A server interceptor factory observing every call into
 // dash_rpc_duration_seconds. The OK series of `initialized_services`' methods

@@ -106,25 +106,24 @@ class Ingester {
       }
       in = &file;
     }
+    // One claim record per line: the validation pass counts them, and a file
+    // not validated first is counted here; a pipe's total is unknown.
+    size_t total = 0;
     if (o_.validate_first) {
       if (in == &std::cin) {
         buffered << std::cin.rdbuf();
         in = &buffered;
       }
-      if (int code = ValidateAll(*in); code != kOk) return code;
+      if (int code = ValidateAll(*in, &total); code != kOk) return code;
       in->clear();
       in->seekg(0);
-    }
-    start_ = std::chrono::steady_clock::now();
-    // One claim record per line: a file's (or validated input's) line count
-    // is the total the progress bar counts towards; a pipe's is unknown.
-    size_t total = 0;
-    if (in != &std::cin) {
+    } else if (in != &std::cin) {
       std::string line;
       while (std::getline(*in, line)) total += !absl::StripAsciiWhitespace(line).empty();
       in->clear();
       in->seekg(0);
     }
+    start_ = std::chrono::steady_clock::now();
     progress_ = std::make_unique<Progress>("ingest", total, "claims");
     std::vector<std::thread> workers;
     for (int i = 0; i < std::max(1, o_.concurrency); ++i) workers.emplace_back([this] { Work(); });
@@ -146,12 +145,14 @@ class Ingester {
  private:
   // The first pass: every line parses and passes the stateless batch rules
   // (what a node checks before it looks at stored state). Nothing is sent.
-  int ValidateAll(std::istream& in) {
+  // `*records` receives the number of claim records (non-blank lines).
+  int ValidateAll(std::istream& in, size_t* records) {
     std::string line;
     int line_no = 0;
     while (std::getline(in, line)) {
       ++line_no;
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      ++*records;
       v1::ClaimRecord rec;
       absl::Status st = FromJson(line, &rec);
       if (!st.ok()) {
