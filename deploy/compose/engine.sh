@@ -30,6 +30,8 @@ else
     'runtime = "runc"' 'events_logger = "file"' >"$DASH_COMPOSE_STATE/containers.conf"
   export CONTAINERS_CONF=$DASH_COMPOSE_STATE/containers.conf
   export DOCKER_HOST=unix://$DASH_COMPOSE_STATE/podman.sock
+  # Builds through the Docker API (Podman's), as on a machine with no docker CLI.
+  export COMPOSE_DOCKER_CLI_BUILD=0
   docker() { podman "$@"; }
   if ! curl -sf --unix-socket "$DASH_COMPOSE_STATE/podman.sock" http://d/_ping >/dev/null 2>&1; then
     rm -f "$DASH_COMPOSE_STATE/podman.sock"
@@ -75,8 +77,9 @@ dash_build_images() {
   local root
   root=$(cd "$DASH_COMPOSE_DIR/../.." && pwd)
   DASH_BASE_IMAGE=$(dash_base_image)
-  export DASH_BASE_IMAGE DASH_BINARIES=$1
+  export DASH_BASE_IMAGE DASH_TARGET=dash
   if [[ $1 == prebuilt ]]; then
+    DASH_TARGET=dash-prebuilt
     local bins=(controlplane/dash-controlplane node/dash-node router/dash-router dashctl/dashctl) b
     (cd "$root" && scripts/build.sh dash-controlplane dash-node dash-router dashctl >/dev/null)
     rm -rf "$DASH_COMPOSE_DIR/run/bin" && mkdir -p "$DASH_COMPOSE_DIR/run/bin"
