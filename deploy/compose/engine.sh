@@ -22,10 +22,13 @@ dash_apt_install() { # dash_apt_install PACKAGE...: installs the missing ones
 
 if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
   DASH_ENGINE=docker
-  dash_apt_install docker-compose
+  dash_apt_install docker-compose curl ca-certificates
 else
   DASH_ENGINE=podman
-  dash_apt_install podman runc docker-compose debootstrap
+  # netavark with aardvark-dns: the compose network with container names in DNS; iptables: its
+  # port publishing; catatonit: init for containers.
+  dash_apt_install podman runc netavark aardvark-dns iptables catatonit docker-compose \
+    debootstrap curl ca-certificates
   printf '%s\n' '[containers]' 'default_ulimits = []' '[engine]' 'cgroup_manager = "cgroupfs"' \
     'runtime = "runc"' 'events_logger = "file"' >"$DASH_COMPOSE_STATE/containers.conf"
   export CONTAINERS_CONF=$DASH_COMPOSE_STATE/containers.conf

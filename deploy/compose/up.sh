@@ -14,7 +14,6 @@ cd "$(dirname "$0")"
 mode=source
 [[ ${1:-} == --prebuilt ]] && mode=prebuilt
 source ./engine.sh
-dash_apt_install curl ca-certificates
 dash_build_images "$mode"
 echo "== starting the cluster (project $COMPOSE_PROJECT_NAME)"
 dash_compose up -d --no-build
