@@ -72,6 +72,8 @@ void AddQueryCommands(CLI::App& app, GlobalOptions& g, std::function<int()>* run
 void AddPlacementCommands(CLI::App& app, GlobalOptions& g, std::function<int()>* run);
 // health: the standard gRPC health check of any process.
 void AddHealthCommand(CLI::App& app, GlobalOptions& g, std::function<int()>* run);
+// backup create|list|verify|delete|prune: cluster backups in a directory.
+void AddBackupCommands(CLI::App& app, GlobalOptions& g, std::function<int()>* run);
 // token mint: bearer tokens for operators and applications.
 void AddTokenCommands(CLI::App& app, std::function<int()>* run);
 // A channel to any address (e.g. a node `verify` reaches directly), with the

@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
   dash::ctl::AddVerifyCommand(app, g, &run);
   dash::ctl::AddTokenCommands(app, &run);
   dash::ctl::AddHealthCommand(app, g, &run);
+  dash::ctl::AddBackupCommands(app, g, &run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

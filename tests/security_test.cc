@@ -265,11 +265,11 @@ TEST_F(SecurityTest, EveryRpcRefusesWhatItMustAndTheReadmeTableSaysSo) {
   add("/dash.v1.Replication/AckLog", "node", Access::kInternal, Harmless(v1::AckLogRequest()));
   add("/dash.v1.Replication/EpochEndOffset", "node", Access::kInternal,
       Harmless(v1::EpochEndOffsetRequest()));
-  add("/dash.v1.Snapshots/CreateSnapshot", "node", Access::kInternal,
+  add("/dash.v1.Snapshots/CreateSnapshot", "node", Access::kAdmin,
       Harmless(v1::CreateSnapshotRequest()));
-  add("/dash.v1.Snapshots/FetchSnapshotFile", "node", Access::kInternal,
+  add("/dash.v1.Snapshots/FetchSnapshotFile", "node", Access::kAdmin,
       Harmless(v1::FetchSnapshotFileRequest()));
-  add("/dash.v1.Snapshots/ReleaseSnapshot", "node", Access::kInternal,
+  add("/dash.v1.Snapshots/ReleaseSnapshot", "node", Access::kAdmin,
       Harmless(v1::ReleaseSnapshotRequest()));
   add("/dash.v1.ControlPlane/RegisterNode", "controlplane", Access::kInternal,
       std::make_unique<v1::RegisterNodeRequest>());  // No node id: refused, nothing registered.

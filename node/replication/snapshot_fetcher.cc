@@ -200,6 +200,7 @@ class Fetcher {
   absl::Status FetchFile(const v1::SnapshotManifest& m, const v1::SnapshotFile& file) {
     const std::string path = PathOf(file.name());
     std::error_code ec;
+    if (o_.reuse != nullptr && !fs::exists(path, ec)) o_.reuse(file, path);
     uint64_t have = fs::exists(path, ec) ? fs::file_size(path, ec) : 0;
     if (ec) return internal::IoError("cannot stat", path, ec.value());
     if (have > file.size()) {

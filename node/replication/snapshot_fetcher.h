@@ -45,6 +45,11 @@ struct SnapshotFetchOptions {
   // never cancelled.
   std::function<bool()> cancelled;
   SnapshotFetchProgress* progress = nullptr;  // Optional; not owned.
+  // Optional: called for each file not staged yet, with the path it belongs
+  // at. It may put a copy it already holds there (a backup repository links
+  // the file of an earlier backup with the same SHA-256); what it puts is
+  // verified like a staged file and fetched when it fails.
+  std::function<void(const v1::SnapshotFile& file, const std::string& path)> reuse;
   // CreateSnapshot hashes every file of the checkpoint before answering.
   absl::Duration create_timeout = absl::Minutes(10);
   // A file stream with no chunk for this long is given up (UNAVAILABLE).

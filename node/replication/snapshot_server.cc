@@ -10,6 +10,17 @@
 #include "node/replication/internal/snapshot_files.h"
 
 namespace dash::replication {
+namespace {
+
+// Followers fetch snapshots with their member certificate; operators take
+// backups (dashctl backup) with an admin token on every tenant, since a
+// snapshot holds every tenant's data of the shard.
+grpc::Status AuthorizeSnapshot(const Security& security, const grpc::ServerContext& ctx) {
+  if (grpc::Status peer = security.AuthorizePeer(ctx); peer.ok()) return peer;
+  return security.AuthorizeRole(ctx, jwt::Role::kAdmin);
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<SnapshotServer>> SnapshotServer::Create(
     shard::ShardHost* host, SnapshotServerOptions options) {
@@ -31,7 +42,7 @@ absl::StatusOr<std::unique_ptr<SnapshotServer>> SnapshotServer::Create(
 grpc::Status SnapshotServer::CreateSnapshot(grpc::ServerContext* ctx,
                                             const v1::CreateSnapshotRequest* request,
                                             v1::SnapshotManifest* response) {
-  if (grpc::Status auth = security_->AuthorizePeer(*ctx); !auth.ok()) return auth;
+  if (grpc::Status auth = AuthorizeSnapshot(*security_, *ctx); !auth.ok()) return auth;
   if (absl::Status cut = FaultHook::CheckReplicationTraffic(); !cut.ok()) return ToGrpcStatus(cut);
   absl::StatusOr<v1::SnapshotManifest> manifest =
       store_->Create(request->shard(), request->epoch(), request->follower_node_id());
@@ -43,7 +54,7 @@ grpc::Status SnapshotServer::CreateSnapshot(grpc::ServerContext* ctx,
 grpc::Status SnapshotServer::FetchSnapshotFile(grpc::ServerContext* ctx,
                                                const v1::FetchSnapshotFileRequest* request,
                                                grpc::ServerWriter<v1::SnapshotChunk>* writer) {
-  if (grpc::Status auth = security_->AuthorizePeer(*ctx); !auth.ok()) return auth;
+  if (grpc::Status auth = AuthorizeSnapshot(*security_, *ctx); !auth.ok()) return auth;
   if (absl::Status cut = FaultHook::CheckReplicationTraffic(); !cut.ok()) return ToGrpcStatus(cut);
   absl::StatusOr<std::unique_ptr<SnapshotStore::FileReader>> reader = store_->OpenFile(
       request->snapshot_id(), request->shard(), request->name(), request->offset());
@@ -74,7 +85,7 @@ grpc::Status SnapshotServer::FetchSnapshotFile(grpc::ServerContext* ctx,
 grpc::Status SnapshotServer::ReleaseSnapshot(grpc::ServerContext* ctx,
                                              const v1::ReleaseSnapshotRequest* request,
                                              v1::ReleaseSnapshotResponse* response) {
-  if (grpc::Status auth = security_->AuthorizePeer(*ctx); !auth.ok()) return auth;
+  if (grpc::Status auth = AuthorizeSnapshot(*security_, *ctx); !auth.ok()) return auth;
   if (absl::Status cut = FaultHook::CheckReplicationTraffic(); !cut.ok()) return ToGrpcStatus(cut);
   return ToGrpcStatus(store_->Release(request->snapshot_id(), request->shard()), ctx);
 }

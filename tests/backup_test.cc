@@ -1,0 +1,340 @@
+// dashctl backup against a real cluster (a control plane, three nodes and a
+// router as processes, secured as the harness says): a backup holds, per
+// shard, exactly the leader's state at its recorded LSN (rebuilt from the
+// repository, opened with RocksDB and digested like `dashctl verify` does)
+// with every write acknowledged before it; the next backup stores only what
+// changed; verify names damaged files; delete and prune keep what other
+// backups use; refusals change nothing.
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/jwt.h"
+#include "dash/v1/node.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "grpcpp/client_context.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "node/shard/state_checksum.h"
+#include "node/storage/engine.h"
+#include "tests/harness/cluster.h"
+#include "tests/harness/process.h"
+
+namespace dash {
+namespace {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+using ::testing::HasSubstr;
+using testing::TestSecurity;
+
+class BackupTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    cluster_ =
+        std::make_unique<testing::LocalCluster>(dir_.Sub("cluster"), testing::ClusterOptions());
+    ASSERT_TRUE(cluster_->Start().ok());
+    admin_token_ = dir_.Sub("admin.token");
+    reader_token_ = dir_.Sub("reader.token");
+    if (TestSecurity::Get().secure()) {
+      std::ofstream(admin_token_) << TestSecurity::Get().Mint(
+          {"*"}, {jwt::Role::kAdmin, jwt::Role::kWrite});
+      std::ofstream(reader_token_) << TestSecurity::Get().Mint({"*"}, {jwt::Role::kRead});
+    }
+  }
+
+  // dashctl with the admin token (or `token`), against the router and the
+  // control plane. stderr goes to a file of its own.
+  testing::CommandResult Dashctl(std::vector<std::string> args, const std::string& token = "") {
+    std::vector<std::string> all = {
+        absl::StrCat("--addr=", cluster_->router().address()),
+        absl::StrCat("--controlplane=", cluster_->controlplane().address())};
+    if (TestSecurity::Get().secure()) {
+      all.push_back(absl::StrCat("--tls-ca=", TestSecurity::Get().dir(), "/ca.pem"));
+      all.push_back(absl::StrCat("--token-file=", token.empty() ? admin_token_ : token));
+    } else {
+      all.push_back("--plaintext");
+    }
+    all.insert(all.end(), args.begin(), args.end());
+    last_err_ = dir_.Sub(absl::StrCat("dashctl-", ++runs_, ".err"));
+    return testing::RunCommand(testing::BinaryPath("dashctl/dashctl"), all, "", last_err_);
+  }
+  std::string LastErr() const {
+    std::ifstream in(last_err_);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+  // Ingests claims `from`..`to`-1 (each with two quoted pieces of evidence);
+  // returns the highest acknowledged LSN per shard.
+  std::map<uint32_t, uint64_t> Ingest(int from, int to) {
+    const std::string file = dir_.Sub(absl::StrCat("claims-", from, ".jsonl"));
+    {
+      std::ofstream out(file);
+      for (int i = from; i < to; ++i) {
+        Json evidence = Json::array();
+        for (int e = 0; e < 2; ++e) {
+          evidence.push_back(
+              {{"evidence_id", absl::StrCat("c", i, "-e", e)},
+               {"stance", e == 0 ? "STANCE_SUPPORTS" : "STANCE_CONTRADICTS"},
+               {"citation",
+                {{"source_uri", absl::StrCat("https://example.org/", i)},
+                 {"quote", absl::StrCat("quote ", e, " of claim ", i, " on sea ice")}}}});
+        }
+        out << Json{{"claim",
+                     {{"claim_id", absl::StrCat("c", i)},
+                      {"text", absl::StrCat("claim ", i, " about arctic sea ice")}}},
+                    {"evidence", evidence}}
+                   .dump()
+            << "\n";
+      }
+    }
+    testing::CommandResult r = Dashctl({"ingest", file, "--tenant=t"});
+    EXPECT_EQ(r.exit_code, 0) << LastErr();
+    std::map<uint32_t, uint64_t> acked;
+    for (absl::string_view line : absl::StrSplit(r.out, '\n', absl::SkipEmpty())) {
+      Json j = Json::parse(line, nullptr, false);
+      if (!j.contains("token")) continue;
+      const uint32_t shard = j["token"].value("shard", 0u);
+      const uint64_t lsn = std::stoull(j["token"]["lsn"].get<std::string>());
+      acked[shard] = std::max(acked[shard], lsn);
+    }
+    return acked;
+  }
+
+  Json CreateBackup(const std::string& dest) {
+    testing::CommandResult r =
+        Dashctl({"backup", "create", absl::StrCat("--dest=", dest), "--json"});
+    EXPECT_EQ(r.exit_code, 0) << LastErr();
+    return Json::parse(r.out, nullptr, false);
+  }
+
+  // The digest of one shard's replica on `node`, as dashctl verify asks it.
+  v1::ReplicaChecksum ReplicaSum(const std::string& node, uint32_t shard) {
+    auto stub = v1::NodeAdmin::NewStub(cluster_->node(node).channel());
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    v1::ReplicaChecksumRequest req;
+    req.set_shard(shard);
+    v1::ReplicaChecksum sum;
+    grpc::Status st = stub->GetReplicaChecksum(&ctx, req, &sum);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return sum;
+  }
+
+  // Rebuilds one shard's checkpoint from the repository (the files under
+  // their names, as a restore will) and digests it.
+  absl::StatusOr<shard::StateChecksum> BackupSum(const std::string& dest, const std::string& id,
+                                                 uint32_t shard) {
+    const Json m = Manifest(dest, id);
+    const std::string dir = dir_.Sub(absl::StrCat("rebuilt-", id, "-", shard));
+    fs::create_directories(dir);
+    for (const Json& s : m["shards"]) {
+      if (s["shard"] != shard) continue;
+      for (const Json& f : s["files"]) {
+        const std::string sha = f["sha256"];
+        fs::copy_file(fs::path(dest) / "files" / sha.substr(0, 2) / sha,
+                      fs::path(dir) / f["name"].get<std::string>());
+      }
+    }
+    storage::EngineOptions options;
+    options.create_if_missing = false;
+    absl::StatusOr<std::unique_ptr<storage::Engine>> engine =
+        storage::OpenRocksEngine(dir, options);
+    if (!engine.ok()) return engine.status();
+    return shard::ChecksumOf(*(*engine)->NewSnapshot());
+  }
+
+  static Json Manifest(const std::string& dest, const std::string& id) {
+    std::ifstream in(fs::path(dest) / "backups" / id / "manifest.json");
+    return Json::parse(std::string(std::istreambuf_iterator<char>(in), {}));
+  }
+
+  static int StoredFiles(const std::string& dest) {
+    int n = 0;
+    for (const auto& e : fs::recursive_directory_iterator(fs::path(dest) / "files")) {
+      n += e.is_regular_file() ? 1 : 0;
+    }
+    return n;
+  }
+
+  testing::TestDir dir_;
+  std::unique_ptr<testing::LocalCluster> cluster_;
+  std::string admin_token_, reader_token_, last_err_;
+  int runs_ = 0;
+};
+
+TEST_F(BackupTest, ABackupHoldsEachLeadersStateAtItsCutAndTheNextOneOnlyWhatChanged) {
+  const std::map<uint32_t, uint64_t> acked = Ingest(0, 300);
+  ASSERT_EQ(acked.size(), 4u);  // Every shard got writes.
+  const std::string dest = dir_.Sub("backups");
+  const Json first = CreateBackup(dest);
+  ASSERT_TRUE(first.is_object()) << LastErr();
+  EXPECT_EQ(first["shards"], 4);
+  EXPECT_GT(first["total_bytes"].get<uint64_t>(), 0u);
+  // Each file comes once; identical ones (shards' equal OPTIONS files) are
+  // linked to the copy already stored.
+  EXPECT_EQ(first["copied_bytes"].get<uint64_t>() + first["reused_bytes"].get<uint64_t>(),
+            first["total_bytes"].get<uint64_t>());
+
+  absl::StatusOr<v1::Placement> placement = cluster_->Placement();
+  ASSERT_TRUE(placement.ok());
+  for (const Json& cut : first["cut"]) {
+    const uint32_t shard = cut["shard"];
+    // Every write acknowledged before the backup is inside its cut...
+    EXPECT_GE(cut["last_lsn"].get<uint64_t>(), acked.at(shard)) << "shard " << shard;
+    // ...and the backup is the leader's state at that LSN, exactly.
+    const v1::ShardEntry& entry = placement->shards(shard);
+    EXPECT_EQ(cut["leader"], entry.leader_node_id());
+    const v1::ReplicaChecksum live = ReplicaSum(entry.leader_node_id(), shard);
+    ASSERT_EQ(live.last_lsn(), cut["last_lsn"].get<uint64_t>()) << "no writes since the backup";
+    absl::StatusOr<shard::StateChecksum> saved = BackupSum(dest, first["id"], shard);
+    ASSERT_TRUE(saved.ok()) << saved.status();
+    EXPECT_EQ(saved->last_lsn, live.last_lsn());
+    EXPECT_EQ(saved->sha256, live.sha256()) << "shard " << shard;
+    EXPECT_EQ(saved->keys, live.keys());
+  }
+
+  // More writes, a second backup: what did not change is linked, not copied.
+  const int files_after_first = StoredFiles(dest);
+  const std::map<uint32_t, uint64_t> more = Ingest(300, 340);
+  const Json second = CreateBackup(dest);
+  ASSERT_TRUE(second.is_object()) << LastErr();
+  EXPECT_NE(second["id"], first["id"]);
+  EXPECT_EQ(second["copied_bytes"].get<uint64_t>() + second["reused_bytes"].get<uint64_t>(),
+            second["total_bytes"].get<uint64_t>());
+  // Whatever the first backup stored is not copied again.
+  const Json m1 = Manifest(dest, first["id"]), m2 = Manifest(dest, second["id"]);
+  std::set<std::string> stored_before;
+  for (const Json& s : m1["shards"]) {
+    for (const Json& f : s["files"]) stored_before.insert(f["sha256"].get<std::string>());
+  }
+  uint64_t unchanged = 0;
+  for (const Json& s : m2["shards"]) {
+    for (const Json& f : s["files"]) {
+      if (stored_before.count(f["sha256"].get<std::string>()) > 0)
+        unchanged += f["size"].get<uint64_t>();
+    }
+  }
+  EXPECT_GT(unchanged, 0u);
+  EXPECT_LE(second["copied_bytes"].get<uint64_t>(),
+            second["total_bytes"].get<uint64_t>() - unchanged);
+  for (const Json& cut : second["cut"]) {
+    const uint32_t shard = cut["shard"];
+    if (more.count(shard) > 0) EXPECT_GE(cut["last_lsn"].get<uint64_t>(), more.at(shard));
+  }
+  EXPECT_GT(StoredFiles(dest), files_after_first);
+
+  testing::CommandResult list = Dashctl({"backup", "list", "--dest=" + dest, "--json"});
+  ASSERT_EQ(list.exit_code, 0) << LastErr();
+  const Json listed = Json::parse(list.out);
+  ASSERT_EQ(listed.size(), 2u);
+  EXPECT_EQ(listed[0]["id"], first["id"]);
+  EXPECT_EQ(listed[1]["id"], second["id"]);
+  EXPECT_EQ(Dashctl({"backup", "verify", "--dest=" + dest}).exit_code, 0) << LastErr();
+
+  // Deleting the first keeps every file the second uses: it still verifies
+  // and still rebuilds to its shards' state.
+  testing::CommandResult del =
+      Dashctl({"backup", "delete", "--dest=" + dest, first["id"].get<std::string>()});
+  ASSERT_EQ(del.exit_code, 0) << LastErr();
+  EXPECT_THAT(del.out, HasSubstr("deleted 1 backups"));
+  EXPECT_EQ(Dashctl({"backup", "verify", "--dest=" + dest}).exit_code, 0) << LastErr();
+  for (uint32_t shard = 0; shard < 4; ++shard) {
+    EXPECT_TRUE(BackupSum(dest, second["id"], shard).ok()) << "shard " << shard;
+  }
+  // Retention: keeping the newest one deletes nothing more.
+  testing::CommandResult prune =
+      Dashctl({"backup", "prune", "--dest=" + dest, "--keep-last=1", "--json"});
+  ASSERT_EQ(prune.exit_code, 0) << LastErr();
+  EXPECT_EQ(Json::parse(prune.out)["deleted"].size(), 0u);
+}
+
+TEST_F(BackupTest, VerifyNamesTruncatedFlippedAndMissingFiles) {
+  Ingest(0, 60);
+  const std::string dest = dir_.Sub("backups");
+  const Json backup = CreateBackup(dest);
+  ASSERT_TRUE(backup.is_object()) << LastErr();
+  const Json m = Manifest(dest, backup["id"]);
+  // The largest file only shard 0 has gets one bit flipped; shard 1's is
+  // truncated, shard 2's deleted.
+  std::map<std::string, int> uses;
+  for (const Json& s : m["shards"]) {
+    for (const Json& f : s["files"]) ++uses[f["sha256"].get<std::string>()];
+  }
+  auto largest = [&](int shard) {
+    Json best;
+    for (const Json& f : m["shards"][shard]["files"]) {
+      if (uses[f["sha256"].get<std::string>()] > 1) continue;
+      if (best.is_null() || f["size"] > best["size"]) best = f;
+    }
+    const std::string sha = best["sha256"];
+    return std::make_pair(best["name"].get<std::string>(),
+                          (fs::path(dest) / "files" / sha.substr(0, 2) / sha).string());
+  };
+  const auto [flipped_name, flipped] = largest(0);
+  const auto [truncated_name, truncated] = largest(1);
+  const auto [missing_name, missing] = largest(2);
+  ASSERT_NE(flipped, truncated);
+  {
+    fs::permissions(flipped, fs::perms::owner_write, fs::perm_options::add);
+    std::fstream f(flipped, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(fs::file_size(flipped) / 2);
+    const char c = static_cast<char>(f.get());
+    f.seekp(fs::file_size(flipped) / 2);
+    f.put(static_cast<char>(c ^ 0x10));
+  }
+  fs::resize_file(truncated, fs::file_size(truncated) / 2);
+  fs::remove(missing);
+
+  testing::CommandResult verify = Dashctl({"backup", "verify", "--dest=" + dest});
+  EXPECT_EQ(verify.exit_code, 1);
+  EXPECT_THAT(verify.out, HasSubstr(absl::StrCat("shard 0: ", flipped_name, " (", flipped,
+                                                 "): SHA-256 differs")));
+  EXPECT_THAT(verify.out, HasSubstr(absl::StrCat("shard 1: ", truncated_name)));
+  EXPECT_THAT(verify.out, HasSubstr("instead of"));
+  EXPECT_THAT(verify.out,
+              HasSubstr(absl::StrCat("shard 2: ", missing_name, " (", missing, "): missing")));
+}
+
+TEST_F(BackupTest, RefusalsChangeNothing) {
+  Ingest(0, 20);
+  // A directory that is not a repository is not written into.
+  const std::string foreign = dir_.Sub("foreign");
+  fs::create_directories(foreign);
+  std::ofstream(foreign + "/precious") << "keep me";
+  testing::CommandResult r = Dashctl({"backup", "create", "--dest=" + foreign});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(LastErr(), HasSubstr("not a DASH backup repository"));
+  EXPECT_EQ(std::distance(fs::directory_iterator(foreign), fs::directory_iterator()), 1);
+
+  const std::string dest = dir_.Sub("backups");
+  if (TestSecurity::Get().secure()) {
+    // A token without the admin role cannot copy the cluster's data.
+    r = Dashctl({"backup", "create", "--dest=" + dest}, reader_token_);
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_THAT(LastErr(), HasSubstr("PERMISSION_DENIED"));
+    if (fs::exists(dest)) {
+      EXPECT_FALSE(fs::exists(fs::path(dest) / "backups") &&
+                   !fs::is_empty(fs::path(dest) / "backups"));
+    }
+  }
+  EXPECT_EQ(Dashctl({"backup", "list", "--dest=" + dir_.Sub("nothing")}).exit_code, 1);
+  EXPECT_THAT(LastErr(), HasSubstr("not a DASH backup repository"));
+  ASSERT_TRUE(CreateBackup(dest).is_object());
+  r = Dashctl({"backup", "delete", "--dest=" + dest, "19990101T000000Z"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(LastErr(), HasSubstr("19990101T000000Z"));
+  r = Dashctl({"backup", "prune", "--dest=" + dest, "--keep-within=soon"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(LastErr(), HasSubstr("--keep-within"));
+  testing::CommandResult list = Dashctl({"backup", "list", "--dest=" + dest, "--json"});
+  EXPECT_EQ(Json::parse(list.out).size(), 1u);
+}
+
+}  // namespace
+}  // namespace dash
