@@ -12,9 +12,12 @@
 #include "common/proto_log.h"
 #include "common/security_flags.h"
 #include "common/serving.h"
+#include "common/status_macros.h"
+#include "controlplane/placement/store.h"
 #include "controlplane/service/control_plane_service.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
+#include "node/backup/restore.h"
 
 DEFINE_string(data_dir, "", "Directory of the durable placement table (required).");
 DEFINE_string(listen, "127.0.0.1:7000", "gRPC listen address host:port; port 0 picks a free port.");
@@ -30,8 +33,41 @@ DEFINE_uint64(in_sync_max_lag_records, 1000,
 DEFINE_uint32(lease_ms, 500,
               "Leadership lease granted to healthy nodes in heartbeat answers; must be below "
               "--failure_timeout_ms (default when not given: 2/3 of it); 0: no leases.");
+DEFINE_string(restore_from, "",
+              "A backup repository (dashctl backup create --dest=DIR): this new control plane's "
+              "table starts as the placement of backup --restore_backup, every epoch raised "
+              "above the backup's. Only into an empty --data_dir (or one this restore began); "
+              "start each node with the same two flags.");
+DEFINE_string(restore_backup, "latest", "The backup --restore_from restores: an id or latest.");
 DEFINE_uint32(fence_timeout_ms, 500,
               "Deadline of the FenceShard calls made to the replicas before a leader changes.");
+
+namespace {
+
+// --restore_from: the table of a new cluster restored from a backup, saved
+// before the control plane opens its store.
+absl::Status RestoreTable() {
+  DASH_ASSIGN_OR_RETURN(dash::backup::Manifest m,
+                        dash::backup::LoadBackup(FLAGS_restore_from, FLAGS_restore_backup));
+  DASH_RETURN_IF_ERROR(dash::backup::ClaimDataDir(m, FLAGS_data_dir));
+  DASH_ASSIGN_OR_RETURN(std::unique_ptr<dash::controlplane::PlacementStore> store,
+                        dash::controlplane::OpenRocksPlacementStore(FLAGS_data_dir));
+  DASH_ASSIGN_OR_RETURN(std::optional<dash::v1::Placement> stored, store->Load());
+  if (stored.has_value()) {
+    LOG(INFO) << "restore of backup " << m.id << ": the table is restored already (version "
+              << stored->version() << ")";
+    return absl::OkStatus();
+  }
+  DASH_ASSIGN_OR_RETURN(dash::v1::Placement table, dash::backup::RestoredPlacement(m));
+  DASH_RETURN_IF_ERROR(store->Save(table));
+  LOG(INFO) << "restore of backup " << m.id << ": table version " << table.version() << ", "
+            << table.shard_count() << " shards, replication factor " << table.replication_factor()
+            << " (--shard_count and --replication_factor are "
+            << "the backup's)";
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   gflags::SetUsageMessage(
@@ -87,6 +123,13 @@ int main(int argc, char** argv) {
   if (!security.ok()) {
     fprintf(stderr, "dash-controlplane: %s\n", std::string(security.status().message()).c_str());
     return 2;
+  }
+  if (!FLAGS_restore_from.empty()) {
+    if (absl::Status restored = RestoreTable(); !restored.ok()) {
+      fprintf(stderr, "dash-controlplane: --restore_from: %s\n",
+              std::string(restored.message()).c_str());
+      return 1;
+    }
   }
   auto server = dash::controlplane::ControlPlaneServer::Start(options, FLAGS_data_dir, FLAGS_listen,
                                                               *security);

@@ -1,5 +1,5 @@
 // dashctl backup create|list|verify|delete|prune: cluster backups in a
-// repository directory (dashctl/backup_repository.h).
+// repository directory (node/backup/repository.h).
 //
 // create reads the placement from --controlplane and copies a checkpoint of
 // each shard's leader through the Snapshots service (a checkpoint at a
@@ -25,7 +25,7 @@
 #include "common/status_macros.h"
 #include "dash/v1/node.grpc.pb.h"
 #include "dash/v1/placement.grpc.pb.h"
-#include "dashctl/backup_repository.h"
+#include "node/backup/repository.h"
 #include "dashctl/common.h"
 #include "grpcpp/client_context.h"
 #include "nlohmann/json.hpp"

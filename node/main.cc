@@ -20,6 +20,7 @@
 #include "common/sync_point.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
+#include "node/backup/restore.h"
 #include "node/replication/fault_hook.h"
 #include "node/service/node_server.h"
 #include "node/service/placement_agent.h"
@@ -70,6 +71,12 @@ DEFINE_bool(fault_injection, false,
             "Tests only (not in Release builds): watch <data_dir>/FAULTS; while it says "
             "\"isolate\", this node's traffic with its peers and the control plane fails "
             "(see node/replication/fault_hook.h).");
+DEFINE_string(restore_from, "",
+              "A backup repository (dashctl backup create --dest=DIR): before serving, put in "
+              "--data_dir the replicas this node (by --node_id) held in backup "
+              "--restore_backup. Only into an empty --data_dir (or one this restore began); "
+              "start the new control plane with the same two flags.");
+DEFINE_string(restore_backup, "latest", "The backup --restore_from restores: an id or latest.");
 DEFINE_string(kill_at, "",
               "Tests only (not in Release builds): SIGKILL this process when it reaches the "
               "named sync point (POINT, or POINT:N for the N-th time; see "
@@ -91,6 +98,24 @@ int main(int argc, char** argv) {
   if (!security.ok()) {
     fprintf(stderr, "dash-node: %s\n", std::string(security.status().message()).c_str());
     return 2;
+  }
+  if (!FLAGS_restore_from.empty()) {
+    absl::StatusOr<dash::backup::Manifest> m =
+        dash::backup::LoadBackup(FLAGS_restore_from, FLAGS_restore_backup);
+    absl::StatusOr<dash::backup::Repository> repo =
+        dash::backup::Repository::Open(FLAGS_restore_from, /*create=*/false);
+    absl::StatusOr<dash::backup::NodeRestoreResult> restored =
+        !m.ok()      ? m.status()
+        : !repo.ok() ? repo.status()
+                     : dash::backup::RestoreNode(*repo, *m, FLAGS_node_id, FLAGS_data_dir);
+    if (!restored.ok()) {
+      fprintf(stderr, "dash-node: --restore_from: %s\n",
+              std::string(restored.status().message()).c_str());
+      return 1;
+    }
+    LOG(INFO) << "restore of backup " << m->id << ": " << restored->restored.size()
+              << " replicas put in place (" << restored->bytes << " bytes), "
+              << restored->kept.size() << " already there";
   }
   dash::shard::HostOptions options;
   options.node_id = FLAGS_node_id;

@@ -4,7 +4,10 @@
 // repository, opened with RocksDB and digested like `dashctl verify` does)
 // with every write acknowledged before it; the next backup stores only what
 // changed; verify names damaged files; delete and prune keep what other
-// backups use; refusals change nothing.
+// backups use; refusals change nothing. A cluster destroyed and restored into
+// new data directories (--restore_from) has equal replicas, answers queries
+// exactly as before and takes writes; a restore refuses a damaged backup and
+// a data directory that is not empty, writing nothing.
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -43,7 +46,7 @@ class BackupTest : public ::testing::Test {
     reader_token_ = dir_.Sub("reader.token");
     if (TestSecurity::Get().secure()) {
       std::ofstream(admin_token_) << TestSecurity::Get().Mint(
-          {"*"}, {jwt::Role::kAdmin, jwt::Role::kWrite});
+          {"*"}, {jwt::Role::kAdmin, jwt::Role::kWrite, jwt::Role::kRead});
       std::ofstream(reader_token_) << TestSecurity::Get().Mint({"*"}, {jwt::Role::kRead});
     }
   }
@@ -104,6 +107,20 @@ class BackupTest : public ::testing::Test {
       acked[shard] = std::max(acked[shard], lsn);
     }
     return acked;
+  }
+
+  // The top 10 of a query: claim ids and scores, in order.
+  std::vector<std::pair<std::string, double>> Top10(const std::string& text) {
+    testing::CommandResult r = Dashctl({"query", "--tenant=t", "-k", "10", "--json", text});
+    EXPECT_EQ(r.exit_code, 0) << LastErr();
+    std::vector<std::pair<std::string, double>> out;
+    const Json j = Json::parse(r.out, nullptr, false);
+    if (!j.contains("hits")) return out;
+    for (const Json& h : j["hits"]) {
+      out.emplace_back(h["record"]["claim"]["claim_id"].get<std::string>(),
+                       h["score"].get<double>());
+    }
+    return out;
   }
 
   Json CreateBackup(const std::string& dest) {
@@ -334,6 +351,133 @@ TEST_F(BackupTest, RefusalsChangeNothing) {
   EXPECT_THAT(LastErr(), HasSubstr("--keep-within"));
   testing::CommandResult list = Dashctl({"backup", "list", "--dest=" + dest, "--json"});
   EXPECT_EQ(Json::parse(list.out).size(), 1u);
+}
+
+TEST_F(BackupTest, ARestoredClusterHasTheBackupsDataAnswersAsBeforeAndTakesWrites) {
+  const std::map<uint32_t, uint64_t> acked = Ingest(0, 300);
+  const std::vector<std::string> queries = {"arctic sea ice", "claim 17", "quote of claim 250"};
+  std::vector<std::vector<std::pair<std::string, double>>> before;
+  for (const std::string& q : queries) {
+    before.push_back(Top10(q));
+    ASSERT_EQ(before.back().size(), 10u) << q;
+  }
+  testing::CommandResult c17 = Dashctl({"get", "--tenant=t", "c17"});
+  ASSERT_EQ(c17.exit_code, 0) << LastErr();
+  const std::string dest = dir_.Sub("backups");
+  const Json backup = CreateBackup(dest);
+  ASSERT_TRUE(backup.is_object()) << LastErr();
+  const std::string id = backup["id"];
+
+  // Every process killed, every data directory gone with them: a new cluster
+  // in new directories, on new ports, restored from the backup.
+  cluster_.reset();
+  fs::remove_all(dir_.Sub("cluster"));
+  testing::ClusterOptions options;
+  const std::vector<std::string> restore = {"--restore_from=" + dest, "--restore_backup=" + id};
+  options.controlplane_args = restore;
+  options.node_args = restore;
+  cluster_ = std::make_unique<testing::LocalCluster>(dir_.Sub("restored"), options);
+  ASSERT_TRUE(cluster_->Start().ok());
+
+  // The new table: the backup's shards, leaders and replicas, at higher epochs.
+  absl::StatusOr<v1::Placement> placement = cluster_->Placement();
+  ASSERT_TRUE(placement.ok());
+  ASSERT_EQ(placement->shard_count(), 4u);
+  for (const Json& cut : backup["cut"]) {
+    const v1::ShardEntry& s = placement->shards(cut["shard"].get<int>());
+    EXPECT_GT(s.epoch(), cut["epoch"].get<uint64_t>());
+    // Every replica holds the backup's state (plus the record the new leader
+    // opens its epoch with), and nothing acknowledged before the backup is
+    // lost.
+    for (const v1::ReplicaEntry& r : s.replicas()) {
+      const v1::ReplicaChecksum sum = ReplicaSum(r.node_id(), s.shard());
+      EXPECT_GE(sum.last_lsn(), cut["last_lsn"].get<uint64_t>()) << r.node_id();
+      EXPECT_LE(sum.last_lsn(), cut["last_lsn"].get<uint64_t>() + 1) << r.node_id();
+      EXPECT_GE(sum.last_lsn(), acked.at(s.shard()));
+    }
+  }
+  EXPECT_EQ(Dashctl({"verify"}).exit_code, 0) << LastErr();
+  for (size_t i = 0; i < queries.size(); ++i) EXPECT_EQ(Top10(queries[i]), before[i]) << queries[i];
+  testing::CommandResult again = Dashctl({"get", "--tenant=t", "c17"});
+  ASSERT_EQ(again.exit_code, 0) << LastErr();
+  EXPECT_EQ(Json::parse(again.out)["record"], Json::parse(c17.out)["record"]);
+
+  // It takes writes, and a node restarted with the flags still given keeps
+  // its data (the restore is done, not repeated).
+  const std::map<uint32_t, uint64_t> after = Ingest(300, 320);
+  EXPECT_FALSE(after.empty());
+  ASSERT_TRUE(cluster_->node("n2").Restart().ok());
+  EXPECT_TRUE(cluster_
+                  ->WaitForPlacement(
+                      [](const v1::Placement& p) {
+                        for (const v1::ShardEntry& s : p.shards()) {
+                          for (const v1::ReplicaEntry& r : s.replicas()) {
+                            if (r.node_id() != s.leader_node_id() && !r.in_sync()) return false;
+                          }
+                        }
+                        return testing::LocalCluster::AllShardsLed(p);
+                      },
+                      absl::Seconds(60), "n2 back in sync")
+                  .ok());
+  EXPECT_EQ(Dashctl({"verify"}).exit_code, 0) << LastErr();
+  testing::CommandResult late = Dashctl({"get", "--tenant=t", "c310"});
+  EXPECT_EQ(late.exit_code, 0) << LastErr();
+}
+
+TEST_F(BackupTest, ARestoreRefusesADamagedBackupAndAFullDataDirectoryWritingNothing) {
+  Ingest(0, 40);
+  const std::string dest = dir_.Sub("backups");
+  const Json backup = CreateBackup(dest);
+  ASSERT_TRUE(backup.is_object()) << LastErr();
+  auto restore_node = [&](const std::string& data_dir) {
+    const std::string err = dir_.Sub(absl::StrCat("restore-", ++runs_, ".err"));
+    testing::CommandResult r = testing::RunCommand(
+        testing::BinaryPath("node/dash-node"),
+        {"--node_id=n1", "--data_dir=" + data_dir, "--listen=127.0.0.1:0", "--restore_from=" + dest,
+         "--restore_backup=" + backup["id"].get<std::string>(), "--insecure_no_auth"},
+        "", err);
+    std::ifstream in(err);
+    return std::make_pair(r.exit_code, std::string(std::istreambuf_iterator<char>(in), {}));
+  };
+  // A data directory holding anything: refused, left as it was.
+  const std::string full = dir_.Sub("full");
+  fs::create_directories(full + "/shard-0");
+  auto [code, err] = restore_node(full);
+  EXPECT_EQ(code, 1);
+  EXPECT_THAT(err, HasSubstr("is not empty"));
+  EXPECT_EQ(std::distance(fs::directory_iterator(full), fs::directory_iterator()), 1);
+  EXPECT_TRUE(fs::is_empty(full + "/shard-0"));
+
+  // One stored file of n1's replicas flipped: refused, naming it; the data
+  // directory is not even created.
+  const Json m = Manifest(dest, backup["id"]);
+  const Json file = m["shards"][0]["files"][0];
+  const std::string sha = file["sha256"];
+  const std::string stored = (fs::path(dest) / "files" / sha.substr(0, 2) / sha).string();
+  {
+    fs::permissions(stored, fs::perms::owner_write, fs::perm_options::add);
+    std::fstream f(stored, std::ios::in | std::ios::out | std::ios::binary);
+    const char c = static_cast<char>(f.get());
+    f.seekp(0);
+    f.put(static_cast<char>(c ^ 0x01));
+  }
+  const std::string fresh = dir_.Sub("fresh");
+  std::tie(code, err) = restore_node(fresh);
+  EXPECT_EQ(code, 1);
+  EXPECT_THAT(err, HasSubstr(file["name"].get<std::string>()));
+  EXPECT_THAT(err, HasSubstr("damaged"));
+  EXPECT_FALSE(fs::exists(fresh));
+  // So does the control plane, for a backup that is not there.
+  const std::string cp_err = dir_.Sub("cp.err");
+  testing::CommandResult cp = testing::RunCommand(
+      testing::BinaryPath("controlplane/dash-controlplane"),
+      {"--data_dir=" + dir_.Sub("cp"), "--listen=127.0.0.1:0", "--restore_from=" + dest,
+       "--restore_backup=19990101T000000Z", "--insecure_no_auth"},
+      "", cp_err);
+  EXPECT_EQ(cp.exit_code, 1);
+  std::ifstream in(cp_err);
+  EXPECT_THAT(std::string(std::istreambuf_iterator<char>(in), {}), HasSubstr("19990101T000000Z"));
+  EXPECT_FALSE(fs::exists(dir_.Sub("cp")));
 }
 
 }  // namespace

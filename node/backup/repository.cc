@@ -1,4 +1,4 @@
-#include "dashctl/backup_repository.h"
+#include "node/backup/repository.h"
 
 #include <unistd.h>
 

@@ -15,8 +15,8 @@
 // one removes its manifest, then every file no remaining manifest names.
 // Not thread-safe across processes: one writer (create, delete, prune) at a
 // time per repository.
-#ifndef DASH_DASHCTL_BACKUP_REPOSITORY_H_
-#define DASH_DASHCTL_BACKUP_REPOSITORY_H_
+#ifndef DASH_NODE_BACKUP_REPOSITORY_H_
+#define DASH_NODE_BACKUP_REPOSITORY_H_
 
 #include <cstdint>
 #include <functional>
@@ -134,4 +134,4 @@ absl::StatusOr<Manifest> ManifestFromJson(const std::string& json);
 
 }  // namespace dash::backup
 
-#endif  // DASH_DASHCTL_BACKUP_REPOSITORY_H_
+#endif  // DASH_NODE_BACKUP_REPOSITORY_H_
