@@ -26,8 +26,9 @@ if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
 else
   DASH_ENGINE=podman
   # netavark with aardvark-dns: the compose network with container names in DNS; iptables: its
-  # port publishing; catatonit: init for containers.
-  dash_apt_install podman runc netavark aardvark-dns iptables catatonit docker-compose \
+  # port publishing; catatonit: init for containers; podman-docker: the `docker` command, which
+  # docker-compose runs for `run` and `exec`.
+  dash_apt_install podman podman-docker runc netavark aardvark-dns iptables catatonit docker-compose \
     debootstrap curl ca-certificates
   printf '%s\n' '[containers]' 'default_ulimits = []' '[engine]' 'cgroup_manager = "cgroupfs"' \
     'runtime = "runc"' 'events_logger = "file"' >"$DASH_COMPOSE_STATE/containers.conf"
@@ -73,6 +74,14 @@ dash_base_image() {
 
 DASH_COMPOSE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 dash_compose() { docker-compose -f "$DASH_COMPOSE_DIR/docker-compose.yml" "$@"; }
+# dash_exec SERVICE COMMAND...: runs COMMAND in the service's running container. Through the
+# engine's own CLI: docker-compose's exec over Podman's API fails where no docker CLI is installed.
+dash_exec() {
+  local id
+  id=$(dash_compose ps -q "$1") && [[ -n $id ]] || return 1
+  shift
+  if [[ $DASH_ENGINE == podman ]]; then podman exec "$id" "$@"; else command docker exec "$id" "$@"; fi
+}
 
 # dash_build_images source|prebuilt: builds localhost/dash:dev and localhost/dash-prometheus:dev.
 # prebuilt takes the four binaries from build/ (built here first if missing), stripped.
@@ -106,7 +115,7 @@ dash_fetch_admin() {
 # node), asked inside its container.
 dash_wait_serving() {
   local deadline=$((SECONDS + $1))
-  until dash_compose exec -T router dashctl health --tls-ca=/etc/dash/tls/ca.pem localhost:7100 \
+  until dash_exec router dashctl health --tls-ca=/etc/dash/tls/ca.pem localhost:7100 \
     >/dev/null 2>&1; do
     ((SECONDS < deadline)) || { dash_compose ps; dash_compose logs --tail=20; return 1; }
     sleep 0.5
