@@ -13,8 +13,9 @@
    before its shard's cut LSN must be there with its evidence intact (each quote's SHA-256 as
    computed here, and as the server reports it); one after the cut must not be.
 
-Prints one JSON object: counts, RTO (destroy -> first query served) and RPO (acknowledged writes
-lost, and the seconds of acknowledged writes between the backup's start and the last lost one).
+Prints one JSON object: counts, the backup's size and throughput, write latency while it copied
+and otherwise, RTO (destroy -> first query served) and RPO (acknowledged writes lost, and the
+seconds of acknowledged writes between the backup's start and the last lost one).
 Exits 1 when an acknowledged write before the cut is missing or damaged, or one after it is
 present.
 
@@ -169,6 +170,7 @@ def main():
                     return
                 for _ in range(50):
                     try:
+                        sent = time.time()
                         resp = data.Write(write_request(i), timeout=10)
                         break
                     except grpc.RpcError as e:
@@ -179,7 +181,7 @@ def main():
                 else:
                     raise RuntimeError("write %d never acknowledged" % i)
                 with lock:
-                    acked.append((i, resp.token.shard, resp.token.lsn, time.time()))
+                    acked.append((i, resp.token.shard, resp.token.lsn, time.time(), sent))
 
         def take_backup():
             while True:
@@ -205,6 +207,14 @@ def main():
                             "total_bytes": backup["total_bytes"],
                             "mb_per_s": round(backup["mb_per_s"], 1)}
         cut = {c["shard"]: c["last_lsn"] for c in backup["cut"]}
+        # Write latency while the backup copied, against the rest of the load.
+        during = [a[3] - a[4] for a in acked if backup["started"] <= a[4] <= backup["finished"]]
+        outside = [a[3] - a[4] for a in acked if a[4] > backup["finished"] or a[3] < backup["started"]]
+        result["write_ms"] = {"p50_during_backup": percentile(during, 50),
+                              "p99_during_backup": percentile(during, 99),
+                              "writes_during_backup": len(during),
+                              "p50_otherwise": percentile(outside, 50),
+                              "p99_otherwise": percentile(outside, 99)}
 
         # Lose everything.
         destroyed = time.time()
@@ -223,7 +233,7 @@ def main():
         before = [a for a in acked if a[2] <= cut[a[1]]]
         after = [a for a in acked if a[2] > cut[a[1]]]
         missing, damaged, resurrected = [], [], []
-        for i, _, _, _ in before:
+        for i, *_ in before:
             try:
                 got = data.GetClaim(data_pb2.GetClaimRequest(tenant=TENANT, claim_id="d%d" % i),
                                     timeout=10)
@@ -236,7 +246,7 @@ def main():
                      hashlib.sha256(quote(i, e).encode()).hexdigest()) for e in range(2)]
             if quotes != want:
                 damaged.append("d%d" % i)
-        for i, _, _, _ in after:
+        for i, *_ in after:
             try:
                 data.GetClaim(data_pb2.GetClaimRequest(tenant=TENANT, claim_id="d%d" % i),
                               timeout=10)
@@ -266,6 +276,14 @@ def main():
             print("work directory kept: " + work, file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def percentile(values, p):
+    """The p-th percentile in milliseconds (nearest rank); None for no values."""
+    if not values:
+        return None
+    ranked = sorted(values)
+    return round(1000 * ranked[min(len(ranked) - 1, max(0, -(-p * len(ranked) // 100) - 1))], 2)
 
 
 def try_query(data):
