@@ -20,16 +20,20 @@ dash_apt_install() { # dash_apt_install PACKAGE...: installs the missing ones
     >/dev/null
 }
 
-if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+dash_apt_install curl ca-certificates
+# A Docker engine: one whose API answers (the docker command alone may be Podman's emulation).
+docker_api=${DOCKER_HOST:-unix:///var/run/docker.sock}
+if [[ $docker_api == unix://* && $docker_api != unix://$DASH_COMPOSE_STATE/podman.sock ]] &&
+  curl -sf --unix-socket "${docker_api#unix://}" http://d/_ping >/dev/null 2>&1; then
   DASH_ENGINE=docker
-  dash_apt_install docker-compose curl ca-certificates
+  dash_apt_install docker-compose
 else
   DASH_ENGINE=podman
   # netavark with aardvark-dns: the compose network with container names in DNS; iptables: its
   # port publishing; catatonit: init for containers; podman-docker: the `docker` command, which
   # docker-compose runs for `run` and `exec`.
   dash_apt_install podman podman-docker runc netavark aardvark-dns iptables catatonit docker-compose \
-    debootstrap curl ca-certificates
+    debootstrap
   printf '%s\n' '[containers]' 'default_ulimits = []' '[engine]' 'cgroup_manager = "cgroupfs"' \
     'runtime = "runc"' 'events_logger = "file"' >"$DASH_COMPOSE_STATE/containers.conf"
   export CONTAINERS_CONF=$DASH_COMPOSE_STATE/containers.conf
