@@ -25,10 +25,10 @@
 #include "common/status_macros.h"
 #include "dash/v1/node.grpc.pb.h"
 #include "dash/v1/placement.grpc.pb.h"
-#include "node/backup/repository.h"
 #include "dashctl/common.h"
 #include "grpcpp/client_context.h"
 #include "nlohmann/json.hpp"
+#include "node/backup/repository.h"
 #include "node/replication/snapshot_fetcher.h"
 
 namespace dash::ctl {
@@ -127,6 +127,8 @@ absl::StatusOr<ShardCut> BackupShard(const GlobalOptions& g, const BackupOptions
 int RunCreate(const GlobalOptions& g, const BackupOptions& o) {
   absl::StatusOr<Repository> repo = Repository::Open(o.dest, /*create=*/true);
   if (!repo.ok()) return Fail(repo.status());
+  absl::StatusOr<Repository::WriterLock> lock = repo->LockForWriting();
+  if (!lock.ok()) return Fail(lock.status());
   absl::StatusOr<v1::Placement> placement = ReadPlacement(g);
   if (!placement.ok()) return Fail(placement.status());
   const absl::Time start = absl::Now();
@@ -265,6 +267,8 @@ int PrintDeleted(const GlobalOptions& g, const std::vector<std::string>& ids,
 int RunDelete(const GlobalOptions& g, const BackupOptions& o) {
   absl::StatusOr<Repository> repo = Repository::Open(o.dest, /*create=*/false);
   if (!repo.ok()) return Fail(repo.status());
+  absl::StatusOr<Repository::WriterLock> lock = repo->LockForWriting();
+  if (!lock.ok()) return Fail(lock.status());
   absl::StatusOr<Repository::DeleteStats> stats = repo->Delete(o.ids);
   if (!stats.ok()) return Fail(stats.status());
   return PrintDeleted(g, o.ids, *stats);
@@ -295,6 +299,8 @@ int RunPrune(const GlobalOptions& g, const BackupOptions& o) {
   }
   absl::StatusOr<Repository> repo = Repository::Open(o.dest, /*create=*/false);
   if (!repo.ok()) return Fail(repo.status());
+  absl::StatusOr<Repository::WriterLock> lock = repo->LockForWriting();
+  if (!lock.ok()) return Fail(lock.status());
   absl::StatusOr<std::vector<Manifest>> all = repo->List();
   if (!all.ok()) return Fail(all.status());
   const std::vector<std::string> doomed =

@@ -1,5 +1,7 @@
 #include "node/backup/repository.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -160,6 +162,29 @@ absl::StatusOr<Repository> Repository::Open(const std::string& dir, bool create)
                                                       kFormatVersion));
   }
   return Repository(dir);
+}
+
+Repository::WriterLock::~WriterLock() {
+  if (fd_ >= 0) ::close(fd_);  // Releases the flock.
+}
+
+absl::StatusOr<Repository::WriterLock> Repository::LockForWriting() const {
+  const std::string path = (fs::path(dir_) / "LOCK").string();
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return storage::IoError("cannot open", path, errno);
+  WriterLock lock(fd);
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char holder[32] = {0};
+    const ssize_t n = ::pread(fd, holder, sizeof(holder) - 1, 0);
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir_, ": another dashctl backup (pid ", n > 0 ? holder : "?",
+                     ") is writing to this repository; try again when it is done"));
+  }
+  const std::string pid = std::to_string(::getpid());
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+    return storage::IoError("cannot write", path, errno);
+  }
+  return lock;
 }
 
 std::string Repository::StoredPath(const std::string& sha256) const {

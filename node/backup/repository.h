@@ -13,8 +13,10 @@
 // SHA-256 of its own content, so a damaged one is detected too. A backup
 // exists once its manifest is in place (written atomically, last); deleting
 // one removes its manifest, then every file no remaining manifest names.
-// Not thread-safe across processes: one writer (create, delete, prune) at a
-// time per repository.
+// One writer at a time: create, delete and prune hold the repository's
+// writer lock (LockForWriting), so a delete cannot collect the files of a
+// backup still being taken. Reads (list, verify, restore) need no lock: a
+// backup is complete once its manifest is in place.
 #ifndef DASH_NODE_BACKUP_REPOSITORY_H_
 #define DASH_NODE_BACKUP_REPOSITORY_H_
 
@@ -75,6 +77,22 @@ class Repository {
   // FAILED_PRECONDITION when DIR holds something that is not a repository of
   // this format version.
   static absl::StatusOr<Repository> Open(const std::string& dir, bool create);
+
+  // An exclusive lock on DIR/LOCK (flock), released when the returned
+  // object is destroyed or the process dies. FAILED_PRECONDITION naming the
+  // holder's pid when another process holds it.
+  class WriterLock {
+   public:
+    explicit WriterLock(int fd) : fd_(fd) {}
+    WriterLock(WriterLock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+    WriterLock(const WriterLock&) = delete;
+    WriterLock& operator=(const WriterLock&) = delete;
+    ~WriterLock();
+
+   private:
+    int fd_;
+  };
+  absl::StatusOr<WriterLock> LockForWriting() const;
 
   const std::string& dir() const { return dir_; }
   // Where the file with this SHA-256 is (or would be) stored.

@@ -1,5 +1,7 @@
 #include "node/backup/repository.h"
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -187,6 +189,21 @@ TEST_F(RepositoryTest, DeleteRemovesOnlyFilesNoRemainingBackupUses) {
   ASSERT_EQ(left->size(), 1u);
   EXPECT_EQ((*left)[0].id, second.id);
   EXPECT_THAT(*repo->Verify({}), IsEmpty());
+}
+
+TEST_F(RepositoryTest, OneWriterAtATime) {
+  absl::StatusOr<Repository> repo = Repository::Open((root_ / "repo").string(), true);
+  ASSERT_TRUE(repo.ok());
+  {
+    absl::StatusOr<Repository::WriterLock> first = repo->LockForWriting();
+    ASSERT_TRUE(first.ok()) << first.status();
+    // flock locks belong to open file descriptions: a second open conflicts
+    // even within one process, as another dashctl would.
+    absl::Status second = repo->LockForWriting().status();
+    EXPECT_TRUE(absl::IsFailedPrecondition(second)) << second;
+    EXPECT_THAT(second.message(), HasSubstr(absl::StrCat("pid ", getpid())));
+  }
+  EXPECT_TRUE(repo->LockForWriting().ok());  // Released with the first.
 }
 
 TEST(SelectExpiredTest, KeepsTheNewestNAndTheYoungAndAlwaysTheLast) {
