@@ -5,7 +5,8 @@
 # container of a shard's leader (docker-compose kill) mid-stream, and checks that
 #   - the control plane promoted another replica (new epoch, new leader) and writes to that
 #     shard were acknowledged again under the new epoch;
-#   - every acknowledged write is read back, claim and quoted evidence, through the router;
+#   - every acknowledged write is read back, claim and quoted evidence, through the router, and
+#     a query through it ranks the claims written;
 #   - the killed node, started again, catches up: all replicas of every shard in sync and
 #     equal (dashctl verify);
 # then tears everything down (volumes included).
@@ -106,6 +107,18 @@ assert [e["citation"]["quote"] for e in r["evidence"]] == ["quote of " + i]' "$g
 done <"$work/acked"
 ((lost == 0)) || fail "$lost acknowledged writes lost"
 echo "   all $(wc -l <"$work/acked") present with their evidence"
+echo "== a query through the router's published port ranks the claims written"
+api -H 'Content-Type: application/json' -d '{"text": "compose claim glaciers", "k": 10}' \
+  "$https/v1/tenants/compose/query" >"$work/query.json" || fail "the query failed"
+python3 -c 'import json,sys
+hits = json.load(open(sys.argv[1])).get("hits", [])
+# Claims this writer sent: acknowledged, or with an unknown outcome (a cut connection).
+sent = {line.split()[0] for name in sys.argv[2:] for line in open(name)}
+ids = [h["record"]["claim"]["claimId"] for h in hits]
+assert len(ids) == 10, ids
+assert set(ids) <= sent, set(ids) - sent
+print("   top 10:", " ".join(ids))' "$work/query.json" "$work/acked" "$work/refused" ||
+  fail "unexpected query answer"
 
 echo "== $victim started again: it catches up and every shard's replicas are equal"
 dash_compose start "$victim" >/dev/null
