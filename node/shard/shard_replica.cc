@@ -534,6 +534,10 @@ absl::StatusOr<std::string> ShardReplica::ReadLogRecord(uint64_t lsn) const {
 
 absl::StatusOr<std::pair<uint64_t, uint64_t>> ShardReplica::CreateCheckpoint(
     const std::string& dir) {
+  // Most of the memtables go to table files first, with writes going on: the
+  // checkpoint below, which holds writes between two commits so that its log
+  // end is known, then flushes only what came since.
+  DASH_RETURN_IF_ERROR(engine_->Flush());
   absl::MutexLock wl(&write_mu_);
   DASH_RETURN_IF_ERROR(engine_->CreateCheckpoint(dir));
   return std::make_pair(log_.meta().last_lsn(), log_.meta().last_epoch());

@@ -123,6 +123,10 @@ class Engine {
   // which must not exist: hard links to the immutable table files where the
   // file system allows, copies otherwise. The copy opens as an engine.
   virtual absl::Status CreateCheckpoint(const std::string& dir) = 0;
+  // Writes every family's memtable to table files and waits for it. Writes
+  // may go on meanwhile; a checkpoint taken right after has little left to
+  // flush.
+  virtual absl::Status Flush() = 0;
   // Where the bytes are (for NodeInfo and capacity planning).
   virtual absl::StatusOr<StorageUsage> Usage() = 0;
 };

@@ -36,6 +36,7 @@ class FaultInjectionEngine final : public Engine {
   std::unique_ptr<Reader> NewSnapshot() override { return base_->NewSnapshot(); }
   absl::Status DeleteRange(Family f, absl::string_view begin, absl::string_view end) override;
   absl::Status CreateCheckpoint(const std::string& dir) override;
+  absl::Status Flush() override { return base_->Flush(); }
   absl::StatusOr<StorageUsage> Usage() override { return base_->Usage(); }
 
  private:

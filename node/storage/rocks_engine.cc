@@ -173,6 +173,12 @@ class RocksEngine final : public Engine {
     return FromRocks(checkpoint->CreateCheckpoint(dir, /*log_size_for_flush=*/0),
                      absl::StrCat("checkpoint into ", dir));
   }
+  absl::Status Flush() override {
+    rocksdb::FlushOptions options;
+    options.wait = true;
+    options.allow_write_stall = true;  // Never hold writes up for this flush.
+    return FromRocks(db_->Flush(options, cfs_), "flush");
+  }
   absl::StatusOr<StorageUsage> Usage() override {
     StorageUsage usage;
     for (int i = 0; i < static_cast<int>(Family::kCount); ++i) {
