@@ -47,8 +47,10 @@ namespace {
 // --restore_from: the table of a new cluster restored from a backup, saved
 // before the control plane opens its store.
 absl::Status RestoreTable() {
+  DASH_ASSIGN_OR_RETURN(dash::backup::Repository repo,
+                        dash::backup::Repository::Open(FLAGS_restore_from, /*create=*/false));
   DASH_ASSIGN_OR_RETURN(dash::backup::Manifest m,
-                        dash::backup::LoadBackup(FLAGS_restore_from, FLAGS_restore_backup));
+                        dash::backup::LoadBackup(repo, FLAGS_restore_backup));
   DASH_RETURN_IF_ERROR(dash::backup::ClaimDataDir(m, FLAGS_data_dir));
   DASH_ASSIGN_OR_RETURN(std::unique_ptr<dash::controlplane::PlacementStore> store,
                         dash::controlplane::OpenRocksPlacementStore(FLAGS_data_dir));

@@ -124,11 +124,21 @@ absl::StatusOr<ShardCut> BackupShard(const GlobalOptions& g, const BackupOptions
   return last;
 }
 
+// The repository at `dest` with its writer lock held (create, delete, prune).
+struct WritableRepository {
+  Repository repo;
+  Repository::WriterLock lock;
+};
+absl::StatusOr<WritableRepository> OpenForWriting(const std::string& dest, bool create) {
+  DASH_ASSIGN_OR_RETURN(Repository repo, Repository::Open(dest, create));
+  DASH_ASSIGN_OR_RETURN(Repository::WriterLock lock, repo.LockForWriting());
+  return WritableRepository{std::move(repo), std::move(lock)};
+}
+
 int RunCreate(const GlobalOptions& g, const BackupOptions& o) {
-  absl::StatusOr<Repository> repo = Repository::Open(o.dest, /*create=*/true);
-  if (!repo.ok()) return Fail(repo.status());
-  absl::StatusOr<Repository::WriterLock> lock = repo->LockForWriting();
-  if (!lock.ok()) return Fail(lock.status());
+  absl::StatusOr<WritableRepository> writable = OpenForWriting(o.dest, /*create=*/true);
+  if (!writable.ok()) return Fail(writable.status());
+  Repository* repo = &writable->repo;
   absl::StatusOr<v1::Placement> placement = ReadPlacement(g);
   if (!placement.ok()) return Fail(placement.status());
   const absl::Time start = absl::Now();
@@ -265,11 +275,9 @@ int PrintDeleted(const GlobalOptions& g, const std::vector<std::string>& ids,
 }
 
 int RunDelete(const GlobalOptions& g, const BackupOptions& o) {
-  absl::StatusOr<Repository> repo = Repository::Open(o.dest, /*create=*/false);
-  if (!repo.ok()) return Fail(repo.status());
-  absl::StatusOr<Repository::WriterLock> lock = repo->LockForWriting();
-  if (!lock.ok()) return Fail(lock.status());
-  absl::StatusOr<Repository::DeleteStats> stats = repo->Delete(o.ids);
+  absl::StatusOr<WritableRepository> writable = OpenForWriting(o.dest, /*create=*/false);
+  if (!writable.ok()) return Fail(writable.status());
+  absl::StatusOr<Repository::DeleteStats> stats = writable->repo.Delete(o.ids);
   if (!stats.ok()) return Fail(stats.status());
   return PrintDeleted(g, o.ids, *stats);
 }
@@ -297,10 +305,9 @@ int RunPrune(const GlobalOptions& g, const BackupOptions& o) {
     if (!d.ok()) return Fail(d.status());
     within = *d;
   }
-  absl::StatusOr<Repository> repo = Repository::Open(o.dest, /*create=*/false);
-  if (!repo.ok()) return Fail(repo.status());
-  absl::StatusOr<Repository::WriterLock> lock = repo->LockForWriting();
-  if (!lock.ok()) return Fail(lock.status());
+  absl::StatusOr<WritableRepository> writable = OpenForWriting(o.dest, /*create=*/false);
+  if (!writable.ok()) return Fail(writable.status());
+  Repository* repo = &writable->repo;
   absl::StatusOr<std::vector<Manifest>> all = repo->List();
   if (!all.ok()) return Fail(all.status());
   const std::vector<std::string> doomed =

@@ -17,6 +17,7 @@
 #include "common/proto_log.h"
 #include "common/security_flags.h"
 #include "common/serving.h"
+#include "common/status_macros.h"
 #include "common/sync_point.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
@@ -82,6 +83,25 @@ DEFINE_string(kill_at, "",
               "named sync point (POINT, or POINT:N for the N-th time; see "
               "common/sync_point.h), to crash it at an exact place.");
 
+namespace {
+
+// --restore_from: this node's replicas put in place from a backup, before
+// anything opens them.
+absl::Status RestoreReplicas() {
+  DASH_ASSIGN_OR_RETURN(dash::backup::Repository repo,
+                        dash::backup::Repository::Open(FLAGS_restore_from, /*create=*/false));
+  DASH_ASSIGN_OR_RETURN(dash::backup::Manifest m,
+                        dash::backup::LoadBackup(repo, FLAGS_restore_backup));
+  DASH_ASSIGN_OR_RETURN(dash::backup::NodeRestoreResult restored,
+                        dash::backup::RestoreNode(repo, m, FLAGS_node_id, FLAGS_data_dir));
+  LOG(INFO) << "restore of backup " << m.id << ": " << restored.restored.size()
+            << " replicas put in place (" << restored.bytes << " bytes), " << restored.kept.size()
+            << " already there";
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   gflags::SetUsageMessage("dash-node --data_dir=DIR [--listen=HOST:PORT] [--shard_count=N]");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
@@ -100,22 +120,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (!FLAGS_restore_from.empty()) {
-    absl::StatusOr<dash::backup::Manifest> m =
-        dash::backup::LoadBackup(FLAGS_restore_from, FLAGS_restore_backup);
-    absl::StatusOr<dash::backup::Repository> repo =
-        dash::backup::Repository::Open(FLAGS_restore_from, /*create=*/false);
-    absl::StatusOr<dash::backup::NodeRestoreResult> restored =
-        !m.ok()      ? m.status()
-        : !repo.ok() ? repo.status()
-                     : dash::backup::RestoreNode(*repo, *m, FLAGS_node_id, FLAGS_data_dir);
-    if (!restored.ok()) {
-      fprintf(stderr, "dash-node: --restore_from: %s\n",
-              std::string(restored.status().message()).c_str());
+    if (absl::Status restored = RestoreReplicas(); !restored.ok()) {
+      fprintf(stderr, "dash-node: --restore_from: %s\n", std::string(restored.message()).c_str());
       return 1;
     }
-    LOG(INFO) << "restore of backup " << m->id << ": " << restored->restored.size()
-              << " replicas put in place (" << restored->bytes << " bytes), "
-              << restored->kept.size() << " already there";
   }
   dash::shard::HostOptions options;
   options.node_id = FLAGS_node_id;

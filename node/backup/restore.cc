@@ -34,11 +34,10 @@ absl::Status CopyVerified(const std::string& from, const std::string& to, const 
 
 }  // namespace
 
-absl::StatusOr<Manifest> LoadBackup(const std::string& dir, const std::string& id) {
-  DASH_ASSIGN_OR_RETURN(Repository repo, Repository::Open(dir, /*create=*/false));
+absl::StatusOr<Manifest> LoadBackup(const Repository& repo, const std::string& id) {
   if (id != "latest") return repo.Load(id);
   DASH_ASSIGN_OR_RETURN(std::vector<Manifest> all, repo.List());
-  if (all.empty()) return absl::NotFoundError(absl::StrCat(dir, ": holds no backup"));
+  if (all.empty()) return absl::NotFoundError(absl::StrCat(repo.dir(), ": holds no backup"));
   return all.back();
 }
 

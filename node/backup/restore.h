@@ -33,9 +33,9 @@ namespace dash::backup {
 // The name of the marker file in a restored data directory.
 inline constexpr char kRestoreMarker[] = "RESTORE_OF";
 
-// Loads backup `id` from the repository in `dir`; `id` "latest" is the
-// newest. NOT_FOUND / DATA_LOSS naming what is wrong.
-absl::StatusOr<Manifest> LoadBackup(const std::string& dir, const std::string& id);
+// Loads backup `id` from `repo`; `id` "latest" is the newest. NOT_FOUND /
+// DATA_LOSS naming what is wrong.
+absl::StatusOr<Manifest> LoadBackup(const Repository& repo, const std::string& id);
 
 // The backup's placement as the restored cluster's first table: created, the
 // same shard count, replication factor, nodes and replica sets; each shard
