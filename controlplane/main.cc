@@ -39,6 +39,9 @@ DEFINE_string(restore_from, "",
               "above the backup's. Only into an empty --data_dir (or one this restore began); "
               "start each node with the same two flags.");
 DEFINE_string(restore_backup, "latest", "The backup --restore_from restores: an id or latest.");
+DEFINE_string(restore_to, "",
+              "Point-in-time restore: the commit tokens (shard:epoch:lsn,..., one per shard) the "
+              "nodes are restored to, as `dashctl restore` prints them. Empty: the backup's cut.");
 DEFINE_uint32(fence_timeout_ms, 500,
               "Deadline of the FenceShard calls made to the replicas before a leader changes.");
 
@@ -47,22 +50,22 @@ namespace {
 // --restore_from: the table of a new cluster restored from a backup, saved
 // before the control plane opens its store.
 absl::Status RestoreTable() {
-  DASH_ASSIGN_OR_RETURN(dash::backup::Repository repo,
-                        dash::backup::Repository::Open(FLAGS_restore_from, /*create=*/false));
-  DASH_ASSIGN_OR_RETURN(dash::backup::Manifest m,
-                        dash::backup::LoadBackup(repo, FLAGS_restore_backup));
-  DASH_RETURN_IF_ERROR(dash::backup::ClaimDataDir(m, FLAGS_data_dir));
+  DASH_ASSIGN_OR_RETURN(
+      dash::backup::ServerRestore restore,
+      dash::backup::PlanServerRestore(FLAGS_restore_from, FLAGS_restore_backup, FLAGS_restore_to));
+  const std::string label = dash::backup::RestoreLabel(restore.plan);
+  DASH_RETURN_IF_ERROR(dash::backup::ClaimDataDir(label, FLAGS_data_dir));
   DASH_ASSIGN_OR_RETURN(std::unique_ptr<dash::controlplane::PlacementStore> store,
                         dash::controlplane::OpenRocksPlacementStore(FLAGS_data_dir));
   DASH_ASSIGN_OR_RETURN(std::optional<dash::v1::Placement> stored, store->Load());
   if (stored.has_value()) {
-    LOG(INFO) << "restore of backup " << m.id << ": the table is restored already (version "
+    LOG(INFO) << "restore of " << label << ": the table is restored already (version "
               << stored->version() << ")";
     return absl::OkStatus();
   }
-  DASH_ASSIGN_OR_RETURN(dash::v1::Placement table, dash::backup::RestoredPlacement(m));
+  DASH_ASSIGN_OR_RETURN(dash::v1::Placement table, dash::backup::RestoredPlacement(restore.plan));
   DASH_RETURN_IF_ERROR(store->Save(table));
-  LOG(INFO) << "restore of backup " << m.id << ": table version " << table.version() << ", "
+  LOG(INFO) << "restore of " << label << ": table version " << table.version() << ", "
             << table.shard_count() << " shards, replication factor " << table.replication_factor()
             << " (--shard_count and --replication_factor are "
             << "the backup's)";

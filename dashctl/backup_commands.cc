@@ -47,19 +47,6 @@ struct BackupOptions {
   std::string keep_within;
 };
 
-absl::StatusOr<v1::Placement> ReadPlacement(const GlobalOptions& g) {
-  auto cp = v1::ControlPlane::NewStub(ConnectControlPlane(g));
-  v1::Placement placement;
-  grpc::ClientContext ctx;
-  SetDeadline(&ctx, g);
-  grpc::Status st = cp->GetPlacement(&ctx, v1::GetPlacementRequest(), &placement);
-  if (!st.ok()) return FromGrpcStatus(st, &ctx);
-  if (!placement.created()) {
-    return absl::FailedPreconditionError("the cluster is not created yet: nothing to back up");
-  }
-  return placement;
-}
-
 std::string Mb(uint64_t bytes) { return absl::StrFormat("%.1f MB", bytes / 1e6); }
 
 // Copies one shard's leader checkpoint into the repository. A leader that
@@ -322,6 +309,19 @@ int RunPrune(const GlobalOptions& g, const BackupOptions& o) {
 }
 
 }  // namespace
+
+absl::StatusOr<v1::Placement> ReadPlacement(const GlobalOptions& g) {
+  auto cp = v1::ControlPlane::NewStub(ConnectControlPlane(g));
+  v1::Placement placement;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, g);
+  grpc::Status st = cp->GetPlacement(&ctx, v1::GetPlacementRequest(), &placement);
+  if (!st.ok()) return FromGrpcStatus(st, &ctx);
+  if (!placement.created()) {
+    return absl::FailedPreconditionError("the cluster is not created yet: nothing to back up");
+  }
+  return placement;
+}
 
 void AddBackupCommands(CLI::App& app, GlobalOptions& g, std::function<int()>* run) {
   auto o = std::make_shared<BackupOptions>();

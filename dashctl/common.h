@@ -11,7 +11,9 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "dash/v1/data.pb.h"
+#include "dash/v1/placement.pb.h"
 #include "google/protobuf/message.h"
 #include "grpcpp/channel.h"
 
@@ -74,6 +76,12 @@ void AddPlacementCommands(CLI::App& app, GlobalOptions& g, std::function<int()>*
 void AddHealthCommand(CLI::App& app, GlobalOptions& g, std::function<int()>* run);
 // backup create|list|verify|delete|prune: cluster backups in a directory.
 void AddBackupCommands(CLI::App& app, GlobalOptions& g, std::function<int()>* run);
+// backup archive (after AddBackupCommands), and restore: log archiving and
+// point-in-time restore plans.
+void AddRestoreCommands(CLI::App& app, GlobalOptions& g, std::function<int()>* run);
+// The control plane's placement of a created cluster (FAILED_PRECONDITION
+// when it is not created yet).
+absl::StatusOr<v1::Placement> ReadPlacement(const GlobalOptions& g);
 // token mint: bearer tokens for operators and applications.
 void AddTokenCommands(CLI::App& app, std::function<int()>* run);
 // A channel to any address (e.g. a node `verify` reaches directly), with the

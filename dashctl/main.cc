@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
   dash::ctl::AddTokenCommands(app, &run);
   dash::ctl::AddHealthCommand(app, g, &run);
   dash::ctl::AddBackupCommands(app, g, &run);
+  dash::ctl::AddRestoreCommands(app, g, &run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

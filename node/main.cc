@@ -25,6 +25,7 @@
 #include "node/replication/fault_hook.h"
 #include "node/service/node_server.h"
 #include "node/service/placement_agent.h"
+#include "node/shard/shard_replica.h"
 
 DEFINE_string(data_dir, "", "Directory holding this node's shard replicas (required).");
 DEFINE_string(listen, "127.0.0.1:7100", "gRPC listen address host:port; port 0 picks a free port.");
@@ -78,6 +79,10 @@ DEFINE_string(restore_from, "",
               "--restore_backup. Only into an empty --data_dir (or one this restore began); "
               "start the new control plane with the same two flags.");
 DEFINE_string(restore_backup, "latest", "The backup --restore_from restores: an id or latest.");
+DEFINE_string(restore_to, "",
+              "Point-in-time restore: replay the repository's log archive after the backup's cut "
+              "up to these commit tokens, one per shard (shard:epoch:lsn,...), as `dashctl "
+              "restore` prints them; give the control plane the same. Empty: the backup's cut.");
 DEFINE_string(kill_at, "",
               "Tests only (not in Release builds): SIGKILL this process when it reaches the "
               "named sync point (POINT, or POINT:N for the N-th time; see "
@@ -88,15 +93,33 @@ namespace {
 // --restore_from: this node's replicas put in place from a backup, before
 // anything opens them.
 absl::Status RestoreReplicas() {
-  DASH_ASSIGN_OR_RETURN(dash::backup::Repository repo,
-                        dash::backup::Repository::Open(FLAGS_restore_from, /*create=*/false));
-  DASH_ASSIGN_OR_RETURN(dash::backup::Manifest m,
-                        dash::backup::LoadBackup(repo, FLAGS_restore_backup));
-  DASH_ASSIGN_OR_RETURN(dash::backup::NodeRestoreResult restored,
-                        dash::backup::RestoreNode(repo, m, FLAGS_node_id, FLAGS_data_dir));
-  LOG(INFO) << "restore of backup " << m.id << ": " << restored.restored.size()
-            << " replicas put in place (" << restored.bytes << " bytes), " << restored.kept.size()
-            << " already there";
+  DASH_ASSIGN_OR_RETURN(
+      dash::backup::ServerRestore restore,
+      dash::backup::PlanServerRestore(FLAGS_restore_from, FLAGS_restore_backup, FLAGS_restore_to));
+  // The archived records after the cut, applied to the restored checkpoint
+  // as a follower applies its leader's, before the replica is in place.
+  auto replay = [&restore](const std::string& dir, const dash::backup::ShardPlan& plan) {
+    dash::shard::ReplicaOptions options;
+    options.node_id = FLAGS_node_id;
+    options.managed = true;
+    options.shard_id = plan.shard;
+    options.shard_count = restore.plan.backup.shard_count;
+    options.dir = dir;
+    options.log_retention_records = 0;  // The node's own retention applies once it serves.
+    DASH_ASSIGN_OR_RETURN(std::unique_ptr<dash::shard::ShardReplica> replica,
+                          dash::shard::ShardReplica::Open(options));
+    return dash::backup::ForEachReplayBatch(restore.repo, plan, 256,
+                                            [&replica](const std::vector<std::string>& encoded) {
+                                              return replica->ApplyEncodedRecords(encoded);
+                                            });
+  };
+  DASH_ASSIGN_OR_RETURN(
+      dash::backup::NodeRestoreResult restored,
+      dash::backup::RestoreNode(restore.repo, restore.plan, FLAGS_node_id, FLAGS_data_dir, replay));
+  LOG(INFO) << "restore of " << dash::backup::RestoreLabel(restore.plan) << ": "
+            << restored.restored.size() << " replicas put in place (" << restored.bytes
+            << " bytes, " << restored.replayed_records << " archived records replayed), "
+            << restored.kept.size() << " already there";
   return absl::OkStatus();
 }
 

@@ -8,6 +8,7 @@
 // new data directories (--restore_from) has equal replicas, answers queries
 // exactly as before and takes writes; a restore refuses a damaged backup and
 // a data directory that is not empty, writing nothing.
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/jwt.h"
 #include "dash/v1/node.grpc.pb.h"
@@ -54,6 +56,12 @@ class BackupTest : public ::testing::Test {
   // dashctl with the admin token (or `token`), against the router and the
   // control plane. stderr goes to a file of its own.
   testing::CommandResult Dashctl(std::vector<std::string> args, const std::string& token = "") {
+    last_err_ = dir_.Sub(absl::StrCat("dashctl-", ++runs_, ".err"));
+    return testing::RunCommand(testing::BinaryPath("dashctl/dashctl"), DashctlArgs(args, token), "",
+                               last_err_);
+  }
+  std::vector<std::string> DashctlArgs(const std::vector<std::string>& args,
+                                       const std::string& token = "") {
     std::vector<std::string> all = {
         absl::StrCat("--addr=", cluster_->router().address()),
         absl::StrCat("--controlplane=", cluster_->controlplane().address())};
@@ -64,8 +72,7 @@ class BackupTest : public ::testing::Test {
       all.push_back("--plaintext");
     }
     all.insert(all.end(), args.begin(), args.end());
-    last_err_ = dir_.Sub(absl::StrCat("dashctl-", ++runs_, ".err"));
-    return testing::RunCommand(testing::BinaryPath("dashctl/dashctl"), all, "", last_err_);
+    return all;
   }
   std::string LastErr() const {
     std::ifstream in(last_err_);
@@ -104,6 +111,10 @@ class BackupTest : public ::testing::Test {
       if (!j.contains("token")) continue;
       const uint32_t shard = j["token"].value("shard", 0u);
       const uint64_t lsn = std::stoull(j["token"]["lsn"].get<std::string>());
+      if (lsn > acked[shard]) {
+        last_tokens_[shard] =
+            absl::StrCat(shard, ":", j["token"]["epoch"].get<std::string>(), ":", lsn);
+      }
       acked[shard] = std::max(acked[shard], lsn);
     }
     return acked;
@@ -181,6 +192,8 @@ class BackupTest : public ::testing::Test {
 
   testing::TestDir dir_;
   std::unique_ptr<testing::LocalCluster> cluster_;
+  // Per shard, the token of the newest write Ingest saw acknowledged.
+  std::map<uint32_t, std::string> last_tokens_;
   std::string admin_token_, reader_token_, last_err_;
   int runs_ = 0;
 };
@@ -478,6 +491,106 @@ TEST_F(BackupTest, ARestoreRefusesADamagedBackupAndAFullDataDirectoryWritingNoth
   std::ifstream in(cp_err);
   EXPECT_THAT(std::string(std::istreambuf_iterator<char>(in), {}), HasSubstr("19990101T000000Z"));
   EXPECT_FALSE(fs::exists(dir_.Sub("cp")));
+}
+
+// Log archiving and point-in-time restore: `dashctl backup archive` runs
+// beside the cluster through a failover; the cluster is then destroyed twice
+// and restored from one backup plus the archive, once to the tokens of
+// writes acknowledged mid-way (later writes absent) and once to the
+// archive's end (every acknowledged write present: no loss).
+TEST_F(BackupTest, PointInTimeRestoreReplaysTheArchivedLogToATokenOrToItsEnd) {
+  Ingest(0, 100);
+  const std::string dest = dir_.Sub("backups");
+  ASSERT_TRUE(CreateBackup(dest).is_object()) << LastErr();
+  absl::StatusOr<std::unique_ptr<testing::Process>> archiver = testing::Process::Start(
+      testing::BinaryPath("dashctl/dashctl"),
+      DashctlArgs({"backup", "archive", "--dest=" + dest, "--seal-interval=0.3"}),
+      dir_.Sub("archiver.log"));
+  ASSERT_TRUE(archiver.ok());
+  Ingest(100, 200);
+  const std::map<uint32_t, std::string> mid = last_tokens_;
+  ASSERT_EQ(mid.size(), 4u);
+  // Shard 0's leader replaced mid-archive: the archiver follows the new one.
+  const uint64_t epoch0 = cluster_->Placement()->shards(0).epoch();
+  ASSERT_EQ(Dashctl({"failover", "--shard=0"}).exit_code, 0) << LastErr();
+  ASSERT_TRUE(cluster_
+                  ->WaitForPlacement(
+                      [epoch0](const v1::Placement& p) {
+                        return p.shards(0).epoch() > epoch0 &&
+                               testing::LocalCluster::AllShardsLed(p);
+                      },
+                      absl::Seconds(30), "shard 0 led again")
+                  .ok());
+  const std::map<uint32_t, uint64_t> end = Ingest(200, 300);
+  ASSERT_EQ(end.size(), 4u);
+
+  // `restore` plans, and says how far the archive goes.
+  auto plan = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"restore", "--from=" + dest, "--json", "--force"});
+    testing::CommandResult r = Dashctl(args);
+    EXPECT_EQ(r.exit_code, 0) << LastErr();
+    return Json::parse(r.out, nullptr, false);
+  };
+  ASSERT_TRUE(testing::PollUntil(
+                  [&] {
+                    const Json j = plan({});
+                    if (!j.contains("shards")) return false;
+                    for (const Json& s : j["shards"]) {
+                      if (s["archived_lsn"].get<uint64_t>() < end.at(s["shard"].get<uint32_t>())) {
+                        return false;
+                      }
+                    }
+                    return true;
+                  },
+                  absl::Seconds(30), "every acknowledged write archived", absl::Milliseconds(200))
+                  .ok());
+  // Killed, not stopped: what it synced is what it has.
+  (*archiver)->Signal(SIGKILL);
+  (*archiver)->Wait();
+  // A cluster answering at --controlplane: no plan without --force.
+  EXPECT_EQ(Dashctl({"restore", "--from=" + dest}).exit_code, 1);
+  EXPECT_THAT(LastErr(), HasSubstr("--force"));
+
+  std::vector<std::string> to;
+  for (const auto& [shard, token] : mid) to.push_back(token);
+  const Json to_mid = plan({"--to-token=" + absl::StrJoin(to, ",")});
+  ASSERT_TRUE(to_mid.contains("flags")) << LastErr();
+  for (const Json& s : to_mid["shards"]) {
+    const uint32_t shard = s["shard"];
+    EXPECT_EQ(
+        absl::StrCat(shard, ":", s["to_epoch"].get<uint64_t>(), ":", s["to_lsn"].get<uint64_t>()),
+        mid.at(shard));
+    EXPECT_GT(s["replayed_records"].get<uint64_t>(), 0u) << shard;
+  }
+  const Json to_end = plan({});
+
+  auto destroy_and_restore = [&](const Json& p, const std::string& name) {
+    cluster_.reset();
+    fs::remove_all(dir_.Sub("cluster"));
+    testing::ClusterOptions options;
+    options.controlplane_args = p["flags"].get<std::vector<std::string>>();
+    options.node_args = options.controlplane_args;
+    cluster_ = std::make_unique<testing::LocalCluster>(dir_.Sub(name), options);
+    ASSERT_TRUE(cluster_->Start().ok());
+    absl::StatusOr<v1::Placement> placement = cluster_->Placement();
+    ASSERT_TRUE(placement.ok());
+    for (const Json& s : p["shards"]) {
+      EXPECT_GT(placement->shards(s["shard"].get<int>()).epoch(), s["to_epoch"].get<uint64_t>());
+    }
+    EXPECT_EQ(Dashctl({"verify"}).exit_code, 0) << LastErr();
+  };
+  auto present = [&](int i) {
+    return Dashctl({"get", "--tenant=t", absl::StrCat("c", i)}).exit_code == 0;
+  };
+
+  destroy_and_restore(to_mid, "to-mid");
+  for (int i = 0; i < 300; i += 7) EXPECT_EQ(present(i), i < 200) << "c" << i;
+  EXPECT_TRUE(present(199));
+  EXPECT_FALSE(present(200));
+
+  destroy_and_restore(to_end, "to-end");
+  for (int i = 0; i < 300; i += 7) EXPECT_TRUE(present(i)) << "c" << i;
+  EXPECT_TRUE(present(299));
 }
 
 }  // namespace

@@ -261,9 +261,9 @@ TEST_F(SecurityTest, EveryRpcRefusesWhatItMustAndTheReadmeTableSaysSo) {
   add("/dash.v1.ShardQuery/Stats", "node", Access::kInternal, Harmless(v1::ShardStatsRequest()));
   add("/dash.v1.ShardQuery/Legs", "node", Access::kInternal, Harmless(v1::ShardLegsRequest()));
   add("/dash.v1.ShardQuery/Fetch", "node", Access::kInternal, Harmless(v1::ShardFetchRequest()));
-  add("/dash.v1.Replication/PullLog", "node", Access::kInternal, Harmless(v1::PullLogRequest()));
+  add("/dash.v1.Replication/PullLog", "node", Access::kAdmin, Harmless(v1::PullLogRequest()));
   add("/dash.v1.Replication/AckLog", "node", Access::kInternal, Harmless(v1::AckLogRequest()));
-  add("/dash.v1.Replication/EpochEndOffset", "node", Access::kInternal,
+  add("/dash.v1.Replication/EpochEndOffset", "node", Access::kAdmin,
       Harmless(v1::EpochEndOffsetRequest()));
   add("/dash.v1.Snapshots/CreateSnapshot", "node", Access::kAdmin,
       Harmless(v1::CreateSnapshotRequest()));

@@ -169,7 +169,19 @@ Repository::WriterLock::~WriterLock() {
 }
 
 absl::StatusOr<Repository::WriterLock> Repository::LockForWriting() const {
-  const std::string path = (fs::path(dir_) / "LOCK").string();
+  return Lock("LOCK", "another dashctl backup");
+}
+
+absl::StatusOr<Repository::WriterLock> Repository::LockForArchiving() const {
+  std::error_code ec;
+  fs::create_directories(fs::path(dir_) / "log", ec);
+  if (ec) return storage::IoError("cannot create", (fs::path(dir_) / "log").string(), ec.value());
+  return Lock("log/LOCK", "another dashctl backup archive");
+}
+
+absl::StatusOr<Repository::WriterLock> Repository::Lock(const std::string& name,
+                                                        const std::string& who) const {
+  const std::string path = (fs::path(dir_) / name).string();
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return storage::IoError("cannot open", path, errno);
   WriterLock lock(fd);
@@ -177,7 +189,7 @@ absl::StatusOr<Repository::WriterLock> Repository::LockForWriting() const {
     char holder[32] = {0};
     const ssize_t n = ::pread(fd, holder, sizeof(holder) - 1, 0);
     return absl::FailedPreconditionError(
-        absl::StrCat(dir_, ": another dashctl backup (pid ", n > 0 ? holder : "?",
+        absl::StrCat(dir_, ": ", who, " (pid ", n > 0 ? holder : "?",
                      ") is writing to this repository; try again when it is done"));
   }
   const std::string pid = std::to_string(::getpid());

@@ -7,6 +7,7 @@
 //                                      the leader's checkpoint at a recorded log position
 //                                      (epoch, LSN) with its files (name, size, SHA-256)
 //   DIR/staging/<id>/shard-<n>/        a backup being taken (removed once committed)
+//   DIR/log/shard-<n>/                 the log archive (log_archive.h)
 //
 // Backups are incremental by content: an SST file unchanged since an earlier
 // backup has the same SHA-256 and is stored once. A manifest carries the
@@ -93,6 +94,9 @@ class Repository {
     int fd_;
   };
   absl::StatusOr<WriterLock> LockForWriting() const;
+  // The log archive's own lock (DIR/log/LOCK): one archiver per repository,
+  // beside backups being taken.
+  absl::StatusOr<WriterLock> LockForArchiving() const;
 
   const std::string& dir() const { return dir_; }
   // Where the file with this SHA-256 is (or would be) stored.
@@ -134,6 +138,7 @@ class Repository {
 
  private:
   explicit Repository(std::string dir) : dir_(std::move(dir)) {}
+  absl::StatusOr<WriterLock> Lock(const std::string& name, const std::string& who) const;
   std::string ManifestPath(const std::string& id) const;
 
   std::string dir_;

@@ -34,14 +34,23 @@ absl::Status CopyVerified(const std::string& from, const std::string& to, const 
 
 }  // namespace
 
-absl::StatusOr<Manifest> LoadBackup(const Repository& repo, const std::string& id) {
-  if (id != "latest") return repo.Load(id);
-  DASH_ASSIGN_OR_RETURN(std::vector<Manifest> all, repo.List());
-  if (all.empty()) return absl::NotFoundError(absl::StrCat(repo.dir(), ": holds no backup"));
-  return all.back();
+absl::StatusOr<ServerRestore> PlanServerRestore(const std::string& from, const std::string& backup,
+                                                const std::string& restore_to) {
+  DASH_ASSIGN_OR_RETURN(Repository repo, Repository::Open(from, /*create=*/false));
+  DASH_ASSIGN_OR_RETURN(RestoreTarget target, ServerRestoreTarget(restore_to));
+  DASH_ASSIGN_OR_RETURN(RestorePlan plan, PlanRestore(repo, backup, target));
+  return ServerRestore{std::move(repo), std::move(plan)};
 }
 
-absl::StatusOr<v1::Placement> RestoredPlacement(const Manifest& m) {
+std::string RestoreLabel(const RestorePlan& plan) {
+  for (const ShardPlan& s : plan.shards) {
+    if (s.to_lsn != s.cut_lsn) return absl::StrCat(plan.backup.id, " to ", plan.Tokens());
+  }
+  return plan.backup.id;
+}
+
+absl::StatusOr<v1::Placement> RestoredPlacement(const RestorePlan& plan) {
+  const Manifest& m = plan.backup;
   v1::Placement p;
   google::protobuf::util::JsonParseOptions options;
   if (!google::protobuf::util::JsonStringToMessage(m.placement_json, &p, options).ok()) {
@@ -69,7 +78,14 @@ absl::StatusOr<v1::Placement> RestoredPlacement(const Manifest& m) {
     if (cut == nullptr) {
       return absl::DataLossError(absl::StrCat("backup ", m.id, ": no cut of shard ", s.shard()));
     }
-    const uint64_t highest = std::max({s.epoch(), cut->epoch, cut->last_epoch});
+    const ShardPlan* replay = nullptr;
+    for (const ShardPlan& sp : plan.shards) {
+      if (sp.shard == s.shard()) replay = &sp;
+    }
+    if (replay == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("restore plan: no shard ", s.shard()));
+    }
+    const uint64_t highest = std::max({s.epoch(), cut->epoch, cut->last_epoch, replay->max_epoch});
     s.set_epoch(highest + 1);
     s.set_leader_node_id(cut->leader);
     s.set_leader_ready_epoch(0);
@@ -82,8 +98,8 @@ absl::StatusOr<v1::Placement> RestoredPlacement(const Manifest& m) {
       leader_is_replica = leader_is_replica || leads;
       r.set_role(leads ? v1::REPLICA_ROLE_LEADER : v1::REPLICA_ROLE_FOLLOWER);
       r.set_in_sync(false);
-      r.set_last_epoch(cut->last_epoch);
-      r.set_last_lsn(cut->last_lsn);
+      r.set_last_epoch(replay->to_epoch);
+      r.set_last_lsn(replay->to_lsn);
       r.set_health(v1::NODE_HEALTH_HEALTHY);
       r.clear_lag();
       r.clear_follow();
@@ -96,14 +112,15 @@ absl::StatusOr<v1::Placement> RestoredPlacement(const Manifest& m) {
   return p;
 }
 
-absl::Status ClaimDataDir(const Manifest& m, const std::string& data_dir) {
+absl::Status ClaimDataDir(const std::string& label, const std::string& data_dir) {
   std::error_code ec;
   const fs::path marker = fs::path(data_dir) / kRestoreMarker;
   if (fs::exists(marker, ec)) {
-    DASH_ASSIGN_OR_RETURN(std::string id, storage::ReadFile(marker.string()));
-    if (id == m.id) return absl::OkStatus();
+    DASH_ASSIGN_OR_RETURN(std::string claimed, storage::ReadFile(marker.string()));
+    if (claimed == label) return absl::OkStatus();
     return absl::FailedPreconditionError(absl::StrCat(data_dir, " is being restored from backup ",
-                                                      id, ", not ", m.id, ": refusing to mix"));
+                                                      claimed, ", not ", label,
+                                                      ": refusing to mix"));
   }
   if (fs::exists(data_dir, ec) && !fs::is_empty(data_dir, ec)) {
     return absl::FailedPreconditionError(
@@ -113,13 +130,14 @@ absl::Status ClaimDataDir(const Manifest& m, const std::string& data_dir) {
   }
   fs::create_directories(data_dir, ec);
   if (ec) return storage::IoError("cannot create", data_dir, ec.value());
-  return storage::WriteFileAtomically(marker.string(), marker.string() + ".tmp", m.id);
+  return storage::WriteFileAtomically(marker.string(), marker.string() + ".tmp", label);
 }
 
-absl::StatusOr<NodeRestoreResult> RestoreNode(const Repository& repo, const Manifest& m,
+absl::StatusOr<NodeRestoreResult> RestoreNode(const Repository& repo, const RestorePlan& plan,
                                               const std::string& node_id,
-                                              const std::string& data_dir) {
-  DASH_ASSIGN_OR_RETURN(v1::Placement placement, RestoredPlacement(m));
+                                              const std::string& data_dir, const ReplayFn& replay) {
+  const Manifest& m = plan.backup;
+  DASH_ASSIGN_OR_RETURN(v1::Placement placement, RestoredPlacement(plan));
   std::set<uint32_t> shards;
   std::vector<std::string> nodes;
   for (const v1::NodeEntry& n : placement.nodes()) nodes.push_back(n.node_id());
@@ -146,7 +164,7 @@ absl::StatusOr<NodeRestoreResult> RestoreNode(const Repository& repo, const Mani
       }
     }
   }
-  DASH_RETURN_IF_ERROR(ClaimDataDir(m, data_dir));
+  DASH_RETURN_IF_ERROR(ClaimDataDir(RestoreLabel(plan), data_dir));
   NodeRestoreResult result;
   std::error_code ec;
   for (const ShardCut& cut : m.shards) {
@@ -168,6 +186,15 @@ absl::StatusOr<NodeRestoreResult> RestoreNode(const Repository& repo, const Mani
       result.bytes += f.size;
     }
     DASH_RETURN_IF_ERROR(storage::SyncPath(staging.string()));
+    for (const ShardPlan& sp : plan.shards) {
+      if (sp.shard == cut.shard && sp.to_lsn > sp.cut_lsn) {
+        if (!replay) {
+          return absl::InvalidArgumentError("restore plan replays records: no replay given");
+        }
+        DASH_RETURN_IF_ERROR(replay(staging.string(), sp));
+        result.replayed_records += sp.to_lsn - sp.cut_lsn;
+      }
+    }
     fs::rename(staging, dir, ec);
     if (ec) return storage::IoError("cannot move into place", staging.string(), ec.value());
     DASH_RETURN_IF_ERROR(storage::SyncPath(data_dir));

@@ -9,6 +9,19 @@
 
 namespace dash::replication {
 namespace {
+
+// Followers pull with their member certificate; the log archiver (`dashctl
+// backup archive`) with an admin token on every tenant, since the log holds
+// every tenant's writes. Sets `*archiver` for the latter: it is no replica,
+// so its position counts toward no commit.
+grpc::Status AuthorizeLogReader(const Security& security, const grpc::ServerContext& ctx,
+                                bool* archiver) {
+  *archiver = false;
+  if (grpc::Status peer = security.AuthorizePeer(ctx); peer.ok()) return peer;
+  *archiver = true;
+  return security.AuthorizeRole(ctx, jwt::Role::kAdmin);
+}
+
 constexpr size_t kMaxRecordsPerMessage = 256;
 constexpr size_t kMaxBytesPerMessage = 4 << 20;
 // An idle stream still speaks this often (PullLogResponse).
@@ -23,7 +36,10 @@ absl::StatusOr<std::shared_ptr<shard::ShardReplica>> LogServer::LeaderAt(uint32_
 
 grpc::Status LogServer::PullLog(grpc::ServerContext* ctx, const v1::PullLogRequest* request,
                                 grpc::ServerWriter<v1::PullLogResponse>* writer) {
-  if (grpc::Status auth = security_->AuthorizePeer(*ctx); !auth.ok()) return auth;
+  bool archiver = false;
+  if (grpc::Status auth = AuthorizeLogReader(*security_, *ctx, &archiver); !auth.ok()) {
+    return auth;
+  }
   const uint32_t shard = request->shard();
   absl::StatusOr<std::shared_ptr<shard::ShardReplica>> leader = LeaderAt(shard, request->epoch());
   if (!leader.ok()) return ToGrpcStatus(leader.status(), ctx);
@@ -55,7 +71,7 @@ grpc::Status LogServer::PullLog(grpc::ServerContext* ctx, const v1::PullLogReque
   }
 
   // The follower holds everything up to `prev` durably.
-  r->OnFollowerAck(request->follower_node_id(), prev);
+  if (!archiver) r->OnFollowerAck(request->follower_node_id(), prev);
   uint64_t next = prev + 1;
   uint64_t sent_commit = UINT64_MAX;
   absl::Time last_sent = absl::Now();
@@ -126,7 +142,10 @@ grpc::Status LogServer::AckLog(grpc::ServerContext* ctx, const v1::AckLogRequest
 grpc::Status LogServer::EpochEndOffset(grpc::ServerContext* ctx,
                                        const v1::EpochEndOffsetRequest* request,
                                        v1::EpochEndOffsetResponse* response) {
-  if (grpc::Status auth = security_->AuthorizePeer(*ctx); !auth.ok()) return auth;
+  bool archiver = false;
+  if (grpc::Status auth = AuthorizeLogReader(*security_, *ctx, &archiver); !auth.ok()) {
+    return auth;
+  }
   absl::StatusOr<std::shared_ptr<shard::ShardReplica>> r =
       LeaderAt(request->shard(), request->epoch());
   if (!r.ok()) return ToGrpcStatus(r.status(), ctx);
