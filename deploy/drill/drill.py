@@ -13,13 +13,18 @@
    before its shard's cut LSN must be there with its evidence intact (each quote's SHA-256 as
    computed here, and as the server reports it); one after the cut must not be.
 
+With --archive, `dashctl backup archive` runs beside the cluster from the start (as it would on
+another machine) and is stopped once the cluster is destroyed; the restore is then to the
+archive's end (`dashctl restore` plans it, the servers get its --restore_to), and the cut each
+write is checked against is that end.
+
 Prints one JSON object: counts, the backup's size and throughput, write latency while it copied
 and otherwise, RTO (destroy -> first query served) and RPO (acknowledged writes lost, and the
 seconds of acknowledged writes between the backup's start and the last lost one).
 Exits 1 when an acknowledged write before the cut is missing or damaged, or one after it is
 present.
 
-  deploy/drill/drill.py [--claims=1000] [--writers=4] [--bin=build] [--keep]
+  deploy/drill/drill.py [--claims=1000] [--writers=4] [--archive] [--bin=build] [--keep]
 Needs the Python stubs (CMake target python_stubs, in build/python) and Debian's python3-grpcio.
 """
 import argparse
@@ -44,6 +49,8 @@ def parse_args():
     p.add_argument("--writers", type=int, default=4, help="concurrent writers")
     p.add_argument("--bin", default=os.path.join(REPO, "build"), help="the CMake build tree")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
+    p.add_argument("--archive", action="store_true",
+                   help="archive the log from the start and restore to the archive's end")
     return p.parse_args()
 
 
@@ -102,11 +109,15 @@ class Cluster:
         self.procs = {}
 
 
+def dashctl_command(cluster, *args, token):
+    return [os.path.join(ARGS.bin, "dashctl", "dashctl"), "--addr=" + cluster.router,
+            "--controlplane=" + cluster.cp, "--tls-ca=%s/ca.pem" % cluster.tls,
+            "--token-file=" + token] + list(args)
+
+
 def dashctl(cluster, *args, token, check=True):
-    cmd = [os.path.join(ARGS.bin, "dashctl", "dashctl"), "--addr=" + cluster.router,
-           "--controlplane=" + cluster.cp, "--tls-ca=%s/ca.pem" % cluster.tls,
-           "--token-file=" + token] + list(args)
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run(dashctl_command(cluster, *args, token=token), capture_output=True,
+                       text=True)
     if check and r.returncode != 0:
         raise RuntimeError("%s: exit %d: %s" % (" ".join(args), r.returncode, r.stderr.strip()))
     return r
@@ -150,11 +161,17 @@ def main():
                         "--role=write", "--role=admin", "--ttl=2h", "--subject=drill"],
                        check=True, stdout=f)
     cluster = Cluster(os.path.join(work, "before"), tls)
-    result = {"claims": ARGS.claims, "writers": ARGS.writers}
+    result = {"claims": ARGS.claims, "writers": ARGS.writers, "archive": ARGS.archive}
+    backups = os.path.join(work, "backups")
+    archiver = None
     try:
         cluster.start_all()
         data = data_pb2_grpc.DataStub(channel(cluster, token))
         wait_until(lambda: try_query(data), 60, "the first cluster to serve")
+        if ARGS.archive:
+            archiver = subprocess.Popen(
+                dashctl_command(cluster, "backup", "archive", "--dest=" + backups, token=token),
+                stdout=open(os.path.join(work, "archiver.log"), "w"), stderr=subprocess.STDOUT)
 
         # Writers: each takes the next claim number; an acknowledged write is logged with its
         # token and the time of its answer.
@@ -191,8 +208,7 @@ def main():
                 time.sleep(0.01)
             backup["started"] = time.time()
             backup_started.set()
-            r = dashctl(cluster, "backup", "create", "--dest=" + os.path.join(work, "backups"),
-                        "--json", token=token)
+            r = dashctl(cluster, "backup", "create", "--dest=" + backups, "--json", token=token)
             backup["finished"] = time.time()
             backup.update(json.loads(r.stdout))
 
@@ -221,8 +237,18 @@ def main():
         cluster.kill_all()
         shutil.rmtree(cluster.work)
 
-        restore = ["--restore_from=" + os.path.join(work, "backups"),
-                   "--restore_backup=" + backup["id"]]
+        restore = ["--restore_from=" + backups, "--restore_backup=" + backup["id"]]
+        if archiver is not None:
+            # What the archiver synced before the cluster died is what it has; the restore goes
+            # to its end.
+            archiver.send_signal(signal.SIGTERM)
+            archiver.wait(timeout=60)
+            plan = json.loads(dashctl(cluster, "restore", "--from=" + backups,
+                                      "--backup=" + backup["id"], "--json", token=token).stdout)
+            restore = plan["flags"]
+            cut = {s["shard"]: s["to_lsn"] for s in plan["shards"]}
+            result["archive_replayed_records"] = sum(s["replayed_records"]
+                                                     for s in plan["shards"])
         cluster = Cluster(os.path.join(work, "after"), tls, restore)
         cluster.start_all()
         data = data_pb2_grpc.DataStub(channel(cluster, token))
@@ -264,7 +290,9 @@ def main():
             "after_cut": len(after),
             "present_after_cut": resurrected[:10],
             "rpo_acknowledged_writes_lost": len(after),
-            "rpo_seconds": round(max(lost_times) - backup["started"], 2) if lost_times else 0,
+            "rpo_seconds": round(max(lost_times) - (min(lost_times) if ARGS.archive
+                                                    else backup["started"]), 2)
+            if lost_times else 0,
             "cut": {str(k): v for k, v in sorted(cut.items())},
         })
         result["ok"] = not missing and not damaged and not resurrected
@@ -272,6 +300,9 @@ def main():
         return 0 if result["ok"] else 1
     finally:
         cluster.kill_all()
+        if archiver is not None and archiver.poll() is None:
+            archiver.kill()
+            archiver.wait()
         if ARGS.keep:
             print("work directory kept: " + work, file=sys.stderr)
         else:
