@@ -505,18 +505,19 @@ int main(int argc, char** argv) {
         const double was = old["latency"][leg].value("p99_ms", 0.0);
         const double now = latency[leg]["p99_ms"];
         if (was > 0 && now > was * (1 + tolerance)) {
-          regressions.push_back(
-              absl::StrFormat("%s p99 %.2f ms > %.2f ms", leg, now, was * (1 + tolerance)));
+          regressions.push_back(absl::StrFormat("%s p99 %.2f ms > baseline %.2f ms + %.0f%%", leg,
+                                                now, was, tolerance * 100));
         }
       }
       const double was_ingest = old.value("ingest_claims_per_s", 0.0);
       if (was_ingest > 0 && claims / ingest_s < was_ingest * (1 - tolerance)) {
-        regressions.push_back(absl::StrFormat("ingest %.0f claims/s < %.0f", claims / ingest_s,
-                                              was_ingest * (1 - tolerance)));
+        regressions.push_back(absl::StrFormat("ingest %.0f claims/s < baseline %.0f - %.0f%%",
+                                              claims / ingest_s, was_ingest, tolerance * 100));
       }
       const double was_recall = old.value("ann_recall_at_10", 0.0);
       if (recall < was_recall - 0.02) {
-        regressions.push_back(absl::StrFormat("recall@10 %.3f < %.3f", recall, was_recall - 0.02));
+        regressions.push_back(
+            absl::StrFormat("recall@10 %.3f < baseline %.3f - 0.02", recall, was_recall));
       }
     }
     for (const auto& r : regressions) fprintf(stderr, "REGRESSION: %s\n", r.c_str());
