@@ -28,6 +28,7 @@
 #include "dashctl/common.h"
 #include "grpcpp/client_context.h"
 #include "nlohmann/json.hpp"
+#include "node/backup/log_archive.h"
 #include "node/backup/repository.h"
 #include "node/replication/snapshot_fetcher.h"
 
@@ -210,7 +211,32 @@ int RunList(const GlobalOptions& g, const BackupOptions& o) {
              static_cast<unsigned long>(m.total_bytes()), lsns.c_str());
     }
   }
-  if (g.json) printf("%s\n", out.dump(1).c_str());
+  if (g.json) {
+    printf("%s\n", out.dump(1).c_str());
+    return kOk;
+  }
+  // The log archive, when there is one (dashctl backup archive): how far it
+  // goes, and the commit time of its newest record (its lag behind the
+  // cluster's writes).
+  const uint32_t shards = all->empty() ? 0 : all->back().shard_count;
+  for (uint32_t shard = 0; shard < shards; ++shard) {
+    absl::StatusOr<backup::ArchiveExtent> e = backup::ArchiveExtentOf(repo->dir(), shard);
+    if (!e.ok()) {
+      printf("%slog archive shard %u: %s\n", shard == 0 ? "\n" : "", shard,
+             std::string(e.status().message()).c_str());
+      continue;
+    }
+    if (e->last_lsn == 0) continue;
+    printf(
+        "%slog archive shard %u: lsn %lu to %lu (sealed to %lu in %zu segments), newest "
+        "record committed %s\n",
+        shard == 0 ? "\n" : "", shard, static_cast<unsigned long>(e->first_lsn),
+        static_cast<unsigned long>(e->last_lsn), static_cast<unsigned long>(e->sealed_lsn),
+        e->segments,
+        absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixMicros(e->last_time_micros),
+                         absl::UTCTimeZone())
+            .c_str());
+  }
   return kOk;
 }
 

@@ -136,6 +136,13 @@ absl::Status ArchiveShard(const GlobalOptions& g, const ArchiveOptions& o, const
     DASH_RETURN_IF_ERROR(archive.Seal(commit_lsn));
     if (g_stop) break;
     if (absl::IsOutOfRange(finished)) {
+      if (archive.last_lsn() == 0) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("shard ", shard, ": ", finished.message(),
+                         ". An empty archive starts at the newest backup's cut: take a backup "
+                         "(dashctl backup create --dest=",
+                         repo.dir(), "), then start the archiver"));
+      }
       return absl::DataLossError(absl::StrCat(
           "shard ", shard, ": archive gap: ", finished.message(),
           ". No restore can cross it: take a new backup (dashctl backup create) and archive "

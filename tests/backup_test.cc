@@ -8,6 +8,8 @@
 // new data directories (--restore_from) has equal replicas, answers queries
 // exactly as before and takes writes; a restore refuses a damaged backup and
 // a data directory that is not empty, writing nothing.
+#include <sys/wait.h>
+
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -40,9 +42,10 @@ using testing::TestSecurity;
 
 class BackupTest : public ::testing::Test {
  protected:
+  virtual testing::ClusterOptions Options() const { return testing::ClusterOptions(); }
+
   void SetUp() override {
-    cluster_ =
-        std::make_unique<testing::LocalCluster>(dir_.Sub("cluster"), testing::ClusterOptions());
+    cluster_ = std::make_unique<testing::LocalCluster>(dir_.Sub("cluster"), Options());
     ASSERT_TRUE(cluster_->Start().ok());
     admin_token_ = dir_.Sub("admin.token");
     reader_token_ = dir_.Sub("reader.token");
@@ -591,6 +594,83 @@ TEST_F(BackupTest, PointInTimeRestoreReplaysTheArchivedLogToATokenOrToItsEnd) {
   destroy_and_restore(to_end, "to-end");
   for (int i = 0; i < 300; i += 7) EXPECT_TRUE(present(i)) << "c" << i;
   EXPECT_TRUE(present(299));
+}
+
+// Nodes that keep only the last 4 records of each shard's log.
+class ShortLogBackupTest : public BackupTest {
+ protected:
+  testing::ClusterOptions Options() const override {
+    testing::ClusterOptions options;
+    options.node_args = {"--log_retention_records=4"};
+    return options;
+  }
+};
+
+// An archiver cannot skip records the leaders no longer hold: with an empty
+// archive it asks for a backup first; behind the leaders' logs it names the
+// gap and stops, and what it archived before stays restorable.
+TEST_F(ShortLogBackupTest, AnArchiverBehindTheLeadersLogsNamesTheGapAndStops) {
+  // The archiver as a process that must stop on its own: (exited, its output).
+  auto archive_until_exit = [&](const std::string& dest) {
+    const std::string log = dir_.Sub(absl::StrCat("archiver-", ++runs_, ".log"));
+    absl::StatusOr<std::unique_ptr<testing::Process>> p =
+        testing::Process::Start(testing::BinaryPath("dashctl/dashctl"),
+                                DashctlArgs({"backup", "archive", "--dest=" + dest}), log);
+    EXPECT_TRUE(p.ok());
+    const bool exited = p.ok() && testing::PollUntil([&] { return !(*p)->Running(); },
+                                                     absl::Seconds(30), "the archiver to stop")
+                                      .ok();
+    const int status = exited ? (*p)->Wait() : -1;
+    std::ifstream in(log);
+    return std::make_pair(exited && WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                          std::string(std::istreambuf_iterator<char>(in), {}));
+  };
+  for (int k = 0; k < 6; ++k) Ingest(40 * k, 40 * k + 40);
+  const std::string dest = dir_.Sub("backups");
+  auto [code, out] = archive_until_exit(dest);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_THAT(out, HasSubstr("take a backup"));
+
+  ASSERT_TRUE(CreateBackup(dest).is_object()) << LastErr();
+  {
+    absl::StatusOr<std::unique_ptr<testing::Process>> archiver = testing::Process::Start(
+        testing::BinaryPath("dashctl/dashctl"),
+        DashctlArgs({"backup", "archive", "--dest=" + dest, "--seal-interval=0.3"}),
+        dir_.Sub("archiver.log"));
+    ASSERT_TRUE(archiver.ok());
+    const std::map<uint32_t, uint64_t> acked = Ingest(240, 280);
+    ASSERT_TRUE(testing::PollUntil(
+                    [&] {
+                      testing::CommandResult p =
+                          Dashctl({"restore", "--from=" + dest, "--json", "--force"});
+                      const Json j = Json::parse(p.out, nullptr, false);
+                      if (!j.contains("shards")) return false;
+                      for (const Json& s : j["shards"]) {
+                        const uint32_t shard = s["shard"];
+                        if (acked.count(shard) != 0 &&
+                            s["archived_lsn"].get<uint64_t>() < acked.at(shard)) {
+                          return false;
+                        }
+                      }
+                      return true;
+                    },
+                    absl::Seconds(30), "the archive to catch up", absl::Milliseconds(200))
+                    .ok());
+  }  // The archiver is SIGKILLed here.
+  const Json before =
+      Json::parse(Dashctl({"restore", "--from=" + dest, "--json", "--force"}).out, nullptr, false);
+  ASSERT_TRUE(before.contains("shards")) << LastErr();
+  // Writes it misses, beyond the leaders' retention.
+  for (int k = 7; k < 13; ++k) Ingest(40 * k, 40 * k + 40);
+  std::tie(code, out) = archive_until_exit(dest);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_THAT(out, HasSubstr("archive gap"));
+  EXPECT_THAT(out, HasSubstr("no longer in the leader's log"));
+  // What it had is still there, and restorable.
+  const Json after =
+      Json::parse(Dashctl({"restore", "--from=" + dest, "--json", "--force"}).out, nullptr, false);
+  ASSERT_TRUE(after.contains("shards")) << LastErr();
+  EXPECT_EQ(after["restore_to"], before["restore_to"]);
 }
 
 }  // namespace

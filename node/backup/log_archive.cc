@@ -326,6 +326,10 @@ absl::StatusOr<ArchiveExtent> ArchiveExtentOf(const std::string& repo_dir, uint3
   if (!tail.empty()) {
     if (extent.first_lsn == 0) extent.first_lsn = tail.front().lsn;
     extent.last_lsn = tail.back().lsn;
+    extent.last_time_micros = tail.back().commit_time_micros;
+  } else if (!sealed.empty()) {
+    DASH_ASSIGN_OR_RETURN(std::vector<ArchivedRecord> last, ReadSealed(sealed.back()));
+    extent.last_time_micros = last.back().commit_time_micros;
   }
   return extent;
 }

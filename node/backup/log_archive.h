@@ -95,7 +95,8 @@ struct ArchiveExtent {
   uint64_t first_lsn = 0;  // 0 when empty.
   uint64_t last_lsn = 0;
   uint64_t sealed_lsn = 0;
-  size_t segments = 0;  // Sealed ones.
+  size_t segments = 0;           // Sealed ones.
+  int64_t last_time_micros = 0;  // The commit time of the record at last_lsn.
 };
 
 // Reads shard `shard`'s archived records from `from_lsn` on, in LSN order,
