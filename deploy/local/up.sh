@@ -12,13 +12,16 @@
 # Each process also serves HTTPS (health, readiness, Prometheus metrics; the JSON API on the
 # router and the nodes) on its gRPC port + 80: router 7180, nodes 7181-7183, control plane 7080.
 #   env: DASH_PORT (router, default 7100; nodes use the next three ports),
-#        DASH_CONTROLPLANE_PORT (default 7000)
+#        DASH_CONTROLPLANE_PORT (default 7000),
+#        DASH_RESTORE_FLAGS (set by deploy/local/restore.sh: the control plane and the nodes
+#        start restored from a backup, and no sample is loaded)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 run=$root/deploy/local/run
 port=${DASH_PORT:-7100}
 cp_port=${DASH_CONTROLPLANE_PORT:-7000}
+read -r -a restore <<<"${DASH_RESTORE_FLAGS:-}"
 
 scripts/bootstrap.sh
 scripts/build.sh dash-controlplane dash-node dash-router dashctl
@@ -65,12 +68,12 @@ start() {
 secure controlplane
 start controlplane controlplane/dash-controlplane --data_dir="$run/controlplane/data" \
   --listen="127.0.0.1:$cp_port" --http_listen="127.0.0.1:$((cp_port + 80))" --shard_count=4 \
-  --replication_factor=3 "${SECURE[@]}"
+  --replication_factor=3 "${SECURE[@]}" ${restore[@]+"${restore[@]}"}
 secure node
 for i in 1 2 3; do
   start "n$i" node/dash-node --data_dir="$run/n$i/data" --listen="127.0.0.1:$((port + i))" \
     --http_listen="127.0.0.1:$((port + 80 + i))" --node_id="n$i" \
-    --controlplane="127.0.0.1:$cp_port" "${SECURE[@]}"
+    --controlplane="127.0.0.1:$cp_port" "${SECURE[@]}" ${restore[@]+"${restore[@]}"}
 done
 secure router
 start router router/dash-router --listen="127.0.0.1:$port" --http_listen="127.0.0.1:$((port + 80))" \
@@ -91,6 +94,17 @@ sys.exit(0 if p.get("created") and shards and all(
   fi
   sleep 0.1
 done
+
+if [[ ${#restore[@]} -gt 0 ]]; then
+  echo "== restored (${restore[*]})"
+  sleep 0.5  # One heartbeat, so that the table shows the restored LSNs.
+  $ctl placement show
+  echo "== every shard's replicas compared (dashctl verify)"
+  $ctl verify
+  echo "The restored cluster is running: router 127.0.0.1:$port, control plane 127.0.0.1:$cp_port."
+  echo "Stop it with: deploy/local/down.sh"
+  exit 0
+fi
 
 echo "== loading deploy/sample/climate-fever-sample.jsonl (40 claims, 200 evidence) through the router"
 $ctl ingest deploy/sample/climate-fever-sample.jsonl --tenant=climate >"$run/ingest-tokens.jsonl"
