@@ -1,5 +1,6 @@
 // RocksDB implementation of the storage Engine: one DB per shard replica, one
 // column family per key family.
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -168,9 +169,14 @@ class RocksEngine final : public Engine {
     rocksdb::Checkpoint* raw = nullptr;
     DASH_RETURN_IF_ERROR(FromRocks(rocksdb::Checkpoint::Create(db_.get(), &raw), "checkpoint"));
     std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
-    // log_size_for_flush 0: memtables are flushed first, so the copy needs no
-    // write-ahead log replay beyond what it holds.
-    return FromRocks(checkpoint->CreateCheckpoint(dir, /*log_size_for_flush=*/0),
+    // No flush: the live write-ahead log is copied with the table files, and
+    // opening the copy replays it. Every write goes to the log (none disables
+    // it), so the copy holds exactly what was committed when it was taken, in
+    // every column family alike; and the caller's pause (ShardReplica holds
+    // its writes meanwhile) is only links and that short copy. (A flush here
+    // would also write and sync a table file per family during the pause.)
+    return FromRocks(checkpoint->CreateCheckpoint(
+                         dir, /*log_size_for_flush=*/std::numeric_limits<uint64_t>::max()),
                      absl::StrCat("checkpoint into ", dir));
   }
   absl::Status Flush() override {
