@@ -39,6 +39,9 @@ DEFINE_string(restore_from, "",
               "above the backup's. Only into an empty --data_dir (or one this restore began); "
               "start each node with the same two flags.");
 DEFINE_string(restore_backup, "latest", "The backup --restore_from restores: an id or latest.");
+DEFINE_string(restore_node_map, "",
+              "Restoring into nodes with other ids: OLD=NEW,... (the backup's node id = the new "
+              "one), as `dashctl restore --node-map` prints it; the same on every process.");
 DEFINE_string(restore_to, "",
               "Point-in-time restore: the commit tokens (shard:epoch:lsn,..., one per shard) the "
               "nodes are restored to, as `dashctl restore` prints them. Empty: the backup's cut.");
@@ -50,9 +53,9 @@ namespace {
 // --restore_from: the table of a new cluster restored from a backup, saved
 // before the control plane opens its store.
 absl::Status RestoreTable() {
-  DASH_ASSIGN_OR_RETURN(
-      dash::backup::ServerRestore restore,
-      dash::backup::PlanServerRestore(FLAGS_restore_from, FLAGS_restore_backup, FLAGS_restore_to));
+  DASH_ASSIGN_OR_RETURN(dash::backup::ServerRestore restore,
+                        dash::backup::PlanServerRestore(FLAGS_restore_from, FLAGS_restore_backup,
+                                                        FLAGS_restore_to, FLAGS_restore_node_map));
   const std::string label = dash::backup::RestoreLabel(restore.plan);
   DASH_RETURN_IF_ERROR(dash::backup::ClaimDataDir(label, FLAGS_data_dir));
   DASH_ASSIGN_OR_RETURN(std::unique_ptr<dash::controlplane::PlacementStore> store,

@@ -181,10 +181,21 @@ int RunArchive(const GlobalOptions& g, const ArchiveOptions& o) {
   if (!repo.ok()) return Fail(repo.status());
   absl::StatusOr<Repository::WriterLock> lock = repo->LockForArchiving();
   if (!lock.ok()) return Fail(lock.status());
-  absl::StatusOr<v1::Placement> placement = ReadPlacement(g);
-  if (!placement.ok()) return Fail(placement.status());
   std::signal(SIGINT, OnStopSignal);
   std::signal(SIGTERM, OnStopSignal);
+  // A cluster not created or not reachable yet is waited for (an archiver
+  // may start with it), saying so every 10 s.
+  absl::StatusOr<v1::Placement> placement = ReadPlacement(g);
+  for (absl::Time said = absl::InfinitePast(); !placement.ok() && !g_stop;
+       placement = ReadPlacement(g)) {
+    if (absl::Now() - said >= absl::Seconds(10)) {
+      fprintf(stderr, "waiting for the cluster at %s: %s\n", g.controlplane.c_str(),
+              std::string(placement.status().message()).c_str());
+      said = absl::Now();
+    }
+    absl::SleepFor(absl::Milliseconds(500));
+  }
+  if (!placement.ok()) return Fail(placement.status());
   fprintf(stderr, "archiving the log of %u shards into %s (stop with SIGINT or SIGTERM)\n",
           placement->shard_count(), o.dest.c_str());
   std::mutex print_mu;
@@ -210,6 +221,7 @@ struct RestoreOptions {
   std::string backup;
   std::string to_time;
   std::string to_token;
+  std::string node_map;
   bool to_backup = false;
   bool force = false;
 };
@@ -243,6 +255,9 @@ int RunRestore(const GlobalOptions& g, const RestoreOptions& o) {
   if (!repo.ok()) return Fail(repo.status());
   absl::StatusOr<backup::RestorePlan> plan = backup::PlanRestore(*repo, o.backup, target);
   if (!plan.ok()) return Fail(plan.status());
+  absl::StatusOr<std::map<std::string, std::string>> node_map = backup::ParseNodeMap(o.node_map);
+  if (!node_map.ok()) return Fail(node_map.status());
+  if (absl::Status st = backup::CheckNodeMap(plan->backup, *node_map); !st.ok()) return Fail(st);
 
   // A damaged backup is refused here, as the servers would refuse it.
   absl::StatusOr<std::vector<backup::Damage>> damage = repo->Verify({plan->backup.id});
@@ -274,6 +289,7 @@ int RunRestore(const GlobalOptions& g, const RestoreOptions& o) {
   bool replays = false;
   for (const backup::ShardPlan& s : plan->shards) replays = replays || s.to_lsn != s.cut_lsn;
   if (replays) flags.push_back(absl::StrCat("--restore_to=", plan->Tokens()));
+  if (!node_map->empty()) flags.push_back(absl::StrCat("--restore_node_map=", o.node_map));
   if (g.json) {
     nlohmann::json j;
     j["backup"] = plan->backup.id;
@@ -301,7 +317,7 @@ int RunRestore(const GlobalOptions& g, const RestoreOptions& o) {
   }
   printf(
       "\nStart a new control plane and every node (each with its --node_id from the backup, "
-      "an empty --data_dir) with:\n  %s\n",
+      "or as --node-map renames it, and an empty --data_dir) with:\n  %s\n",
       absl::StrJoin(flags, " ").c_str());
   return kOk;
 }
@@ -338,6 +354,8 @@ void AddRestoreCommands(CLI::App& app, GlobalOptions& g, std::function<int()>* r
       restore->add_flag("--to-backup", o->to_backup, "Restore the backup's cut only (no replay)");
   to_time->excludes(to_token)->excludes(to_backup);
   to_token->excludes(to_backup);
+  restore->add_option("--node-map", o->node_map,
+                      "Restore into nodes with other ids: OLD=NEW,... (the backup's id = the new)");
   restore->add_flag("--force", o->force, "Plan even though a cluster answers at --controlplane");
   restore->callback([&g, o, run] { *run = [&g, o] { return RunRestore(g, *o); }; });
 }

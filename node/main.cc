@@ -79,6 +79,9 @@ DEFINE_string(restore_from, "",
               "--restore_backup. Only into an empty --data_dir (or one this restore began); "
               "start the new control plane with the same two flags.");
 DEFINE_string(restore_backup, "latest", "The backup --restore_from restores: an id or latest.");
+DEFINE_string(restore_node_map, "",
+              "Restoring into nodes with other ids: OLD=NEW,... (the backup's node id = the new "
+              "one), as `dashctl restore --node-map` prints it; the same on every process.");
 DEFINE_string(restore_to, "",
               "Point-in-time restore: replay the repository's log archive after the backup's cut "
               "up to these commit tokens, one per shard (shard:epoch:lsn,...), as `dashctl "
@@ -93,9 +96,9 @@ namespace {
 // --restore_from: this node's replicas put in place from a backup, before
 // anything opens them.
 absl::Status RestoreReplicas() {
-  DASH_ASSIGN_OR_RETURN(
-      dash::backup::ServerRestore restore,
-      dash::backup::PlanServerRestore(FLAGS_restore_from, FLAGS_restore_backup, FLAGS_restore_to));
+  DASH_ASSIGN_OR_RETURN(dash::backup::ServerRestore restore,
+                        dash::backup::PlanServerRestore(FLAGS_restore_from, FLAGS_restore_backup,
+                                                        FLAGS_restore_to, FLAGS_restore_node_map));
   // The archived records after the cut, applied to the restored checkpoint
   // as a follower applies its leader's, before the replica is in place.
   auto replay = [&restore](const std::string& dir, const dash::backup::ShardPlan& plan) {

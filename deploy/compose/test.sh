@@ -9,6 +9,8 @@
 #     a query through it ranks the claims written;
 #   - the killed node, started again, catches up: all replicas of every shard in sync and
 #     equal (dashctl verify);
+#   - the archiver service followed the failover: the log archive (with a backup taken before
+#     the writes, in the backups volume) holds every acknowledged write;
 # then tears everything down (volumes included).
 #   deploy/compose/test.sh [--source]   --source: compile the binaries inside the image instead
 set -euo pipefail
@@ -38,6 +40,8 @@ echo "== up (project $COMPOSE_PROJECT_NAME, router https port $DASH_ROUTER_HTTP_
 dash_compose up -d --no-build
 dash_wait_serving 120 || fail "the router never turned SERVING"
 dash_fetch_admin "$work" || fail "no admin token from the init service"
+dash_compose run --rm --no-deps -T ctl backup create --dest=/backups >/dev/null ||
+  fail "backup create in the ctl container failed"
 ctl=("$root/build/dashctl/dashctl" "--tls-ca=$work/ca.pem" "--token-file=$work/token"
   "--addr=127.0.0.1:$DASH_ROUTER_PORT" "--controlplane=127.0.0.1:$DASH_CONTROLPLANE_PORT")
 placement() { "${ctl[@]}" --json placement show; }
@@ -46,7 +50,7 @@ api() { curl -sS --max-time 10 --cacert "$work/ca.pem" -H "Authorization: Bearer
 
 # The writer: one claim with one piece of quoted evidence per batch, a fresh idempotency key
 # each. A write is acknowledged when the router answers 200 with a commit token; each is logged
-# as "id shard epoch". Anything else (503 while the shard has no leader, a cut connection) is
+# as "id shard epoch lsn". Anything else (503 while the shard has no leader, a cut connection) is
 # not acknowledged and is counted apart.
 write_loop() {
   local i=0 body code
@@ -56,7 +60,7 @@ write_loop() {
     code=$(api -o "$work/w.out" -w '%{http_code}' -H 'Content-Type: application/json' -d "$body" \
       "$https/v1/tenants/compose/write" 2>/dev/null) || code=000
     if [[ $code == 200 ]]; then
-      python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["token"]; print(sys.argv[2], t.get("shard",0), t["epoch"])' \
+      python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["token"]; print(sys.argv[2], t.get("shard",0), t["epoch"], t["lsn"])' \
         "$work/w.out" "w$i" >>"$work/acked"
     else
       echo "w$i $code" >>"$work/refused"
@@ -131,4 +135,21 @@ sys.exit(0 if all(r.get("in_sync") or r["node_id"] == s["leader_node_id"]
   sleep 0.5
 done
 dash_compose run --rm --no-deps -T ctl verify || fail "replicas differ after the restart"
+
+echo "== the log archive holds every acknowledged write (the archiver followed the failover)"
+deadline=$((SECONDS + 60))
+until dash_compose run --rm --no-deps -T ctl --json restore --from=/backups --force 2>/dev/null |
+  python3 -c 'import json, sys
+plan = json.load(sys.stdin)
+archived = {s["shard"]: s["archived_lsn"] for s in plan["shards"]}
+acked = {}
+for line in open(sys.argv[1]):
+    _, shard, _, lsn = line.split()
+    acked[int(shard)] = max(acked.get(int(shard), 0), int(lsn))
+short = {s: (lsn, archived.get(s, 0)) for s, lsn in acked.items() if archived.get(s, 0) < lsn}
+print("   archived to", archived, "; short:", short)
+sys.exit(1 if short else 0)' "$work/acked"; do
+  ((SECONDS < deadline)) || fail "acknowledged writes missing from the log archive"
+  sleep 1
+done
 echo "PASS: failover of shard $shard from $victim; $(wc -l <"$work/acked") acknowledged writes, none lost"

@@ -2,12 +2,15 @@
 
 #include <algorithm>
 #include <optional>
+#include <set>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
+#include "dash/v1/placement.pb.h"
+#include "google/protobuf/util/json_util.h"
 #include "node/backup/log_archive.h"
 
 namespace dash::backup {
@@ -164,6 +167,48 @@ absl::StatusOr<RestoreTarget> ServerRestoreTarget(const std::string& restore_to)
   target.exact = true;
   DASH_ASSIGN_OR_RETURN(target.tokens, ParseTokens(restore_to));
   return target;
+}
+
+absl::StatusOr<std::map<std::string, std::string>> ParseNodeMap(const std::string& text) {
+  std::map<std::string, std::string> out;
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    std::vector<std::string> f = absl::StrSplit(part, '=');
+    if (f.size() != 2 || f[0].empty() || f[1].empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("node_map: \"", part, "\" is not OLD_ID=NEW_ID"));
+    }
+    if (!out.emplace(f[0], f[1]).second) {
+      return absl::InvalidArgumentError(absl::StrCat("node_map: node ", f[0], " twice"));
+    }
+  }
+  return out;
+}
+
+absl::Status CheckNodeMap(const Manifest& m, const std::map<std::string, std::string>& node_map) {
+  if (node_map.empty()) return absl::OkStatus();
+  v1::Placement placement;
+  if (!google::protobuf::util::JsonStringToMessage(m.placement_json, &placement).ok()) {
+    return absl::DataLossError(absl::StrCat("backup ", m.id, ": its placement does not parse"));
+  }
+  std::set<std::string> nodes;
+  for (const v1::NodeEntry& n : placement.nodes()) nodes.insert(n.node_id());
+  std::set<std::string> after;
+  for (const std::string& n : nodes) {
+    auto it = node_map.find(n);
+    if (!after.insert(it == node_map.end() ? n : it->second).second) {
+      return absl::InvalidArgumentError(absl::StrCat("node_map: two nodes of backup ", m.id,
+                                                     " would both be ",
+                                                     it == node_map.end() ? n : it->second));
+    }
+  }
+  for (const auto& [from, to] : node_map) {
+    if (nodes.count(from) == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("node_map: ", from, " is not a node of backup ", m.id,
+                       " (its nodes: ", absl::StrJoin(nodes, ", "), ")"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 std::string RestorePlan::Tokens() const {

@@ -59,6 +59,9 @@ struct ShardPlan {
 struct RestorePlan {
   Manifest backup;
   std::vector<ShardPlan> shards;  // One per shard, ordered.
+  // Restoring into nodes with other ids: the backup's node id -> the new
+  // one (ids not named keep theirs). Empty: the same ids.
+  std::map<std::string, std::string> node_map;
 
   // The plan's ends as exact tokens, "0:3:812,1:3:790": the servers'
   // --restore_to.
@@ -72,6 +75,12 @@ struct RestorePlan {
 // DATA_LOSS naming a damaged segment.
 absl::StatusOr<RestorePlan> PlanRestore(const Repository& repo, const std::string& backup_id,
                                         const RestoreTarget& target);
+
+// "old=new,..." (ParseNodeMap), checked against backup `m` (CheckNodeMap):
+// every old id one of its nodes, the new ids distinct from each other and from
+// the ids not renamed. INVALID_ARGUMENT naming what is wrong.
+absl::StatusOr<std::map<std::string, std::string>> ParseNodeMap(const std::string& text);
+absl::Status CheckNodeMap(const Manifest& m, const std::map<std::string, std::string>& node_map);
 
 // Calls `apply` with the encoded records of `plan`'s shard after the cut up
 // to to_lsn, in order, in batches of at most `batch` records.

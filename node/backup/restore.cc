@@ -35,18 +35,28 @@ absl::Status CopyVerified(const std::string& from, const std::string& to, const 
 }  // namespace
 
 absl::StatusOr<ServerRestore> PlanServerRestore(const std::string& from, const std::string& backup,
-                                                const std::string& restore_to) {
+                                                const std::string& restore_to,
+                                                const std::string& node_map) {
   DASH_ASSIGN_OR_RETURN(Repository repo, Repository::Open(from, /*create=*/false));
   DASH_ASSIGN_OR_RETURN(RestoreTarget target, ServerRestoreTarget(restore_to));
   DASH_ASSIGN_OR_RETURN(RestorePlan plan, PlanRestore(repo, backup, target));
+  DASH_ASSIGN_OR_RETURN(plan.node_map, ParseNodeMap(node_map));
+  DASH_RETURN_IF_ERROR(CheckNodeMap(plan.backup, plan.node_map));
   return ServerRestore{std::move(repo), std::move(plan)};
 }
 
 std::string RestoreLabel(const RestorePlan& plan) {
+  std::string label = plan.backup.id;
   for (const ShardPlan& s : plan.shards) {
-    if (s.to_lsn != s.cut_lsn) return absl::StrCat(plan.backup.id, " to ", plan.Tokens());
+    if (s.to_lsn != s.cut_lsn) {
+      absl::StrAppend(&label, " to ", plan.Tokens());
+      break;
+    }
   }
-  return plan.backup.id;
+  if (!plan.node_map.empty()) {
+    absl::StrAppend(&label, " as ", absl::StrJoin(plan.node_map, ",", absl::PairFormatter("=")));
+  }
+  return label;
 }
 
 absl::StatusOr<v1::Placement> RestoredPlacement(const RestorePlan& plan) {
@@ -107,6 +117,26 @@ absl::StatusOr<v1::Placement> RestoredPlacement(const RestorePlan& plan) {
     if (!leader_is_replica) {
       return absl::DataLossError(absl::StrCat("backup ", m.id, ": shard ", s.shard(), "'s leader ",
                                               cut->leader, " is not one of its replicas"));
+    }
+  }
+  // Other node ids: every mention renamed, the lists kept in id order.
+  if (!plan.node_map.empty()) {
+    DASH_RETURN_IF_ERROR(CheckNodeMap(m, plan.node_map));
+    auto renamed = [&plan](const std::string& id) {
+      auto it = plan.node_map.find(id);
+      return it == plan.node_map.end() ? id : it->second;
+    };
+    for (v1::NodeEntry& n : *p.mutable_nodes()) n.set_node_id(renamed(n.node_id()));
+    std::sort(
+        p.mutable_nodes()->begin(), p.mutable_nodes()->end(),
+        [](const v1::NodeEntry& a, const v1::NodeEntry& b) { return a.node_id() < b.node_id(); });
+    for (v1::ShardEntry& s : *p.mutable_shards()) {
+      s.set_leader_node_id(renamed(s.leader_node_id()));
+      for (v1::ReplicaEntry& r : *s.mutable_replicas()) r.set_node_id(renamed(r.node_id()));
+      std::sort(s.mutable_replicas()->begin(), s.mutable_replicas()->end(),
+                [](const v1::ReplicaEntry& a, const v1::ReplicaEntry& b) {
+                  return a.node_id() < b.node_id();
+                });
     }
   }
   return p;

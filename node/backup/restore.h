@@ -36,21 +36,23 @@ namespace dash::backup {
 inline constexpr char kRestoreMarker[] = "RESTORE_OF";
 
 // What a server started with --restore_from=DIR --restore_backup=ID
-// --restore_to=TOKENS restores: the repository, and the plan
-// (ServerRestoreTarget, PlanRestore).
+// --restore_to=TOKENS --restore_node_map=OLD=NEW,... restores: the
+// repository, and the plan (ServerRestoreTarget, PlanRestore, ParseNodeMap).
 struct ServerRestore {
   Repository repo;
   RestorePlan plan;
 };
 absl::StatusOr<ServerRestore> PlanServerRestore(const std::string& from, const std::string& backup,
-                                                const std::string& restore_to);
+                                                const std::string& restore_to,
+                                                const std::string& node_map);
 
 // What a restored data directory's marker says: the backup's id, and the
 // tokens restored to when the plan replays archived records.
 std::string RestoreLabel(const RestorePlan& plan);
 
 // The backup's placement as the restored cluster's first table: created, the
-// same shard count, replication factor, nodes and replica sets; each shard
+// same shard count, replication factor, nodes (renamed by the plan's
+// node_map) and replica sets; each shard
 // led by the node whose checkpoint the backup holds, at an epoch above every
 // epoch the backup and the plan's replayed records know of for it (not ready
 // until that leader reports); the version above the backup's.
