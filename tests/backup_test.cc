@@ -137,6 +137,16 @@ class BackupTest : public ::testing::Test {
     return out;
   }
 
+  // `dashctl backup archive` into `dest`, sealing often, as a process.
+  std::unique_ptr<testing::Process> StartArchiver(const std::string& dest) {
+    absl::StatusOr<std::unique_ptr<testing::Process>> archiver = testing::Process::Start(
+        testing::BinaryPath("dashctl/dashctl"),
+        DashctlArgs({"backup", "archive", "--dest=" + dest, "--seal-interval=0.3"}),
+        dir_.Sub(absl::StrCat("archiver-", ++runs_, ".log")));
+    EXPECT_TRUE(archiver.ok()) << archiver.status();
+    return archiver.ok() ? *std::move(archiver) : nullptr;
+  }
+
   Json CreateBackup(const std::string& dest) {
     testing::CommandResult r =
         Dashctl({"backup", "create", absl::StrCat("--dest=", dest), "--json"});
@@ -549,11 +559,8 @@ TEST_F(BackupTest, PointInTimeRestoreReplaysTheArchivedLogToATokenOrToItsEnd) {
   Ingest(0, 100);
   const std::string dest = dir_.Sub("backups");
   ASSERT_TRUE(CreateBackup(dest).is_object()) << LastErr();
-  absl::StatusOr<std::unique_ptr<testing::Process>> archiver = testing::Process::Start(
-      testing::BinaryPath("dashctl/dashctl"),
-      DashctlArgs({"backup", "archive", "--dest=" + dest, "--seal-interval=0.3"}),
-      dir_.Sub("archiver.log"));
-  ASSERT_TRUE(archiver.ok());
+  std::unique_ptr<testing::Process> archiver = StartArchiver(dest);
+  ASSERT_NE(archiver, nullptr);
   Ingest(100, 200);
   const std::map<uint32_t, std::string> mid = last_tokens_;
   ASSERT_EQ(mid.size(), 4u);
@@ -592,8 +599,8 @@ TEST_F(BackupTest, PointInTimeRestoreReplaysTheArchivedLogToATokenOrToItsEnd) {
                   absl::Seconds(30), "every acknowledged write archived", absl::Milliseconds(200))
                   .ok());
   // Killed, not stopped: what it synced is what it has.
-  (*archiver)->Signal(SIGKILL);
-  (*archiver)->Wait();
+  archiver->Signal(SIGKILL);
+  archiver->Wait();
   // A cluster answering at --controlplane: no plan without --force.
   EXPECT_EQ(Dashctl({"restore", "--from=" + dest}).exit_code, 1);
   EXPECT_THAT(LastErr(), HasSubstr("--force"));
@@ -677,11 +684,8 @@ TEST_F(ShortLogBackupTest, AnArchiverBehindTheLeadersLogsNamesTheGapAndStops) {
 
   ASSERT_TRUE(CreateBackup(dest).is_object()) << LastErr();
   {
-    absl::StatusOr<std::unique_ptr<testing::Process>> archiver = testing::Process::Start(
-        testing::BinaryPath("dashctl/dashctl"),
-        DashctlArgs({"backup", "archive", "--dest=" + dest, "--seal-interval=0.3"}),
-        dir_.Sub("archiver.log"));
-    ASSERT_TRUE(archiver.ok());
+    std::unique_ptr<testing::Process> archiver = StartArchiver(dest);
+    ASSERT_NE(archiver, nullptr);
     const std::map<uint32_t, uint64_t> acked = Ingest(240, 280);
     ASSERT_TRUE(testing::PollUntil(
                     [&] {

@@ -1,10 +1,6 @@
 #include "node/backup/log_archive.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <filesystem>
 #include <map>
 
@@ -210,23 +206,7 @@ absl::Status ShardArchive::Append(const std::vector<std::string>& encoded) {
   const std::string path = (fs::path(dir_) / kTail).string();
   const bool fresh = !fs::exists(path);
   const std::string bytes = Frame(added, /*magic=*/fresh);
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (fd < 0) return storage::IoError("cannot open", path, errno);
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      return storage::IoError("cannot append to", path, err);
-    }
-    done += static_cast<size_t>(n);
-  }
-  const bool synced = ::fdatasync(fd) == 0;
-  const int err = errno;
-  ::close(fd);
-  if (!synced) return storage::IoError("cannot sync", path, err);
+  DASH_RETURN_IF_ERROR(storage::AppendToFile(path, bytes));
   if (fresh) DASH_RETURN_IF_ERROR(storage::SyncPath(dir_));
   for (ArchivedRecord& r : added) tail_.push_back(std::move(r));
   return absl::OkStatus();

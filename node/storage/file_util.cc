@@ -72,23 +72,44 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& tmp
   return WriteFileAtomically(path, tmp_path, std::vector<absl::string_view>{data});
 }
 
+namespace {
+
+// Writes all of `data` to `fd` (retrying short writes); closes `fd` on error.
+absl::Status WriteAll(int fd, absl::string_view data, const std::string& path) {
+  size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      return IoError("cannot write", path, err);
+    }
+    done += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status AppendToFile(const std::string& path, absl::string_view data) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) return IoError("cannot open", path, errno);
+  DASH_RETURN_IF_ERROR(WriteAll(fd, data, path));
+  if (::fdatasync(fd) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return IoError("cannot sync", path, err);
+  }
+  ::close(fd);
+  return absl::OkStatus();
+}
+
 absl::Status WriteFileAtomically(const std::string& path, const std::string& tmp_path,
                                  const std::vector<absl::string_view>& parts) {
   const int fd = ::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return IoError("cannot create", tmp_path, errno);
-  for (absl::string_view data : parts) {
-    size_t done = 0;
-    while (done < data.size()) {
-      const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        const int err = errno;
-        ::close(fd);
-        return IoError("cannot write", tmp_path, err);
-      }
-      done += static_cast<size_t>(n);
-    }
-  }
+  for (absl::string_view data : parts) DASH_RETURN_IF_ERROR(WriteAll(fd, data, tmp_path));
   if (::fsync(fd) != 0) {
     const int err = errno;
     ::close(fd);

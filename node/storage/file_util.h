@@ -30,6 +30,9 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& tmp
 
 // The whole file. NOT_FOUND if it does not exist.
 absl::StatusOr<std::string> ReadFile(const std::string& path);
+// Appends `data` to the file at `path` (created if missing) and syncs its
+// content (fdatasync); the caller syncs the directory of a new file.
+absl::Status AppendToFile(const std::string& path, absl::string_view data);
 
 // Hex SHA-256 of the whole file.
 absl::StatusOr<std::string> Sha256OfFile(const std::string& path);
