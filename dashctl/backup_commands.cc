@@ -9,6 +9,7 @@
 //
 // Exit codes: 0 done; 1 the cluster refused or failed, or verify found damage;
 // 2 bad usage; 3 unreachable.
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -272,17 +273,48 @@ int RunVerify(const GlobalOptions& g, const BackupOptions& o) {
   return damage->empty() ? kOk : kServerError;
 }
 
+// After backups were deleted: the log archive's sealed segments that end
+// before every remaining backup's cut (per shard) serve no restore any more.
+// Nothing goes while no backup remains.
+absl::StatusOr<backup::ArchiveDropStats> DropUnusedArchive(const Repository& repo) {
+  DASH_ASSIGN_OR_RETURN(std::vector<Manifest> left, repo.List());
+  backup::ArchiveDropStats total;
+  if (left.empty()) return total;
+  for (uint32_t shard = 0; shard < left.front().shard_count; ++shard) {
+    uint64_t oldest_cut = UINT64_MAX;
+    for (const Manifest& m : left) {
+      for (const ShardCut& c : m.shards) {
+        if (c.shard == shard) oldest_cut = std::min(oldest_cut, c.last_lsn);
+      }
+    }
+    if (oldest_cut == UINT64_MAX) continue;
+    DASH_ASSIGN_OR_RETURN(backup::ArchiveDropStats s,
+                          backup::DropArchiveBefore(repo.dir(), shard, oldest_cut));
+    total.segments += s.segments;
+    total.bytes += s.bytes;
+  }
+  return total;
+}
+
 int PrintDeleted(const GlobalOptions& g, const std::vector<std::string>& ids,
-                 const Repository::DeleteStats& stats) {
+                 const Repository::DeleteStats& stats, const Repository& repo) {
+  absl::StatusOr<backup::ArchiveDropStats> archive = DropUnusedArchive(repo);
+  if (!archive.ok()) return Fail(archive.status());
   if (g.json) {
     printf("%s\n", nlohmann::json({{"deleted", ids},
                                    {"files_removed", stats.files_removed},
-                                   {"bytes_removed", stats.bytes_removed}})
+                                   {"bytes_removed", stats.bytes_removed},
+                                   {"archive_segments_removed", archive->segments},
+                                   {"archive_bytes_removed", archive->bytes}})
                        .dump()
                        .c_str());
   } else {
     printf("deleted %d backups; %d files no other backup uses removed (%s)\n", stats.backups,
            stats.files_removed, Mb(stats.bytes_removed).c_str());
+    if (archive->segments > 0) {
+      printf("log archive: %d segments older than every remaining backup removed (%s)\n",
+             archive->segments, Mb(archive->bytes).c_str());
+    }
   }
   return kOk;
 }
@@ -292,7 +324,7 @@ int RunDelete(const GlobalOptions& g, const BackupOptions& o) {
   if (!writable.ok()) return Fail(writable.status());
   absl::StatusOr<Repository::DeleteStats> stats = writable->repo.Delete(o.ids);
   if (!stats.ok()) return Fail(stats.status());
-  return PrintDeleted(g, o.ids, *stats);
+  return PrintDeleted(g, o.ids, *stats, writable->repo);
 }
 
 // "7d", "36h", "90m": absl's durations plus days.
@@ -331,7 +363,7 @@ int RunPrune(const GlobalOptions& g, const BackupOptions& o) {
     if (!deleted.ok()) return Fail(deleted.status());
     stats = *deleted;
   }
-  return PrintDeleted(g, doomed, stats);
+  return PrintDeleted(g, doomed, stats, *repo);
 }
 
 }  // namespace

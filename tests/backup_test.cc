@@ -558,7 +558,8 @@ TEST_F(BackupTest, ARestoreRefusesADamagedBackupAndAFullDataDirectoryWritingNoth
 TEST_F(BackupTest, PointInTimeRestoreReplaysTheArchivedLogToATokenOrToItsEnd) {
   Ingest(0, 100);
   const std::string dest = dir_.Sub("backups");
-  ASSERT_TRUE(CreateBackup(dest).is_object()) << LastErr();
+  const Json first = CreateBackup(dest);
+  ASSERT_TRUE(first.is_object()) << LastErr();
   std::unique_ptr<testing::Process> archiver = StartArchiver(dest);
   ASSERT_NE(archiver, nullptr);
   Ingest(100, 200);
@@ -645,6 +646,19 @@ TEST_F(BackupTest, PointInTimeRestoreReplaysTheArchivedLogToATokenOrToItsEnd) {
   destroy_and_restore(to_end, "to-end");
   for (int i = 0; i < 300; i += 7) EXPECT_TRUE(present(i)) << "c" << i;
   EXPECT_TRUE(present(299));
+
+  // Archive retention: a backup of the restored cluster, then the first
+  // backup deleted; the archive's sealed segments, all before the new cut,
+  // go with it, and a restore plans from the new backup alone.
+  const Json second = CreateBackup(dest);
+  ASSERT_TRUE(second.is_object()) << LastErr();
+  testing::CommandResult del =
+      Dashctl({"backup", "delete", "--dest=" + dest, "--json", first["id"].get<std::string>()});
+  ASSERT_EQ(del.exit_code, 0) << LastErr();
+  EXPECT_GT(Json::parse(del.out)["archive_segments_removed"].get<int>(), 0) << del.out;
+  const Json after = plan({});
+  ASSERT_TRUE(after.contains("backup")) << LastErr();
+  EXPECT_EQ(after["backup"], second["id"]);
 }
 
 // Nodes that keep only the last 4 records of each shard's log.

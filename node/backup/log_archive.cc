@@ -314,4 +314,21 @@ absl::StatusOr<ArchiveExtent> ArchiveExtentOf(const std::string& repo_dir, uint3
   return extent;
 }
 
+absl::StatusOr<ArchiveDropStats> DropArchiveBefore(const std::string& repo_dir, uint32_t shard,
+                                                   uint64_t keep_from_lsn) {
+  const std::string dir = ArchiveDir(repo_dir, shard);
+  DASH_ASSIGN_OR_RETURN(std::vector<SealedSegment> sealed, ListSealed(dir));
+  ArchiveDropStats stats;
+  for (const SealedSegment& s : sealed) {
+    if (s.last >= keep_from_lsn) break;
+    std::error_code ec;
+    const uint64_t size = fs::file_size(s.path, ec);
+    if (!fs::remove(s.path, ec) || ec) return storage::IoError("cannot remove", s.path, ec.value());
+    ++stats.segments;
+    stats.bytes += size;
+  }
+  if (stats.segments > 0) DASH_RETURN_IF_ERROR(storage::SyncPath(dir));
+  return stats;
+}
+
 }  // namespace dash::backup

@@ -110,6 +110,18 @@ absl::Status ReadArchive(
 
 absl::StatusOr<ArchiveExtent> ArchiveExtentOf(const std::string& repo_dir, uint32_t shard);
 
+// Archive retention: removes shard `shard`'s sealed segments that end before
+// `keep_from_lsn` (the oldest remaining backup's cut: no restore can start
+// before it, and the segment holding the cut's own record is kept). The
+// oldest first, so what remains stays consecutive. Returns the segments and
+// bytes removed.
+struct ArchiveDropStats {
+  int segments = 0;
+  uint64_t bytes = 0;
+};
+absl::StatusOr<ArchiveDropStats> DropArchiveBefore(const std::string& repo_dir, uint32_t shard,
+                                                   uint64_t keep_from_lsn);
+
 }  // namespace dash::backup
 
 #endif  // DASH_NODE_BACKUP_LOG_ARCHIVE_H_

@@ -185,6 +185,36 @@ TEST_F(LogArchiveTest, DamageAndMissingSegmentsAreNamed) {
   EXPECT_THAT(gap.message(), HasSubstr("not consecutive"));
 }
 
+TEST_F(LogArchiveTest, RetentionDropsWholeSegmentsBeforeTheOldestCutAndKeepsTheChain) {
+  absl::StatusOr<ShardArchive> a = ShardArchive::Open(repo(), 0);
+  ASSERT_TRUE(a.ok());
+  for (uint64_t first : {1, 4, 7}) {
+    ASSERT_TRUE(a->Append(Records(first, first + 2, 1)).ok());
+    ASSERT_TRUE(a->Seal(first + 2).ok());
+  }
+  ASSERT_TRUE(a->Append(Records(10, 11, 1)).ok());  // The tail is never dropped.
+  // A backup at lsn 5 needs the segment holding it (4-6) and everything after.
+  absl::StatusOr<ArchiveDropStats> dropped = DropArchiveBefore(repo(), 0, 5);
+  ASSERT_TRUE(dropped.ok()) << dropped.status();
+  EXPECT_EQ(dropped->segments, 1);
+  EXPECT_GT(dropped->bytes, 0u);
+  auto read = Read(5);
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(read->front().first, 5u);
+  EXPECT_EQ(read->back().first, 11u);
+  EXPECT_TRUE(absl::IsNotFound(Read(2).status()));
+  // Past the end of every sealed segment: the tail stays.
+  dropped = DropArchiveBefore(repo(), 0, 100);
+  ASSERT_TRUE(dropped.ok());
+  EXPECT_EQ(dropped->segments, 2);
+  read = Read(10);
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(read->size(), 2u);
+  absl::StatusOr<ShardArchive> again = ShardArchive::Open(repo(), 0);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->last_lsn(), 11u);
+}
+
 // Planning: a repository with backups of one shard at lsn 10 (taken at
 // second 1005) and lsn 20 (second 1015), archived from lsn 8 to 30.
 class PitrTest : public LogArchiveTest {
