@@ -153,13 +153,13 @@ def performance(gates, base):
                     got[0]["ratio"], want["ratio"], "-%d%%" % (100 * p["ingest_tolerance"]),
                     got[0]["ratio"] >= floor)
     scorecard = os.path.join(REPO, "bench", "baseline", "medium.json")
-    history = tempfile.mktemp(prefix="dash-gate-history-")
+    history_dir = tempfile.mkdtemp(prefix="dash-gate-history-")
+    history = os.path.join(history_dir, "history.jsonl")
     r = subprocess.run([os.path.join(ARGS.bin, "bench", "retrieval_bench"), "--profile=medium",
                         "--baseline=" + scorecard, "--history=" + history,
                         "--tolerance=%s" % p["retrieval_p99_tolerance"]],
                        capture_output=True, text=True)
-    if os.path.exists(history):
-        os.remove(history)
+    shutil.rmtree(history_dir, ignore_errors=True)
     print(r.stderr[-2000:], file=sys.stderr)
     card = json.loads(r.stdout[r.stdout.index("{"):])
     old = json.load(open(scorecard))

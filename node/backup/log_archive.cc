@@ -2,12 +2,12 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <map>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/types/span.h"
 #include "common/status_macros.h"
 #include "node/storage/file_util.h"
 
@@ -30,7 +30,7 @@ uint32_t GetU32(absl::string_view in) {
   return v;
 }
 
-std::string Frame(const std::vector<ArchivedRecord>& records, bool magic) {
+std::string Frame(absl::Span<const ArchivedRecord> records, bool magic) {
   std::string out = magic ? std::string(kMagic, kMagicSize) : "";
   for (const ArchivedRecord& r : records) {
     PutU32(&out, static_cast<uint32_t>(r.encoded.size()));
@@ -221,7 +221,7 @@ absl::Status ShardArchive::Seal(uint64_t commit_lsn) {
   size_t n = 0;
   while (n < tail_.size() && tail_[n].lsn <= commit_lsn) ++n;
   if (n == 0) return absl::OkStatus();
-  std::vector<ArchivedRecord> sealed(tail_.begin(), tail_.begin() + n);
+  const absl::Span<const ArchivedRecord> sealed(tail_.data(), n);
   const std::string path =
       (fs::path(dir_) / absl::StrFormat("%020d-%020d.seg", sealed.front().lsn, sealed.back().lsn))
           .string();
@@ -250,8 +250,7 @@ absl::Status ShardArchive::TruncateAfter(uint64_t lsn) {
 }
 
 absl::Status ReadArchive(const std::string& repo_dir, uint32_t shard, uint64_t from_lsn,
-                         const std::function<bool(const storage::LogRecord& record,
-                                                  const std::string& encoded)>& visit) {
+                         const std::function<bool(const ArchivedRecord& record)>& visit) {
   const std::string dir = ArchiveDir(repo_dir, shard);
   DASH_ASSIGN_OR_RETURN(std::vector<SealedSegment> sealed, ListSealed(dir));
   uint64_t next = from_lsn;
@@ -268,10 +267,9 @@ absl::Status ReadArchive(const std::string& repo_dir, uint32_t shard, uint64_t f
         return absl::DataLossError(
             absl::StrCat(path, ": lsn ", r.lsn, " where ", next, " was expected"));
       }
-      DASH_ASSIGN_OR_RETURN(storage::LogRecord rec, storage::DecodeLogRecord(r.encoded));
       started = true;
       ++next;
-      if (!visit(rec, r.encoded)) return false;
+      if (!visit(r)) return false;
     }
     return true;
   };

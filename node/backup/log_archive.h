@@ -100,13 +100,12 @@ struct ArchiveExtent {
 };
 
 // Reads shard `shard`'s archived records from `from_lsn` on, in LSN order,
-// each decoded and CRC-checked, calling `visit` for each until it returns
-// false. NOT_FOUND when the archive does not reach `from_lsn` (an empty
+// each decoded and CRC-checked as its segment is read, calling `visit` for
+// each until it returns false. NOT_FOUND when the archive does not reach `from_lsn` (an empty
 // archive, or one that starts after it: a gap); DATA_LOSS naming the file of
 // a damaged record or a gap between segments.
-absl::Status ReadArchive(
-    const std::string& repo_dir, uint32_t shard, uint64_t from_lsn,
-    const std::function<bool(const storage::LogRecord& record, const std::string& encoded)>& visit);
+absl::Status ReadArchive(const std::string& repo_dir, uint32_t shard, uint64_t from_lsn,
+                         const std::function<bool(const ArchivedRecord& record)>& visit);
 
 absl::StatusOr<ArchiveExtent> ArchiveExtentOf(const std::string& repo_dir, uint32_t shard);
 

@@ -54,11 +54,10 @@ class LogArchiveTest : public ::testing::Test {
   // (lsn, epoch) of every record ReadArchive visits from `from`.
   absl::StatusOr<std::vector<std::pair<uint64_t, uint64_t>>> Read(uint64_t from) {
     std::vector<std::pair<uint64_t, uint64_t>> out;
-    absl::Status st =
-        ReadArchive(repo(), 0, from, [&](const storage::LogRecord& r, const std::string&) {
-          out.emplace_back(r.lsn, r.epoch);
-          return true;
-        });
+    absl::Status st = ReadArchive(repo(), 0, from, [&](const ArchivedRecord& r) {
+      out.emplace_back(r.lsn, r.epoch);
+      return true;
+    });
     if (!st.ok()) return st;
     return out;
   }

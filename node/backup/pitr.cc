@@ -70,35 +70,34 @@ absl::StatusOr<ShardPlan> PlanShard(const Repository& repo, const Manifest& m, c
   }
   // From the cut's own record when archived: it must be the archive's
   // record (the same epoch), and its commit time places the backup in time.
-  const uint64_t from = std::max<uint64_t>(std::max<uint64_t>(cut.last_lsn, 1), extent.first_lsn);
+  const uint64_t from = std::max({cut.last_lsn, uint64_t{1}, extent.first_lsn});
   absl::Status failed;
-  DASH_RETURN_IF_ERROR(ReadArchive(
-      repo.dir(), cut.shard, from, [&](const storage::LogRecord& r, const std::string&) {
-        if (r.lsn == cut.last_lsn) {
-          if (r.epoch != cut.last_epoch) {
-            failed = absl::FailedPreconditionError(
-                absl::StrCat("shard ", cut.shard, ": backup ", m.id, "'s record at lsn ", r.lsn,
-                             " is of epoch ", cut.last_epoch, ", the archive's of epoch ", r.epoch,
-                             " (the backup holds a record its leader never committed)"));
-            return false;
-          }
-          if (by_time && absl::FromUnixMicros(r.commit_time_micros) > target.time) {
-            failed = absl::FailedPreconditionError(absl::StrCat(
-                "backup ", m.id, "'s shard ", cut.shard, " is at a record of ",
-                TimeText(absl::FromUnixMicros(r.commit_time_micros)), ", after the target"));
-            return false;
-          }
-          plan.to_time_micros = r.commit_time_micros;
-          return true;
-        }
-        if (by_time && absl::FromUnixMicros(r.commit_time_micros) > target.time) return false;
-        plan.to_lsn = r.lsn;
-        plan.to_epoch = r.epoch;
-        plan.to_time_micros = r.commit_time_micros;
-        plan.max_epoch = std::max(plan.max_epoch, r.epoch);
-        if (token && r.lsn == token->second) return false;
-        return true;
-      }));
+  DASH_RETURN_IF_ERROR(ReadArchive(repo.dir(), cut.shard, from, [&](const ArchivedRecord& r) {
+    if (r.lsn == cut.last_lsn) {
+      if (r.epoch != cut.last_epoch) {
+        failed = absl::FailedPreconditionError(
+            absl::StrCat("shard ", cut.shard, ": backup ", m.id, "'s record at lsn ", r.lsn,
+                         " is of epoch ", cut.last_epoch, ", the archive's of epoch ", r.epoch,
+                         " (the backup holds a record its leader never committed)"));
+        return false;
+      }
+      if (by_time && absl::FromUnixMicros(r.commit_time_micros) > target.time) {
+        failed = absl::FailedPreconditionError(absl::StrCat(
+            "backup ", m.id, "'s shard ", cut.shard, " is at a record of ",
+            TimeText(absl::FromUnixMicros(r.commit_time_micros)), ", after the target"));
+        return false;
+      }
+      plan.to_time_micros = r.commit_time_micros;
+      return true;
+    }
+    if (by_time && absl::FromUnixMicros(r.commit_time_micros) > target.time) return false;
+    plan.to_lsn = r.lsn;
+    plan.to_epoch = r.epoch;
+    plan.to_time_micros = r.commit_time_micros;
+    plan.max_epoch = std::max(plan.max_epoch, r.epoch);
+    if (token && r.lsn == token->second) return false;
+    return true;
+  }));
   DASH_RETURN_IF_ERROR(failed);
   if (token) {
     if (plan.to_lsn != token->second) {
@@ -249,25 +248,24 @@ absl::Status ForEachReplayBatch(
   std::vector<std::string> pending;
   absl::Status failed;
   uint64_t last = plan.cut_lsn;
-  DASH_RETURN_IF_ERROR(ReadArchive(repo.dir(), plan.shard, plan.cut_lsn + 1,
-                                   [&](const storage::LogRecord& r, const std::string& encoded) {
-                                     if (r.lsn > plan.to_lsn) return false;
-                                     if (r.lsn == plan.to_lsn && r.epoch != plan.to_epoch) {
-                                       failed = absl::FailedPreconditionError(absl::StrCat(
-                                           "shard ", plan.shard, ": the archive's record at lsn ",
-                                           r.lsn, " is of epoch ", r.epoch,
-                                           ", the restore's of epoch ", plan.to_epoch));
-                                       return false;
-                                     }
-                                     pending.push_back(encoded);
-                                     last = r.lsn;
-                                     if (pending.size() >= batch) {
-                                       failed = apply(pending);
-                                       pending.clear();
-                                       if (!failed.ok()) return false;
-                                     }
-                                     return r.lsn < plan.to_lsn;
-                                   }));
+  DASH_RETURN_IF_ERROR(
+      ReadArchive(repo.dir(), plan.shard, plan.cut_lsn + 1, [&](const ArchivedRecord& r) {
+        if (r.lsn > plan.to_lsn) return false;
+        if (r.lsn == plan.to_lsn && r.epoch != plan.to_epoch) {
+          failed = absl::FailedPreconditionError(
+              absl::StrCat("shard ", plan.shard, ": the archive's record at lsn ", r.lsn,
+                           " is of epoch ", r.epoch, ", the restore's of epoch ", plan.to_epoch));
+          return false;
+        }
+        pending.push_back(r.encoded);
+        last = r.lsn;
+        if (pending.size() >= batch) {
+          failed = apply(pending);
+          pending.clear();
+          if (!failed.ok()) return false;
+        }
+        return r.lsn < plan.to_lsn;
+      }));
   DASH_RETURN_IF_ERROR(failed);
   if (!pending.empty()) DASH_RETURN_IF_ERROR(apply(pending));
   if (last != plan.to_lsn) {
